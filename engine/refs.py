@@ -172,7 +172,7 @@ def _tokens(src: str) -> list[tuple[str, str]]:
 
 
 class _Simple:
-    """expr := unary (BINOP unary)*; unary := 'not' unary | primary postfix* filter*."""
+    """expr := unary (BINOP unary)*; unary := ['not'] unary | primary postfix* filter*."""
 
     def __init__(self, src: str, line: int) -> None:
         self.toks = _tokens(src)
@@ -203,7 +203,7 @@ class _Simple:
         return self.refs
 
     def expr(self) -> None:
-        self.unary()
+        self.unary(True)
         while True:
             kind, value = self.peek()
             if kind in ("op", "name") and value in _BINOPS:
@@ -212,12 +212,15 @@ class _Simple:
                 self.i += 2
             else:
                 return
-            self.unary()
+            # as in Jinja2's grammar, "not" starts an operand of and/or only: after == it is a name
+            self.unary(value in ("and", "or"))
 
-    def unary(self) -> None:
+    def unary(self, allow_not: bool) -> None:
         if self.peek() == ("name", "not"):
+            if not allow_not:
+                raise _Fail
             self.i += 1
-            self.unary()
+            self.unary(True)
             return
         self.primary()
         while self.peek() == ("op", "|"):
