@@ -47,6 +47,8 @@ class Context:
     step_ids: frozenset[str] = frozenset()
     start_targets: list[tuple[str, Path]] = field(default_factory=list)
     """``start_playbook`` targets and where they are, for the check across files."""
+    files: dict[str, str] = field(default_factory=dict)
+    """Email template files read while checking (path as written → text), for the compiler."""
     scopes: dict[tuple[Any, ...], ex.Scope] = field(default_factory=dict)
     """Scopes already worked out, by place (one per step and kind of field)."""
 
@@ -313,6 +315,7 @@ def check_email(w: Walker, value: Any, p: Path, target: dict[str, Any]) -> None:
         w.report(tp, "template-file", f'template file "{value["template"]}" {reason}',
                  "the path is relative to the playbook file")
         return
+    w.ctx.files[value["template"]] = text
     for f in ex.check_template(text, scope_for(w, tp)):
         w.report(tp, f.rule, f"in {value['template']} line {f.line + 1}: {f.message}", f.hint)
 

@@ -20,9 +20,13 @@ def version_of(data: Any, extra: Mapping[str, str] | None = None) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
-def compile_playbook(data: Mapping[str, Any], source: str = "") -> m.Playbook:
-    """Compile data that validation accepted without errors; email template files are read here."""
-    files: dict[str, str] = {}
+def compile_playbook(data: Mapping[str, Any], source: str = "", read: Mapping[str, str] | None = None) -> m.Playbook:
+    """Compile data that validation accepted without errors.
+
+    Email template files are read relative to ``source``, unless ``read`` already holds their text
+    (validation read them a moment ago: reading again could even see a different file).
+    """
+    files: dict[str, str] = dict(read or {})
     steps = tuple(_step(s, source, files) for s in data["steps"])
     audience = data.get("audience") or {}
     entry = data.get("entry") or {}
@@ -109,8 +113,9 @@ def _action(kind: str, body: Any, source: str, files: dict[str, str]) -> m.Actio
         template = body.get("template")
         text = body.get("body", "")
         if template is not None:
-            text = (Path(source).parent / template).read_text(encoding="utf-8")
-            files[template] = text
+            if template not in files:
+                files[template] = (Path(source).parent / template).read_text(encoding="utf-8")
+            text = files[template]
         return m.Email(to=_party(body["to"]), sender=_party(body.get("from", "owner")), subject=body["subject"],
                        body=text, template=template, category=body.get("category", "operational"))
     if kind == "wait":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _UNITS = {
     "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
@@ -37,8 +38,9 @@ class DurationError(ValueError):
     """The text is not a duration; the message says what is accepted."""
 
 
+@lru_cache(maxsize=1024)
 def parse_duration(text: str) -> Duration:
-    """Parse a duration or raise :class:`DurationError` with a plain message."""
+    """Parse a duration or raise :class:`DurationError` with a plain message (cached: books repeat them)."""
     raw = text
     text = text.strip()
     iso = _ISO.match(text) if text[:1] == "P" else None

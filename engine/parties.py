@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 PartyKind = Literal["owner", "owner.manager", "role", "user", "team", "channel", "primary_contact", "contacts"]
@@ -59,8 +60,9 @@ class Party:
         return self.kind
 
 
+@lru_cache(maxsize=1024)
 def parse_party(text: str) -> Party | None:
-    """The party ``text`` names, or None when it is not a party form."""
+    """The party ``text`` names, or None when it is not a party form (cached: books repeat them)."""
     for kind, pattern in _FORMS:
         m = pattern.match(text)
         if m:

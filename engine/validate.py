@@ -81,7 +81,7 @@ def check_document(doc: Document, json_schema: bool = False) -> FileResult:
             result.declared = (doc.data["playbook"], doc.pos(("playbook",)))
         result.problems = list(dict.fromkeys(result.problems))  # an alias repeats its anchor's problems
         if not any(p.severity == "error" for p in result.problems):
-            result.playbook = compile_playbook(doc.data, doc.path)
+            result.playbook = compile_playbook(doc.data, doc.path, ctx.files)
     except Exception as exc:  # noqa: BLE001 - a validator bug must not become a user's traceback
         result.problems.append(make(doc.path, (0, 0), "internal-error", f"the validator failed: {exc!r}",
                                     "please report this with the file; the other files were still checked"))

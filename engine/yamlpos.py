@@ -182,6 +182,12 @@ class _Builder:
         self.active: set[int] = set()
 
     def build(self, node: yaml.Node, p: Path, depth: int) -> Any:
+        if node.tag == _PLAIN and node.__class__ is yaml.ScalarNode:  # most nodes: plain text, numbers
+            self.count += 1
+            self.doc.values[p] = (node.start_mark.line, node.start_mark.column, node.style or "", node.end_mark.line)
+            if node.style:
+                return node.value
+            return _scalar(node)
         self.count += 1
         if self.count > MAX_NODES:
             raise _TooBig(f"the document has more than {MAX_NODES} values once aliases are expanded")
