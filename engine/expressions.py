@@ -48,6 +48,7 @@ _WHY_NOT_HERE = {
     "run": "run is not known before the run starts",
 }
 _JINJA_GLOBALS = {"range", "dict", "namespace", "cycler", "joiner", "loop", "date"}
+_PURE = {"date", "days", "business_days"}  # functions of their arguments only: no condition depends on them
 _DATE_LITERAL = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
@@ -140,7 +141,7 @@ def check_expression(src: str, scope: Scope, condition: bool = False) -> list[Fi
     if isinstance(refs, SyntaxProblem):
         return [_syntax_finding("expression", refs, src)]
     found = _check_refs(refs, scope)
-    if condition and not any(r.kind == "name" for r in refs):
+    if condition and not any(r.kind == "name" and r.name not in _PURE for r in refs):
         found.append(Finding("constant-condition", f"the condition {src.strip()!r} does not depend on anything",
                              src.strip()[:20], 0, "remove the condition, or compare a field of account"))
     return found
@@ -181,9 +182,12 @@ def _syntax_finding(rule: str, problem: SyntaxProblem, src: str) -> Finding:
             needle = token_text = text
     if "'}'" in message or "'end of print statement', got '}'" in message:
         hint = hint or "a {{ must be closed with }}"
-    literal = re.search(r"(?<![\w'\"])\d{4}-\d{2}-\d{2}(?![\w'\"])", text_line)
+    literal = re.search(r"(?<![\w'\"])\d{4}-\d{2}-\d{2}(?![\w'\"])", text_line) if rule == "expression" else None
     if literal:
-        needle, hint = literal.group(0), f"inside an expression a date is written date('{literal.group(0)}')"
+        before = text_line[literal.start() - 1] if literal.start() else ""
+        needle = before + "\0" + literal.group(0)  # the bare date, not the same text inside date('...')
+        hint = f"inside an expression a date is written date('{literal.group(0)}')"
+        message = f"{literal.group(0)} reads as a subtraction here, not as a date"
     elif rule == "template":
         block = _failing_block(text_line)
         if block:

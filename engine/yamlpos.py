@@ -105,8 +105,7 @@ class Document:
             needle = needle.replace("\0", "")
             if not needle:
                 continue
-            pattern = re.compile(("(?<![\\w.])" if needle[0].isalnum() or needle[0] == "_" else "")
-                                 + re.escape(needle) + ("(?!\\w)" if needle[-1].isalnum() or needle[-1] == "_" else ""))
+            pattern = re.compile(_boundary(needle[0], before=True) + re.escape(needle) + _boundary(needle[-1]))
             skip = nth
             for n in order:
                 if n >= len(lines):
@@ -120,6 +119,15 @@ class Document:
                         return n, m.start() + shift
                     skip -= 1
         return line, col
+
+
+def _boundary(char: str, before: bool = False) -> str:
+    """A needle is a whole word (``x`` not in ``xy``) or a whole operator (``=`` not in ``==``)."""
+    if char.isalnum() or char == "_":
+        return "(?<![\\w.])" if before else "(?!\\w)"
+    if char in "=<>!":
+        return "(?<![=<>!])" if before else "(?![=<>!])"
+    return ""
 
 
 def load(text: str, path: str) -> Document:
@@ -331,7 +339,8 @@ def _syntax_problem(path: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     what = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
     context = exc.context or ""
-    if exc.context_mark and "flow" in context and exc.problem_mark:
+    if exc.context_mark and context in ("while parsing a flow sequence", "while parsing a flow mapping") \
+            and exc.problem_mark:
         # an unclosed [ or {: point at the bracket, say where the parser gave up
         found = exc.problem_mark
         bracket = "[ list" if "sequence" in context else "{ mapping"
