@@ -1,0 +1,226 @@
+"""Tables of the built-in SQL CRM, and the database setup it shares with the ledger.
+
+``Database`` owns one SQLAlchemy engine per URL and runs units of work on a worker thread, so the
+async connector methods never block the event loop. SQLite gets the settings that make it safe
+for several threads and processes at once; PostgreSQL needs none beyond a pre-ping pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+from sqlalchemy import JSON, Date, DateTime, Engine, Float, ForeignKey, MetaData, String, Text, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.pool import StaticPool
+
+from connectors.base import Account, Contact, PermanentError, RetryableError, TaskRecord, User
+
+T = TypeVar("T")
+
+# JSONB on PostgreSQL (indexable, compact); the portable JSON type elsewhere.
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the CRM tables (the ledger keeps its own metadata)."""
+
+    @classmethod
+    def of(cls, record: Any, **override: Any) -> Self:
+        """A row with the same-named fields of a connectors record (a dataclass)."""
+        return cls(**{**{k: getattr(record, k) for k in record.__dataclass_fields__}, **override})
+
+
+class AccountRow(Base):
+    """``accounts``: every field of ``connectors.base.Account``."""
+
+    __tablename__ = "accounts"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(500))
+    segment: Mapped[str] = mapped_column(String(100), default="")
+    lifecycle_stage: Mapped[str] = mapped_column(String(100), default="")
+    owner_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    arr: Mapped[float] = mapped_column(Float, default=0.0)
+    renewal_date: Mapped[date | None] = mapped_column(Date)
+    contract_start: Mapped[date | None] = mapped_column(Date)
+    renewal_status: Mapped[str] = mapped_column(String(100), default="")
+    health_score: Mapped[int | None]
+    health_band: Mapped[str] = mapped_column(String(20), default="")
+    previous_health_score: Mapped[int | None]
+    usage: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    fields: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+
+    def record(self) -> Account:
+        """As the connectors' record."""
+        return Account(id=self.id, name=self.name, segment=self.segment, lifecycle_stage=self.lifecycle_stage,
+                       owner_id=self.owner_id, arr=self.arr, renewal_date=self.renewal_date,
+                       contract_start=self.contract_start, renewal_status=self.renewal_status,
+                       health_score=self.health_score, health_band=self.health_band,
+                       previous_health_score=self.previous_health_score, usage=dict(self.usage or {}),
+                       fields=dict(self.fields or {}))
+
+
+class ContactRow(Base):
+    """``contacts``: people at a customer."""
+
+    __tablename__ = "contacts"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    first_name: Mapped[str] = mapped_column(String(200), default="")
+    last_name: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(100), default="")
+    phone: Mapped[str] = mapped_column(String(50), default="")
+    # "primary" is an SQL reserved word; a plain column name spares every query the quoting.
+    primary: Mapped[bool] = mapped_column("is_primary", default=False)
+
+    def record(self) -> Contact:
+        """As the connectors' record."""
+        return Contact(id=self.id, account_id=self.account_id, email=self.email, first_name=self.first_name,
+                       last_name=self.last_name, title=self.title, role=self.role, phone=self.phone,
+                       primary=self.primary)
+
+
+class UserRow(Base):
+    """``users``: the team. Manager and backup are plain ids, not foreign keys, so two people can
+    cover for each other and setup can add them in any order."""
+
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    manager_id: Mapped[str | None] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    out_of_office: Mapped[bool] = mapped_column(default=False)
+    backup_id: Mapped[str | None] = mapped_column(String(255))
+    roles: Mapped[list[str]] = mapped_column(Json, default=list)
+
+    def record(self) -> User:
+        """As the connectors' record."""
+        return User(id=self.id, email=self.email, name=self.name, title=self.title, manager_id=self.manager_id,
+                    timezone=self.timezone, out_of_office=self.out_of_office, backup_id=self.backup_id,
+                    roles=tuple(self.roles or ()))
+
+
+class TaskRow(Base):
+    """``tasks``: one row per idempotency key (the unique constraint is what dedupes)."""
+
+    __tablename__ = "tasks"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(1000), unique=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    assignee_id: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(String(1000))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    due: Mapped[date | None] = mapped_column(Date)
+    priority: Mapped[str] = mapped_column(String(20), default="normal")
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def record(self) -> TaskRecord:
+        """As the connectors' record."""
+        return TaskRecord(id=self.id, account_id=self.account_id, assignee_id=self.assignee_id, title=self.title,
+                          status=self.status, priority=self.priority, due=self.due)
+
+
+class NoteRow(Base):
+    """``notes``: the account's activity timeline, one row per idempotency key."""
+
+    __tablename__ = "notes"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(1000), unique=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Database:
+    """One engine for a SQLAlchemy URL, its tables created if missing, and units of work on threads.
+
+    Args:
+        url: ``sqlite:///path/to.db`` (the parent folder is created), ``sqlite://`` (in memory) or
+            ``postgresql+psycopg://user@host/db``.
+        metadata: The tables this user of the database needs.
+    """
+
+    def __init__(self, url: str, metadata: MetaData) -> None:
+        parsed = make_url(url)
+        self._lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if parsed.get_backend_name() == "sqlite":
+            self.engine = _sqlite_engine(url, parsed.database or "")
+            if parsed.database in (None, "", ":memory:"):
+                # One shared in-memory connection: units of work must take turns on it.
+                self._lock = threading.Lock()
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        try:
+            metadata.create_all(self.engine)
+        except DBAPIError:
+            # Another process created the same tables between the existence check and CREATE.
+            metadata.create_all(self.engine)
+
+    def call(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` with a fresh session on this thread; ``work`` commits what it writes.
+
+        Raises:
+            RetryableError: the database is unreachable, locked or out of pooled connections.
+            PermanentError: a value the database refuses (too long, out of range).
+        """
+        try:
+            with self._lock, Session(self.engine, expire_on_commit=False) as session:
+                return work(session)
+        except (OperationalError, InterfaceError, SATimeoutError) as exc:
+            raise RetryableError(f"database unavailable: {type(exc).__name__}", detail=str(exc)) from exc
+        except DataError as exc:
+            raise PermanentError("the database refused a value", detail=str(exc.orig)) from exc
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` on a worker thread (SQLAlchemy sessions are synchronous)."""
+        return await asyncio.to_thread(self.call, work)
+
+    def dispose(self) -> None:
+        """Close the pooled connections."""
+        self.engine.dispose()
+
+
+def _sqlite_engine(url: str, database: str) -> Engine:
+    memory = database in ("", ":memory:")
+    if not memory and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        # Worker threads share the pool; a writer waits up to 30 s for another's lock instead of failing.
+        connect_args={"check_same_thread": False, "timeout": 30},
+        **({"poolclass": StaticPool} if memory else {"pool_size": 5, "max_overflow": 10}),
+    )
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own BEGIN is deferred and sent only before DML; SQLAlchemy's begin hook below
+        # takes over so read-check-write units of work are serialized across threads and processes.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run beside a writer; synchronous stays FULL, because the ledger and the
+        # tasks must survive an OS crash (an effect recorded then lost would be repeated).
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
