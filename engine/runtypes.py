@@ -1,0 +1,220 @@
+"""Payloads of the PlaybookRun workflow and its activities: one input dataclass each.
+
+Everything here crosses Temporal's data converter, so fields are plain JSON-able types. No secret
+ever goes in: connectors read theirs from the environment on the worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+TASK_QUEUE = "csops-playbooks"
+
+
+def run_id_for(playbook: str, account_id: str, occurrence: str = "") -> str:
+    """``pb:{playbook}:{account}:{occurrence}``: starting the same id twice never makes two runs."""
+    return f"pb:{playbook}:{account_id}:{occurrence or 'once'}"
+
+
+@dataclass(kw_only=True)
+class RunInput:
+    """What a run starts with; the playbook itself is in it, so a run is pinned to its version."""
+
+    playbook: dict[str, Any]
+    """The validated playbook data (canonical form, as compiled)."""
+    files: dict[str, str] = field(default_factory=dict)
+    """Email template files the playbook uses, as they were read at start."""
+    version: str
+    """The playbook's content hash."""
+    account_id: str
+    """The account this run is for."""
+    occurrence: str = ""
+    """The entry key value of this occurrence (part of the workflow id)."""
+    trigger: dict[str, Any] = field(default_factory=dict)
+    """What started it: ``type`` and details (``trigger`` in expressions)."""
+    calendar: dict[str, Any] = field(default_factory=dict)
+    """Business calendar: ``holidays`` (ISO dates), ``workdays`` (0=Mon..6), ``timezone``."""
+    resume: RunState | None = None
+    """Set when the run continues as new: what is already done."""
+    history_limit: int = 8_000
+    """Continue as new past this many history events (Temporal's hard limit is far above; the
+    10,240-event budget per run leaves room for a step's worth of events after the check)."""
+
+
+@dataclass(kw_only=True)
+class StepResult:
+    """What one step did; ``steps.<id>`` in expressions reads ``status`` and ``result``."""
+
+    status: str
+    """done, skipped, failed, timed_out, received (wait_for got its event)."""
+    result: Any = None
+    """The step's output: task id, message id, the event, the branch case taken..."""
+    at: str = ""
+    """When it finished (ISO 8601, workflow time)."""
+
+
+@dataclass(kw_only=True)
+class OpenTask:
+    """A task this run created and has not seen completed."""
+
+    task_id: str
+    step_id: str
+    created_at: str
+    """ISO 8601 workflow time of creation: escalations are measured from it."""
+    escalations_done: int = 0
+    """How many of the step's escalations already fired."""
+
+
+@dataclass(kw_only=True)
+class RunState:
+    """The durable state carried across continue-as-new."""
+
+    steps: dict[str, StepResult] = field(default_factory=dict)
+    open_tasks: list[OpenTask] = field(default_factory=list)
+    started_at: str = ""
+
+
+@dataclass(kw_only=True)
+class Event:
+    """An event for this account (SPEC section 8)."""
+
+    id: str
+    type: str
+    account_id: str = ""
+    occurred_at: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class RunStatus:
+    """The answer of the ``status`` query."""
+
+    current_step: str
+    """The step running now ("" when none)."""
+    steps: dict[str, StepResult]
+    """Steps done so far."""
+    open_tasks: list[str]
+    """Ids of tasks this run opened that are still open."""
+    outcome: str = ""
+    """success, failure, neutral or cancelled, once the run ended."""
+
+
+@dataclass(kw_only=True)
+class RunOutcome:
+    """What a finished run returns."""
+
+    outcome: str
+    reason: str = ""
+    steps: dict[str, StepResult] = field(default_factory=dict)
+
+
+# --- activity inputs ---------------------------------------------------------------------------
+
+@dataclass(kw_only=True)
+class ContextInput:
+    account_id: str
+
+
+@dataclass(kw_only=True)
+class ResolveInput:
+    account_id: str
+    party: str
+    """A party as written (owner, owner.manager, role:ae, user:x@y, team:pool, #channel...)."""
+
+
+@dataclass(kw_only=True)
+class Recipient:
+    """A resolved party: a user, a contact or a channel."""
+
+    kind: str
+    """user, contact or channel."""
+    id: str = ""
+    email: str = ""
+    name: str = ""
+    channel: str = ""
+    fallback: str = ""
+    """Why the party fell back to someone else ("" when it did not)."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """The person's fields for templates (``contact`` in email steps)."""
+
+
+@dataclass(kw_only=True)
+class TaskInput:
+    key: str
+    """Idempotency key: workflow-id/step-path."""
+    account_id: str
+    assignee: str
+    """A party (internal person)."""
+    title: str
+    notes: str = ""
+    due: str = ""
+    """ISO date or ""."""
+    priority: str = "normal"
+
+
+@dataclass(kw_only=True)
+class TaskChangeInput:
+    key: str
+    task_id: str
+    status: str = ""
+    assignee: str = ""
+    """A party to reassign to ("" to keep)."""
+    account_id: str = ""
+    priority: str = ""
+
+
+@dataclass(kw_only=True)
+class AlertInput:
+    key: str
+    account_id: str
+    to: list[str]
+    """Parties: people (DM) and #channels."""
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class EmailInput:
+    """One rendered email to one recipient (each recipient gets its own, with its own ``contact``)."""
+
+    key: str
+    to: str
+    """Recipient address."""
+    sender: str
+    """From address."""
+    sender_name: str = ""
+    subject: str
+    body: str
+    category: str = "operational"
+
+
+@dataclass(kw_only=True)
+class UpdateInput:
+    key: str
+    account_id: str
+    changes: dict[str, Any]
+
+
+@dataclass(kw_only=True)
+class NoteInput:
+    key: str
+    account_id: str
+    text: str
+
+
+@dataclass(kw_only=True)
+class HttpInput:
+    key: str
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+
+
+@dataclass(kw_only=True)
+class StartInput:
+    key: str
+    account_id: str
+    playbook: str
+    trigger: dict[str, Any] = field(default_factory=dict)

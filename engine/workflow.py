@@ -1,0 +1,398 @@
+"""PlaybookRun: the durable interpreter of one playbook run for one account.
+
+It walks the compiled playbook (deterministically: workflow time, no I/O), evaluates conditions
+and renders templates against a context that an activity re-reads before every step, and does
+every side effect through an activity whose idempotency key is ``workflow-id/step-path``.
+Escalations are timers beside the main path; events arrive by signal; continue-as-new carries the
+step results when the history grows long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from engine import model as m
+    from engine.compiler import compile_playbook
+    from engine.context import Calendar, as_datetime, evaluate, render, render_json, to_eval
+    from engine.runtypes import (
+        AlertInput,
+        ContextInput,
+        EmailInput,
+        Event,
+        HttpInput,
+        NoteInput,
+        OpenTask,
+        ResolveInput,
+        RunInput,
+        RunOutcome,
+        RunState,
+        RunStatus,
+        StartInput,
+        StepResult,
+        TaskChangeInput,
+        TaskInput,
+        UpdateInput,
+    )
+
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                    maximum_interval=timedelta(minutes=5), maximum_attempts=20)
+TIMEOUT = timedelta(minutes=2)
+POLL = timedelta(days=1)
+
+
+class _End(Exception):
+    """The run ends here: an exit step, the exit criteria, or a cancel."""
+
+    def __init__(self, outcome: str, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome, self.reason = outcome, reason
+
+
+class _StepFailed(Exception):
+    pass
+
+
+@workflow.defn(name="PlaybookRun")
+class PlaybookRun:
+    """One run of one playbook for one account."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, StepResult] = {}
+        self.open_tasks: list[OpenTask] = []
+        self.completed: set[str] = set()
+        self.inbox: list[Event] = []
+        self.current = ""
+        self.outcome = ""
+        self.stop: _End | None = None
+        self.recheck = False
+        self.escalations: list[asyncio.Task[None]] = []
+
+    # --- the interface -------------------------------------------------------------------------
+
+    @workflow.signal
+    def deliver_event(self, event: Event) -> None:
+        """An event for this account: wakes wait_for, completes tasks, may meet exit criteria."""
+        self.inbox.append(event)
+        if event.type == "task.completed" and event.data.get("task_id"):
+            self.completed.add(str(event.data["task_id"]))
+        pb = getattr(self, "pb", None)  # a signal can arrive before run() has compiled the playbook
+        if self.stop is None and pb is not None and event.type in pb.exit.on_events:
+            self.stop = _End("exited", f"event {event.type} arrived")
+        self.recheck = True
+
+    @workflow.signal
+    def cancel(self, reason: str) -> None:
+        """Stop the run at once, with a reason for the record."""
+        if self.stop is None:
+            self.stop = _End("cancelled", reason or "cancelled")
+
+    @workflow.query
+    def status(self) -> RunStatus:
+        """The step running now and the steps done so far."""
+        return RunStatus(current_step=self.current, steps=dict(self.results), outcome=self.outcome,
+                         open_tasks=[t.task_id for t in self.open_tasks if t.task_id not in self.completed])
+
+    @workflow.run
+    async def run(self, inp: RunInput) -> RunOutcome:
+        self.inp = inp
+        self.pb: m.Playbook = compile_playbook(inp.playbook, read=inp.files)
+        self.cal = Calendar.from_dict(inp.calendar)
+        self.wf_id = workflow.info().workflow_id
+        state = inp.resume or RunState(started_at=workflow.now().isoformat())
+        self.started_at = state.started_at
+        self.results, self.open_tasks = dict(state.steps), list(state.open_tasks)
+        for task in self.open_tasks:
+            self._watch(task)
+        try:
+            await self._steps(self.pb.steps)
+            end = _End("completed", "all steps done")
+        except _End as exc:
+            end = exc
+        except _StepFailed as exc:
+            end = _End("failed", str(exc))
+            await self._alert_failure(str(exc))
+        for esc in self.escalations:
+            esc.cancel()
+        if end.outcome not in ("completed", "failed") and self.pb.exit.close_open_tasks:
+            await self._close_open_tasks()
+        self.outcome, self.current = end.outcome, ""
+        return RunOutcome(outcome=end.outcome, reason=end.reason, steps=dict(self.results))
+
+    # --- walking the steps ---------------------------------------------------------------------
+
+    async def _steps(self, steps: tuple[m.Step, ...]) -> None:
+        for step in steps:
+            done = self.results.get(step.id)
+            if done is not None and done.status != "chose":
+                continue  # done before a continue-as-new
+            self._maybe_continue_as_new()
+            self.current = step.id
+            try:
+                ctx = await self._check_exit()
+                if done is None and step.when and not self._truthy(step.when, ctx):
+                    self._record(step, "skipped")
+                    continue
+                await self._step(step, ctx)
+            except (_End, _StepFailed):
+                raise
+            except Exception as exc:  # activity failures, and render/evaluation errors of the step
+                message = _why(exc)
+                if step.on_error == "continue":
+                    self._record(step, "failed", message)
+                    continue
+                self._record(step, "failed", message)
+                raise _StepFailed(f"step {step.id} failed: {message}") from exc
+
+    async def _step(self, step: m.Step, ctx: dict[str, Any]) -> None:
+        act = step.action
+        key = f"{self.wf_id}/{step.id}"
+        if isinstance(act, m.Task):
+            await self._task(step, act, ctx, key)
+        elif isinstance(act, m.Alert):
+            sent = await self._activity("send_alert", AlertInput(
+                key=key, account_id=self.inp.account_id, to=[str(p) for p in act.to], text=render(act.text, ctx),
+                blocks=render_json(list(act.blocks), ctx)))
+            self._record(step, "done", sent)
+        elif isinstance(act, m.Email):
+            await self._email(step, act, ctx, key)
+        elif isinstance(act, m.Wait):
+            if act.duration is not None:
+                deadline = self.cal.add(workflow.now(), act.duration)
+            else:
+                deadline = as_datetime(evaluate(str(act.until), ctx), self.cal)
+            await self._sleep_until(deadline)
+            self._record(step, "done", deadline.isoformat())
+        elif isinstance(act, m.WaitFor):
+            await self._wait_for(step, act, ctx)
+        elif isinstance(act, m.Branch):
+            await self._branch(step, act, ctx)
+        elif isinstance(act, m.Update):
+            changes = {k: render(v, ctx) if isinstance(v, str) else v for k, v in act.account.items()}
+            await self._activity("update_account", UpdateInput(key=key, account_id=self.inp.account_id,
+                                                                changes=changes))
+            self._record(step, "done", changes)
+        elif isinstance(act, m.Note):
+            note = await self._activity("add_note", NoteInput(key=key, account_id=self.inp.account_id,
+                                                               text=render(act.text, ctx)))
+            self._record(step, "done", note)
+        elif isinstance(act, m.Http):
+            res = await self._activity("http_call", HttpInput(
+                key=key, method=act.method, url=render(act.url, ctx),
+                headers={k: render(v, ctx) for k, v in act.headers.items()}, json=render_json(act.json, ctx)))
+            self._record(step, "done", res)
+        elif isinstance(act, m.StartPlaybook):
+            res = await self._activity("start_playbook", StartInput(
+                key=key, account_id=self.inp.account_id, playbook=act.playbook,
+                trigger={"type": "start_playbook", "from": self.pb.id, "run": self.wf_id}))
+            self._record(step, "done", res)
+        elif isinstance(act, m.Exit):
+            self._record(step, "done", act.outcome)
+            raise _End(act.outcome, render(act.reason, ctx) if act.reason else f"exit step {step.id}")
+
+    async def _task(self, step: m.Step, act: m.Task, ctx: dict[str, Any], key: str) -> None:
+        due = ""
+        if act.due is not None:
+            due = self.cal.add(workflow.now(), act.due).astimezone(self.cal.zone).date().isoformat()
+        elif act.due_on:
+            due = as_datetime(evaluate(act.due_on, ctx), self.cal).date().isoformat()
+        made = await self._activity("create_task", TaskInput(
+            key=key, account_id=self.inp.account_id, assignee=str(act.assign), title=render(act.title, ctx),
+            notes=render(act.notes, ctx), due=due, priority=act.priority))
+        task = OpenTask(task_id=made["task_id"], step_id=step.id, created_at=workflow.now().isoformat())
+        self.open_tasks.append(task)
+        self._watch(task)
+        self._record(step, "done", made)
+        if act.wait_for_completion:
+            while not await self._task_done(task, workflow.now() + POLL):
+                pass
+
+    def _watch(self, task: OpenTask) -> None:
+        act = self.pb.step(task.step_id).action
+        if isinstance(act, m.Task) and act.escalate and task.escalations_done < len(act.escalate):
+            self.escalations.append(asyncio.ensure_future(self._escalate(task, act)))
+
+    async def _escalate(self, task: OpenTask, act: m.Task) -> None:
+        created = datetime.fromisoformat(task.created_at)
+        for i, esc in enumerate(act.escalate):
+            if i < task.escalations_done:
+                continue
+            if await self._task_done(task, self.cal.add(created, esc.after)):
+                return
+            key = f"{self.wf_id}/{task.step_id}/escalate/{i}"
+            try:
+                if esc.notify is not None:
+                    ctx = await self._context()
+                    await self._activity("send_alert", AlertInput(
+                        key=key, account_id=self.inp.account_id, to=[str(esc.notify)],
+                        text=render(esc.text or "Task still open: {{ account.name }}", ctx)))
+                else:
+                    await self._activity("change_task", TaskChangeInput(
+                        key=key, task_id=task.task_id, account_id=self.inp.account_id,
+                        assignee=str(esc.reassign) if esc.reassign else "", priority=esc.priority or ""))
+                result = "done"
+            except (ActivityError, ApplicationError) as exc:
+                result = f"failed: {_why(exc)}"
+            task.escalations_done = i + 1
+            self.results[f"{task.step_id}/escalate/{i}"] = StepResult(status=result.split(":")[0], result=result,
+                                                                       at=workflow.now().isoformat())
+
+    async def _task_done(self, task: OpenTask, until: datetime) -> bool:
+        """Wait until ``until`` or the task's completion; at ``until`` ask the CRM (polling)."""
+        remaining = (until - workflow.now()).total_seconds()
+        if remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: task.task_id in self.completed, timeout=remaining)
+        if task.task_id not in self.completed and await self._activity("get_task", task.task_id) == "completed":
+            self.completed.add(task.task_id)
+        return task.task_id in self.completed
+
+    async def _email(self, step: m.Step, act: m.Email, ctx: dict[str, Any], key: str) -> None:
+        account_id = self.inp.account_id
+        recipients = await self._activity("resolve_party", ResolveInput(account_id=account_id, party=str(act.to)))
+        sender = (await self._activity("resolve_party", ResolveInput(account_id=account_id,
+                                                                     party=str(act.sender))))[0]
+        sent = []
+        for who in recipients:
+            mail_ctx = {**ctx, "contact": who["data"]}
+            sent.append(await self._activity("send_email", EmailInput(
+                key=f"{key}/{who['id'] or who['email']}", to=who["email"], sender=sender["email"],
+                sender_name=sender["name"], subject=render(act.subject, mail_ctx), body=render(act.body, mail_ctx),
+                category=act.category)))
+        self._record(step, "done", sent)
+
+    async def _wait_for(self, step: m.Step, act: m.WaitFor, ctx: dict[str, Any]) -> None:
+        done = self.results.get(step.id)
+        if done is None or done.status == "chose":
+            start = len(self.inbox)
+            deadline = self.cal.add(workflow.now(), act.timeout)
+            got = await self._next_event(act, ctx, start, deadline)
+            if got is not None:
+                self._record(step, "received", {"id": got.id, "type": got.type, "data": got.data})
+                return
+            self._record(step, "chose", "timed_out")
+        await self._steps(act.on_timeout)
+        self._record(step, "timed_out")
+
+    async def _next_event(self, act: m.WaitFor, ctx: dict[str, Any], start: int, deadline: datetime) -> Event | None:
+        seen = start
+        while True:
+            for event in self.inbox[seen:]:
+                seen += 1
+                if event.type == act.event and (not act.where or self._truthy(act.where, {
+                        **ctx, "event": {"id": event.id, "type": event.type, "account_id": event.account_id,
+                                         "occurred_at": event.occurred_at, "data": event.data}})):
+                    return event
+            remaining = (deadline - workflow.now()).total_seconds()
+            if remaining <= 0:
+                return None
+            try:
+                await workflow.wait_condition(lambda n=seen: len(self.inbox) > n or self.stop is not None,  # type: ignore[misc]
+                                              timeout=remaining)
+            except TimeoutError:
+                return None
+            if self.stop is not None:
+                raise self.stop
+
+    async def _branch(self, step: m.Step, act: m.Branch, ctx: dict[str, Any]) -> None:
+        done = self.results.get(step.id)
+        if done is not None:
+            chosen = done.result
+        else:
+            chosen = next((i for i, case in enumerate(act.cases) if self._truthy(case.when, ctx)), "default")
+            self._record(step, "chose", chosen)
+        await self._steps(act.default if chosen == "default" else act.cases[int(chosen)].steps)
+        self._record(step, "done", chosen)
+
+    # --- waiting, exit criteria, context ---------------------------------------------------------
+
+    async def _sleep_until(self, deadline: datetime) -> None:
+        while True:
+            remaining = (deadline - workflow.now()).total_seconds()
+            if remaining <= 0:
+                return
+            self.recheck = False
+            try:
+                await workflow.wait_condition(lambda: self.recheck or self.stop is not None, timeout=remaining)
+            except TimeoutError:
+                return
+            await self._check_exit()
+
+    async def _check_exit(self) -> dict[str, Any]:
+        """Exit criteria, checked before every step and after every delivered event."""
+        if self.stop is not None:
+            raise self.stop
+        ctx = await self._context()
+        if self.pb.exit.when and self._truthy(self.pb.exit.when, ctx):
+            self.stop = _End("exited", f"exit criteria met: {self.pb.exit.when}")
+            raise self.stop
+        return ctx
+
+    async def _context(self) -> dict[str, Any]:
+        data = await self._activity("load_context", ContextInput(account_id=self.inp.account_id))
+        now = workflow.now()
+        steps: dict[str, Any] = {}
+        for sid, res in self.results.items():
+            steps[sid] = steps[sid.replace("-", "_")] = {"status": res.status, "result": res.result}
+        return {**to_eval(data), "trigger": self.inp.trigger, "now": now,
+                "today": now.astimezone(self.cal.zone).date(), "steps": steps,
+                "run": {"id": self.wf_id, "playbook": self.pb.id, "version": self.inp.version,
+                        "started_at": self.started_at}}
+
+    def _truthy(self, expr: str, ctx: dict[str, Any]) -> bool:
+        return bool(evaluate(expr, ctx))
+
+    async def _activity(self, name: str, arg: Any) -> Any:
+        return await workflow.execute_activity(name, arg, start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+
+    def _record(self, step: m.Step, status: str, result: Any = None) -> None:
+        self.results[step.id] = StepResult(status=status, result=result, at=workflow.now().isoformat())
+
+    async def _close_open_tasks(self) -> None:
+        for task in self.open_tasks:
+            if task.task_id in self.completed:
+                continue
+            try:
+                await self._activity("change_task", TaskChangeInput(key=f"{self.wf_id}/{task.step_id}/close",
+                                                                    task_id=task.task_id, status="completed"))
+                self.completed.add(task.task_id)
+            except ActivityError as exc:
+                workflow.logger.warning("could not close task %s: %s", task.task_id, _why(exc))
+
+    async def _alert_failure(self, message: str) -> None:
+        """By default a failed run alerts the playbook's owner (or the ops channel)."""
+        to = str(self.pb.owner) if self.pb.owner else self.inp.calendar.get("ops_channel", "#cs-ops")
+        try:
+            await self._activity("send_alert", AlertInput(
+                key=f"{self.wf_id}/failed", account_id=self.inp.account_id, to=[to],
+                text=f"Playbook {self.pb.id} failed for account {self.inp.account_id}: {message}"))
+        except ActivityError as exc:
+            workflow.logger.error("could not alert about the failed run: %s", _why(exc))
+
+    def _maybe_continue_as_new(self) -> None:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested() or info.get_current_history_length() > self.inp.history_limit:
+            state = RunState(steps=self.results, open_tasks=self.open_tasks, started_at=self.started_at)
+            workflow.continue_as_new(RunInput(**{**self.inp.__dict__, "resume": state}))
+
+
+def _why(exc: BaseException) -> str:
+    cause = exc.cause if isinstance(exc, ActivityError) and exc.cause else exc
+    return str(cause) or type(cause).__name__
+
+
+
+def sandbox_runner() -> Any:
+    """The workflow sandbox with the engine's pure modules passed through (faster, and they are
+    deterministic: compiled templates are cached per text)."""
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "engine", "connectors", "jinja2", "markupsafe", "yaml", "jsonschema", "croniter"))
