@@ -26,7 +26,58 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--json-schema", action="store_true",
                      help="also run a plain JSON Schema validator over each file as a cross-check (slower)")
     val.add_argument("-q", "--quiet", action="store_true", help="print problems only, no summary")
+    upp = sub.add_parser("up", help="run the embedded stack: Temporal dev server with UI, and the worker",
+                         description="Start Temporal's dev server (state under CSOPS_HOME, default .csops/) and the "
+                                     "worker; Ctrl-C stops all of it.")
+    upp.add_argument("--temporal-address", default="", help="use this Temporal (host:port) instead of the dev server")
+    upp.add_argument("--port", type=int, default=7233, help="dev server gRPC port (default 7233)")
+    upp.add_argument("--ui-port", type=int, default=8233, help="dev server web UI port (default 8233)")
+    start = sub.add_parser("start", help="start a run of a playbook for an account (a manual trigger)",
+                           description="Start PLAYBOOK for ACCOUNT. Starting a run that is already running never "
+                                       "makes a second one: it says 'already running'.")
+    start.add_argument("playbook", help="playbook id")
+    start.add_argument("--account", required=True, help="account id")
+    start.add_argument("--occurrence", default="", help="occurrence key (default: none)")
+    start.add_argument("--playbooks", default="", help="playbooks folder (default CSOPS_PLAYBOOKS or playbooks/)")
     return parser
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from engine.settings import Settings
+    from engine.up import UpOptions, up
+
+    return up(UpOptions(home=Settings.from_env().home, temporal_address=args.temporal_address, port=args.port,
+                        ui_port=args.ui_port))
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from engine.settings import Settings
+    from engine.starter import connect, load_playbooks, start_run
+
+    settings = Settings.from_env()
+    folder = Path(args.playbooks) if args.playbooks else settings.playbooks
+    playbook = load_playbooks(folder).get(args.playbook)
+    if playbook is None:
+        print(f"csops start: no valid playbook {args.playbook!r} in {folder} (csops validate {folder} says why)",
+              file=sys.stderr)
+        return EXIT_USAGE
+
+    async def go() -> tuple[str, str]:
+        client = await connect(settings)
+        return await start_run(client, playbook, account_id=args.account, occurrence=args.occurrence,
+                               task_queue=settings.task_queue)
+
+    try:
+        outcome, run_id = asyncio.run(go())
+    except RuntimeError as exc:  # temporalio's "Failed client connect"
+        print(f"csops start: cannot reach Temporal at {settings.temporal_address}: {exc} (is csops up running?)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{outcome}: {run_id}")
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -72,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.command == "validate":
         return cmd_validate(args)
+    if args.command == "up":
+        return cmd_up(args)
+    if args.command == "start":
+        return cmd_start(args)
     parser.print_help()
     return EXIT_USAGE
 

@@ -46,6 +46,8 @@ def compile_playbook(data: Mapping[str, Any], source: str = "", read: Mapping[st
         steps=steps,
         version=version_of(data, files),
         source=source,
+        data=data,
+        files=files,
     )
 
 

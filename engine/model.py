@@ -360,6 +360,10 @@ class Playbook:
     """Exit criteria."""
     source: str = ""
     """The file it was compiled from."""
+    data: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The validated data it was compiled from: what a run carries, so it stays pinned to this version."""
+    files: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """Email template files as read (path as written → text)."""
 
     def all_steps(self) -> Iterator[Step]:
         """Every step, nested ones included, in document order."""

@@ -1,0 +1,48 @@
+"""Connecting to Temporal and starting runs: the one place a run's id and input are made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, TLSConfig
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from engine.model import Playbook
+from engine.runtypes import RunInput, run_id_for
+from engine.settings import Settings
+from engine.validate import UsageError, validate_paths
+
+
+async def connect(settings: Settings) -> Client:
+    """A client per the settings: plain, TLS/mTLS, or Temporal Cloud with an API key."""
+    tls: bool | TLSConfig = False
+    if settings.tls or settings.api_key or settings.tls_cert:
+        def read(path: str) -> bytes | None:
+            return Path(path).read_bytes() if path else None
+        tls = TLSConfig(server_root_ca_cert=read(settings.tls_ca), client_cert=read(settings.tls_cert),
+                        client_private_key=read(settings.tls_key))
+    return await Client.connect(settings.temporal_address, namespace=settings.namespace, tls=tls,
+                                api_key=settings.api_key or None)
+
+
+async def start_run(client: Client, playbook: Playbook, *, account_id: str, task_queue: str, occurrence: str = "",
+                    trigger: dict[str, Any] | None = None, calendar: dict[str, Any] | None = None) -> tuple[str, str]:
+    """Start a run; ("started", id), or ("already running", id) when that run id is running."""
+    run_id = run_id_for(playbook.id, account_id, occurrence)
+    inp = RunInput(playbook=dict(playbook.data), files=dict(playbook.files), version=playbook.version,
+                   account_id=account_id, occurrence=occurrence, trigger=trigger or {"type": "manual"},
+                   calendar=calendar or {})
+    try:
+        await client.start_workflow("PlaybookRun", inp, id=run_id, task_queue=task_queue)
+    except WorkflowAlreadyStartedError:
+        return "already running", run_id
+    return "started", run_id
+
+
+def load_playbooks(folder: Path) -> dict[str, Playbook]:
+    """The valid playbooks of a folder, by id (invalid ones are left out: csops validate says why)."""
+    try:
+        return validate_paths([str(folder)]).playbooks
+    except UsageError:
+        return {}
