@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from connectors.base import NewTask, PermanentError, RetryableError, TaskRecord
 from connectors.sqlcrm import SQLCRM
@@ -25,7 +25,7 @@ steps:
 class FlakyCRM(SQLCRM):
     """The real SQL CRM whose create_task fails the first ``failures`` calls (fault injection)."""
 
-    failures: list[Exception] = []
+    failures: ClassVar[list[Exception]] = []
     calls = 0
 
     async def create_task(self, task: NewTask, idempotency_key: str) -> TaskRecord:
