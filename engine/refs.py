@@ -13,6 +13,7 @@ simple reader does not fully understand goes to Jinja2, so it can only be faster
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -237,12 +238,7 @@ class _Simple:
         if kind in ("num", "str") or (kind == "name" and value in _CONSTS):
             return
         if (kind, value) == ("op", "["):
-            if self.peek() != ("op", "]"):
-                self.literal()
-                while self.peek() == ("op", ","):
-                    self.i += 1
-                    self.literal()
-            self.expect("]")
+            self.separated(self.literal, "]")
             return
         if kind != "name" or value in _KEYWORDS:
             raise _Fail
@@ -276,12 +272,16 @@ class _Simple:
 
     def args(self) -> None:
         self.expect("(")
-        if self.peek() != ("op", ")"):
-            self.arg()
+        self.separated(self.arg, ")")
+
+    def separated(self, item: Callable[[], None], close: str) -> None:
+        """``item, item, ... close`` (possibly empty); the opening bracket is already taken."""
+        if self.peek() != ("op", close):
+            item()
             while self.peek() == ("op", ","):
                 self.i += 1
-                self.arg()
-        self.expect(")")
+                item()
+        self.expect(close)
 
     def arg(self) -> None:
         kind, value = self.peek()

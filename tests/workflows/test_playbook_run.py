@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import ActivityEnvironment
 
@@ -27,6 +28,13 @@ async def monday(s: Stack) -> datetime:
     target = (now + timedelta(days=(7 - now.weekday()) % 7 or 7)).replace(hour=9, minute=0, second=0, microsecond=0)
     await s.env.sleep(target - now)
     return target
+
+
+async def renewal_run(s: Stack) -> tuple[datetime, WorkflowHandle[Any, Any]]:
+    """A renewal run for acme, renewing 120 days after the Monday it starts on."""
+    start = await monday(s)
+    await s.crm_renewal(start.date() + timedelta(days=120))
+    return start, await s.start(RENEWAL)
 
 
 def days(out: RunOutcome, start: datetime) -> dict[str, float]:
@@ -74,9 +82,7 @@ steps:
 
 async def test_renewal_timeline_with_escalations(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
-        start = await monday(s)
-        await s.crm_renewal(start.date() + timedelta(days=120))
-        handle = await s.start(RENEWAL)
+        start, handle = await renewal_run(s)
         out = await handle.result()
         await record_history(handle, "renewal-escalations")
     assert out.outcome == "completed"
@@ -101,9 +107,8 @@ async def test_renewal_timeline_with_escalations(tmp_path: Path) -> None:
 
 async def test_risk_branch_when_health_is_low(tmp_path: Path) -> None:
     async with stack(tmp_path, health=35) as s:
-        start = await monday(s)
-        await s.crm_renewal(start.date() + timedelta(days=120))
-        out = await (await s.start(RENEWAL)).result()
+        _start, handle = await renewal_run(s)
+        out = await handle.result()
     assert out.steps["route"].result == 0 and "renewal-email" not in out.steps
     alerts = [(m.get("channel") or m.get("user_email"), m["text"]) for m in s.chat.messages()]
     assert ("cs-risk", "Acme Corp renews at health 35") in alerts
@@ -113,9 +118,7 @@ async def test_risk_branch_when_health_is_low(tmp_path: Path) -> None:
 
 async def test_completed_task_event_stops_escalations(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
-        start = await monday(s)
-        await s.crm_renewal(start.date() + timedelta(days=120))
-        handle = await s.start(RENEWAL)
+        _start, handle = await renewal_run(s)
         await s.env.sleep(timedelta(days=1))
         [task] = s.crm.list_tasks()
         s.crm.complete_task(task.id)
@@ -129,9 +132,7 @@ async def test_completed_task_event_stops_escalations(tmp_path: Path) -> None:
 
 async def test_escalation_polls_the_crm_when_no_event_comes(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
-        start = await monday(s)
-        await s.crm_renewal(start.date() + timedelta(days=120))
-        handle = await s.start(RENEWAL)
+        _start, handle = await renewal_run(s)
         await s.env.sleep(timedelta(days=2))
         s.crm.complete_task(s.crm.list_tasks()[0].id)  # completed in the CRM; nobody tells the run
         out = await handle.result()
@@ -191,9 +192,7 @@ async def test_wait_for_times_out_and_runs_on_timeout(tmp_path: Path) -> None:
 
 async def test_exit_event_ends_the_run_and_closes_its_tasks(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
-        start = await monday(s)
-        await s.crm_renewal(start.date() + timedelta(days=120))
-        handle = await s.start(RENEWAL)
+        _start, handle = await renewal_run(s)
         await s.env.sleep(timedelta(days=10))
         assert (await handle.query(PlaybookRun.status)).current_step == "wait-90"
         await handle.signal("deliver_event", Event(id="e9", type="account.churned", account_id="acme"))
