@@ -64,6 +64,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"csops start: no valid playbook {args.playbook!r} in {folder} (csops validate {folder} says why)",
               file=sys.stderr)
         return EXIT_USAGE
+    if not playbook.enabled:
+        print(f"csops start: playbook {args.playbook!r} is disabled (enabled: false in {playbook.source})",
+              file=sys.stderr)
+        return EXIT_USAGE
 
     async def go() -> tuple[str, str]:
         client = await connect(settings)

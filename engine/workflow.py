@@ -379,7 +379,8 @@ class PlaybookRun:
     def _maybe_continue_as_new(self) -> None:
         info = workflow.info()
         if info.is_continue_as_new_suggested() or info.get_current_history_length() > self.inp.history_limit:
-            state = RunState(steps=self.results, open_tasks=self.open_tasks, started_at=self.started_at)
+            still_open = [t for t in self.open_tasks if t.task_id not in self.completed]
+            state = RunState(steps=self.results, open_tasks=still_open, started_at=self.started_at)
             workflow.continue_as_new(RunInput(**{**self.inp.__dict__, "resume": state}))
 
 
