@@ -18,12 +18,14 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from connectors.base import Account, Contact, User
+from connectors.base import Account, Contact, Http, User
 from connectors.ledger import Ledger
 from connectors.outbox import ChatOutbox, EmailOutbox
 from connectors.sqlcrm import SQLCRM
 from engine.activities import PlaybookActivities
-from engine.runtypes import RunInput, run_id_for
+from engine.model import Playbook
+from engine.runtypes import RunInput, StartInput, run_id_for
+from engine.starter import start_run
 from engine.validate import check_text
 from engine.workflow import PlaybookRun, sandbox_runner
 
@@ -49,6 +51,8 @@ class Stack:
     ledger: Ledger
     queue: str
     activities: PlaybookActivities
+    registry: dict[str, Playbook] = dataclasses.field(default_factory=dict)
+    """Playbooks start_playbook can start (what the worker loads from CSOPS_PLAYBOOKS)."""
 
     async def crm_renewal(self, day: date) -> None:
         self.crm.add_account(dataclasses.replace(await self._acme(), renewal_date=day))
@@ -64,6 +68,17 @@ class Stack:
         account = await self.crm.get_account("acme")
         assert account is not None
         return account
+
+    def register(self, text: str) -> Playbook:
+        result = check_text(text, "<test>")
+        assert result.playbook is not None, [p.message for p in result.problems]
+        self.registry[result.playbook.id] = result.playbook
+        return result.playbook
+
+    async def starter(self, inp: StartInput) -> str:
+        outcome, _ = await start_run(self.env.client, self.registry[inp.playbook], account_id=inp.account_id,
+                                     task_queue=self.queue, trigger=inp.trigger)
+        return outcome
 
     async def start(self, text: str, account_id: str = "acme", occurrence: str = "",
                     trigger: dict[str, Any] | None = None) -> WorkflowHandle[Any, Any]:
@@ -93,18 +108,21 @@ def seed(crm: SQLCRM, *, renewal: date | None = None, health: int = 80) -> None:
 
 
 @asynccontextmanager
-async def stack(tmp_path: Path, **seed_args: Any) -> AsyncIterator[Stack]:
+async def stack(tmp_path: Path, http: Http | None = None, **seed_args: Any) -> AsyncIterator[Stack]:
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=TEST_SERVER)
     crm = SQLCRM(f"sqlite:///{tmp_path}/crm.db")
     seed(crm, **seed_args)
     ledger = Ledger(f"sqlite:///{tmp_path}/ledger.db")
     mail, chat = EmailOutbox(tmp_path / "mail"), ChatOutbox(tmp_path / "chat.jsonl")
-    acts = PlaybookActivities(crm=crm, mailer=mail, chat=chat, ledger=ledger, fallback_owner="ops@example.com")
+    acts = PlaybookActivities(crm=crm, mailer=mail, chat=chat, ledger=ledger, http=http,
+                              fallback_owner="ops@example.com")
     queue = f"test-{uuid.uuid4()}"
     try:
         async with env, Worker(env.client, task_queue=queue, workflows=[PlaybookRun], activities=acts.all(),
                                workflow_runner=sandbox_runner()):
-            yield Stack(env, crm, mail, chat, ledger, queue, acts)
+            s = Stack(env, crm, mail, chat, ledger, queue, acts)
+            acts.starter = s.starter
+            yield s
     finally:
         crm.close()
         ledger.close()
