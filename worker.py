@@ -21,6 +21,7 @@ from temporalio.worker import PollerBehaviorAutoscaling, Worker
 from connectors.ledger import Ledger
 from connectors.outbox import ChatOutbox, EmailOutbox
 from connectors.sqlcrm import SQLCRM
+from connectors.webhook import Webhook
 from engine.activities import PlaybookActivities
 from engine.runtypes import StartInput
 from engine.settings import Settings
@@ -46,9 +47,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                                      trigger=inp.trigger)
         return outcome
 
+    webhook = Webhook(list(settings.webhook_hosts))
     activities = PlaybookActivities(crm=crm, mailer=EmailOutbox(settings.mail_outbox),
                                     chat=ChatOutbox(settings.chat_outbox), ledger=ledger, starter=starter,
-                                    fallback_owner=settings.fallback_owner)
+                                    http=webhook, fallback_owner=settings.fallback_owner)
     worker = Worker(client, task_queue=settings.task_queue, workflows=[PlaybookRun], activities=activities.all(),
                     workflow_runner=sandbox_runner(), graceful_shutdown_timeout=GRACE,
                     workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
@@ -61,6 +63,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await stop.wait()
             log.info("worker stopping")
     finally:
+        await webhook.close()
         crm.close()
         ledger.close()
 

@@ -39,6 +39,8 @@ class Settings:
     """CSOPS_PLAYBOOKS: the folder start_playbook looks playbooks up in."""
     fallback_owner: str = ""
     """CSOPS_FALLBACK_OWNER: who gets work when a party resolves to nobody (a user's email)."""
+    webhook_hosts: tuple[str, ...] = ()
+    """CSOPS_WEBHOOK_HOSTS: comma-separated host names http steps may call (none: http steps fail)."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -57,6 +59,7 @@ class Settings:
             database_url=e.get("CSOPS_DATABASE_URL", f"sqlite:///{home / 'csops.db'}"),
             playbooks=Path(e.get("CSOPS_PLAYBOOKS", "playbooks")),
             fallback_owner=e.get("CSOPS_FALLBACK_OWNER", ""),
+            webhook_hosts=tuple(h.strip() for h in e.get("CSOPS_WEBHOOK_HOSTS", "").split(",") if h.strip()),
         )
 
     @property
