@@ -101,8 +101,8 @@ def label(p: Path) -> str:
 class _Facts:
     """What the walker needs of one subschema, read once: the schema never changes in a process."""
 
-    __slots__ = ("choice_groups", "choice_of", "choices", "enum", "exclusive", "extra", "needs", "props", "ref",
-                 "required", "schema", "types")
+    __slots__ = ("choice_groups", "choice_of", "choices", "enum", "exclusive", "extra", "extra_facts", "items",
+                 "needs", "prop_facts", "props", "ref", "required", "schema", "types")
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self.schema = schema
@@ -124,6 +124,11 @@ class _Facts:
         self.required: list[str] = schema.get("required", [])
         self.exclusive: list[str] | None = schema.get("not", {}).get("required")
         self.needs: dict[str, list[str]] = schema.get("dependentRequired", {})
+        # children's facts once, here: $refs are not followed, so this ends even for recursive schemas
+        self.prop_facts: dict[str, _Facts] = {k: _facts(v) for k, v in self.props.items()}
+        self.extra_facts: _Facts | None = _facts(self.extra) if isinstance(self.extra, dict) else None
+        items = schema.get("items")
+        self.items: _Facts | None = _facts(items) if isinstance(items, dict) else None
 
 
 _FACTS: dict[int, _Facts] = {}
@@ -162,7 +167,10 @@ class Walker:
 
     def walk(self, value: Any, schema: dict[str, Any], p: Path, name: str = "") -> None:
         """Check ``value`` against ``schema``; ``name`` is the $defs name being checked, if any."""
-        facts = _facts(schema)
+        self._walk(value, _facts(schema), p, name)
+
+    def _walk(self, value: Any, facts: _Facts, p: Path, name: str = "") -> None:
+        schema = facts.schema
         if facts.ref:
             name = facts.ref
             target = self.defs[name]
@@ -170,7 +178,7 @@ class Walker:
             if hook:
                 hook(self, value, p, target)
             else:
-                self.walk(value, target, p, name)
+                self._walk(value, _facts(target), p, name)
             return
         choices = facts.choices
         if choices:
@@ -190,7 +198,7 @@ class Walker:
         if isinstance(value, dict):
             self._object(value, facts, p, name)
         elif isinstance(value, list):
-            self._array(value, schema, p)
+            self._array(value, facts, p)
         elif isinstance(value, str):
             self._string(value, schema, p, name)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -262,15 +270,16 @@ class Walker:
         if "minProperties" in schema and len(value) < schema["minProperties"]:
             self.report(p, "empty-value", f"{label(p)} must not be empty", key=True)
         names = schema.get("propertyNames")
+        prop_facts, extra_facts = facts.prop_facts, facts.extra_facts
         for key, item in value.items():
-            sub = props.get(key)
+            sub = prop_facts.get(key)
             if sub is not None:
-                self.walk(item, sub, p + (key,))
-            elif isinstance(extra, dict):
+                self._walk(item, sub, p + (key,))
+            elif extra_facts is not None:
                 if names and not re.match(names.get("pattern", ""), key):
                     self.report(p + (key,), "unknown-key", f'"{key}" is not allowed as a key in {label(p)}', key=True)
                     continue
-                self.walk(item, extra, p + (key,))
+                self._walk(item, extra_facts, p + (key,))
 
     def _choice(self, value: dict[str, Any], groups: list[list[str]], p: Path, name: str, close: set[str]) -> None:
         present = [g for g in groups if any(k in value for k in g)]
@@ -291,13 +300,13 @@ class Walker:
             self.report(p + (second,), rule or "exclusive-keys", f'{what}; found "{first}" and "{second}"', hint,
                         key=True)
 
-    def _array(self, value: list[Any], schema: dict[str, Any], p: Path) -> None:
-        if len(value) < schema.get("minItems", 0):
+    def _array(self, value: list[Any], facts: _Facts, p: Path) -> None:
+        if len(value) < facts.schema.get("minItems", 0):
             self.report(p, "empty-value", f"{label(p)} must not be empty", key=True)
-        items = schema.get("items")
-        if items:
+        items = facts.items
+        if items is not None:
             for i, item in enumerate(value):
-                self.walk(item, items, p + (i,))
+                self._walk(item, items, p + (i,))
 
     def _string(self, value: str, schema: dict[str, Any], p: Path, name: str) -> None:
         if "minLength" in schema and len(value.strip()) < schema["minLength"]:

@@ -226,29 +226,36 @@ class _Builder:
     def _mapping(self, node: yaml.MappingNode, p: Path, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         merged: list[tuple[yaml.Node, yaml.Node]] = []
+        keys = self.doc.keys
         for knode, vnode in node.value:
-            if _is_merge(knode):
+            # the common case inline (a plain text key): this loop is most of the loading time
+            if knode.__class__ is yaml.ScalarNode and knode.tag == _PLAIN and knode.value != "<<":
+                key: str = knode.value
+            elif _is_merge(knode):
                 merged.extend(self._merge_pairs(vnode, p))
                 continue
-            key = self._key(knode, p)
-            if key is None:
-                continue
+            else:
+                other = self._key(knode, p)
+                if other is None:
+                    continue
+                key = other
             kp = p + (key,)
+            mark = knode.start_mark
             if key in out:
-                line, col = self.doc.keys[kp]
+                line, col = keys[kp]
                 self._at(
-                    (knode.start_mark.line, knode.start_mark.column), "duplicate-key",
+                    (mark.line, mark.column), "duplicate-key",
                     f'key "{key}" is already defined at {line + 1}:{col + 1}; YAML would silently keep only this one',
                     "remove one of the two",
                 )
-            self.doc.keys[kp] = (knode.start_mark.line, knode.start_mark.column)
+            keys[kp] = (mark.line, mark.column)
             out[key] = self.build(vnode, kp, depth + 1)
         for knode, vnode in merged:  # explicit keys win over merged ones, as in YAML
-            key = self._key(knode, p)
-            if key is not None and key not in out:
-                kp = p + (key,)
-                self.doc.keys[kp] = (knode.start_mark.line, knode.start_mark.column)
-                out[key] = self.build(vnode, kp, depth + 1)
+            merged_key = self._key(knode, p)
+            if merged_key is not None and merged_key not in out:
+                kp = p + (merged_key,)
+                keys[kp] = (knode.start_mark.line, knode.start_mark.column)
+                out[merged_key] = self.build(vnode, kp, depth + 1)
         return out
 
     def _merge_pairs(self, vnode: yaml.Node, p: Path) -> list[tuple[yaml.Node, yaml.Node]]:
