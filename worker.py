@@ -79,8 +79,13 @@ def main() -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve(settings, stop)
 
+    # Not asyncio.run(): at exit it joins the default thread pool, and a connector call stuck in a
+    # thread (a locked database) would hold the process past the 10 s promise. Once the worker has
+    # shut down gracefully the process ends with os._exit, abandoning such a thread: its activity
+    # times out on the server and is retried by the next worker, where the ledger keeps it once.
+    loop = asyncio.new_event_loop()
     try:
-        asyncio.run(run())
+        loop.run_until_complete(run())
     except (OSError, RuntimeError) as exc:
         print(f"worker: cannot run: {exc}", file=sys.stderr)
         return 1
