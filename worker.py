@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from datetime import timedelta
 
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
@@ -30,6 +31,7 @@ from engine.workflow import PlaybookRun, sandbox_runner
 
 log = logging.getLogger("csops.worker")
 GRACE = timedelta(seconds=6)
+DEADLINE = 8.5  # seconds from SIGTERM to exit at the latest: the promise is 10 s
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -75,8 +77,18 @@ def main() -> int:
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            stop.set()
+            # A connector call stuck in a thread (a locked database) can hold the graceful shutdown;
+            # runs are durable and effects are in the ledger, so past the deadline the process just
+            # goes, and the work is retried by the next worker.
+            watchdog = threading.Timer(DEADLINE, lambda: (sys.stdout.flush(), os._exit(0)))
+            watchdog.daemon = True
+            watchdog.start()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         await serve(settings, stop)
 
     # Not asyncio.run(): at exit it joins the default thread pool, and a connector call stuck in a

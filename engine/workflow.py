@@ -336,7 +336,10 @@ class PlaybookRun:
         return ctx
 
     async def _context(self) -> dict[str, Any]:
-        data = await self._activity("load_context", ContextInput(account_id=self.inp.account_id))
+        # A local activity: a short read with no side effect, run before every step, so it should not
+        # pay a task-queue round trip each time (it is recorded in history all the same).
+        data = await workflow.execute_local_activity("load_context", ContextInput(account_id=self.inp.account_id),
+                                                     start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
         now = workflow.now()
         steps: dict[str, Any] = {}
         for sid, res in self.results.items():

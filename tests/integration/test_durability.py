@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from connectors.base import Contact
@@ -499,8 +499,13 @@ async def test_worker_stops_within_10s_while_an_activity_is_stuck(tmp_path: Path
         [handle] = await site.start_runs(client, "quick", ("acme",))
 
         async def running() -> bool:
-            acts = (await handle.describe()).raw_description.pending_activities
-            return bool(acts) and acts[0].state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            # load_context is a local activity: while it is stuck the workflow task shows as started
+            raw = (await handle.describe()).raw_description
+            acts = raw.pending_activities
+            task = raw.pending_workflow_task
+            return (bool(acts) and acts[0].state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED) or (
+                raw.HasField("pending_workflow_task")
+                and task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED)
         await wait_until(running, 30, "an activity to be running")
         started = time.monotonic()
         worker.signal(signal.SIGTERM)

@@ -39,6 +39,6 @@ async def test_daily_waits_for_a_year_continue_as_new(tmp_path: Path) -> None:
                 last = history.events[-1].workflow_execution_continued_as_new_event_attributes
                 run_id = last.new_execution_run_id
     assert out.outcome == "completed" and len(out.steps) == DAYS + 1
-    assert len(lengths) >= 3, lengths  # it really continued as new
+    assert len(lengths) >= 2, lengths  # it really continued as new
     assert max(lengths) < BUDGET
     assert [n.text for n in s.crm.list_notes("acme")] == ["a year later"]
