@@ -17,10 +17,13 @@ The sequence on each side: an activity, a 1 s timer, three activities.
   duration forms stop at minutes (``1m``), but the language's ISO 8601 form accepts seconds, and
   ``PT1S`` passes the JSON Schema and the duration parser unchanged (SPEC section 6 only shows
   ``P5D``; the schema's description shows ``PT12H``), so no engine code changes. What one run
-  does, as the engine is written: before every step (the spec re-reads the account before each
-  step) a ``load_context`` activity (4 SQL reads: account, owner, owner's manager, contacts), so
-  5 of them; 4 ``add_note`` activities (ledger read, CRM note insert, ledger write); the timer is
-  ``workflow.wait_condition(..., timeout=1 s)``. 9 activities and 1 timer in all.
+  does, as the engine is written (commit 84832c2): before every step, the wait included (the spec
+  re-reads the account before each step), a ``load_context`` local activity (4 SQL reads:
+  account, owner, owner's manager, contacts; it runs in the worker and is recorded as a marker
+  event, with no task-queue round trip), so 5 of them; 4 ``add_note`` activities (ledger read,
+  CRM note insert, ledger write); the timer is ``workflow.wait_condition(..., timeout=1 s)``. The
+  script prints what one run of each side did, read from its history (activities by type, timers,
+  workflow tasks, events), so a change in the engine shows in the output.
 - baseline side: ``BaselineRun`` below, the same sequence written by hand: ``add_note``,
   ``workflow.sleep(1 s)``, ``add_note`` x3, each with the engine's timeout and retry policy and
   the same idempotency keys (``workflow-id/step-id``) and note texts (rendered by the starter).
@@ -31,13 +34,22 @@ The sequence on each side: an activity, a 1 s timer, three activities.
   passed through (as the runner passes ``engine`` through for PlaybookRun), so neither side
   re-imports its workflow module per run.
 
+Pollers: ``PollerBehaviorAutoscaling()`` for workflow and activity tasks on both workers, as
+worker.py has it; BENCH_POLLERS=fixed:N gives both workers N fixed pollers of each kind instead
+(``PollerBehaviorSimpleMaximum(N)``), for comparison. Measured on a 2-core machine: with
+autoscaling workflow-task pollers a batch of 500 sometimes stalls (workflow tasks time out on the
+sticky queue, tasks wait a minute or more for a poller, CPU idle) and runs at a third of its usual
+rate, on either side; fixed pollers did not stall. Look at the per-round figures before trusting one
+ratio.
+
 Each side gets its own task queue and worker in this process (both workers run throughout) and
 its own CRM/ledger files. Per round and side, BENCH_RUNS runs (default 500) on as many accounts
 are started in batches of BENCH_BATCH (default 200), then all results awaited; the time is from
 the first start to the last result. Rounds (BENCH_ROUNDS, default 2) go playbook/baseline, then
 baseline/playbook, and so on; each side's seconds are the median over rounds. A warm-up of
-BENCH_WARMUP runs per side (default 20) comes first and is not counted. Every run is checked
-(outcome completed, 4 notes in the CRM for it).
+BENCH_WARMUP runs per side (default 20) comes first and is not counted. Every result is checked
+(playbook: completed, 5 steps done; baseline: 4 note ids) and each side's CRM must end with 4
+notes per run.
 
 Prints figures as one JSON object on its last line: ``runs``, ``playbook_per_s``,
 ``baseline_per_s``, ``ratio`` (playbook/baseline, target >= 0.85), ``playbook_seconds``,
@@ -79,6 +91,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "500"))
 BATCH = int(os.environ.get("BENCH_BATCH", "200"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "20"))
+POLLERS = os.environ.get("BENCH_POLLERS", "autoscaling")
 TARGET = 0.85
 NOTES = 4
 
@@ -263,7 +276,7 @@ async def shape(handle: Any) -> str:
 
 async def bench(address: str, folder: Path) -> dict[str, Any]:
     from temporalio.client import Client
-    from temporalio.worker import PollerBehaviorAutoscaling, Worker
+    from temporalio.worker import PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum, Worker
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
     # The baseline's class under its importable name, so the sandbox can pass bench through.
@@ -290,14 +303,20 @@ async def bench(address: str, folder: Path) -> dict[str, Any]:
     pb_queue, base_queue = "bench-playbook", "bench-baseline"
     base_runner = sandbox_runner()
     base_runner = SandboxedWorkflowRunner(restrictions=base_runner.restrictions.with_passthrough_modules("bench"))
+    def pollers() -> dict[str, Any]:
+        if POLLERS == "autoscaling":
+            return {"workflow_task_poller_behavior": PollerBehaviorAutoscaling(),
+                    "activity_task_poller_behavior": PollerBehaviorAutoscaling()}
+        kind, _, n = POLLERS.partition(":")
+        if kind != "fixed" or not n.isdigit():
+            raise RuntimeError(f"BENCH_POLLERS={POLLERS!r}: use autoscaling or fixed:N")
+        return {"workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(int(n)),
+                "activity_task_poller_behavior": PollerBehaviorSimpleMaximum(int(n))}
+
     pb_worker = Worker(client, task_queue=pb_queue, workflows=[PlaybookRun], activities=pb_acts.all(),
-                       workflow_runner=sandbox_runner(),
-                       workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
-                       activity_task_poller_behavior=PollerBehaviorAutoscaling())
+                       workflow_runner=sandbox_runner(), **pollers())
     base_worker = Worker(client, task_queue=base_queue, workflows=[Baseline], activities=[base_acts.add_note],
-                         workflow_runner=base_runner,
-                         workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
-                         activity_task_poller_behavior=PollerBehaviorAutoscaling())
+                         workflow_runner=base_runner, **pollers())
     texts = [line.split('"')[1] for line in PLAYBOOK.splitlines() if "note: {text:" in line]
 
     def pb_starts(tag: str, n: int) -> list[Callable[[], Awaitable[Any]]]:
@@ -362,6 +381,7 @@ async def bench(address: str, folder: Path) -> dict[str, Any]:
         "runs": RUNS,
         "rounds": ROUNDS,
         "batch": BATCH,
+        "pollers": POLLERS,
         "playbook_per_s": round(RUNS / pb_s, 1),
         "baseline_per_s": round(RUNS / base_s, 1),
         "ratio": round(base_s / pb_s, 3),
@@ -387,7 +407,8 @@ def main() -> int:
         folder = Path(tmp)
         try:
             with dev_server(folder) as address:
-                print(f"runtime: temporal dev server at {address} (WAL, synchronous=normal)", flush=True)
+                print(f"runtime: temporal dev server at {address} (WAL, synchronous=normal); {RUNS} runs per side "
+                      f"and round, {ROUNDS} rounds, batches of {BATCH}, pollers: {POLLERS}", flush=True)
                 figures = asyncio.run(bench(address, folder))
         except Exception as exc:  # noqa: BLE001 - report, stop the server, and exit without the core's abort
             traceback.print_exception(exc)
