@@ -257,21 +257,23 @@ async def timed_side(starts: list[Callable[[], Awaitable[Any]]], check: Callable
 
 
 async def shape(handle: Any) -> str:
-    """What one run did, from its history: activities by type, timers, workflow tasks, events."""
+    """What one run did, from its history: activities by type, local activities (markers), timers,
+    workflow tasks, events."""
     from temporalio.api.enums.v1 import EventType
 
     events = (await handle.fetch_history()).events
     acts: dict[str, int] = {}
-    timers = tasks = 0
+    timers = tasks = markers = 0
     for e in events:
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             name = e.activity_task_scheduled_event_attributes.activity_type.name
             acts[name] = acts.get(name, 0) + 1
         timers += e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+        markers += e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
         tasks += e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
     listed = " + ".join(f"{n} {name}" for name, n in acts.items())
-    return (f"{sum(acts.values())} activities ({listed}), {timers} timer, {tasks} workflow tasks, "
-            f"{len(events)} history events")
+    return (f"{sum(acts.values())} activities ({listed}), {markers} local activities (markers), {timers} timer, "
+            f"{tasks} workflow tasks, {len(events)} history events")
 
 
 async def bench(address: str, folder: Path) -> dict[str, Any]:
@@ -303,6 +305,7 @@ async def bench(address: str, folder: Path) -> dict[str, Any]:
     pb_queue, base_queue = "bench-playbook", "bench-baseline"
     base_runner = sandbox_runner()
     base_runner = SandboxedWorkflowRunner(restrictions=base_runner.restrictions.with_passthrough_modules("bench"))
+
     def pollers() -> dict[str, Any]:
         if POLLERS == "autoscaling":
             return {"workflow_task_poller_behavior": PollerBehaviorAutoscaling(),
