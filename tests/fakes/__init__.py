@@ -1,0 +1,1 @@
+"""Loopback stand-ins for the outside systems the connectors talk to."""
