@@ -1,0 +1,204 @@
+"""``csops event send``, ``csops event import FILE.jsonl`` and ``csops import accounts|contacts|users FILE.csv``.
+
+The event commands go through the same Ingestor as the HTTP API, with the store, CRM and Temporal
+of the settings, and process what they stored before they return, printing one line per event
+and one per trigger decision. They use a Temporal client, so they end through ``engine.cli.run``'s
+``os._exit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.csvimport import COLUMNS, ImportFileError, import_csv
+from engine.ingest import IngestResult, validate_event
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
+__all__ = ["add_parsers", "main"]
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+BATCH = 500
+
+
+def add_parsers(sub: Any) -> None:
+    """Add ``event`` and ``import`` to the ``csops`` subcommands."""
+    event = sub.add_parser("event", help="send events to csops (as POST /v1/events does)",
+                           description="Send one event, or import a file of them, through the event pipeline: "
+                                       "stored once per id, facts applied, triggers matched, delivered to running "
+                                       "runs. See docs/events.md.")
+    events = event.add_subparsers(dest="event_command", metavar="ACTION")
+    send = events.add_parser("send", help="send one event",
+                             description="Send one event. Exit 0 accepted or a duplicate, 1 rejected or not "
+                                         "processed, 2 usage error or Temporal unreachable.")
+    send.add_argument("--type", required=True, help="event type, e.g. health.updated or billing.invoice_overdue")
+    send.add_argument("--account", required=True, help="account id")
+    send.add_argument("--data", default="{}", help='the event data as a JSON object, e.g. \'{"score": 42}\'')
+    send.add_argument("--id", default="", help="event id (default: a new random one; reuse one to resend safely)")
+    send.add_argument("--occurred-at", default="", help="RFC 3339 time it happened (default: now)")
+    imp = events.add_parser("import", help="send the events of a JSON-lines file",
+                            description="Send every event of FILE (one JSON object per line). Exit 0 all accepted "
+                                        "or duplicates, 1 some rejected, 2 unreadable file or Temporal unreachable.")
+    imp.add_argument("file", metavar="FILE.jsonl", help="the events, one JSON object per line")
+    crm = sub.add_parser("import", help="import accounts, contacts or users from CSV into the built-in CRM",
+                         description="Upsert the rows of a CSV file into the built-in CRM; the header names the "
+                                     "columns (docs/events.md). Exit 0 all imported, 1 some rows rejected (the "
+                                     "others are imported), 2 unreadable file or wrong header.")
+    crm.add_argument("kind", choices=tuple(COLUMNS), help="what the file holds")
+    crm.add_argument("file", metavar="FILE.csv", help="the CSV file, header first")
+    crm.add_argument("--database-url", default="", help="the built-in CRM's database (default: the settings')")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``event ...`` or ``import ...``; the exit status."""
+    if args.command == "import":
+        return _import(args)
+    if args.event_command == "send":
+        return _send(args)
+    if args.event_command == "import":
+        return _import_events(args)
+    print("csops event: say send or import (csops event --help)", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _settings(command: str) -> Settings | None:
+    from engine.cli import _settings as load
+
+    return load(command)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from connectors.sqlcrm import SQLCRM
+
+    url = args.database_url
+    if not url:
+        settings = _settings("import")
+        if settings is None:
+            return EXIT_USAGE
+        from engine.config import BuiltinCRMConfig
+
+        cfg = settings.config.crm
+        if not isinstance(cfg, BuiltinCRMConfig):
+            print(f"csops import: the configured CRM is {cfg.kind}; csops import writes to the built-in CRM only "
+                  "(import into your CRM there, or pass --database-url)", file=sys.stderr)
+            return EXIT_USAGE
+        url = cfg.database_url or settings.database_url
+    crm = SQLCRM(url)
+    try:
+        report = asyncio.run(import_csv(crm, args.kind, Path(args.file)))
+    except ImportFileError as exc:
+        print(f"csops import: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        crm.close()
+    for r in report.rejected:
+        print(f"{args.file}:{r.line}: {r.column}: {r.why}")
+    print(f"{report.imported} of {report.rows} {args.kind} imported, {report.rejected_rows} rejected")
+    return EXIT_PROBLEMS if report.rejected else EXIT_OK
+
+
+def _send(args: argparse.Namespace) -> int:
+    try:
+        data = json.loads(args.data)
+    except json.JSONDecodeError as exc:
+        print(f"csops event send: --data is not JSON ({exc}); write an object like '{{\"score\": 42}}'",
+              file=sys.stderr)
+        return EXIT_USAGE
+    event = {"id": args.id or f"cli-{uuid.uuid4().hex}", "type": args.type, "account_id": args.account,
+             "occurred_at": args.occurred_at or datetime.now(UTC).isoformat(), "data": data}
+    return _run([(0, event)], "csops event send")
+
+
+def _import_events(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"csops event import: cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    events: list[tuple[int, Any]] = []
+    bad = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            events.append((number, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            print(f"{path}:{number}: rejected: not JSON ({exc.msg} at column {exc.colno})")
+            bad += 1
+    status = _run(events, "csops event import", where=str(path))
+    return EXIT_PROBLEMS if bad and status == EXIT_OK else status
+
+
+def _run(events: Sequence[tuple[int, Any]], command: str, where: str = "") -> int:
+    # Rejections need no Temporal: say them first, and connect only when something is left to send.
+    status = EXIT_OK
+    valid = []
+    for number, obj in events:
+        problems = validate_event(obj)
+        if problems:
+            ident = obj.get("id") if isinstance(obj, dict) else None
+            print(f"{where}:{number}: " * bool(where) + f"rejected {ident or '(no id)'}: {'; '.join(problems)}")
+            status = EXIT_PROBLEMS
+        else:
+            valid.append((number, obj))
+    if not valid:
+        return status
+    settings = _settings(command.removeprefix("csops "))
+    if settings is None:
+        return EXIT_USAGE
+    try:
+        results = asyncio.run(_ingest(settings, [obj for _, obj in valid]))
+    except RuntimeError as exc:  # temporalio's "Failed client connect"
+        print(f"{command}: cannot reach Temporal at {settings.temporal_address}: {exc} (is csops up running?)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    for (number, _), result in zip(valid, results, strict=True):
+        print(f"{where}:{number}: " * bool(where) + _line(result))
+        for text in (*result.decisions, *result.notes):
+            print(f"  {text}")
+        if any("stays queued" in n for n in result.notes):
+            status = EXIT_PROBLEMS
+    return status
+
+
+def _line(r: IngestResult) -> str:
+    if r.status == "duplicate":
+        return f"duplicate {r.id}: an event with this id was received before; nothing was done again"
+    if r.status == "rejected":
+        return f"rejected {r.id}: {'; '.join(r.errors)}"
+    return f"accepted {r.id}" + ("" if r.decisions else ": no trigger fired")
+
+
+async def _ingest(settings: Settings, events: list[Any]) -> list[IngestResult]:
+    from engine.ingest import Ingestor, temporal_signaller, temporal_starter
+    from engine.runrecord import is_running
+    from engine.starter import connect, load_playbooks
+    from engine.store import Store
+    from engine.wiring import build_crm
+
+    client = await connect(settings)
+    store = Store(settings.database_url)
+    part = await build_crm(settings)
+    playbooks = load_playbooks(settings.playbooks)
+    try:
+        ingest = Ingestor(store=store, crm=part.connector, playbooks=lambda: playbooks,
+                          start=temporal_starter(client, settings.task_queue), signal_run=temporal_signaller(client),
+                          still_running=functools.partial(is_running, store, client))
+        results: list[IngestResult] = []
+        for at in range(0, len(events), BATCH):
+            results.extend(await ingest.ingest(events[at:at + BATCH], process=True))
+        return results
+    finally:
+        await part.close()
+        store.close()

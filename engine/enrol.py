@@ -1,0 +1,105 @@
+"""From a trigger decision to a run, the one path events, the daily scan and explain share.
+
+``facts_for`` gathers what the matcher needs to know about a (playbook, account) from the store;
+``enrol`` records the matcher's decision and, when it says start, starts the run (its workflow id
+is the decision's run id, so a second start while one runs is "already running", never a second
+run) and records the run. Nothing here decides anything: engine/matcher.py does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine import model as m
+from engine.context import Calendar
+from engine.signals import Decision, Facts
+from engine.store import Store
+
+Start = Callable[[m.Playbook, Decision], Awaitable[tuple[str, str]]]
+"""Starts the decision's run: ("started" or "already running", Temporal's run id or "")."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Enrolment:
+    """What became of one decision."""
+
+    decision: Decision
+    """The matcher's decision."""
+    outcome: str
+    """started, suppressed or failed: as recorded."""
+    message: str
+    """In plain words."""
+
+
+def health_window(playbook: m.Playbook) -> timedelta:
+    """How far back health history matters to the playbook's ``health_drop ... within`` triggers."""
+    longest = timedelta(0)
+    for trigger in playbook.triggers:
+        within = getattr(trigger, "within", None)
+        if within is not None:
+            # Business days: a week of 5 workdays, plus room for holidays.
+            span = (timedelta(days=within.business_days * 7 / 5 + 14) if within.business_days
+                    else timedelta(seconds=within.seconds))
+            longest = max(longest, span)
+    return longest
+
+
+async def facts_for(store: Store, playbook: m.Playbook, account: Mapping[str, Any], *, now: datetime,
+                    calendar: Calendar, contacts: tuple[Mapping[str, Any], ...] = (),
+                    previous_score: float | None = None, previous_band: str | None = None,
+                    first_feature_use: bool = False, first_product_use: bool = False) -> Facts:
+    """The matcher's facts about (playbook, account) now; ``account`` as expressions see it."""
+    account_id = str(account["id"])
+    window = health_window(playbook)
+    active, ended, keys, history = await asyncio.gather(
+        store.active_run(playbook.id, account_id), store.last_ended(playbook.id, account_id),
+        store.occurrences(playbook.id, account_id),
+        store.health_since(account_id, now - window, prior=True) if window else _nothing())
+    return Facts(account=account, now=now, calendar=calendar, contacts=contacts, previous_score=previous_score,
+                 previous_band=previous_band, health_history=tuple((at, score) for at, score, _ in history),
+                 first_feature_use=first_feature_use, first_product_use=first_product_use, active_run=active,
+                 last_run_ended_at=ended, started_keys=frozenset(keys))
+
+
+async def _nothing() -> list[tuple[datetime, float, str]]:
+    return []
+
+
+async def enrol(decision: Decision, playbook: m.Playbook, *, store: Store, start: Start,
+                signal: Mapping[str, Any], now: datetime) -> Enrolment:
+    """Start the run a decision asks for, and record the decision and the run.
+
+    A start that fails (Temporal unreachable) is recorded as failed and raised again, so the caller
+    can retry the signal later; the run id makes a retried start safe.
+    """
+    outcome: str = decision.outcome
+    message, temporal_run_id = decision.message, ""
+    if decision.outcome == "start":
+        try:
+            started, temporal_run_id = await start(playbook, decision)
+        except Exception as exc:
+            await _record(store, decision, signal, now, "failed", f"could not start the run: {exc}")
+            raise
+        if started == "started":
+            outcome, message = "started", f"started {decision.run_id}"
+            await store.add_run(run_id=decision.run_id, temporal_run_id=temporal_run_id, playbook=playbook.id,
+                                version=playbook.version, account_id=decision.account_id,
+                                occurrence=decision.occurrence, trigger=decision.trigger_data, started_at=now)
+        else:
+            outcome, message = "suppressed", f"suppressed: a run is already active ({decision.run_id})"
+    await _record(store, decision, signal, now, outcome, message)
+    return Enrolment(decision=decision, outcome=outcome, message=message)
+
+
+async def _record(store: Store, decision: Decision, signal: Mapping[str, Any], now: datetime, outcome: str,
+                  message: str) -> None:
+    reason = "already_active" if outcome == "suppressed" and decision.outcome == "start" else decision.reason
+    await store.add_decision(at=now, playbook=decision.playbook, account_id=decision.account_id, signal=signal,
+                             outcome=outcome, reason=reason, message=message, occurrence=decision.occurrence,
+                             run_id=decision.run_id,
+                             seen={**decision.seen, "trigger": {"index": decision.trigger.index,
+                                                                "kind": decision.trigger.kind}})

@@ -1,0 +1,350 @@
+"""The event pipeline: events in (API, CLI, imports) → store → facts → triggers → runs.
+
+Two halves, joined by the store's events table, which is the queue:
+
+- ``Ingestor.ingest`` validates a batch, stores the valid events (idempotent by id: a duplicate
+  stops here, which is why 50 concurrent posts of one event start one run) and wakes the
+  processor. That is all the API waits for before it answers 202. Concurrent calls share one
+  database transaction (group commit), so many small posts cost few commits.
+- ``Ingestor.process_pending`` claims stored events not processed yet and, per event: applies
+  its facts (engine/ingest_facts.py), delivers it to the account's running runs (``deliver_event``
+  signal: wait_for, task completion, exit criteria), asks the matcher about every playbook with
+  a trigger listening to the type, and enrols (engine/enrol.py records every decision). Then it
+  marks the event processed. ``run`` does that in a loop.
+
+Nothing stored is lost when the process dies: an event is marked processed only after all of
+that, and a claim lapses after a lease (5 minutes), so another processor takes it up. Events of
+one account are processed one after another in the order they were received; accounts in
+parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from connectors.base import CRM
+from engine import model as m
+from engine.context import Calendar
+from engine.enrol import Start, enrol, facts_for
+from engine.ingest_facts import Change, apply_facts, parse_event, validate_event
+from engine.matcher import decide
+from engine.runcontext import read_view, view_data
+from engine.runtypes import Event
+from engine.signals import Decision, EventSignal
+from engine.store import EventRecord, Store
+
+__all__ = ["IngestResult", "Ingestor", "Processed", "SignalRun", "temporal_signaller", "temporal_starter",
+           "validate_event"]
+
+log = logging.getLogger(__name__)
+
+SignalRun = Callable[[str, Event], Awaitable[bool | str]]
+"""Delivers an event to a run (workflow id): True when delivered; False, or the status it ended with
+(completed, failed, exited, cancelled), when the run is no longer there."""
+
+ENDED = ("completed", "failed", "exited", "cancelled")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestResult:
+    """What became of one event of a batch."""
+
+    id: str
+    """The event's id ("" when it had none)."""
+    status: Literal["accepted", "duplicate", "rejected"]
+    """accepted: stored for processing; duplicate: that id was stored before; rejected: invalid, not stored."""
+    errors: tuple[str, ...] = ()
+    """Why it was rejected, each as "path: what is wrong"."""
+    decisions: tuple[str, ...] = ()
+    """With ``process=True``: the trigger decisions it led to, one line each."""
+    notes: tuple[str, ...] = ()
+    """With ``process=True``: what could not be done (unknown account...) and where it was delivered."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Processed:
+    """What processing one stored event did."""
+
+    id: str
+    """The event id."""
+    type: str
+    """The event type."""
+    account_id: str
+    """The account."""
+    decisions: tuple[str, ...] = ()
+    """Trigger decisions, one line each: ``playbook: started (started) start pb:...``."""
+    delivered: tuple[str, ...] = ()
+    """Runs (workflow ids) the event was delivered to."""
+    notes: tuple[str, ...] = ()
+    """What could not be done, in plain words."""
+    error: str = ""
+    """Set when processing failed; the event stays queued and is tried again after the lease."""
+
+
+class Ingestor:
+    """Takes events in and processes them; one per process, shared by the API and the CLI.
+
+    Args:
+        store: The engine's store (events, facts, decisions, runs).
+        crm: The CRM whose accounts the events are about.
+        playbooks: The playbooks now in force by id (called per event, so reloads are seen).
+        start: Starts a decision's run (see engine.enrol.Start).
+        signal_run: Delivers an event to a running run (see ``SignalRun``; ``temporal_signaller``).
+        calendar: Workdays, holidays and zone for cooldowns and date triggers.
+        now: The clock.
+        lease: How long a claimed event stays with its processor before another may take it.
+        parallel: How many accounts are processed at once.
+    """
+
+    def __init__(self, *, store: Store, crm: CRM, playbooks: Callable[[], Mapping[str, m.Playbook]], start: Start,
+                 signal_run: SignalRun, calendar: Calendar | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC), lease: timedelta = timedelta(minutes=5),
+                 parallel: int = 8, still_running: Callable[[str], Awaitable[bool]] | None = None) -> None:
+        self.store, self.crm, self.playbooks, self.start = store, crm, playbooks, start
+        self.still_running = still_running
+        """Checks a run the store has as active against Temporal (engine/runrecord.is_running)."""
+        self.signal_run, self.calendar, self.now, self.lease = signal_run, calendar or Calendar(), now, lease
+        self.parallel = parallel
+        self.wake = asyncio.Event()
+        self._waiting: list[tuple[list[EventSignal], asyncio.Future[list[bool]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    # --- in --------------------------------------------------------------------------------------
+
+    async def ingest(self, events: Sequence[Mapping[str, Any]], *, process: bool = False) -> list[IngestResult]:
+        """Validate and store a batch; one result per event, in order.
+
+        With ``process`` the accepted events are processed before this returns (the CLI does
+        that, to print the decisions); the API leaves it to ``run``.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the store could not be written (nothing was accepted).
+        """
+        valid: list[EventSignal] = []
+        problems: list[list[str]] = []
+        for obj in events:
+            errors = validate_event(obj)
+            problems.append(errors)
+            if not errors:
+                valid.append(parse_event(obj))
+        stored = iter(await self._store(valid) if valid else [])
+        results = []
+        for obj, errors in zip(events, problems, strict=True):
+            ident = obj.get("id") if isinstance(obj, Mapping) else None
+            ident = ident if isinstance(ident, str) else ""
+            if errors:
+                results.append(IngestResult(id=ident, status="rejected", errors=tuple(errors)))
+            else:
+                results.append(IngestResult(id=ident, status="accepted" if next(stored) else "duplicate"))
+        accepted = [r.id for r in results if r.status == "accepted"]
+        if accepted and process:
+            done = {p.id: p for p in await self._process(await self.store.unprocessed(
+                len(accepted), ids=accepted, now=self.now(), lease=self.lease))}
+            results = [replace(r, decisions=done[r.id].decisions, notes=_notes(done[r.id])) if r.id in done else r
+                       for r in results]
+        elif accepted:
+            self.wake.set()
+        return results
+
+    async def _store(self, events: list[EventSignal]) -> list[bool]:
+        """Store through the shared transaction: callers arriving while one commits go in the next."""
+        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((events, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                stored = await self.store.add_events([e for events, _ in batch for e in events],
+                                                     received_at=self.now())
+            except Exception as exc:  # noqa: BLE001 - handed to every caller of this batch
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            at = 0
+            for events, future in batch:
+                if not future.done():
+                    future.set_result(stored[at:at + len(events)])
+                at += len(events)
+
+    # --- processing ------------------------------------------------------------------------------
+
+    async def process_pending(self, limit: int = 200) -> list[Processed]:
+        """Claim and process up to ``limit`` queued events; what each did."""
+        return await self._process(await self.store.unprocessed(limit, now=self.now(), lease=self.lease))
+
+    async def run(self, *, poll: float = 1.0, limit: int = 200) -> None:
+        """Process queued events until cancelled: at once when ``ingest`` wakes it, else every ``poll`` seconds
+        (events another process stored, and retries after a lease)."""
+        while True:
+            self.wake.clear()
+            try:
+                done = await self.process_pending(limit)
+            except Exception:  # the store may be back in a moment; the loop must go on
+                log.exception("processing queued events failed; trying again in %s s", poll)
+                done = []
+            if len(done) < limit:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), poll)
+
+    async def _process(self, records: Sequence[EventRecord]) -> list[Processed]:
+        by_account: dict[str, list[EventRecord]] = {}
+        for rec in records:
+            by_account.setdefault(rec.account_id, []).append(rec)
+        gate = asyncio.Semaphore(self.parallel)
+
+        async def account(recs: list[EventRecord]) -> list[Processed]:
+            async with gate:
+                out = []
+                for rec in recs:
+                    out.append(await self._one(rec))
+                    if out[-1].error:
+                        break  # later events of the account wait for this one, keeping their order
+                return out
+
+        done = [p for group in await asyncio.gather(*(account(r) for r in by_account.values())) for p in group]
+        await self.store.mark_processed([p.id for p in done if not p.error], at=self.now())
+        return done
+
+    async def _one(self, rec: EventRecord) -> Processed:
+        ev = EventSignal(id=rec.id, type=rec.type, account_id=rec.account_id, occurred_at=rec.occurred_at,
+                         data=rec.data)
+        try:
+            account = await self.crm.get_account(ev.account_id)
+            change = await apply_facts(self.store, self.crm, ev, account)
+            if change.previous:
+                ev = replace(ev, previous=change.previous)
+            delivered = await self._route(ev)
+            decisions = await self._decide(ev, change) if account is not None else []
+        except Exception as exc:  # noqa: BLE001 - one event's failure must not stop the others
+            log.warning("event %s could not be processed; it is tried again later: %s", rec.id, exc)
+            return Processed(id=rec.id, type=rec.type, account_id=rec.account_id,
+                             error=f"could not process it now ({exc}); it stays queued and is tried again")
+        return Processed(id=rec.id, type=rec.type, account_id=rec.account_id, decisions=tuple(decisions),
+                         delivered=tuple(delivered), notes=tuple(change.notes))
+
+    async def _route(self, ev: EventSignal) -> list[str]:
+        """Deliver the event to each running run of the account; a run Temporal no longer has is marked ended."""
+        event = Event(id=ev.id, type=ev.type, account_id=ev.account_id, occurred_at=ev.occurred_at.isoformat(),
+                      data=dict(ev.data))
+        delivered, cursor = [], None
+        while True:
+            page = await self.store.runs(account_id=ev.account_id, status="running", limit=100, cursor=cursor)
+            for run in page.runs:
+                answer = await self.signal_run(run.run_id, event)
+                if answer is True:
+                    delivered.append(run.run_id)
+                    continue
+                status = answer if isinstance(answer, str) and answer in ENDED else "completed"
+                await self.store.end_run(run.run_id, status=status, temporal_run_id=run.temporal_run_id,
+                                         at=self.now(), reason=f"ended in Temporal ({status}); noticed when event "
+                                                               f"{ev.id} could not be delivered")
+            if page.next_cursor is None:
+                return delivered
+            cursor = page.next_cursor
+
+    async def _decide(self, ev: EventSignal, change: Change) -> list[str]:
+        listening = [pb for pb in self.playbooks().values() if listens(pb, ev.type)]
+        if not listening:
+            return []
+        view = await read_view(self.crm, ev.account_id)
+        if view is None:
+            return []
+        data = view_data(view)
+        account, contacts = data["account"], tuple(data["contacts"])
+        signal = {"kind": "event", "type": ev.type, "id": ev.id, "occurred_at": ev.occurred_at.isoformat()}
+        lines = []
+        for pb in listening:
+            now = self.now()
+            facts = functools.partial(facts_for, self.store, pb, account, now=now, calendar=self.calendar,
+                                      contacts=contacts, previous_score=change.previous_score,
+                                      previous_band=change.previous_band, first_feature_use=change.first_feature_use,
+                                      first_product_use=change.first_product_use)
+            seen = await facts()
+            decision = decide(pb, ev, seen)
+            if (decision is not None and decision.reason == "already_active" and seen.active_run
+                    and self.still_running is not None and not await self.still_running(seen.active_run)):
+                # The store had a run as active that Temporal says has ended (its record is now up to
+                # date): decide again. Asked only here, so an event costs no Temporal call otherwise.
+                decision = decide(pb, ev, await facts())
+            if decision is None:
+                continue
+            done = await enrol(decision, pb, store=self.store, start=self.start, signal=signal, now=now)
+            # enrol records a start Temporal refused as already running as already_active; so does this line.
+            refused = (decision.outcome, done.outcome) == ("start", "suppressed")
+            reason = "already_active" if refused else decision.reason
+            lines.append(f"{pb.id}: {done.outcome} ({reason}): {done.message}")
+        return lines
+
+
+def listens(playbook: m.Playbook, event_type: str) -> bool:
+    """Whether a trigger of the playbook can fire on an event of this type (others are not asked)."""
+    for trig in playbook.triggers:
+        if isinstance(trig, m.EventTrigger) and trig.type == event_type:
+            return True
+        if isinstance(trig, m.HealthDrop) and event_type == "health.updated":
+            return True
+        if isinstance(trig, m.NewUsage) and event_type == "usage.feature_used":
+            return True
+        if isinstance(trig, m.LifecycleChange | m.ContractMilestone) and event_type == "account.updated":
+            return True
+    return False
+
+
+def _notes(p: Processed) -> tuple[str, ...]:
+    delivered = (f"delivered to {', '.join(p.delivered)}",) if p.delivered else ()
+    return (*p.notes, *delivered, *((p.error,) if p.error else ()))
+
+
+def temporal_starter(client: Any, task_queue: str, calendar: Calendar | None = None) -> Start:
+    """A ``Start`` over a temporalio Client: engine.starter.begin_run with the decision's occurrence and trigger."""
+    from engine.starter import begin_run
+
+    cal = {} if calendar is None else {"workdays": sorted(calendar.workdays), "timezone": calendar.timezone,
+                                       "holidays": sorted(d.isoformat() for d in calendar.holidays)}
+
+    async def start(playbook: m.Playbook, decision: Decision) -> tuple[str, str]:
+        outcome, _, temporal_run_id = await begin_run(client, playbook, account_id=decision.account_id,
+                                                      task_queue=task_queue, occurrence=decision.occurrence,
+                                                      trigger=decision.trigger_data, calendar=cal)
+        return outcome, temporal_run_id
+
+    return start
+
+
+def temporal_signaller(client: Any) -> SignalRun:
+    """A ``SignalRun`` over a temporalio Client: the ``deliver_event`` signal; a run that is gone answers
+    the status Temporal reports for it."""
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError, RPCStatusCode
+
+    statuses = {WorkflowExecutionStatus.COMPLETED: "completed", WorkflowExecutionStatus.FAILED: "failed",
+                WorkflowExecutionStatus.TIMED_OUT: "failed", WorkflowExecutionStatus.CANCELED: "cancelled",
+                WorkflowExecutionStatus.TERMINATED: "cancelled", WorkflowExecutionStatus.CONTINUED_AS_NEW: "completed"}
+
+    async def signal_run(run_id: str, event: Event) -> bool | str:
+        handle = client.get_workflow_handle(run_id)
+        try:
+            await handle.signal("deliver_event", event)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            try:
+                described = await handle.describe()
+            except RPCError:
+                return False
+            return statuses.get(described.status, "completed") if described.status else False
+        return True
+
+    return signal_run

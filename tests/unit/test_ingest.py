@@ -1,0 +1,360 @@
+"""The event pipeline on a real store and the built-in CRM: validation, idempotency, facts, decisions, routing.
+
+Runs are started through a recording ``start`` (the workflow side is in
+tests/workflows/test_event_routing.py). The account is acme (strategic, renew stage, health 80
+green, renewing 2027-03-01); it is Monday 2026-11-23, 10:00 UTC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from connectors.base import Account, User
+from connectors.sqlcrm import SQLCRM
+from engine.ingest import Ingestor, validate_event
+from engine.model import Playbook
+from engine.runtypes import Event
+from engine.signals import Decision
+from engine.store import Store
+from engine.validate import check_text
+
+NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "event.schema.json").read_text())
+
+
+def playbook(pid: str, triggers: str, extra: str = "") -> Playbook:
+    text = f"playbook: {pid}\ntitle: T\ntriggers:\n  - {triggers}\n{extra}steps:\n  - id: t\n    task: {{title: T}}\n"
+    result = check_text(text)
+    assert [p.message for p in result.problems if p.severity == "error"] == []
+    assert result.playbook is not None
+    return result.playbook
+
+
+def ev(event_id: str, type_: str, data: Mapping[str, Any] | None = None, *, account: str = "acme",
+       at: datetime = NOW) -> dict[str, Any]:
+    return {"id": event_id, "type": type_, "account_id": account, "occurred_at": at.isoformat().replace("+00:00", "Z"),
+            "data": dict(data or {})}
+
+
+@dataclass
+class Rig:
+    store: Store
+    crm: SQLCRM
+    books: dict[str, Playbook] = field(default_factory=dict)
+    starts: list[Decision] = field(default_factory=list)
+    signals: list[tuple[str, Event]] = field(default_factory=list)
+    gone: dict[str, str] = field(default_factory=dict)
+    """run id → what signal_run answers for it (a run Temporal no longer has)."""
+    clock: list[datetime] = field(default_factory=lambda: [NOW])
+    fail_starts: int = 0
+
+    async def start(self, pb: Playbook, decision: Decision) -> tuple[str, str]:
+        if self.fail_starts:
+            self.fail_starts -= 1
+            raise RuntimeError("Temporal is unreachable")
+        self.starts.append(decision)
+        return "started", f"trid-{len(self.starts)}"
+
+    async def signal_run(self, run_id: str, event: Event) -> bool | str:
+        if run_id in self.gone:
+            return self.gone[run_id]
+        self.signals.append((run_id, event))
+        return True
+
+    def ingestor(self, store: Store | None = None) -> Ingestor:
+        return Ingestor(store=store or self.store, crm=self.crm, playbooks=lambda: self.books, start=self.start,
+                        signal_run=self.signal_run, now=lambda: self.clock[0])
+
+    def add(self, *books: Playbook) -> None:
+        self.books.update({b.id: b for b in books})
+
+
+def seed(crm: SQLCRM) -> None:
+    crm.add_user(User(id="u-csm", email="carl@example.com", name="Carl CSM"))
+    crm.add_account(Account(id="acme", name="Acme", segment="strategic", lifecycle_stage="renew", owner_id="u-csm",
+                            arr=120000.0, renewal_date=date(2027, 3, 1), health_score=80, health_band="green"))
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    url = f"sqlite:///{tmp_path / 'csops.db'}"
+    store, crm = Store(url), SQLCRM(url)
+    seed(crm)
+    yield Rig(store, crm)
+    store.close()
+    crm.close()
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("obj", "messages"), [
+    (ev("e1", "health.updated", {"score": 140}), ["data.score: must be a number 0-100, not 140"]),
+    (ev("e1", "health.updated", {"score": True}), ["data.score: must be a number 0-100, not True"]),
+    (ev("e1", "health.updated", {"band": "red"}), ["data.score: is required for health.updated"]),
+    (ev("e1", "health.updated", {"score": 5, "band": "blue"}), ["data.band: must be green, yellow or red, not 'blue'"]),
+    (ev("e1", "usage.feature_used", {}), ["data.feature: is required for usage.feature_used"]),
+    (ev("e1", "task.completed", {"task_id": ""}),
+     ["data.task_id: is required for task.completed: the id of the completed task"]),
+    (ev("e1", "account.updated", {"fields": {}}),
+     ["data.fields: is required for account.updated: an object of changed fields and their new values"]),
+    (ev("e1", "account.updated", {"fields": {"renewal_date": "next year", "tier": 1, "fields.tier": 1}}),
+     ["data.fields.renewal_date: must be a date YYYY-MM-DD (or null to clear it), not 'next year'",
+      "data.fields.tier: is not an account field; the fields are name, segment, lifecycle_stage, owner, arr, "
+      "renewal_date, contract_start, renewal_status, health_band, health_score or fields.NAME"]),
+    ({"id": "", "type": "Health", "account_id": "acme", "occurred_at": "2026-11-23 10:00", "data": [], "x": 1},
+     ["x: is not a field of an event; the fields are id, type, account_id, occurred_at, data",
+      "id: must be text of 1 to 255 characters",
+      "type: must be a dotted lower-case name like health.updated or billing.invoice_overdue, not 'Health'",
+      "occurred_at: must be an RFC 3339 date-time with a time zone, like 2025-03-01T09:30:00Z, not '2026-11-23 10:00'",
+      "data: must be a JSON object, not a list"]),
+    ({}, ["id: is required", "account_id: is required", "type: is required", "occurred_at: is required"]),
+    ([1], ["(event): must be a JSON object, not a list"]),
+])
+def test_validation_says_what_is_wrong_with_its_path(obj: Any, messages: list[str]) -> None:
+    assert validate_event(obj) == messages
+
+
+VALID = [ev("e1", "health.updated", {"score": 42.5, "band": "red"}), ev("e2", "usage.feature_used", {"feature": "sso"}),
+         ev("e3", "account.updated", {"fields": {"renewal_date": "2027-01-01", "fields.tier": "gold"}}),
+         ev("e4", "task.completed", {"task_id": "t-1"}), ev("e5", "billing.invoice_overdue", {"n": [1]}),
+         {"id": "e6", "type": "email.replied", "account_id": "a", "occurred_at": "2026-11-23T10:00:00.5+05:30"}]
+
+
+def test_the_validator_agrees_with_the_published_schema() -> None:
+    Draft202012Validator.check_schema(SCHEMA)
+    schema = Draft202012Validator(SCHEMA)
+    invalid = [ev("x", "health.updated", {"score": 101}), ev("x", "health.updated", {}),
+               ev("x", "usage.feature_used", {"feature": ""}), ev("x", "account.updated", {"fields": {"tier": 1}}),
+               ev("x", "task.completed", {}), ev("x", "Custom", {}), {**ev("x", "a.b"), "extra": 1},
+               {**ev("x", "a.b"), "occurred_at": "2026-11-23T10:00:00"}, {**ev("x", "a.b"), "data": 3}]
+    for obj in VALID:
+        assert validate_event(obj) == [] and list(schema.iter_errors(obj)) == [], obj
+    for obj in invalid:
+        assert validate_event(obj) != [] and list(schema.iter_errors(obj)) != [], obj
+
+
+# --- storing: idempotent by id ---------------------------------------------------------------------
+
+async def test_a_duplicate_is_answered_and_a_rejected_event_is_never_stored(rig: Rig) -> None:
+    ingest = rig.ingestor()
+    first = await ingest.ingest([ev("e1", "email.replied"), ev("e1", "email.replied"),
+                                 ev("bad", "health.updated", {"score": -1})])
+    assert [(r.id, r.status) for r in first] == [("e1", "accepted"), ("e1", "duplicate"), ("bad", "rejected")]
+    assert first[2].errors == ("data.score: must be a number 0-100, not -1",)
+    again = await ingest.ingest([ev("e1", "email.replied", {"changed": True})])
+    assert [(r.id, r.status) for r in again] == [("e1", "duplicate")]
+    assert await rig.store.get_event("bad") is None
+    assert (await rig.store.get_event("e1")).data == {}  # type: ignore[union-attr]
+    assert await rig.store.pending_count() == 1
+
+
+async def test_fifty_concurrent_posts_of_one_event_start_exactly_one_run(db_url: str) -> None:
+    # Two ingestors on two stores: two API servers sharing the database.
+    stores = [Store(db_url), Store(db_url)]
+    crm = SQLCRM(db_url)
+    try:
+        seed(crm)
+        rig = Rig(stores[0], crm)
+        rig.add(playbook("risk", "health_drop: {below: 50}"))
+        ingestors = [rig.ingestor(stores[0]), rig.ingestor(stores[1])]
+        event = ev("drop-1", "health.updated", {"score": 30})
+        results = await asyncio.gather(*(ingestors[i % 2].ingest([event]) for i in range(50)))
+        assert sorted(r[0].status for r in results) == ["accepted"] + ["duplicate"] * 49
+        processed = await asyncio.gather(*(ingestors[i % 2].process_pending() for i in range(4)))
+        assert [p.id for batch in processed for p in batch] == ["drop-1"]
+        assert [d.run_id for d in rig.starts] == ["pb:risk:acme:once"]
+        decisions = await stores[0].decisions(account_id="acme")
+        assert [(d.outcome, d.reason) for d in decisions] == [("started", "started")]
+        assert await stores[1].pending_count() == 0
+    finally:
+        for s in stores:
+            s.close()
+        crm.close()
+
+
+# --- facts and decisions ---------------------------------------------------------------------------
+
+async def test_a_health_drop_below_the_threshold_starts_one_run_and_updates_the_crm(rig: Rig) -> None:
+    rig.add(playbook("risk", "health_drop: {below: 50}"), playbook("other", "event: {type: email.replied}"))
+    ingest = rig.ingestor()
+    [res] = await ingest.ingest([ev("h1", "health.updated", {"score": 42, "band": "red"})], process=True)
+    assert res.status == "accepted"
+    assert res.decisions == ("risk: started (started): started pb:risk:acme:once",)
+    [decision] = rig.starts
+    assert decision.trigger_data["score"] == 42 and decision.trigger_data["previous_score"] == 80.0
+    account = await rig.crm.get_account("acme")
+    assert account is not None
+    assert (account.health_score, account.health_band, account.previous_health_score) == (42, "red", 80)
+    assert await rig.store.last_health("acme") == (42.0, "red")
+    # Still below: no crossing, no decision; the run is recorded as running.
+    [res] = await ingest.ingest([ev("h2", "health.updated", {"score": 30}, at=NOW + timedelta(hours=1))],
+                                process=True)
+    assert res.decisions == () and len(rig.starts) == 1
+    assert (await rig.store.active_run("risk", "acme")) == "pb:risk:acme:once"
+
+
+async def test_suppressed_decisions_are_recorded_with_their_reason_and_values(rig: Rig) -> None:
+    rig.add(playbook("smb-only", "health_drop: {below: 50}", "audience: {segments: [smb]}\n"),
+            playbook("risk", "health_drop: {below: 50}"))
+    ingest = rig.ingestor()
+    await ingest.ingest([ev("h1", "health.updated", {"score": 40})], process=True)
+    await ingest.ingest([ev("h2", "health.updated", {"score": 70}, at=NOW + timedelta(hours=1))], process=True)
+    [res] = await ingest.ingest([ev("h3", "health.updated", {"score": 20}, at=NOW + timedelta(hours=2))],
+                                process=True)
+    assert sorted(res.decisions) == [
+        "risk: suppressed (already_active): suppressed: a run is already active (pb:risk:acme:once)",
+        "smb-only: suppressed (audience_segment): suppressed: segment is 'strategic', not one of the audience "
+        "segments (smb)"]
+    records = await rig.store.decisions(account_id="acme")
+    got = [(d.playbook, d.outcome, d.reason, d.signal["id"], d.seen.get("score"), d.seen.get("previous_score"))
+           for d in reversed(records)]
+    assert got == [("smb-only", "suppressed", "audience_segment", "h1", 40.0, 80.0),
+                   ("risk", "started", "started", "h1", 40.0, 80.0),
+                   ("smb-only", "suppressed", "audience_segment", "h3", 20.0, 70.0),
+                   ("risk", "suppressed", "already_active", "h3", 20.0, 70.0)]
+    assert records[0].seen["active_run"] == "pb:risk:acme:once" and records[0].seen["segment"] == "strategic"
+
+
+async def test_a_cooldown_suppresses_a_new_run(rig: Rig) -> None:
+    rig.add(playbook("risk", "health_drop: {below: 50}", "entry: {cooldown: 30d}\n"))
+    await rig.store.add_run(run_id="pb:risk:acme:once", playbook="risk", version="v", account_id="acme",
+                            started_at=NOW - timedelta(days=20))
+    await rig.store.end_run("pb:risk:acme:once", status="completed", at=NOW - timedelta(days=10))
+    [res] = await rig.ingestor().ingest([ev("h1", "health.updated", {"score": 40})], process=True)
+    assert len(res.decisions) == 1 and res.decisions[0].startswith("risk: suppressed (cooldown): suppressed: "
+                                                                   "cooldown 30d after the last run")
+    [record] = await rig.store.decisions(account_id="acme")
+    assert record.seen["cooldown_until"] == (NOW + timedelta(days=20)).isoformat() and rig.starts == []
+
+
+async def test_a_first_use_sent_twice_starts_one_run(rig: Rig) -> None:
+    rig.add(playbook("expand", "new_usage: {feature: reports}"))
+    ingest = rig.ingestor()
+    one = await ingest.ingest([ev("u1", "usage.feature_used", {"feature": "reports", "product": "bi"})], process=True)
+    two = await ingest.ingest([ev("u2", "usage.feature_used", {"feature": "reports"}, at=NOW + timedelta(days=1))],
+                              process=True)
+    assert one[0].decisions == ("expand: started (started): started pb:expand:acme:reports",)
+    assert two[0].status == "accepted" and two[0].decisions == ()
+    assert [d.occurrence for d in rig.starts] == ["reports"]
+    account = await rig.crm.get_account("acme")
+    assert account is not None and account.usage == {"reports": "2026-11-23", "bi": "2026-11-23"}
+
+
+async def test_a_renewal_date_edit_evaluates_the_milestone_at_once(rig: Rig) -> None:
+    rig.add(playbook("renewal", "contract_milestone: {field: renewal_date, days_before: 90}"))
+    # 30 days out: the 90-day milestone has passed but the date has not, so the edit makes it due now.
+    [res] = await rig.ingestor().ingest([ev("a1", "account.updated", {"fields": {"renewal_date": "2026-12-23"}})],
+                                        process=True)
+    assert res.decisions == ("renewal: started (started): started pb:renewal:acme:2026-12-23",)
+    [record] = await rig.store.decisions(account_id="acme")
+    assert record.seen["milestone_day"] == "2026-09-24" and record.seen["date"] == "2026-12-23"
+    account = await rig.crm.get_account("acme")
+    assert account is not None and account.renewal_date == date(2026, 12, 23)
+
+
+async def test_a_lifecycle_change_sees_the_stage_before_the_edit(rig: Rig) -> None:
+    rig.add(playbook("onboard", "lifecycle_change: {to: onboard, from: renew}"))
+    [res] = await rig.ingestor().ingest([ev("a1", "account.updated", {"fields": {"lifecycle_stage": "onboard"}})],
+                                        process=True)
+    assert res.decisions == ("onboard: started (started): started pb:onboard:acme:once",)
+    assert rig.starts[0].trigger_data["previous_stage"] == "renew"
+
+
+async def test_an_unknown_account_keeps_the_facts_and_says_so(rig: Rig) -> None:
+    rig.add(playbook("risk", "health_drop: {below: 50}"))
+    [res] = await rig.ingestor().ingest([ev("h1", "health.updated", {"score": 10}, account="nobody")], process=True)
+    assert res.status == "accepted" and res.decisions == () and rig.starts == []
+    assert res.notes[0].startswith("account nobody is not in the CRM")
+    assert await rig.store.last_health("nobody") == (10.0, "")
+
+
+# --- the queue: nothing stored is lost -------------------------------------------------------------
+
+async def test_a_failed_start_keeps_the_event_queued_and_a_retry_still_sees_the_crossing(rig: Rig) -> None:
+    rig.add(playbook("risk", "health_drop: {below: 50}"))
+    ingest = rig.ingestor()
+    rig.fail_starts = 1
+    [res] = await ingest.ingest([ev("h1", "health.updated", {"score": 40})])
+    assert res.status == "accepted" and res.decisions == ()
+    [done] = await ingest.process_pending()
+    assert "Temporal is unreachable" in done.error and await rig.store.pending_count() == 1
+    assert await ingest.process_pending() == []  # claimed: nobody takes it before the lease lapses
+    rig.clock[0] = NOW + timedelta(minutes=6)
+    [done] = await ingest.process_pending()
+    assert done.error == "" and done.decisions == ("risk: started (started): started pb:risk:acme:once",)
+    outcomes = [(d.outcome, d.seen["previous_score"]) for d in reversed(await rig.store.decisions())]
+    assert outcomes == [("failed", 80.0), ("started", 80.0)]
+    assert len(await rig.store.health_since("acme", NOW)) == 1  # the retry did not record the score twice
+    assert await rig.store.pending_count() == 0
+
+
+async def test_a_processor_that_died_leaves_its_events_to_the_next_after_the_lease(rig: Rig) -> None:
+    ingest = rig.ingestor()
+    await ingest.ingest([ev("e1", "email.replied"), ev("e2", "email.replied")])
+    claimed = await rig.store.unprocessed(10, now=NOW)  # a processor claims both, then dies
+    assert [e.id for e in claimed] == ["e1", "e2"]
+    assert await ingest.process_pending() == []
+    rig.clock[0] = NOW + timedelta(minutes=5, seconds=1)
+    assert [p.id for p in await ingest.process_pending()] == ["e1", "e2"]
+
+
+async def test_the_run_loop_processes_what_ingest_accepts(rig: Rig) -> None:
+    rig.add(playbook("risk", "health_drop: {below: 50}"))
+    ingest = rig.ingestor()
+    loop = asyncio.create_task(ingest.run(poll=60))
+    try:
+        await ingest.ingest([ev("h1", "health.updated", {"score": 40})])
+        async with asyncio.timeout(10):
+            while await rig.store.pending_count():
+                await asyncio.sleep(0.01)
+    finally:
+        loop.cancel()
+    assert [d.run_id for d in rig.starts] == ["pb:risk:acme:once"]
+
+
+# --- routing to running runs -----------------------------------------------------------------------
+
+async def test_an_event_reaches_the_accounts_running_runs_and_a_gone_run_is_marked_ended(rig: Rig) -> None:
+    for run_id, account in (("pb:a:acme:once", "acme"), ("pb:b:acme:once", "acme"), ("pb:a:beta:once", "beta")):
+        await rig.store.add_run(run_id=run_id, temporal_run_id="t", playbook=run_id.split(":")[1], version="v",
+                                account_id=account, started_at=NOW - timedelta(days=1))
+    rig.gone["pb:b:acme:once"] = "failed"
+    [res] = await rig.ingestor().ingest([ev("t1", "task.completed", {"task_id": "task-9"})], process=True)
+    assert res.notes == ("delivered to pb:a:acme:once",)
+    assert [(r, e.type, e.data, e.occurred_at) for r, e in rig.signals] == [
+        ("pb:a:acme:once", "task.completed", {"task_id": "task-9"}, "2026-11-23T10:00:00+00:00")]
+    gone = await rig.store.get_run("pb:b:acme:once")
+    assert gone is not None and gone.status == "failed" and "event t1" in gone.reason
+
+
+async def test_a_run_the_store_has_as_active_is_checked_only_when_it_would_suppress(rig: Rig) -> None:
+    rig.add(playbook("risk", "health_drop: {below: 50}"))
+    asked: list[str] = []
+
+    async def still_running(run_id: str) -> bool:
+        # As engine.runrecord.is_running does: Temporal says the run ended, so its record is ended.
+        asked.append(run_id)
+        await rig.store.end_run(run_id, status="completed", at=rig.clock[0])
+        return False
+
+    ingest = Ingestor(store=rig.store, crm=rig.crm, playbooks=lambda: rig.books, start=rig.start,
+                      signal_run=rig.signal_run, now=lambda: rig.clock[0], still_running=still_running)
+    await ingest.ingest([ev("h1", "health.updated", {"score": 40})], process=True)
+    # Still below 50: no trigger fires, so nothing asks Temporal about the active run.
+    await ingest.ingest([ev("h2", "health.updated", {"score": 35}, at=NOW + timedelta(hours=1))], process=True)
+    assert asked == [] and len(rig.starts) == 1
+    await ingest.ingest([ev("h3", "health.updated", {"score": 70}, at=NOW + timedelta(hours=2))], process=True)
+    [res] = await ingest.ingest([ev("h4", "health.updated", {"score": 20}, at=NOW + timedelta(hours=3))],
+                                process=True)
+    # The run the store had as active had ended: a new run starts instead of a suppression.
+    assert asked == ["pb:risk:acme:once"]
+    assert res.decisions == ("risk: started (started): started pb:risk:acme:once",) and len(rig.starts) == 2

@@ -1,0 +1,242 @@
+"""The daily scan: the SQL date window, catch-up without duplicates, failures half-way, ticks.
+
+The CRM and the store are real (SQLite, and PostgreSQL when there is one); ``start`` stands in for
+Temporal's start with its one rule that matters here: a workflow id already started is "already
+running".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from connectors.base import Account, Contact
+from connectors.sqlcrm import SQLCRM
+from engine.context import Calendar
+from engine.matcher import milestone
+from engine.model import ContractMilestone, Playbook
+from engine.scan import daily_scan, date_window, find_due, find_tick
+from engine.signals import Decision
+from engine.store import Store
+from engine.validate import check_text
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 3, 2, 7, tzinfo=UTC)  # a Monday
+TODAY = NOW.date()
+BERLIN = Calendar(timezone="Europe/Berlin", holidays=frozenset({date(2026, 4, 3), date(2026, 4, 6)}))
+
+
+def compile_text(text: str) -> Playbook:
+    result = check_text(text, "<test>")
+    assert [p.message for p in result.problems if p.severity == "error"] == []
+    assert result.playbook is not None
+    return result.playbook
+
+
+def renewal_reminders() -> Playbook:
+    return compile_text((ROOT / "playbooks" / "renewal-reminders.yaml").read_text("utf-8"))
+
+
+MILESTONE = compile_text("""
+playbook: kickoff
+title: Kickoff
+triggers:
+  - contract_milestone: { field: fields.kickoff, days_before: 3 }
+steps:
+  - id: t
+    task: { title: T }
+""")
+
+WEEKLY = compile_text("""
+playbook: weekly
+title: Weekly
+triggers:
+  - schedule: { cron: "0 9 * * 1", timezone: Europe/Berlin }
+audience:
+  segments: [smb]
+steps:
+  - id: t
+    task: { title: T }
+""")
+
+
+class Temporal:
+    """Workflow ids are unique: a second start of one is "already running"."""
+
+    def __init__(self, fail_for: set[str] | None = None) -> None:
+        self.started: list[str] = []
+        self.fail_for = fail_for or set()
+
+    async def start(self, playbook: Playbook, decision: Decision) -> tuple[str, str]:
+        if decision.account_id in self.fail_for:
+            raise ConnectionError("Temporal is unreachable")
+        if decision.run_id in self.started:
+            return "already running", ""
+        self.started.append(decision.run_id)
+        return "started", f"temporal-{len(self.started)}"
+
+
+@pytest.fixture
+def parts(db_url: str) -> Iterator[tuple[SQLCRM, Store]]:
+    crm, store = SQLCRM(db_url), Store(db_url)
+    try:
+        yield crm, store
+    finally:
+        crm.close()
+        store.close()
+
+
+def add(crm: SQLCRM, account_id: str, *, renewal: date | None = None, segment: str = "strategic",
+        arr: float = 1000.0, **fields: str) -> None:
+    crm.add_account(Account(id=account_id, name=account_id, segment=segment, lifecycle_stage="adopt", arr=arr,
+                            renewal_date=renewal, fields=dict(fields)))
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 90])
+@pytest.mark.parametrize("before", [True, False])
+@pytest.mark.parametrize("business", [False, True])
+def test_the_sql_window_holds_every_date_the_matcher_fires_for(n: int, before: bool, business: bool) -> None:
+    kw = {"days_before": n} if before else {"days_after": n}
+    trig = ContractMilestone(field="renewal_date", business_days=business, **kw)
+    for since, today in ((date(2026, 3, 27), date(2026, 4, 7)), (date(2026, 4, 3), date(2026, 4, 4)),
+                         (date(2026, 1, 1), date(2026, 1, 2))):
+        first, last = date_window(trig, since, today, BERLIN)
+        fired = {d for d in (today + timedelta(days=k) for k in range(-400, 400))
+                 if milestone(trig, d, BERLIN, today, since=since).fires}
+        assert fired or business, (since, today)  # business milestones fall on workdays only
+        assert all(first <= d <= last for d in fired), (sorted(fired), first, last)
+        if not business:
+            assert fired == {first + timedelta(days=k) for k in range((last - first).days + 1)}
+        else:
+            assert (last - first).days + 1 - len(fired) <= 2 * n // 5 + 6  # a little wider, never far
+
+
+async def test_a_scan_starts_each_due_run_once_and_a_second_scan_that_day_starts_none(
+        parts: tuple[SQLCRM, Store]) -> None:
+    crm, store = parts
+    playbook = renewal_reminders()
+    add(crm, "due120", renewal=TODAY + timedelta(days=120))
+    add(crm, "due90", renewal=TODAY + timedelta(days=90))
+    add(crm, "tomorrow", renewal=TODAY + timedelta(days=121))
+    add(crm, "yesterday", renewal=TODAY + timedelta(days=119))
+    add(crm, "smb", renewal=TODAY + timedelta(days=120), segment="smb")
+    add(crm, "free", renewal=TODAY + timedelta(days=120), arr=0)
+    add(crm, "no-date")
+    temporal = Temporal()
+
+    report = await daily_scan(crm, store, [playbook], start=temporal.start, now=NOW, calendar=Calendar())
+
+    assert sorted(temporal.started) == [f"pb:renewal-reminders:{a}:{d}" for a, d in
+                                        (("due120", TODAY + timedelta(days=120)), ("due90", TODAY + timedelta(90)))]
+    assert (report.since, report.today, report.candidates, report.found, report.started, report.suppressed) == (
+        TODAY - timedelta(days=1), TODAY, 4, 4, 2, 2)
+    reasons = {d.account_id: d.reason for d in await store.decisions(playbook="renewal-reminders")}
+    assert reasons == {"due120": "started", "due90": "started", "smb": "audience_segment", "free": "audience_when"}
+    assert await store.last_scan("contract_milestone") == TODAY
+
+    again = await daily_scan(crm, store, [playbook], start=temporal.start, now=NOW + timedelta(hours=5),
+                             calendar=Calendar())
+    assert (again.since, again.found) == (None, 0)
+    assert len(temporal.started) == 2
+    assert len(await store.decisions(playbook="renewal-reminders")) == 4
+
+
+async def test_three_missed_days_are_caught_up_once_each(parts: tuple[SQLCRM, Store]) -> None:
+    crm, store = parts
+    playbook = renewal_reminders()
+    # Scanned up to 4 days ago; the server was down for 3 days; today's scan covers all four days.
+    await store.set_last_scan("contract_milestone", TODAY - timedelta(days=4))
+    for k in range(-1, 7):  # milestone days from 5 days ago to 1 day ahead (120-day trigger)
+        add(crm, f"a{k}", renewal=TODAY + timedelta(days=120 - k))
+    temporal = Temporal()
+    await daily_scan(crm, store, [playbook], start=temporal.start, now=NOW, calendar=Calendar())
+    assert sorted(temporal.started) == sorted(f"pb:renewal-reminders:a{k}:{TODAY + timedelta(days=120 - k)}"
+                                              for k in range(4))
+    # The same days scanned again (last_scan put back, as after a crash before it was noted): no new run.
+    await store.set_last_scan("contract_milestone", TODAY - timedelta(days=4))
+    await daily_scan(crm, store, [playbook], start=temporal.start, now=NOW, calendar=Calendar())
+    assert len(temporal.started) == 4
+    suppressed = [d for d in await store.decisions(playbook="renewal-reminders") if d.outcome == "suppressed"]
+    assert [d.reason for d in suppressed] == ["already_active"] * 4
+    # Once those runs ended, their occurrence keys still refuse a second run for the same renewal.
+    for run_id in temporal.started:
+        assert await store.end_run(run_id, status="completed", at=NOW)
+    await store.set_last_scan("contract_milestone", TODAY - timedelta(days=4))
+    await daily_scan(crm, store, [playbook], start=temporal.start, now=NOW, calendar=Calendar())
+    assert len(temporal.started) == 4
+    suppressed = [d for d in await store.decisions(playbook="renewal-reminders", limit=4)]
+    assert [d.reason for d in suppressed] == ["duplicate_occurrence"] * 4
+    # Tomorrow's milestone fires tomorrow, and only it.
+    await daily_scan(crm, store, [playbook], start=temporal.start, now=NOW + timedelta(days=1), calendar=Calendar())
+    assert temporal.started[4:] == [f"pb:renewal-reminders:a-1:{TODAY + timedelta(days=121)}"]
+
+
+async def test_a_scan_that_fails_half_way_is_retried_without_duplicates(parts: tuple[SQLCRM, Store]) -> None:
+    crm, store = parts
+    playbook = renewal_reminders()
+    for i in range(6):
+        add(crm, f"acct-{i}", renewal=TODAY + timedelta(days=90))
+    down = Temporal(fail_for={"acct-3"})
+    with pytest.raises(ConnectionError):
+        await daily_scan(crm, store, [playbook], start=down.start, now=NOW, calendar=Calendar(), batch=2)
+    assert await store.last_scan("contract_milestone") is None  # not noted: the next attempt scans today again
+    up = Temporal()
+    up.started = list(down.started)
+    report = await daily_scan(crm, store, [playbook], start=up.start, now=NOW, calendar=Calendar(), batch=2)
+    assert sorted(up.started) == sorted(f"pb:renewal-reminders:acct-{i}:{TODAY + timedelta(days=90)}"
+                                        for i in range(6))
+    assert report.started == 6 - len(down.started)
+    assert await store.last_scan("contract_milestone") == TODAY
+
+
+async def test_custom_date_fields_business_days_and_the_calendar_zone(parts: tuple[SQLCRM, Store]) -> None:
+    crm, store = parts
+    # 23:30 UTC on Sunday is already Monday 2026-03-02 in Berlin.
+    now = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
+    add(crm, "k-date", kickoff="2026-03-05")
+    add(crm, "k-datetime", kickoff="2026-03-05T15:00:00+01:00")
+    add(crm, "k-late", kickoff="2026-03-06")
+    add(crm, "k-text", kickoff="soon")
+    temporal = Temporal()
+    report = await daily_scan(crm, store, [MILESTONE], start=temporal.start, now=now, calendar=BERLIN)
+    assert report.today == date(2026, 3, 2)
+    assert sorted(temporal.started) == ["pb:kickoff:k-date:2026-03-05", "pb:kickoff:k-datetime:2026-03-05"]
+
+
+async def test_pages_are_read_in_id_order_and_filtered(parts: tuple[SQLCRM, Store]) -> None:
+    crm, store = parts
+    for i in range(7):
+        add(crm, f"p{i}", renewal=date(2026, 6, 1 + i), segment="smb" if i % 2 else "strategic")
+    crm.add_contact(Contact(id="c1", account_id="p2", email="x@example.com", primary=True))
+    seen, after = [], None
+    while page := await crm.list_accounts(after, 3, dates=[("renewal_date", date(2026, 6, 2), date(2026, 6, 6))]):
+        seen.append([a.id for a in page])
+        after = page[-1].id
+    assert seen == [["p1", "p2", "p3"], ["p4", "p5"]]
+    assert [a.id for a in await crm.list_accounts(None, 10, segments=["smb"])] == ["p1", "p3", "p5"]
+    views = await crm.account_views(["p2", "p3", "nope"])
+    assert sorted(views) == ["p2", "p3"]
+    assert [c.id for c in views["p2"].contacts] == ["c1"] and views["p3"].contacts == ()
+    found, candidates = await find_due(crm, store, [renewal_reminders()], since=date(2026, 2, 1),
+                                       today=date(2026, 2, 3), now=NOW, calendar=Calendar())
+    assert [(f.decision.account_id, f.decision.reason) for f in found] == [("p1", "audience_segment"),
+                                                                          ("p2", "started")]
+    assert candidates == 2
+
+
+async def test_a_tick_goes_to_every_account_in_the_audience_once(parts: tuple[SQLCRM, Store]) -> None:
+    crm, store = parts
+    for i in range(5):
+        add(crm, f"t{i}", segment="smb" if i < 3 else "strategic")
+    at = datetime(2026, 3, 2, 8, tzinfo=UTC)  # Monday 09:00 in Berlin
+    found = await find_tick(crm, store, [WEEKLY, dataclasses.replace(WEEKLY, id="off", enabled=False)],
+                            cron="0 9 * * 1", timezone="Europe/Berlin", at=at, now=at, calendar=BERLIN, page=2)
+    assert [(f.playbook.id, f.decision.account_id, f.decision.outcome) for f in found] == [
+        ("weekly", f"t{i}", "start") for i in range(3)]
+    assert {f.decision.occurrence for f in found} == {"2026-03-02T08:00:00+00:00"}
+    assert await find_tick(crm, store, [WEEKLY], cron="0 9 * * 1", timezone="UTC", at=at, now=at,
+                           calendar=BERLIN) == []
