@@ -8,22 +8,21 @@ which this script starts and stops (also on error).
 The sequence on each side: an activity, a 1 s timer, three activities.
 
 - playbook side: ``PlaybookRun`` (engine/workflow.py), started with ``engine.starter.start_run``,
-  on a worker wired as worker.py wires it (``sandbox_runner()``, autoscaling pollers) with the
+  on a worker wired as worker.py wires it (``sandbox_runner()``, 20 fixed pollers) with the
   engine's ``PlaybookActivities`` over the built-in SQL CRM and ledger on SQLite. The playbook::
 
       steps: note-1 (note), wait-1s (wait: PT1S), note-2, note-3, note-4 (note)
 
   Each note text is the template ``Step N for {{ account.name }}``. The 1 s timer: the short
   duration forms stop at minutes (``1m``), but the language's ISO 8601 form accepts seconds, and
-  ``PT1S`` passes the JSON Schema and the duration parser unchanged (SPEC section 6 only shows
-  ``P5D``; the schema's description shows ``PT12H``), so no engine code changes. What one run
-  does, as the engine is written (commit 84832c2): before every step, the wait included (the spec
-  re-reads the account before each step), a ``load_context`` local activity (4 SQL reads:
-  account, owner, owner's manager, contacts; it runs in the worker and is recorded as a marker
-  event, with no task-queue round trip), so 5 of them; 4 ``add_note`` activities (ledger read,
-  CRM note insert, ledger write); the timer is ``workflow.wait_condition(..., timeout=1 s)``. The
-  script prints what one run of each side did, read from its history (activities by type, timers,
-  workflow tasks, events), so a change in the engine shows in the output.
+  ``PT1S`` passes the JSON Schema and the duration parser unchanged (seconds are documented as an
+  extension in docs/playbook-reference.md). What one run does: 4 ``add_note`` activities, each of
+  which re-reads the account (the spec re-reads it before each step: account, owner, manager and
+  contacts in one read transaction), checks the exit criteria and ``when``, renders the note and
+  writes it (ledger read, CRM note insert, ledger write); the wait reads nothing, as it evaluates
+  nothing (no ``when``, no exit criteria); the timer is ``workflow.wait_condition(..., timeout=1 s)``.
+  The script prints what one run of each side did, read from its history (activities by type,
+  timers, workflow tasks, events), so a change in the engine shows in the output.
 - baseline side: ``BaselineRun`` below, the same sequence written by hand: ``add_note``,
   ``workflow.sleep(1 s)``, ``add_note`` x3, each with the engine's timeout and retry policy and
   the same idempotency keys (``workflow-id/step-id``) and note texts (rendered by the starter).
@@ -34,18 +33,18 @@ The sequence on each side: an activity, a 1 s timer, three activities.
   passed through (as the runner passes ``engine`` through for PlaybookRun), so neither side
   re-imports its workflow module per run.
 
-Pollers: ``PollerBehaviorAutoscaling()`` for workflow and activity tasks on both workers, as
-worker.py has it; BENCH_POLLERS=fixed:N gives both workers N fixed pollers of each kind instead
-(``PollerBehaviorSimpleMaximum(N)``), for comparison. Measured on a 2-core machine: with
-autoscaling workflow-task pollers a batch of 500 sometimes stalls (workflow tasks time out on the
-sticky queue, tasks wait a minute or more for a poller, CPU idle) and runs at a third of its usual
-rate, on either side; fixed pollers did not stall. Look at the per-round figures before trusting one
-ratio.
+Pollers: 20 fixed pollers of each kind on both workers (``PollerBehaviorSimpleMaximum(20)``), as
+worker.py has it; BENCH_POLLERS=fixed:N changes N, BENCH_POLLERS=autoscaling gives both workers
+``PollerBehaviorAutoscaling()``. Measured on a 2-core machine: with autoscaling workflow-task
+pollers a batch of 500 sometimes stalled (workflow tasks time out on the sticky queue, tasks wait a
+minute or more for a poller, CPU idle) and ran at a third of its usual rate, on either side; fixed
+pollers did not stall, which is why worker.py uses them. Look at the per-round figures before
+trusting one ratio.
 
 Each side gets its own task queue and worker in this process (both workers run throughout) and
 its own CRM/ledger files. Per round and side, BENCH_RUNS runs (default 500) on as many accounts
 are started in batches of BENCH_BATCH (default 200), then all results awaited; the time is from
-the first start to the last result. Rounds (BENCH_ROUNDS, default 2) go playbook/baseline, then
+the first start to the last result. Rounds (BENCH_ROUNDS, default 3) go playbook/baseline, then
 baseline/playbook, and so on; each side's seconds are the median over rounds. A warm-up of
 BENCH_WARMUP runs per side (default 20) comes first and is not counted. Every result is checked
 (playbook: completed, 5 steps done; baseline: 4 note ids) and each side's CRM must end with 4
@@ -84,14 +83,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 with workflow.unsafe.imports_passed_through():
-    from engine.runtypes import NoteInput
+    from engine.runtypes import NoteInput, StepOutcome
     from engine.workflow import RETRY, TIMEOUT
 
 RUNS = int(os.environ.get("BENCH_RUNS", "500"))
 BATCH = int(os.environ.get("BENCH_BATCH", "200"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "20"))
-POLLERS = os.environ.get("BENCH_POLLERS", "autoscaling")
+POLLERS = os.environ.get("BENCH_POLLERS", "fixed:20")
 TARGET = 0.85
 NOTES = 4
 
@@ -131,10 +130,10 @@ class BaselineRun:
         ids = ["note-1", "note-2", "note-3", "note-4"]
 
         async def note(i: int) -> str:
-            result: str = await workflow.execute_activity(
+            out = await workflow.execute_activity(
                 "add_note", NoteInput(key=f"{wf_id}/{ids[i]}", account_id=inp.account_id, text=inp.texts[i]),
-                start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
-            return result
+                result_type=StepOutcome, start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+            return str(out.result)
 
         done = [await note(0)]
         await workflow.sleep(timedelta(seconds=1))

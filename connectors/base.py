@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class ConnectorError(Exception):
@@ -176,6 +176,11 @@ class OutgoingEmail:
     """operational or marketing."""
     sender_name: str = ""
     """Display name of the sender."""
+    unsubscribe_url: str = ""
+    """Marketing only: the recipient's one-click unsubscribe link (https://...), filled in by
+    connectors.mailpolicy.PolicyMailer; SMTP refuses marketing mail without it."""
+    unsubscribe_mailto: str = ""
+    """Marketing only: a ``mailto:`` URI that unsubscribes the recipient, or empty."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,3 +242,25 @@ class Http(Protocol):
 
     async def request(self, method: str, url: str, *, headers: dict[str, str], json: Any,
                       idempotency_key: str) -> HttpResult: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountView:
+    """An account with the people templates see: its owner, the owner's manager and its contacts."""
+
+    account: Account
+    """The account."""
+    owner: User | None = None
+    """The owning user, if any."""
+    manager: User | None = None
+    """The owner's manager, if any."""
+    contacts: tuple[Contact, ...] = ()
+    """The account's contacts, primary first."""
+
+
+@runtime_checkable
+class AccountViews(Protocol):
+    """Optional for a CRM: read an account and its people in one go (one query or session), which
+    the engine does before every step. Without it the engine makes the four calls of ``CRM``."""
+
+    async def account_view(self, account_id: str) -> AccountView | None: ...

@@ -56,7 +56,7 @@ class Ledger:
 
     async def get(self, key: str) -> Any | None:
         """The recorded result for ``key``, or None when the effect is not done."""
-        text = await self.db.run(lambda s: s.scalar(select(Effect.result).where(Effect.key == key)))
+        text = await self.db.read(lambda s: s.scalar(select(Effect.result).where(Effect.key == key)))
         return None if text is None else json.loads(text)
 
     async def record(self, key: str, result: Any) -> Any:

@@ -17,14 +17,12 @@ import tempfile
 import threading
 import time
 from email import policy
-from email.errors import HeaderParseError
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+from connectors import mailbuild
 from connectors.base import ChatMessage, OutgoingEmail, PermanentError
 
 __all__ = ["ChatOutbox", "EmailOutbox"]
@@ -32,13 +30,6 @@ __all__ = ["ChatOutbox", "EmailOutbox"]
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
-
-
-def _one_line(what: str, value: str) -> str:
-    # A CR or LF in a header value would let a template inject headers (or a second message).
-    if "\r" in value or "\n" in value:
-        raise PermanentError(f"{what} contains a line break: {value!r}")
-    return value
 
 
 class EmailOutbox:
@@ -55,7 +46,7 @@ class EmailOutbox:
     @staticmethod
     def message_id(idempotency_key: str) -> str:
         """The Message-ID a send with this key gets (the same every time)."""
-        return f"<{_digest(idempotency_key)}@csops.local>"
+        return mailbuild.message_id(idempotency_key)
 
     async def send(self, message: OutgoingEmail, idempotency_key: str) -> str:
         """Write the message once per key and return its Message-ID.
@@ -74,19 +65,10 @@ class EmailOutbox:
         return [_as_email(parser.parsebytes(p.read_bytes())) for p in files]
 
     def _build(self, message: OutgoingEmail, key: str) -> bytes:
-        if not message.to:
-            raise PermanentError("an email needs at least one recipient")
-        msg = EmailMessage()
-        msg["From"] = _address("sender", message.sender, message.sender_name)
-        msg["To"] = [_address("recipient", to) for to in message.to]
-        msg["Subject"] = _one_line("subject", message.subject)
-        msg["Date"] = formatdate(usegmt=True)
-        msg["Message-ID"] = self.message_id(key)
-        msg["X-Csops-Category"] = _one_line("category", message.category)
-        msg["X-Csops-Idempotency-Key"] = _one_line("idempotency key", key)
-        msg.set_content(message.body)
-        # policy.SMTP: CRLF line ends, as RFC 5322 writes a message on the wire.
-        return msg.as_bytes(policy=policy.SMTP)
+        # The same builder as SMTP. Marketing mail without an unsubscribe link is kept: an outbox
+        # delivers to nobody, and the demo must work before email.unsubscribe is configured.
+        built = mailbuild.build(message, key, key_header=True, require_unsubscribe=False)
+        return built.as_bytes()  # CRLF line ends, as RFC 5322 writes a message on the wire
 
     def _write(self, path: Path, data: bytes) -> None:
         if path.exists():
@@ -104,13 +86,6 @@ class EmailOutbox:
             Path(tmp).unlink(missing_ok=True)
             raise
         _fsync_dir(self.folder)
-
-
-def _address(what: str, addr: str, name: str = "") -> Address:
-    try:
-        return Address(display_name=_one_line(f"{what} name", name), addr_spec=_one_line(what, addr).strip())
-    except (ValueError, IndexError, HeaderParseError) as exc:  # how the parser rejects a malformed address
-        raise PermanentError(f"{what} {addr!r} is not a valid email address") from exc
 
 
 def _as_email(msg: Any) -> EmailMessage:

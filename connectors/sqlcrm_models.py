@@ -160,18 +160,24 @@ class Database:
         self._lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if parsed.get_backend_name() == "sqlite":
             self.engine = _sqlite_engine(url, parsed.database or "")
+            self.read_engine = self.engine
             if parsed.database in (None, "", ":memory:"):
                 # One shared in-memory connection: units of work must take turns on it.
                 self._lock = threading.Lock()
+            else:
+                # Reads need no write lock: under WAL a deferred transaction reads a consistent
+                # snapshot beside a writer, where BEGIN IMMEDIATE would queue behind every write.
+                self.read_engine = _sqlite_engine(url, parsed.database or "", immediate=False)
         else:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            self.read_engine = self.engine
         try:
             metadata.create_all(self.engine)
         except DBAPIError:
             # Another process created the same tables between the existence check and CREATE.
             metadata.create_all(self.engine)
 
-    def call(self, work: Callable[[Session], T]) -> T:
+    def call(self, work: Callable[[Session], T], *, engine: Engine | None = None) -> T:
         """Run ``work`` with a fresh session on this thread; ``work`` commits what it writes.
 
         Raises:
@@ -179,7 +185,7 @@ class Database:
             PermanentError: a value the database refuses (too long, out of range).
         """
         try:
-            with self._lock, Session(self.engine, expire_on_commit=False) as session:
+            with self._lock, Session(engine or self.engine, expire_on_commit=False) as session:
                 return work(session)
         except (OperationalError, InterfaceError, SATimeoutError) as exc:
             raise RetryableError(f"database unavailable: {type(exc).__name__}", detail=str(exc)) from exc
@@ -190,12 +196,17 @@ class Database:
         """Run ``work`` on a worker thread (SQLAlchemy sessions are synchronous)."""
         return await asyncio.to_thread(self.call, work)
 
+    async def read(self, work: Callable[[Session], T]) -> T:
+        """Like ``run`` for a unit of work that only reads (it takes no write lock on SQLite)."""
+        return await asyncio.to_thread(self.call, work, engine=self.read_engine)
+
     def dispose(self) -> None:
         """Close the pooled connections."""
         self.engine.dispose()
+        self.read_engine.dispose()
 
 
-def _sqlite_engine(url: str, database: str) -> Engine:
+def _sqlite_engine(url: str, database: str, *, immediate: bool = True) -> Engine:
     memory = database in ("", ":memory:")
     if not memory and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -221,6 +232,6 @@ def _sqlite_engine(url: str, database: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine

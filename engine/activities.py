@@ -9,8 +9,9 @@ the call and the ledger write. Connector errors become retryable or non-retryabl
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from temporalio import activity
@@ -19,19 +20,22 @@ from temporalio.exceptions import ApplicationError
 from connectors.base import (
     CRM,
     Account,
+    AccountView,
     Chat,
     ChatMessage,
     ConnectorError,
-    Contact,
     Http,
     Mailer,
     NewTask,
     OutgoingEmail,
     PermanentError,
     RetryableError,
-    User,
 )
+from engine.context import Calendar, as_datetime, evaluate, render, render_json
+from engine.coverage import Coverage
+from engine.coverage_resolve import CoverageError, NextInPool
 from engine.parties import parse_party
+from engine.runcontext import contact_data, guard, read_view, scoped_context, user_data, view_data
 from engine.runtypes import (
     AlertInput,
     ContextInput,
@@ -39,8 +43,9 @@ from engine.runtypes import (
     HttpInput,
     NoteInput,
     Recipient,
-    ResolveInput,
     StartInput,
+    StepOutcome,
+    StepScope,
     TaskChangeInput,
     TaskInput,
     UpdateInput,
@@ -57,66 +62,130 @@ class LedgerLike(Protocol):
     async def record(self, key: str, result: Any) -> Any: ...
 
 
-def _user_data(user: User | None) -> dict[str, Any] | None:
-    if user is None:
-        return None
-    first, _, last = user.name.partition(" ")
-    return {"id": user.id, "name": user.name, "email": user.email, "first_name": first, "last_name": last,
-            "title": user.title, "timezone": user.timezone, "manager": None}
+def _memory_pool() -> NextInPool:
+    """Round-robin turns kept in this process: for tests and a store-less setup (the worker passes
+    the store's counter, which every worker shares)."""
+    turns: dict[str, int] = {}
 
-
-def contact_data(c: Contact) -> dict[str, Any]:
-    """A contact as templates see it (``contact``, ``contacts[i]``)."""
-    return {"id": c.id, "email": c.email, "first_name": c.first_name, "last_name": c.last_name,
-            "name": f"{c.first_name} {c.last_name}".strip(), "title": c.title, "role": c.role, "phone": c.phone,
-            "primary": c.primary}
-
-
-def account_data(a: Account, owner: dict[str, Any] | None) -> dict[str, Any]:
-    """An account as expressions see it (JSON-safe: dates as ISO text)."""
-    def iso(d: date | None) -> str | None:
-        return d.isoformat() if d else None
-
-    return {"id": a.id, "name": a.name, "segment": a.segment, "lifecycle_stage": a.lifecycle_stage, "owner": owner,
-            "arr": a.arr, "renewal_date": iso(a.renewal_date), "contract_start": iso(a.contract_start),
-            "renewal_status": a.renewal_status,
-            "health": {"score": a.health_score, "band": a.health_band, "previous_score": a.previous_health_score},
-            "usage": dict(a.usage), "fields": dict(a.fields)}
+    async def next_in_pool(team: str, size: int) -> int:
+        turns[team] = turns.get(team, -1) + 1
+        return turns[team] % size
+    return next_in_pool
 
 
 async def _call(fn: Callable[[], Awaitable[T]]) -> T:
     """Run a connector call, turning its errors into the failures Temporal retries or not."""
     try:
         return await fn()
-    except RetryableError as exc:
-        delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
-        raise ApplicationError(str(exc), exc.detail, type="RetryableError", next_retry_delay=delay) from exc
-    except PermanentError as exc:
-        raise ApplicationError(str(exc), exc.detail, type="PermanentError", non_retryable=True) from exc
     except ConnectorError as exc:
-        raise ApplicationError(str(exc), exc.detail, type="ConnectorError") from exc
+        raise _failure(exc) from exc
+
+
+def _failure(exc: ConnectorError) -> ApplicationError:
+    if isinstance(exc, RetryableError):
+        delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
+        return ApplicationError(str(exc), exc.detail, type="RetryableError", next_retry_delay=delay)
+    if isinstance(exc, PermanentError):
+        return ApplicationError(str(exc), exc.detail, type="PermanentError", non_retryable=True)
+    return ApplicationError(str(exc), exc.detail, type="ConnectorError")
+
+
+class Renderer:
+    """Renders a step's texts against the context its activity read; literal when there is none
+    (the engine's own messages, which must not be read as templates). A mistake in a text is the
+    step's failure, not worth retrying."""
+
+    def __init__(self, ctx: dict[str, Any] | None, scope: StepScope | None, view: AccountView | None) -> None:
+        self.ctx, self.scope = ctx, scope
+        self.view = view
+        """The account as read for this step (parties resolve against it), None for literal texts."""
+
+    def text(self, src: str, **extra: Any) -> str:
+        ctx = self.ctx
+        if ctx is None:
+            return src
+        return _expr(lambda: render(src, {**ctx, **extra} if extra else ctx))
+
+    def json(self, value: Any) -> Any:
+        ctx = self.ctx
+        return value if ctx is None else _expr(lambda: render_json(value, ctx))
+
+    @property
+    def today(self) -> date | None:
+        """The run's today (workflow time in the calendar's zone): who is out of office is judged on it."""
+        if self.scope is None:
+            return None
+        return datetime.fromisoformat(self.scope.now).astimezone(Calendar.from_dict(self.scope.calendar).zone).date()
+
+    def date(self, src: str) -> str:
+        """A date expression's value as an ISO date, in the run's calendar."""
+        cal = Calendar.from_dict(self.scope.calendar if self.scope else {})
+        return _expr(lambda: as_datetime(evaluate(src, self.ctx or {}), cal).date().isoformat())
+
+
+def _expr(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except Exception as exc:  # undefined names, type errors, bad dates: the author's mistake
+        raise ApplicationError(str(exc) or type(exc).__name__, type="ExpressionError", non_retryable=True) from exc
+
+
+Effect = Callable[[Renderer], Awaitable[Any]]
 
 
 class PlaybookActivities:
-    """The activities of PlaybookRun; ``worker.py`` constructs it with real connectors."""
+    """The activities of PlaybookRun; ``worker.py`` constructs it with real connectors.
+
+    Each effect activity re-reads the account, checks the exit criteria and the step's ``when``,
+    renders the step's texts and does the effect, once per idempotency key; it returns a
+    ``StepOutcome``: done (with the result), skipped or exited.
+    """
 
     def __init__(self, *, crm: CRM, mailer: Mailer, chat: Chat, ledger: LedgerLike, http: Http | None = None,
-                 starter: Starter | None = None, fallback_owner: str = "") -> None:
+                 starter: Starter | None = None, fallback_owner: str = "", coverage: Coverage | None = None,
+                 next_in_pool: NextInPool | None = None) -> None:
         self.crm, self.mailer, self.chat, self.ledger, self.http = crm, mailer, chat, ledger, http
         self.starter = starter
-        self.fallback_owner = fallback_owner
+        self.coverage = coverage or Coverage.default(fallback_owner)
+        if fallback_owner and not self.coverage.default_fallback_owner:
+            self.coverage = dataclasses.replace(self.coverage, default_fallback_owner=fallback_owner)
+        self.next_in_pool = next_in_pool or _memory_pool()
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity method, for Worker(activities=...)."""
-        return [self.load_context, self.resolve_party, self.create_task, self.get_task, self.change_task,
-                self.send_alert, self.send_email, self.update_account, self.add_note, self.http_call,
-                self.start_playbook]
+        return [self.load_context, self.create_task, self.get_task, self.change_task, self.send_alert,
+                self.send_email, self.update_account, self.add_note, self.http_call, self.start_playbook]
 
     async def _once(self, key: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         done = await self.ledger.get(key)
         if done is not None:
             return done
         return await self.ledger.record(key, await _call(fn))
+
+    async def _effect(self, key: str, account_id: str, scope: StepScope | None, do: Effect) -> StepOutcome:
+        """Check, render and do one effect, once per key (a done key returns what was recorded)."""
+        done = await self.ledger.get(key)
+        if done is not None:
+            return StepOutcome(status="done", result=done)
+        ctx, view = None, None
+        if scope is not None:
+            if scope.people:
+                view = await self._view(account_id)
+                ctx = scoped_context(view_data(view), scope)
+            else:  # parties (none expected) would read the people afresh: view stays None
+                ctx = scoped_context(view_data(AccountView(account=await self._account(account_id))), scope)
+            stop = _expr(lambda: guard(scope, ctx))
+            if stop is not None:
+                return stop
+        result = await _call(lambda: do(Renderer(ctx, scope, view)))
+        return StepOutcome(status="done", result=await self.ledger.record(key, result))
+
+    async def _view(self, account_id: str) -> AccountView:
+        view = await _call(lambda: read_view(self.crm, account_id))
+        if view is None:
+            raise ApplicationError(f"account {account_id} does not exist in the CRM", type="PermanentError",
+                                   non_retryable=True)
+        return view
 
     async def _account(self, account_id: str) -> Account:
         account = await _call(lambda: self.crm.get_account(account_id))
@@ -127,31 +196,23 @@ class PlaybookActivities:
 
     @activity.defn(name="load_context")
     async def load_context(self, inp: ContextInput) -> dict[str, Any]:
-        """Re-read the account (with owner and manager) and its contacts: run before every step."""
-        account = await self._account(inp.account_id)
-        owner_id = account.owner_id
-        owner_user = await _call(lambda: self.crm.get_user(owner_id)) if owner_id else None
-        owner = _user_data(owner_user)
-        if owner is not None and owner_user is not None and owner_user.manager_id:
-            manager_id = owner_user.manager_id
-            owner["manager"] = _user_data(await _call(lambda: self.crm.get_user(manager_id)))
-        contacts = await _call(lambda: self.crm.list_contacts(inp.account_id))
-        return {"account": account_data(account, owner), "contacts": [contact_data(c) for c in contacts]}
+        """Re-read the account (with owner and manager) and its contacts, for the workflow's own
+        expressions (waits until a date, branches, wait_for conditions, the exit criteria)."""
+        return view_data(await self._view(inp.account_id))
 
-    @activity.defn(name="resolve_party")
-    async def resolve_party(self, inp: ResolveInput) -> list[dict[str, Any]]:
-        """Who a party is for this account now; a party that resolves to nobody falls back, recorded."""
-        return [dataclasses.asdict(r) for r in await self._resolve(inp.account_id, inp.party)]
-
-    async def _resolve(self, account_id: str, text: str) -> list[Recipient]:
+    async def _resolve(self, account_id: str, text: str, view: AccountView | None = None,
+                       today: date | None = None) -> list[Recipient]:
+        """Who a party is for this account now: channels and contacts here, people through the
+        coverage model (which records how it resolved, and any fallback)."""
         party = parse_party(text)
         if party is None:
             raise ApplicationError(f"{text!r} is not a party", type="PermanentError", non_retryable=True)
         if party.kind == "channel":
             return [Recipient(kind="channel", channel=party.value)]
-        account = await self._account(account_id)
+        view = view or await self._view(account_id)
+        account = view.account
         if party.kind in ("primary_contact", "contacts"):
-            contacts = await _call(lambda: self.crm.list_contacts(account_id))
+            contacts = view.contacts
             chosen = ([c for c in contacts if c.primary] or contacts[:1] if party.kind == "primary_contact"
                       else [c for c in contacts if c.role == party.value])
             if not chosen:
@@ -161,55 +222,29 @@ class PlaybookActivities:
                                        non_retryable=True)
             return [Recipient(kind="contact", id=c.id, email=c.email, name=contact_data(c)["name"],
                               data=contact_data(c)) for c in chosen]
-        user, why = await self._person(account, party.kind, party.value)
-        if user is None:
-            user, why = await self._fallback(why)
-        return [Recipient(kind="user", id=user.id, email=user.email, name=user.name, fallback=why,
-                          data=_user_data(user) or {})]
-
-    async def _person(self, account: Account, kind: str, value: str) -> tuple[User | None, str]:
-        get = self.crm.get_user
-        if kind == "user":
-            return await _call(lambda: get(value)), f"user {value} is not in the directory"
-        if kind == "role":
-            ref = account.fields.get(f"{value}_id") or (account.fields.get("roles") or {}).get(value)
-            user = await _call(lambda: get(str(ref))) if ref else None
-            return await self._cover(user), f"account has no {value}"
-        if kind == "team":
-            return None, f"team {value}: team pools come with the coverage model"
-        owner_id = account.owner_id
-        owner = await _call(lambda: get(owner_id)) if owner_id else None
-        if kind == "owner":
-            return await self._cover(owner), "account has no owner"
-        manager_id = owner.manager_id if owner else None
-        manager = await _call(lambda: get(manager_id)) if manager_id else None
-        return await self._cover(manager), "the owner has no manager"
-
-    async def _cover(self, user: User | None) -> User | None:
-        """Out of office with a backup: the backup; out of office with none: nobody."""
-        if user is None or not user.out_of_office:
-            return user
-        backup_id = user.backup_id
-        return await _call(lambda: self.crm.get_user(backup_id)) if backup_id else None
-
-    async def _fallback(self, why: str) -> tuple[User, str]:
-        fallback = await _call(lambda: self.crm.get_user(self.fallback_owner)) if self.fallback_owner else None
-        if fallback is None:
-            raise ApplicationError(f"nobody to address: {why}, and no fallback owner is configured",
-                                   type="PermanentError", non_retryable=True)
-        return fallback, f"{why}; fell back to {fallback.email}"
+        try:
+            found = await self.coverage.resolve(text, view, directory=self.crm.get_user,
+                                                next_in_pool=self.next_in_pool, today=today or date.today())
+        except CoverageError as exc:
+            raise ApplicationError(str(exc), type="PermanentError", non_retryable=True) from exc
+        except ConnectorError as exc:  # the directory (CRM) failed: retry or not, as for any call
+            raise _failure(exc) from exc
+        who = found.people[0]
+        return [Recipient(kind="user", id=who.id, email=who.email, name=who.name, fallback=found.fallback,
+                          path=list(found.path), data=user_data(who) or {})]
 
     @activity.defn(name="create_task")
-    async def create_task(self, inp: TaskInput) -> dict[str, Any]:
+    async def create_task(self, inp: TaskInput) -> StepOutcome:
         """Create the CRM task (once per key)."""
-        async def create() -> dict[str, Any]:
-            who = (await self._resolve(inp.account_id, inp.assignee))[0]
+        async def create(r: Renderer) -> dict[str, Any]:
+            due = inp.due or (r.date(inp.due_on) if inp.due_on else "")
+            title, notes = r.text(inp.title), r.text(inp.notes)
+            who = (await self._resolve(inp.account_id, inp.assignee, r.view, r.today))[0]
             task = await self.crm.create_task(
-                NewTask(account_id=inp.account_id, assignee_id=who.id, title=inp.title, notes=inp.notes,
-                        due=date.fromisoformat(inp.due) if inp.due else None, priority=inp.priority), inp.key)
-            return {"task_id": task.id, "assignee": who.email, "fallback": who.fallback}
-        result: dict[str, Any] = await self._once(inp.key, create)
-        return result
+                NewTask(account_id=inp.account_id, assignee_id=who.id, title=title, notes=notes,
+                        due=date.fromisoformat(due) if due else None, priority=inp.priority), inp.key)
+            return {"task_id": task.id, "assignee": who.email, "fallback": who.fallback, "resolved": who.path}
+        return await self._effect(inp.key, inp.account_id, inp.scope, create)
 
     @activity.defn(name="get_task")
     async def get_task(self, task_id: str) -> str:
@@ -229,62 +264,89 @@ class PlaybookActivities:
         return result
 
     @activity.defn(name="send_alert")
-    async def send_alert(self, inp: AlertInput) -> list[str]:
-        """One Slack message per recipient (DM or channel), each once."""
-        sent: list[str] = []
-        for i, party in enumerate(inp.to):
-            for j, who in enumerate(await self._resolve(inp.account_id, party)):
-                message = ChatMessage(channel=who.channel, user_email="" if who.channel else who.email,
-                                      text=inp.text, blocks=tuple(inp.blocks))
-                key = f"{inp.key}/{i}.{j}"
-                sent.append(await self._post(message, key))
-        return sent
+    async def send_alert(self, inp: AlertInput) -> StepOutcome:
+        """One Slack message per recipient (DM or channel), each once.
+
+        What to send (the rendered text, who it resolved to) is recorded first under ``KEY/plan``,
+        so a retry after some messages went out sends the rest of the same plan.
+        """
+        async def plan(r: Renderer) -> dict[str, Any]:
+            text, blocks = r.text(inp.text), r.json(inp.blocks)
+            to = [{"key": f"{inp.key}/{i}.{j}", "channel": who.channel, "user_email": "" if who.channel else who.email,
+                   "fallback": who.fallback}
+                  for i, party in enumerate(inp.to)
+                  for j, who in enumerate(await self._resolve(inp.account_id, party, r.view, r.today))]
+            return {"text": text, "blocks": blocks, "to": to}
+        out = await self._effect(f"{inp.key}/plan", inp.account_id, inp.scope, plan)
+        if out.status != "done":
+            return out
+        p = out.result
+        sent = [await self._post(ChatMessage(channel=m["channel"], user_email=m["user_email"], text=p["text"],
+                                             blocks=tuple(p["blocks"])), m["key"]) for m in p["to"]]
+        return StepOutcome(status="done", result=sent)
 
     async def _post(self, message: ChatMessage, key: str) -> str:
         result: str = await self._once(key, lambda: self.chat.post(message, key))
         return result
 
     @activity.defn(name="send_email")
-    async def send_email(self, inp: EmailInput) -> str:
-        """Send one rendered email (once per key)."""
-        message = OutgoingEmail(to=(inp.to,), sender=inp.sender, sender_name=inp.sender_name, subject=inp.subject,
-                                body=inp.body, category=inp.category)
-        result: str = await self._once(inp.key, lambda: self.mailer.send(message, inp.key))
-        return result
+    async def send_email(self, inp: EmailInput) -> StepOutcome:
+        """One email per recipient, each rendered with its own ``contact`` and sent once; the plan
+        is recorded first under ``KEY/plan``, as for alerts."""
+        async def plan(r: Renderer) -> dict[str, Any]:
+            sender = (await self._resolve(inp.account_id, inp.sender, r.view, r.today))[0]
+            mails = [{"key": f"{inp.key}/{who.id or who.email}", "to": who.email,
+                      "subject": r.text(inp.subject, contact=who.data), "body": r.text(inp.body, contact=who.data)}
+                     for who in await self._resolve(inp.account_id, inp.to, r.view, r.today)]
+            return {"sender": sender.email, "sender_name": sender.name, "mails": mails}
+        out = await self._effect(f"{inp.key}/plan", inp.account_id, inp.scope, plan)
+        if out.status != "done":
+            return out
+        p = out.result
+        sent = []
+        for m in p["mails"]:
+            message = OutgoingEmail(to=(m["to"],), sender=p["sender"], sender_name=p["sender_name"],
+                                    subject=m["subject"], body=m["body"], category=inp.category)
+            sent.append(await self._once(m["key"], functools.partial(self.mailer.send, message, m["key"])))
+        return StepOutcome(status="done", result=sent)
 
     @activity.defn(name="update_account")
-    async def update_account(self, inp: UpdateInput) -> bool:
+    async def update_account(self, inp: UpdateInput) -> StepOutcome:
         """Write account fields (once per key)."""
-        async def update() -> bool:
-            await self.crm.update_account(inp.account_id, inp.changes)
-            return True
-        result: bool = await self._once(inp.key, update)
-        return result
+        async def update(r: Renderer) -> dict[str, Any]:
+            changes = {k: r.text(v) if isinstance(v, str) else v for k, v in inp.changes.items()}
+            await self.crm.update_account(inp.account_id, changes)
+            return changes
+        return await self._effect(inp.key, inp.account_id, inp.scope, update)
 
     @activity.defn(name="add_note")
-    async def add_note(self, inp: NoteInput) -> str:
+    async def add_note(self, inp: NoteInput) -> StepOutcome:
         """Log a note on the account's timeline (once per key)."""
-        result: str = await self._once(inp.key, lambda: self.crm.add_note(inp.account_id, inp.text, inp.key))
-        return result
+        async def note(r: Renderer) -> str:
+            return await self.crm.add_note(inp.account_id, r.text(inp.text), inp.key)
+        return await self._effect(inp.key, inp.account_id, inp.scope, note)
 
     @activity.defn(name="http_call")
-    async def http_call(self, inp: HttpInput) -> dict[str, Any]:
+    async def http_call(self, inp: HttpInput) -> StepOutcome:
         """Call a webhook (once per key)."""
         http = self.http
         if http is None:
             raise ApplicationError("no http connector is configured", type="PermanentError", non_retryable=True)
 
-        async def call() -> dict[str, Any]:
-            res = await http.request(inp.method, inp.url, headers=inp.headers, json=inp.json, idempotency_key=inp.key)
+        async def call(r: Renderer) -> dict[str, Any]:
+            headers = {k: r.text(v) for k, v in inp.headers.items()}
+            res = await http.request(inp.method, r.text(inp.url), headers=headers, json=r.json(inp.json),
+                                     idempotency_key=inp.key)
             return {"status": res.status, "body": res.body}
-        result: dict[str, Any] = await self._once(inp.key, call)
-        return result
+        return await self._effect(inp.key, inp.account_id, inp.scope, call)
 
     @activity.defn(name="start_playbook")
-    async def start_playbook(self, inp: StartInput) -> str:
+    async def start_playbook(self, inp: StartInput) -> StepOutcome:
         """Enrol the account in another playbook: "started" or "already running"."""
         starter = self.starter
         if starter is None:
             raise ApplicationError("starting playbooks is not configured", type="PermanentError", non_retryable=True)
-        result: str = await self._once(inp.key, lambda: starter(inp))
-        return result
+
+        async def start(r: Renderer) -> str:
+            return await starter(inp)
+        return await self._effect(inp.key, inp.account_id, inp.scope, start)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from functools import cache
+from typing import TYPE_CHECKING
 
 from engine import report
 from engine.validate import UsageError, validate_paths
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -32,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     upp.add_argument("--temporal-address", default="", help="use this Temporal (host:port) instead of the dev server")
     upp.add_argument("--port", type=int, default=7233, help="dev server gRPC port (default 7233)")
     upp.add_argument("--ui-port", type=int, default=8233, help="dev server web UI port (default 8233)")
+    upp.add_argument("--api-port", type=int, default=0, help="HTTP API port (default CSOPS_API_PORT, else 8000)")
     start = sub.add_parser("start", help="start a run of a playbook for an account (a manual trigger)",
                            description="Start PLAYBOOK for ACCOUNT. Starting a run that is already running never "
                                        "makes a second one: it says 'already running'.")
@@ -39,25 +46,67 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--account", required=True, help="account id")
     start.add_argument("--occurrence", default="", help="occurrence key (default: none)")
     start.add_argument("--playbooks", default="", help="playbooks folder (default CSOPS_PLAYBOOKS or playbooks/)")
+    chk = sub.add_parser("check-config", help="check csops.yaml and test each configured connection",
+                         description="Read the configuration (--config, else CSOPS_CONFIG, else ./csops.yaml, else "
+                                     "the embedded defaults), report every problem in it as path:line:col, then set "
+                                     "up each connector and test its connection. Exit 0 all work, 1 a connection has "
+                                     "problems, 2 the configuration is invalid or unreadable.")
+    chk.add_argument("--config", default="", metavar="PATH",
+                     help="the config file (default CSOPS_CONFIG, else csops.yaml)")
+    chk.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    chk.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS",
+                     help="how long each connection may take to answer (default 15)")
+    chk.add_argument("--temporal", action="store_true", help="also connect to Temporal")
+    from engine.cli_runs import add_parsers as add_run_parsers
+
+    add_run_parsers(sub)
+    from engine.cli_events import add_parsers as add_event_parsers
+
+    add_event_parsers(sub)
+    from engine.cli_demo import add_parsers as add_demo_parsers
+
+    add_demo_parsers(sub)
+    from engine.cli_sim import add_parsers as add_sim_parsers
+
+    add_sim_parsers(sub)
     return parser
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def _settings(command: str, config_file: str = "") -> Settings | None:
+    """Settings from the environment and the config file; None (after saying why) when the file is unusable."""
+    from engine.config import ConfigError
     from engine.settings import Settings
+
+    try:
+        return Settings.load(config_file=config_file)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(f"{p.path}:{p.line}:{p.col}: {p.message}" + (f" (hint: {p.hint})" if p.hint else ""),
+                  file=sys.stderr)
+        print(f"csops {command}: {exc} (csops check-config says more)" if exc.problems else f"csops {command}: {exc}",
+              file=sys.stderr)
+        return None
+
+
+def cmd_up(args: argparse.Namespace) -> int:
     from engine.up import UpOptions, up
 
-    return up(UpOptions(home=Settings.from_env().home, temporal_address=args.temporal_address, port=args.port,
-                        ui_port=args.ui_port))
+    settings = _settings("up")
+    if settings is None:
+        return EXIT_USAGE
+    return up(UpOptions(home=settings.home, temporal_address=args.temporal_address, port=args.port,
+                        ui_port=args.ui_port, api_port=args.api_port or settings.api_port))
 
 
 def cmd_start(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from engine.settings import Settings
     from engine.starter import connect, load_playbooks, start_run
 
-    settings = Settings.from_env()
+    settings = _settings("start")
+    if settings is None:
+        return EXIT_USAGE
     folder = Path(args.playbooks) if args.playbooks else settings.playbooks
     playbook = load_playbooks(folder).get(args.playbook)
     if playbook is None:
@@ -118,6 +167,85 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_PROBLEMS if failing else EXIT_OK
 
 
+def cmd_check_config(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.config import ConfigError
+    from engine.settings import DEFAULT_CONFIG, Settings
+
+    try:
+        settings = Settings.load(config_file=args.config)
+    except ConfigError as exc:
+        if args.format == "json":
+            print(json.dumps({"config": args.config or None, "ok": False, "error": str(exc),
+                              "problems": json.loads(report.as_json(exc.problems)), "connections": []}, indent=2))
+        elif exc.problems:
+            for p in exc.problems:
+                print(f"{p.path}:{p.line}:{p.col}: [{p.severity}] {p.message} ({p.rule})")
+                if p.hint:
+                    print(f"  hint: {p.hint}")
+            print(f"{exc}: fix the file and run csops check-config again; nothing was connected", file=sys.stderr)
+        else:
+            print(f"csops check-config: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    loop = asyncio.new_event_loop()
+    try:
+        # not asyncio.run: it would wait at exit for a connect stuck on a thread past the timeout
+        rows = loop.run_until_complete(_check_connections(settings, args.timeout, args.temporal))
+    finally:
+        loop.close()
+    failing = sum(1 for _, _, problems in rows if problems)
+    where = settings.config_file or None
+    if args.format == "json":
+        print(json.dumps({"config": where, "ok": not failing, "problems": [], "connections": [
+            {"name": name, "kind": kind, "ok": not problems, "problems": problems} for name, kind, problems in rows]},
+            indent=2))
+        return EXIT_PROBLEMS if failing else EXIT_OK
+    print(f"{where}: checking {len(rows)} connections" if where else
+          f"no {DEFAULT_CONFIG} found (and CSOPS_CONFIG is not set): checking the embedded defaults")
+    for name, kind, problems in rows:
+        label = f"{name} ({kind})" if kind else name
+        if len(problems) == 1:
+            print(f"{label}: {problems[0]}")
+        elif problems:
+            print(f"{label}: {len(problems)} problems")
+            print("\n".join(f"  - {problem}" for problem in problems))
+        else:
+            print(f"{label}: OK")
+    verb = "has" if failing == 1 else "have"
+    print(f"{failing} of {len(rows)} connections {verb} problems" if failing else f"all {len(rows)} connections work")
+    return EXIT_PROBLEMS if failing else EXIT_OK
+
+
+async def _check_connections(settings: Settings, timeout: float, temporal: bool) -> list[tuple[str, str, list[str]]]:
+    """Set up every configured part and check it: (name, kind, problems) per part."""
+    import asyncio
+
+    from engine.wiring import Part, build_parts, check_parts, close_parts
+
+    parts = await build_parts(settings, timeout)
+    built = [p for p in parts if isinstance(p, Part)]
+    try:
+        found = iter(await check_parts(built, timeout))
+        rows = [(p.name, p.kind, next(found)) if isinstance(p, Part) else (p.part, p.kind, [p.reason])
+                for p in parts]
+    finally:
+        await close_parts(built)
+    if temporal:
+        from engine.starter import connect
+
+        try:
+            await asyncio.wait_for(connect(settings), timeout)
+            problems = []
+        except (RuntimeError, OSError, TimeoutError) as exc:
+            said = re.search(r'message: "([^"]+)"', str(exc))  # the OS's words inside the Rust client's error
+            why = (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else
+                   said.group(1) if said else str(exc).splitlines()[0][:200])
+            problems = [f"cannot connect: {why} (is csops up running, and is the address right?)"]
+        rows.append(("temporal", settings.temporal_address, problems))
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; returns the exit status."""
     parser = _parser()
@@ -131,6 +259,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_up(args)
     if args.command == "start":
         return cmd_start(args)
+    if args.command == "check-config":
+        return cmd_check_config(args)
+    if args.command in ("event", "import"):
+        from engine.cli_events import main as events_main
+
+        return events_main(args)
+    if hasattr(args, "runs_handler"):
+        return int(args.runs_handler(args))
     parser.print_help()
     return EXIT_USAGE
 

@@ -1,8 +1,9 @@
 """What expressions see at run time, the business calendar, and deterministic evaluation.
 
-Workflow code evaluates ``when`` conditions and renders templates itself: both are pure functions
-of the context, which activities fetch (the account is re-read before each step). Compiled
-templates are cached per text, which is safe because compiling is deterministic.
+Evaluation and rendering are pure functions of the context (engine/runcontext.py builds it from
+the account as re-read before each step): effect activities render their step's texts, the
+workflow evaluates waits and branches. Compiled templates are cached per text, which is safe
+because compiling is deterministic.
 """
 
 from __future__ import annotations

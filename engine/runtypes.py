@@ -135,8 +135,45 @@ class Recipient:
     channel: str = ""
     fallback: str = ""
     """Why the party fell back to someone else ("" when it did not)."""
+    path: list[str] = field(default_factory=list)
+    """How the party resolved, step by step (coverage model), for the run's record."""
     data: dict[str, Any] = field(default_factory=dict)
     """The person's fields for templates (``contact`` in email steps)."""
+
+
+@dataclass(kw_only=True)
+class StepScope:
+    """What an effect step's activity checks and renders against the account it re-reads.
+
+    The activity loads the account (with owner, manager and contacts) and adds this, the
+    workflow's part of the context: checking the conditions and rendering the texts where the
+    account is read costs one activity per step instead of a context read plus the effect.
+    """
+
+    now: str
+    """Workflow time, ISO 8601 (``now``; ``today`` is its date in the calendar's time zone)."""
+    trigger: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+    steps: dict[str, Any] = field(default_factory=dict)
+    """Earlier steps' status and result; sent only when the step's texts mention ``steps``."""
+    calendar: dict[str, Any] = field(default_factory=dict)
+    exit_when: str = ""
+    """The playbook's exit criteria: when true the step is not done and the run exits."""
+    when: str = ""
+    """The step's own ``when``: when false the step is skipped."""
+    people: bool = True
+    """Whether the step needs the account's people (owner, manager, contacts): for its parties or
+    because its texts name them. When not, the activity reads the account alone (one CRM call)."""
+
+
+@dataclass(kw_only=True)
+class StepOutcome:
+    """What an effect activity did: ``done`` (with its result), ``skipped`` or ``exited``."""
+
+    status: str
+    result: Any = None
+    detail: str = ""
+    """Why it exited (the exit criteria that held)."""
 
 
 @dataclass(kw_only=True)
@@ -147,10 +184,14 @@ class TaskInput:
     assignee: str
     """A party (internal person)."""
     title: str
+    """A template when ``scope`` is set, else literal (as all texts below)."""
     notes: str = ""
     due: str = ""
     """ISO date or ""."""
+    due_on: str = ""
+    """A date expression, evaluated by the activity (when ``due`` is empty)."""
     priority: str = "normal"
+    scope: StepScope | None = None
 
 
 @dataclass(kw_only=True)
@@ -171,22 +212,25 @@ class AlertInput:
     to: list[str]
     """Parties: people (DM) and #channels."""
     text: str
+    """A template when ``scope`` is set; literal (the engine's own messages) when not."""
     blocks: list[dict[str, Any]] = field(default_factory=list)
+    scope: StepScope | None = None
 
 
 @dataclass(kw_only=True)
 class EmailInput:
-    """One rendered email to one recipient (each recipient gets its own, with its own ``contact``)."""
+    """An email step: the activity resolves the parties and renders for each recipient."""
 
     key: str
+    account_id: str
     to: str
-    """Recipient address."""
+    """A party: one recipient or several (``contacts:ROLE``), each with its own ``contact``."""
     sender: str
-    """From address."""
-    sender_name: str = ""
+    """A party."""
     subject: str
     body: str
     category: str = "operational"
+    scope: StepScope | None = None
 
 
 @dataclass(kw_only=True)
@@ -194,6 +238,7 @@ class UpdateInput:
     key: str
     account_id: str
     changes: dict[str, Any]
+    scope: StepScope | None = None
 
 
 @dataclass(kw_only=True)
@@ -201,6 +246,7 @@ class NoteInput:
     key: str
     account_id: str
     text: str
+    scope: StepScope | None = None
 
 
 @dataclass(kw_only=True)
@@ -210,6 +256,8 @@ class HttpInput:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     json: Any = None
+    account_id: str = ""
+    scope: StepScope | None = None
 
 
 @dataclass(kw_only=True)
@@ -218,3 +266,4 @@ class StartInput:
     account_id: str
     playbook: str
     trigger: dict[str, Any] = field(default_factory=dict)
+    scope: StepScope | None = None

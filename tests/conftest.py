@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -94,3 +95,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     finally:
         with server.connect() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (made with the openssl CLI; no package needed)."""
+    folder = tmp_path_factory.mktemp("cert")
+    certfile, keyfile = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", keyfile, "-out", certfile, "-days", "2", "-subj", "/CN=mail.test",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
+    return certfile, keyfile

@@ -11,7 +11,8 @@ one test that kills a worker inside an activity (between the effect and its ledg
 the worker there with file and database locks, and fails the dead attempt through the server.
 
 Every test checks that each effect exists exactly once: the task in the CRM, both notes, the .eml
-file in the mail outbox, the line in chat.jsonl, and one ledger entry each.
+file in the mail outbox, the line in chat.jsonl, and one ledger entry each (plus a plan entry per
+email or alert step).
 """
 
 from __future__ import annotations
@@ -297,7 +298,9 @@ def assert_exactly_once(site: Site, accounts: tuple[str, ...], playbook: str = "
     assert sorted(got.chat) == sorted(("cs-risk", f"{name_of(a)}: durability check", f"pb:{playbook}:{a}:once/risk/0.0")
                                       for a in accounts)
     assert got.chat_lines == len(accounts)
-    assert got.ledger == 5 * len(accounts)
+    # One entry per effect (task, 2 notes, mail, chat message) plus the recorded plans of the email
+    # and alert steps (what to send to whom, kept for a retry).
+    assert got.ledger == 7 * len(accounts)
 
 
 def assert_completed(outs: list[RunOutcome]) -> None:
@@ -523,20 +526,22 @@ async def test_csops_up_runs_a_playbook_and_stops_everything_on_ctrl_c(tmp_path:
     clock = Clock()
     home = tmp_path / "home"
     site = make_site(tmp_path, procs, ("acme",), home=home, db_url=f"sqlite:///{home}/csops.db")
-    ui_port = free_port()
+    ui_port, api_port = free_port(), free_port()
     env = clean_env(CSOPS_HOME=str(home), CSOPS_TASK_QUEUE=site.queue, CSOPS_PLAYBOOKS=str(site.playbooks),
                     CSOPS_FALLBACK_OWNER="ops@example.com")
     up = procs.start("csops-up", [sys.executable, "-m", "engine.cli", "up", "--port", str(site.port),
-                                  "--ui-port", str(ui_port)], env=env)
-    kids = await wait_until(lambda: len(children(up.pid)) >= 2 and children(up.pid), 60,
-                            "csops up to start the dev server and the worker")
+                                  "--ui-port", str(ui_port), "--api-port", str(api_port)], env=env)
+    kids = await wait_until(lambda: len(children(up.pid)) >= 3 and children(up.pid), 60,
+                            "csops up to start the dev server, the worker and the API")
     for pid in kids:
         procs.adopt(pid)  # they lead sessions of their own: cleanup kills their groups too
     assert up.alive(), up.log_text()
     commands = [cmdline(pid) for pid in kids]
-    assert len(commands) == 2, commands
+    assert len(commands) == 3, commands
     assert any("server start-dev" in c and f"--db-filename {home}/temporal.db" in c for c in commands), commands
     assert any(c.endswith("-m worker") for c in commands), commands
+    assert any(f"engine.cli api --host 127.0.0.1 --port {api_port}" in c for c in commands), commands
+    await wait_until(lambda: port_open(api_port), 30, "the API to listen")
 
     client = await wait_for_frontend(site.address)
     clock(f"csops up serves (children {kids})")
@@ -548,16 +553,17 @@ async def test_csops_up_runs_a_playbook_and_stops_everything_on_ctrl_c(tmp_path:
 
     # A second csops up on the same port fails fast, and leaves the first one running.
     started = time.monotonic()
+    second_env = clean_env(CSOPS_HOME=str(tmp_path / "h2"), CSOPS_TASK_QUEUE=unique_queue("second-up"))
     second = procs.start("csops-up-2", [sys.executable, "-m", "engine.cli", "up", "--port", str(site.port),
-                                        "--ui-port", str(free_port())], env=clean_env(CSOPS_HOME=str(tmp_path / "h2"),
-                                                      CSOPS_TASK_QUEUE=unique_queue("second-up")))
+                                        "--ui-port", str(free_port()), "--api-port", str(free_port())],
+                         env=second_env)
     assert await second.wait_exit(30) == 2, second.log_text()
     assert time.monotonic() - started < 10
     assert f"port {site.port} is in use" in second.log_text()
     assert up.alive()
     clock("a second csops up on the same port exited with 2")
 
-    # Ctrl-C stops csops up, the dev server and the worker.
+    # Ctrl-C stops csops up, the dev server, the worker and the API.
     everything = [up.pid, *descendants(up.pid)]
     started = time.monotonic()
     up.signal(signal.SIGINT)
@@ -566,6 +572,6 @@ async def test_csops_up_runs_a_playbook_and_stops_everything_on_ctrl_c(tmp_path:
                      f"{everything} to be gone")
     clock(f"SIGINT: csops up and {everything} are gone")
     assert "csops up: stopped" in up.log_text()
-    assert not port_open(site.port)
+    assert not port_open(site.port) and not port_open(api_port)
 
 

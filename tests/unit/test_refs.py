@@ -82,6 +82,8 @@ def test_shipped_and_corpus_texts_agree_and_most_are_simple() -> None:
             texts.append(node)
 
     for path in glob.glob(str(ROOT / "playbooks" / "*.yaml")):
+        if path.endswith(("coverage.yaml", ".test.yaml")):
+            continue
         with open(path, encoding="utf-8") as fh:
             collect(yaml.safe_load(fh))
     assert len(texts) > 30

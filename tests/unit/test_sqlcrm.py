@@ -12,7 +12,17 @@ import pytest
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session
 
-from connectors.base import CRM, Account, Contact, NewTask, PermanentError, RetryableError, User
+from connectors.base import (
+    CRM,
+    Account,
+    AccountView,
+    AccountViews,
+    Contact,
+    NewTask,
+    PermanentError,
+    RetryableError,
+    User,
+)
 from connectors.sqlcrm import SQLCRM
 
 
@@ -55,6 +65,22 @@ async def test_contacts_primary_first(crm: SQLCRM) -> None:
     contacts = await crm.list_contacts("a1")
     assert [(c.id, c.primary, c.role) for c in contacts] == [("c1", True, "champion"), ("c2", False, "billing")]
     assert await crm.list_contacts("nope") == []
+
+
+async def test_account_view_reads_what_the_four_calls_read(crm: SQLCRM) -> None:
+    # The engine reads this before every step; it must agree with the plain CRM calls it replaces.
+    view, account = await crm.account_view("a1"), await crm.get_account("a1")
+    assert account is not None
+    assert view == AccountView(account=account, owner=await crm.get_user("u-csm"),
+                               manager=await crm.get_user("u-mgr"), contacts=tuple(await crm.list_contacts("a1")))
+    assert isinstance(crm, AccountViews)
+    crm.add_account(Account(id="a2", name="No Owner"))
+    assert await crm.account_view("a2") == AccountView(account=Account(id="a2", name="No Owner"))
+    crm.add_account(Account(id="a3", name="Managerless", owner_id="u-mgr"))
+    managerless = await crm.account_view("a3")
+    assert managerless is not None and managerless.owner is not None and managerless.owner.id == "u-mgr"
+    assert managerless.manager is None and managerless.contacts == ()
+    assert await crm.account_view("nope") is None
 
 
 async def test_get_user_by_id_and_by_email(crm: SQLCRM) -> None:

@@ -18,7 +18,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from connectors.base import Account, Contact, Http, User
+from connectors.base import CRM, Account, Chat, Contact, Http, Mailer, User
 from connectors.ledger import Ledger
 from connectors.outbox import ChatOutbox, EmailOutbox
 from connectors.sqlcrm import SQLCRM
@@ -108,21 +108,24 @@ def seed(crm: SQLCRM, *, renewal: date | None = None, health: int = 80) -> None:
 
 
 @asynccontextmanager
-async def stack(tmp_path: Path, http: Http | None = None, **seed_args: Any) -> AsyncIterator[Stack]:
+async def stack(tmp_path: Path, http: Http | None = None, *, mailer: Mailer | None = None, chat: Chat | None = None,
+                crm: CRM | None = None, **seed_args: Any) -> AsyncIterator[Stack]:
+    """The stack; ``mailer``/``chat``/``crm`` replace the embedded defaults for the side effects
+    (the built-in CRM is still seeded and returned as ``Stack.crm``, for reads by the test)."""
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=TEST_SERVER)
-    crm = SQLCRM(f"sqlite:///{tmp_path}/crm.db")
-    seed(crm, **seed_args)
+    sql = SQLCRM(f"sqlite:///{tmp_path}/crm.db")
+    seed(sql, **seed_args)
     ledger = Ledger(f"sqlite:///{tmp_path}/ledger.db")
-    mail, chat = EmailOutbox(tmp_path / "mail"), ChatOutbox(tmp_path / "chat.jsonl")
-    acts = PlaybookActivities(crm=crm, mailer=mail, chat=chat, ledger=ledger, http=http,
+    mail, outbox = EmailOutbox(tmp_path / "mail"), ChatOutbox(tmp_path / "chat.jsonl")
+    acts = PlaybookActivities(crm=crm or sql, mailer=mailer or mail, chat=chat or outbox, ledger=ledger, http=http,
                               fallback_owner="ops@example.com")
     queue = f"test-{uuid.uuid4()}"
     try:
         async with env, Worker(env.client, task_queue=queue, workflows=[PlaybookRun], activities=acts.all(),
                                workflow_runner=sandbox_runner()):
-            s = Stack(env, crm, mail, chat, ledger, queue, acts)
+            s = Stack(env, sql, mail, outbox, ledger, queue, acts)
             acts.starter = s.starter
             yield s
     finally:
-        crm.close()
+        sql.close()
         ledger.close()

@@ -15,7 +15,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import ActivityEnvironment
 
-from engine.runtypes import Event, RunOutcome, TaskInput
+from engine.runtypes import Event, RunOutcome, StepOutcome, TaskInput
 from engine.workflow import PlaybookRun
 from tests.workflows.harness import Stack, record_history, stack
 
@@ -319,13 +319,13 @@ async def test_a_done_key_returns_the_recorded_result_without_calling_out(tmp_pa
     async with stack(tmp_path) as s:
         env = ActivityEnvironment()
         inp = TaskInput(key="pb:x:acme:once/kickoff", account_id="acme", assignee="owner", title="T")
-        first: dict[str, Any] = await env.run(s.activities.create_task, inp)
-        second: dict[str, Any] = await env.run(s.activities.create_task, inp)
+        first = await env.run(s.activities.create_task, inp)
+        second = await env.run(s.activities.create_task, inp)
         assert first == second and s.crm.count_tasks() == 1
         await s.ledger.record("pb:x:acme:once/other", {"task_id": "recorded"})
         third = await env.run(s.activities.create_task, TaskInput(key="pb:x:acme:once/other", account_id="acme",
                                                                    assignee="owner", title="T2"))
-        assert third == {"task_id": "recorded"} and s.crm.count_tasks() == 1
+        assert third == StepOutcome(status="done", result={"task_id": "recorded"}) and s.crm.count_tasks() == 1
 
 
 async def test_unknown_account_fails_clearly(tmp_path: Path) -> None:
