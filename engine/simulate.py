@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -151,7 +151,8 @@ async def _run(env: WorkflowEnvironment, pb: Playbook, people: _People, timed: l
     applied: list[Entry] = []
     try:
         async with Worker(env.client, task_queue=queue, workflows=[PlaybookRun], activities=acts.all(),
-                          workflow_runner=sandbox_runner(), interceptors=[KeyInterceptor()]):
+                          workflow_runner=sandbox_runner(), interceptors=[KeyInterceptor()],
+                          workflow_failure_exception_types=FAIL_FAST):
             await begin_run(env.client, pb, account_id=acc.id, task_queue=queue, occurrence=occurrence,
                             trigger=trigger)
             handle = env.client.get_workflow_handle_for(PlaybookRun.run, run_id)
@@ -168,6 +169,11 @@ async def _run(env: WorkflowEnvironment, pb: Playbook, people: _People, timed: l
     entries = build_entries(pb, begin, recorder.records, steps, applied, outcome, reason, ended)
     return Timeline(entries, playbook=pb.id, account_id=acc.id, account_name=acc.name, start=begin,
                     end=ended, days=days, outcome=outcome, reason=reason, trigger=trigger, note=note, run_id=run_id)
+
+
+FAIL_FAST: list[type[BaseException]] = [Exception]
+"""A bug in the interpreter fails the simulated run with its message; a real worker would retry
+the workflow task forever, and the simulation would only show the run "still running"."""
 
 
 async def _skip_to(env: WorkflowEnvironment, at: datetime) -> None:
@@ -222,7 +228,13 @@ async def _finish(handle: WorkflowHandle[Any, Any], end: datetime) -> tuple[str,
         await handle.terminate("simulation over")
         at = f" at step {status.current_step}" if status.current_step else ""
         return "running", f"still running{at} when the simulation ended", dict(status.steps), end
-    return "error", f"the run ended as {desc.status.name if desc.status else 'unknown'}", {}, desc.close_time or end
+    why = desc.status.name if desc.status else "unknown"
+    if desc.status == WorkflowExecutionStatus.FAILED:
+        try:
+            await handle.result()
+        except WorkflowFailureError as exc:
+            why = f"FAILED: {exc.cause or exc}"
+    return "error", f"the run ended as {why}", {}, desc.close_time or end
 
 
 # --- the inputs: timed events and the trigger ------------------------------------------------

@@ -122,7 +122,8 @@ async def stack(tmp_path: Path, http: Http | None = None, *, mailer: Mailer | No
     queue = f"test-{uuid.uuid4()}"
     try:
         async with env, Worker(env.client, task_queue=queue, workflows=[PlaybookRun], activities=acts.all(),
-                               workflow_runner=sandbox_runner()):
+                               workflow_runner=sandbox_runner(),
+                               workflow_failure_exception_types=[Exception]):
             s = Stack(env, sql, mail, outbox, ledger, queue, acts)
             acts.starter = s.starter
             yield s

@@ -79,7 +79,8 @@ async def test_the_daily_scan_starts_each_due_run_exactly_once(tmp_path: Path) -
         queue = f"scan-{uuid.uuid4()}"
         try:
             async with Worker(s.env.client, task_queue=queue, workflows=[DailyScan, ScheduleTick],
-                              activities=scans.all(), workflow_runner=sandbox_runner()):
+                              activities=scans.all(), workflow_runner=sandbox_runner(),
+                              workflow_failure_exception_types=[Exception]):
                 async def scan() -> tuple[int, int, str]:
                     summary = await s.env.client.execute_workflow(
                         DailyScan.run, ScanInput(now=NOW.isoformat()), id=f"scan-{uuid.uuid4()}", task_queue=queue)
@@ -112,7 +113,8 @@ async def test_a_tick_starts_a_run_per_account_in_the_audience(tmp_path: Path) -
         queue = f"tick-{uuid.uuid4()}"
         try:
             async with Worker(s.env.client, task_queue=queue, workflows=[ScheduleTick], activities=scans.all(),
-                              workflow_runner=sandbox_runner()):
+                              workflow_runner=sandbox_runner(),
+                              workflow_failure_exception_types=[Exception]):
                 inp = TickInput(cron="0 9 * * 1", timezone="Europe/Berlin", at="2026-03-02T08:00:05+00:00")
                 first = await s.env.client.execute_workflow(ScheduleTick.run, inp, id=f"t-{uuid.uuid4()}",
                                                             task_queue=queue)
