@@ -24,8 +24,8 @@ from datetime import timedelta
 from temporalio.service import RPCError
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
+from connectors.base import AccountLister
 from connectors.ledger import Ledger
-from connectors.sqlcrm import SQLCRM
 from engine.activities import PlaybookActivities
 from engine.config import ConfigError
 from engine.coverage import Coverage, load_coverage
@@ -70,8 +70,8 @@ async def serve(settings: Settings, stop: asyncio.Event, coverage: Coverage | No
                                     ledger=ledger, starter=starter, http=connectors.http,
                                     fallback_owner=settings.fallback_owner, coverage=coverage,
                                     next_in_pool=store.next_in_pool)
-    # The daily scan and schedule triggers page through the built-in CRM's accounts (others: not yet).
-    scans = ScanActivities(crm=connectors.crm if isinstance(connectors.crm, SQLCRM) else None, store=store,
+    # The daily scan and schedule triggers page through the CRM's accounts (every shipped CRM can).
+    scans = ScanActivities(crm=connectors.crm if isinstance(connectors.crm, AccountLister) else None, store=store,
                            playbooks=lambda: load_playbooks(settings.playbooks), task_queue=settings.task_queue,
                            calendar=settings.config.calendar.as_dict(), client=client)
     try:

@@ -15,6 +15,7 @@ Error tree (activities map these to retryable or not)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol, runtime_checkable
@@ -264,3 +265,27 @@ class AccountViews(Protocol):
     the engine does before every step. Without it the engine makes the four calls of ``CRM``."""
 
     async def account_view(self, account_id: str) -> AccountView | None: ...
+
+
+@runtime_checkable
+class AccountLister(Protocol):
+    """Optional for a CRM: page through its accounts, filtered, for the daily date scan and schedule
+    triggers (engine/scan.py). A CRM without it can still start runs from events."""
+
+    async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
+                            dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
+                            lifecycle_stages: Sequence[str] = ()) -> list[Account]:
+        """A page of at most ``limit`` accounts in ascending id order, with ids after ``after``.
+
+        The caller asks for the next page with ``after`` = the last id of this one and stops at a
+        page shorter than ``limit``. ``dates`` keeps accounts where any (field, first, last) holds
+        a date in [first, last] (field: ``renewal_date``, ``contract_start`` or ``fields.NAME``);
+        ``segments`` and ``lifecycle_stages`` keep accounts with one of the values when not empty.
+        Filters all apply together (AND); within ``dates`` any one range suffices (OR).
+
+        Raises:
+            ValueError: a date field the CRM cannot filter on (not mapped).
+            RetryableError: the CRM is unavailable or rate-limits; the scan is retried.
+            PermanentError: the CRM refused the query (bad credentials, missing permission).
+        """
+        ...

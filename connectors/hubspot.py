@@ -1,7 +1,8 @@
 """HubSpot as the CRM: companies are accounts, owners are users, tasks and notes go on the company.
 
 It speaks HubSpot's CRM v3 REST API (v4 for the company → contacts associations) over httpx with a
-private-app token. The property mapping is in :mod:`connectors.hubspot_map`.
+private-app token. The property mapping is in :mod:`connectors.hubspot_map`; the company search
+behind ``list_accounts`` (date scans, schedule ticks) in :mod:`connectors.hubspot_search`.
 
 Failures: 429 waits for ``Retry-After`` (or the rate-limit window) and tries again, and when a
 response says ``X-HubSpot-RateLimit-Remaining: 0`` the next request waits out
@@ -25,7 +26,8 @@ import asyncio
 import logging
 import random
 import time
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
@@ -41,13 +43,14 @@ from connectors.base import (
     User,
 )
 from connectors.hubspot_map import PropertyMap
+from connectors.hubspot_search import list_companies
 
 __all__ = ["REQUIRED_SCOPES", "HubSpotCRM", "TokenRefused"]
 
 log = logging.getLogger(__name__)
 
 REQUIRED_SCOPES = {
-    "crm.objects.companies.read": "read accounts",
+    "crm.objects.companies.read": "read accounts and search them for scans",
     "crm.objects.companies.write": "update accounts",
     "crm.objects.contacts.read": "read contacts, tasks and notes",
     "crm.objects.contacts.write": "create and update tasks and notes",
@@ -223,6 +226,22 @@ class HubSpotCRM:
             props[prop] = idempotency_key
         body = {"properties": props, "associations": [_association(account_id, NOTE_TO_COMPANY)]}
         return str((await self._create("notes", body, idempotency_key, f"add a note to account {account_id}"))["id"])
+
+    # --- the AccountLister Protocol ------------------------------------------------------------
+
+    async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
+                            dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
+                            lifecycle_stages: Sequence[str] = ()) -> list[Account]:
+        """A page of companies in ascending id order, ids above ``after``, found with HubSpot's
+        company search (see connectors.hubspot_search and ``AccountLister``).
+
+        Raises:
+            ValueError: a date field with no company property (``fields.NAME`` not in property_map).
+            RetryableError: HubSpot is unreachable or rate-limits past the retries.
+            PermanentError: HubSpot refused the search (token, scope, a property that does not exist).
+        """
+        return await list_companies(self._call, self.props, after, limit, dates=dates, segments=segments,
+                                    stages=lifecycle_stages)
 
     # --- checks -------------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ property name, over :data:`DEFAULT_MAP`:
   the idempotency key (an empty name turns the remote dedupe off);
 - ``fields.NAME`` and ``usage.NAME``: company properties read into ``account.fields.NAME`` /
   ``account.usage.NAME`` (``update`` may also write ``fields.NAME`` without a mapping: it goes
-  to the property ``NAME``);
+  to the property ``NAME``; a date scan filters only on a mapped one, which must be a date or
+  datetime property);
 - ``manager.OWNER``: HubSpot owners have no manager, so the manager of an owner (by owner id or
   email) is named here, by owner id or email.
 """
@@ -112,6 +113,24 @@ class PropertyMap:
             health_band=text("health_band"), previous_health_score=_read_int(text("previous_health_score")),
             usage={k: props.get(p) for k, p in self.usage.items()},
             fields={k: props.get(p) for k, p in {**self.fields, **(extra or {})}.items()})
+
+    def date_property(self, name: str) -> str:
+        """The company property a date scan filters on for the field ``name`` (``renewal_date``,
+        ``contract_start`` or a mapped ``fields.NAME``).
+
+        Raises:
+            ValueError: not a date field, or a ``fields.NAME`` without a mapping (a scan cannot
+                guess which property, or whether it holds dates).
+        """
+        if name in fields.DATE:
+            return self.map[name]
+        if m := _CUSTOM.fullmatch(name):
+            if prop := self.fields.get(m.group(1)):
+                return prop
+            raise ValueError(f"{name} is not mapped to a HubSpot property, so a date scan cannot filter on it: add "
+                             f"'{name}: <a date property of companies>' to property_map in csops.yaml")
+        raise ValueError(f"{name!r} is not a date field of the account; use renewal_date, contract_start or "
+                         "fields.NAME (mapped in property_map)")
 
     def company_update(self, changes: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
         """The property values to PATCH for ``update_account`` changes, and the custom fields

@@ -9,6 +9,9 @@ after a lost answer updates the task the first attempt made (200) instead of mak
 Notes are completed Tasks on the account for the same reason: a ContentNote needs a second call to
 link it to the account and has no External ID, so a lost answer could leave a duplicate or orphan.
 
+Scans (``list_accounts``, the AccountLister Protocol) page through Account by SOQL, keyset-paged
+by Id: connectors.salesforce_list.
+
 Errors: 429, 5xx, timeouts and dropped connections are retried here ``max_retries`` times, then
 raised as RetryableError; 403 ``REQUEST_LIMIT_EXCEEDED`` (the org's API request limit) is a
 RetryableError with a long ``retry_after``; other 4xx are PermanentError naming what to fix.
@@ -19,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 import httpx
 
 from connectors.base import Account, Contact, NewTask, PermanentError, RetryableError, TaskRecord, User
+from connectors.salesforce_list import list_page
 from connectors.salesforce_map import (
     PRIORITIES,
     STATUSES,
@@ -208,6 +213,22 @@ class SalesforceCRM:
         if not text.strip():
             raise PermanentError("a note needs text")
         return await self._upsert_task(note_body(account_id, text), idempotency_key, "logging the note")
+
+    # --- the AccountLister Protocol ------------------------------------------------------------
+
+    async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
+                            dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
+                            lifecycle_stages: Sequence[str] = ()) -> list[Account]:
+        """A page of accounts in ascending (18-character) id order after ``after``, by one SOQL query
+        (connectors.salesforce_list; the contract is connectors.base.AccountLister).
+
+        Raises:
+            ValueError: a filter field that is unmapped, not on Account or not a Date/Date/Time field;
+                an ``after`` that is not a Salesforce id.
+            RetryableError: Salesforce is unavailable, rate-limits, or the API request limit is used up.
+            PermanentError: Salesforce refused the query (credentials, permissions).
+        """
+        return await list_page(self, after, limit, dates=dates, segments=segments, stages=lifecycle_stages)
 
     # --- checks -------------------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 Finding is cheap SQL first, the matcher second. For each ``contract_milestone`` trigger the scan
 works out which dates of its field put the milestone day inside the window ``(since, today]``
-(:func:`date_window`) and asks the built-in CRM only for accounts with such a date, a page at a
-time. Every candidate then goes through ``engine.matcher.decide`` with a ``Scan`` signal, so the
+(:func:`date_window`) and asks the CRM only for accounts with such a date, a page at a time
+(``AccountLister.list_accounts``: SQL for the built-in CRM, the search API for HubSpot, SOQL for
+Salesforce). Every candidate then goes through ``engine.matcher.decide`` with a ``Scan`` signal, so the
 matcher stays the one place that decides; the SQL window is only ever wider than its answer.
 The runs of a page of candidates (active run, last end, occurrence keys) are read in one query.
 
@@ -22,16 +23,17 @@ event-driven and never scanned.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.sqlcrm import SQLCRM
+from connectors.base import CRM, Account, AccountLister, AccountView, User
 from engine import model as m
 from engine.context import Calendar
 from engine.enrol import Enrolment, Start, enrol
@@ -41,12 +43,19 @@ from engine.signals import Decision, Facts, Scan, Signal, Tick
 from engine.store import Store
 from engine.store_models import RunRow
 
+log = logging.getLogger("csops.scan")
 SCAN_NAME = "contract_milestone"
 """The name the daily scan notes its last day under (``Store.last_scan``)."""
 PAGE = 1000
 """Accounts read per query."""
 BATCH = 50
 """Runs started at once."""
+PEOPLE = 8
+"""Accounts whose people are read at once from a CRM without bulk views (an API call each)."""
+
+
+class ScanCRM(CRM, AccountLister, Protocol):
+    """A CRM the scan can page through."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +84,8 @@ class ScanReport:
     """Runs started."""
     suppressed: int = 0
     """Decisions recorded as suppressed (with the reason)."""
+    problems: tuple[str, ...] = ()
+    """Playbooks the scan had to skip, and why (a date field the CRM cannot filter on)."""
 
 
 def date_window(trig: m.ContractMilestone, since: date, today: date, calendar: Calendar) -> tuple[date, date]:
@@ -120,30 +131,56 @@ def schedules(playbooks: Iterable[m.Playbook]) -> dict[tuple[str, str], list[m.P
     return out
 
 
-async def find_due(crm: SQLCRM, store: Store, playbooks: Iterable[m.Playbook], *, since: date, today: date,
-                   now: datetime, calendar: Calendar, page: int = PAGE) -> tuple[list[Found], int]:
-    """The matcher's decisions for every milestone day in ``(since, today]``, and how many candidates were read."""
+async def find_due(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook], *, since: date, today: date,
+                   now: datetime, calendar: Calendar, page: int = PAGE,
+                   problems: list[str] | None = None) -> tuple[list[Found], int]:
+    """The matcher's decisions for every milestone day in ``(since, today]``, and how many candidates were read.
+
+    A playbook whose date field the CRM cannot filter on (``ValueError`` from ``list_accounts``,
+    a field not mapped) is skipped with the reason in ``problems``, so the others still fire.
+    """
     found: list[Found] = []
     candidates = 0
     for playbook in milestone_playbooks(playbooks):
         ranges = [(t.field, *date_window(t, since, today, calendar)) for t in playbook.triggers
                   if isinstance(t, m.ContractMilestone)]
-        async for ids, facts in _pages(crm, store, playbook, now, calendar, page, dates=ranges):
-            candidates += len(ids)
-            found.extend(_decide(playbook, [Scan(account_id=i, since=since, today=today) for i in ids], facts))
+        mine: list[Found] = []
+        try:
+            async for ids, facts in _pages(crm, store, playbook, now, calendar, page, dates=ranges):
+                candidates += len(ids)
+                mine.extend(_decide(playbook, [Scan(account_id=i, since=since, today=today) for i in ids], facts))
+        except ValueError as exc:
+            _skipped(playbook, exc, problems)
+            continue
+        found.extend(mine)
     return found, candidates
 
 
-async def find_tick(crm: SQLCRM, store: Store, playbooks: Iterable[m.Playbook], *, cron: str, timezone: str,
-                    at: datetime, now: datetime, calendar: Calendar, page: int = PAGE) -> list[Found]:
-    """The matcher's decisions for one tick of (cron, timezone), for every account in each playbook's audience."""
+def _skipped(playbook: m.Playbook, exc: ValueError, problems: list[str] | None) -> None:
+    why = f"playbook {playbook.id} was skipped: {exc}"
+    log.error("%s", why)
+    if problems is not None:
+        problems.append(why)
+
+
+async def find_tick(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook], *, cron: str, timezone: str,
+                    at: datetime, now: datetime, calendar: Calendar, page: int = PAGE,
+                    problems: list[str] | None = None) -> list[Found]:
+    """The matcher's decisions for one tick of (cron, timezone), for every account in each playbook's
+    audience; a playbook the CRM cannot filter for is skipped as in ``find_due``."""
     found: list[Found] = []
     for playbook in schedules(playbooks).get((cron, timezone), []):
         aud = playbook.audience
-        async for ids, facts in _pages(crm, store, playbook, now, calendar, page, segments=aud.segments,
-                                       stages=aud.lifecycle_stages):
-            signals = [Tick(account_id=i, cron=cron, timezone=timezone, at=at) for i in ids]
-            found.extend(_decide(playbook, signals, facts))
+        mine: list[Found] = []
+        try:
+            async for ids, facts in _pages(crm, store, playbook, now, calendar, page, segments=aud.segments,
+                                           stages=aud.lifecycle_stages):
+                signals = [Tick(account_id=i, cron=cron, timezone=timezone, at=at) for i in ids]
+                mine.extend(_decide(playbook, signals, facts))
+        except ValueError as exc:
+            _skipped(playbook, exc, problems)
+            continue
+        found.extend(mine)
     return found
 
 
@@ -166,7 +203,7 @@ async def enrol_all(found: Sequence[Found], *, store: Store, start: Start, signa
     return done
 
 
-async def daily_scan(crm: SQLCRM, store: Store, playbooks: Iterable[m.Playbook], *, start: Start, now: datetime,
+async def daily_scan(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook], *, start: Start, now: datetime,
                      calendar: Calendar, name: str = SCAN_NAME, batch: int = BATCH) -> ScanReport:
     """Scan ``(last scanned day, today]`` for due milestones, enrol them, then note today as scanned.
 
@@ -177,13 +214,15 @@ async def daily_scan(crm: SQLCRM, store: Store, playbooks: Iterable[m.Playbook],
     if last is not None and last >= today:
         return ScanReport(since=None, today=today)
     since = last if last is not None else today - timedelta(days=1)
-    found, candidates = await find_due(crm, store, playbooks, since=since, today=today, now=now, calendar=calendar)
+    problems: list[str] = []
+    found, candidates = await find_due(crm, store, playbooks, since=since, today=today, now=now, calendar=calendar,
+                                       problems=problems)
     signal = {"kind": "scan", "since": since.isoformat(), "today": today.isoformat()}
     done = await enrol_all(found, store=store, start=start, signal=signal, now=now, batch=batch)
     await store.set_last_scan(name, today)
     started = sum(1 for e in done if e.outcome == "started")
     return ScanReport(since=since, today=today, candidates=candidates, found=len(found), started=started,
-                      suppressed=len(done) - started)
+                      suppressed=len(done) - started, problems=tuple(problems))
 
 
 def _decide(playbook: m.Playbook, signals: Sequence[Signal], facts: Mapping[str, Facts]) -> list[Found]:
@@ -195,18 +234,19 @@ def _decide(playbook: m.Playbook, signals: Sequence[Signal], facts: Mapping[str,
     return out
 
 
-async def _pages(crm: SQLCRM, store: Store, playbook: m.Playbook, now: datetime, calendar: Calendar, page: int, *,
+async def _pages(crm: ScanCRM, store: Store, playbook: m.Playbook, now: datetime, calendar: Calendar, page: int, *,
                  dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
                  stages: Sequence[str] = ()) -> AsyncIterator[tuple[list[str], dict[str, Facts]]]:
     """Pages of (account ids, facts by id): accounts through the filters, their views and runs read in bulk."""
     after: str | None = None
+    users: dict[str, asyncio.Task[User | None]] = {}
     while True:
         accounts = await crm.list_accounts(after, page, dates=dates, segments=segments, lifecycle_stages=stages)
         if not accounts:
             return
         after = accounts[-1].id
         ids = [a.id for a in accounts]
-        views, runs = await asyncio.gather(crm.account_views(ids),
+        views, runs = await asyncio.gather(_views(crm, accounts, users),
                                            store.db.read(partial(_runs, playbook=playbook.id, ids=ids)))
         facts: dict[str, Facts] = {}
         for account_id, view in views.items():
@@ -218,6 +258,32 @@ async def _pages(crm: SQLCRM, store: Store, playbook: m.Playbook, now: datetime,
         yield [i for i in ids if i in facts], facts
         if len(accounts) < page:
             return
+
+
+async def _views(crm: ScanCRM, accounts: Sequence[Account],
+                 users: dict[str, asyncio.Task[User | None]]) -> dict[str, AccountView]:
+    """The accounts with their people: in bulk where the CRM can (the built-in one), else each
+    account's contacts in a call of their own and every owner and manager read once per scan."""
+    bulk = getattr(crm, "account_views", None)
+    if bulk is not None:
+        views: dict[str, AccountView] = await bulk([a.id for a in accounts])
+        return views
+
+    def user(user_id: str) -> asyncio.Task[User | None]:
+        if user_id not in users:
+            users[user_id] = asyncio.ensure_future(crm.get_user(user_id))
+        return users[user_id]
+
+    gate = asyncio.Semaphore(PEOPLE)
+
+    async def one(account: Account) -> AccountView:
+        async with gate:
+            owner = await user(account.owner_id) if account.owner_id else None
+            manager = await user(owner.manager_id) if owner is not None and owner.manager_id else None
+            contacts = await crm.list_contacts(account.id)
+        return AccountView(account=account, owner=owner, manager=manager, contacts=tuple(contacts))
+
+    return {v.account.id: v for v in await asyncio.gather(*(one(a) for a in accounts))}
 
 
 def _runs(s: Session, *, playbook: str, ids: Sequence[str]) -> dict[str, tuple[str | None, datetime | None,

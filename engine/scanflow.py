@@ -47,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         ScheduleUpdateInput,
     )
 
-    from connectors.sqlcrm import SQLCRM
     from engine import scan
     from engine.context import Calendar
     from engine.model import Playbook
@@ -87,7 +86,7 @@ class ScanSummary:
     suppressed: int = 0
     """Decisions recorded as suppressed."""
     note: str = ""
-    """Why nothing was scanned, in plain words, when that is the case."""
+    """Why nothing was scanned, or which playbooks were skipped and why, in plain words."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,11 +102,11 @@ class TickInput:
 
 
 class ScanActivities:
-    """The scan and tick activities, over the built-in CRM and the store.
+    """The scan and tick activities, over the CRM and the store.
 
     Args:
-        crm: The built-in CRM, or None when the CRM is HubSpot or Salesforce (paging their accounts
-            is not built yet, so the scan then reports that it did nothing).
+        crm: The CRM, or None when it cannot list its accounts (``AccountLister``): the scan then
+            reports that it did nothing.
         store: The engine's store.
         playbooks: Returns the playbooks by id (read again at every scan, so edits count).
         task_queue: The task queue runs are started on.
@@ -115,7 +114,7 @@ class ScanActivities:
         client: The Temporal client runs are started with; may be set after construction.
     """
 
-    def __init__(self, *, crm: SQLCRM | None, store: Store, playbooks: Callable[[], Mapping[str, Playbook]],
+    def __init__(self, *, crm: scan.ScanCRM | None, store: Store, playbooks: Callable[[], Mapping[str, Playbook]],
                  task_queue: str, calendar: Mapping[str, Any] | None = None, client: Client | None = None) -> None:
         self.crm, self.store, self.playbooks, self.task_queue = crm, store, playbooks, task_queue
         self.calendar = dict(calendar or {})
@@ -129,8 +128,8 @@ class ScanActivities:
         return outcome, temporal_run_id
 
     def _no_crm(self) -> ScanSummary:
-        note = ("the daily scan and schedule triggers need the built-in CRM for now (paging HubSpot or "
-                "Salesforce accounts is not built yet); date and schedule triggers did not fire")
+        note = ("the daily scan and schedule triggers need a CRM that can list its accounts (the built-in "
+                "one, HubSpot or Salesforce); this one cannot, so date and schedule triggers did not fire")
         log.warning(note)
         return ScanSummary(note=note)
 
@@ -145,7 +144,8 @@ class ScanActivities:
         log.info("daily scan (%s, %s]: %d due, %d started, %d suppressed", report.since, report.today, report.found,
                  report.started, report.suppressed)
         return ScanSummary(since=report.since.isoformat() if report.since else "", today=report.today.isoformat(),
-                           found=report.found, started=report.started, suppressed=report.suppressed)
+                           found=report.found, started=report.started, suppressed=report.suppressed,
+                           note="; ".join(report.problems))
 
     @activity.defn(name="csops_schedule_tick")
     async def tick(self, inp: TickInput) -> ScanSummary:
@@ -154,13 +154,15 @@ class ScanActivities:
             return self._no_crm()
         at = tick_time(inp.cron, inp.timezone, datetime.fromisoformat(inp.at) if inp.at else datetime.now(UTC))
         now = datetime.now(UTC)
+        problems: list[str] = []
         found = await scan.find_tick(self.crm, self.store, self.playbooks().values(), cron=inp.cron,
                                      timezone=inp.timezone, at=at, now=now,
-                                     calendar=Calendar.from_dict(self.calendar))
+                                     calendar=Calendar.from_dict(self.calendar), problems=problems)
         signal = {"kind": "tick", "cron": inp.cron, "timezone": inp.timezone, "at": at.isoformat()}
         done = await scan.enrol_all(found, store=self.store, start=self._start, signal=signal, now=now)
         started = sum(1 for e in done if e.outcome == "started")
-        return ScanSummary(today=at.isoformat(), found=len(found), started=started, suppressed=len(done) - started)
+        return ScanSummary(today=at.isoformat(), found=len(found), started=started, suppressed=len(done) - started,
+                           note="; ".join(problems))
 
     def all(self) -> list[Callable[..., Any]]:
         """The activities to register with a worker."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -15,25 +15,12 @@ import pytest
 from connectors.base import CRM, Account, NewTask, PermanentError, RetryableError
 from connectors.salesforce import SalesforceCRM
 from connectors.salesforce_map import key_hash, soql_quote
-from tests.fakes.http import Faults
+from tests.fakes.http import Scripted
 from tests.fakes.salesforce import FakeSalesforce, Query, SoqlError, parse_soql
 
 CLIENT_ID = "3MVG9-test-consumer-key"
 SECRET = "consumer-secret-5f1e9a"
 TOKEN = "00DHx0000001!static-token-7c3b"
-
-
-@dataclass
-class Scripted(Faults):
-    """Faults in a set order: one kind (or None) per request, then none."""
-
-    script: list[str | None] = field(default_factory=list)
-
-    def draw(self) -> str | None:
-        kind = self.script.pop(0) if self.script else None
-        if kind:
-            self.injected[kind] += 1
-        return kind
 
 
 @dataclass

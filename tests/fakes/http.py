@@ -57,6 +57,19 @@ class Faults:
         return kind
 
 
+@dataclass
+class Scripted(Faults):
+    """Faults in a set order: one kind (or None) per request, then none."""
+
+    script: list[str | None] = field(default_factory=list)
+
+    def draw(self) -> str | None:
+        kind = self.script.pop(0) if self.script else None
+        if kind:
+            self.injected[kind] += 1
+        return kind
+
+
 class FakeServer:
     """An aiohttp app on 127.0.0.1 and a free port; use as ``async with Fake() as fake: fake.url``."""
 

@@ -9,7 +9,17 @@ updatedAt, archived}``, pages ``{results, paging: {next: {after}}}``, errors ``{
 message, correlationId, category}``, and ``X-HubSpot-RateLimit-*`` headers on every response,
 with a real fixed-window limiter behind them (429 ``TEN_SECONDLY_ROLLING`` past the limit).
 
+Search (companies, tasks, notes) works as "Search the CRM" documents it: ``filterGroups`` ORed,
+filters in a group ANDed, at most 5 groups, 6 filters in a group and 18 in all (400
+``VALIDATION_ERROR`` past that); operators EQ, IN, BETWEEN (inclusive, needs ``highValue``), GT,
+GTE, LT, LTE, HAS_PROPERTY and NOT_HAS_PROPERTY on the object's properties and ``hs_object_id``;
+numbers and ``hs_object_id`` compare as numbers, date and datetime properties as epoch
+milliseconds (a filter value in ms or ISO; a date property is midnight UTC), IN on a string
+property only matches lowercase values, enumerations compare exactly. One sort rule; ``limit`` up
+to 200; ``paging.next.after`` is an offset, and an ``after`` at or past ``search_cap`` (10,000 on
+HubSpot) is a 400. EQ on text stays an exact match here (HubSpot's own is case-insensitive).
 Searches are consistent unless ``search_lag`` is set: real HubSpot search lags writes by seconds.
+``searches`` keeps every search body received, as (object, body).
 ``created`` counts the tasks and notes made, server side.
 """
 
@@ -21,6 +31,7 @@ import re
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +65,14 @@ PROPERTIES: dict[str, dict[str, dict[str, Any]]] = {
 }
 """Property definitions per object (HubSpot's defaults plus the csops custom properties)."""
 ASSOCIATION_TYPES = {"tasks": 192, "notes": 190}
+BUILT_IN: dict[str, dict[str, Any]] = {"hs_object_id": {"type": "number"}, "hs_createdate": {"type": "datetime"},
+                                       "hs_lastmodifieddate": {"type": "datetime"}}
+"""Read-only properties every object has, searchable like the others."""
+SEARCH_GROUPS, SEARCH_GROUP_FILTERS, SEARCH_FILTERS, SEARCH_PAGE = 5, 6, 18, 200
+OPERATORS = ("EQ", "IN", "BETWEEN", "GT", "GTE", "LT", "LTE", "HAS_PROPERTY", "NOT_HAS_PROPERTY")
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "GT": lambda a, b: bool(a > b), "GTE": lambda a, b: bool(a >= b), "LT": lambda a, b: bool(a < b),
+    "LTE": lambda a, b: bool(a <= b)}
 
 
 class Rejected(Exception):
@@ -133,6 +152,10 @@ class FakeHubSpot(FakeServer):
         """Seconds before a new record shows in search results."""
         self.latency = 0.0
         """Seconds every answer takes (for timeouts)."""
+        self.search_cap = 10_000
+        """Results one search can page through with ``after`` (HubSpot: 10,000)."""
+        self.searches: list[tuple[str, dict[str, Any]]] = []
+        """Every search body received: (object, body)."""
         self._ids = 1000
         self._window = (0.0, 0)
 
@@ -172,7 +195,7 @@ class FakeHubSpot(FakeServer):
         app.router.add_get(v3 + r"/{kind:companies|tasks}/{id:\d+}", self._read)
         app.router.add_patch(v3 + r"/{kind:companies|tasks}/{id:\d+}", self._update)
         app.router.add_post(v3 + "/{kind:tasks|notes}", self._create)
-        app.router.add_post(v3 + "/{kind:tasks|notes}/search", self._search)
+        app.router.add_post(v3 + "/{kind:companies|tasks|notes}/search", self._search)
         app.router.add_post(v3 + "/contacts/batch/read", self._batch_read)
         app.router.add_get(r"/crm/v4/objects/companies/{id:\d+}/associations/contacts", self._associated)
         app.router.add_get("/crm/v3/owners", self._owners)
@@ -270,19 +293,73 @@ class FakeHubSpot(FakeServer):
     async def _search(self, request: web.Request) -> web.StreamResponse:
         kind = request.match_info["kind"]
         body = await _json(request)
-        filters = [f for g in body.get("filterGroups") or [] for f in g.get("filters") or []]
-        for f in filters:
-            if f.get("propertyName") not in self.properties[kind] or f.get("operator") != "EQ":
-                raise Rejected(400, f"There was a problem with the request: cannot filter on "
-                               f"{f.get('propertyName')!r} with {f.get('operator')!r}", "VALIDATION_ERROR")
+        self.searches.append((kind, body))
+        groups = [[self._test(kind, f) for f in g] for g in _filter_groups(body.get("filterGroups"))]
         now = time.monotonic()
         hits = [r for r in self.records[kind].values() if r.searchable_at <= now
-                and all(r.properties.get(f["propertyName"]) == f.get("value") for f in filters)]
-        for sort in body.get("sorts") or []:
-            hits.sort(key=lambda r: r.created, reverse=sort.get("direction") == "DESCENDING")
-        limit = _limit(str(body.get("limit", 10)), 200)
-        page = _page([r.json(list(body.get("properties") or [])) for r in hits], body.get("after"), limit)
-        return web.json_response({"total": len(hits), **page})
+                and (not groups or any(all(test(r) for test in g) for g in groups))]
+        sorts = body.get("sorts") or []
+        if len(sorts) > 1 or not all(isinstance(s, dict) for s in sorts):
+            raise Rejected(400, "There was a problem with the request: only one sort rule can be applied",
+                           "VALIDATION_ERROR")
+        for sort in sorts:
+            hits.sort(key=self._sort_key(kind, sort.get("propertyName")), reverse=sort.get("direction") == "DESCENDING")
+        limit = _limit(str(body.get("limit", 10)), SEARCH_PAGE)
+        after = body.get("after")
+        start = int(str(after)) if str(after or "").isdigit() else 0
+        if start >= self.search_cap:
+            raise Rejected(400, f"There was a problem with the request: search results are limited to "
+                           f"{self.search_cap} in total; paging past them is not supported", "VALIDATION_ERROR")
+        wanted = list(body.get("properties") or [])
+        out: dict[str, Any] = {"total": len(hits), "results": [
+            r.json(wanted) for r in hits[start:min(start + limit, self.search_cap)]]}
+        if start + limit < len(hits):
+            out["paging"] = {"next": {"after": str(start + limit), "link": f"?after={start + limit}"}}
+        return web.json_response(out)
+
+    def _test(self, kind: str, f: dict[str, Any]) -> Callable[[Record], bool]:
+        """One search filter as a test of a record, or a 400 for a filter HubSpot would refuse."""
+        name, op = f.get("propertyName"), f.get("operator")
+        spec = BUILT_IN.get(str(name)) or self.properties[kind].get(str(name))
+        if spec is None or op not in OPERATORS:
+            raise Rejected(400, f"There was a problem with the request: cannot filter on {name!r} with {op!r}",
+                           "VALIDATION_ERROR")
+        prop, typ = str(name), str(spec["type"])
+        if op in ("HAS_PROPERTY", "NOT_HAS_PROPERTY"):
+            return lambda r: (_stored(r, prop) not in (None, "")) == (op == "HAS_PROPERTY")
+        if op == "IN":
+            values = f.get("values")
+            if not isinstance(values, list) or not values:
+                raise Rejected(400, "Invalid input JSON: operator IN requires values", "VALIDATION_ERROR")
+            keys = {_filter_value(typ, v, op) for v in values}
+            if typ == "string":  # HubSpot matches string IN values in lowercase only
+                return lambda r: str(_stored(r, prop) or "").lower() in keys
+            return lambda r: _scalar(typ, _stored(r, prop)) in keys
+        if "value" not in f:
+            raise Rejected(400, f"Invalid input JSON: operator {op} requires a value", "VALIDATION_ERROR")
+        low = _filter_value(typ, f["value"], op)
+        if op == "EQ":  # exact, as this fake always answered EQ
+            return lambda r: _scalar(typ, _stored(r, prop)) == low
+        if op == "BETWEEN":
+            if "highValue" not in f:
+                raise Rejected(400, "Invalid input JSON: operator BETWEEN requires a highValue", "VALIDATION_ERROR")
+            high = _filter_value(typ, f["highValue"], op)
+            return lambda r: _ordered(typ, _stored(r, prop), lambda v: bool(_fold(low) <= v <= _fold(high)))
+        compare = _COMPARE[str(op)]
+        return lambda r: _ordered(typ, _stored(r, prop), lambda v: compare(v, _fold(low)))
+
+    def _sort_key(self, kind: str, name: Any) -> Callable[[Record], Any]:
+        if name in (None, "hs_createdate", "createdate"):
+            return lambda r: r.created
+        spec = BUILT_IN.get(str(name)) or self.properties[kind].get(str(name))
+        if spec is None:
+            raise Rejected(400, f"There was a problem with the request: cannot sort on {name!r}", "VALIDATION_ERROR")
+        typ, prop = str(spec["type"]), str(name)
+
+        def key(rec: Record) -> tuple[bool, Any]:
+            value = _fold(_scalar(typ, _stored(rec, prop)))
+            return value is None, 0 if value is None else value  # records without a value last
+        return key
 
     async def _batch_read(self, request: web.Request) -> web.StreamResponse:
         body = await _json(request)
@@ -398,6 +475,71 @@ def _scope(request: web.Request) -> str:
     obj = "companies" if kind == "companies" or path.startswith("/crm/v4/objects/companies") else "contacts"
     write = request.method == "PATCH" or (request.method == "POST" and not path.endswith(("/search", "/read")))
     return f"crm.objects.{obj}.{'write' if write else 'read'}"
+
+
+def _filter_groups(groups: Any) -> list[list[dict[str, Any]]]:
+    """The filter groups of a search body, checked against HubSpot's documented limits."""
+    if groups is None:
+        return []
+    if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("filters") or [], list)
+                                               for g in groups):
+        raise Rejected(400, "Invalid input JSON: filterGroups must be a list of {filters: [...]}", "VALIDATION_ERROR")
+    out = [[f if isinstance(f, dict) else {} for f in g.get("filters") or []] for g in groups]
+    total = sum(len(g) for g in out)
+    if len(out) > SEARCH_GROUPS or any(len(g) > SEARCH_GROUP_FILTERS for g in out) or total > SEARCH_FILTERS:
+        raise Rejected(400, f"There was a problem with the request: a search can have at most {SEARCH_GROUPS} "
+                       f"filterGroups with up to {SEARCH_GROUP_FILTERS} filters each and {SEARCH_FILTERS} filters in "
+                       f"total (got {len(out)} groups, {total} filters)", "VALIDATION_ERROR")
+    return out
+
+
+def _stored(rec: Record, name: str) -> str | None:
+    if name == "hs_object_id":
+        return rec.id
+    if name in ("hs_createdate", "hs_lastmodifieddate"):
+        return _iso(rec.created)
+    return rec.properties.get(name)
+
+
+def _scalar(typ: str, value: Any) -> float | str | None:
+    """A value as search compares it: numbers as numbers, dates and datetimes as epoch ms, else text."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    try:
+        if typ == "number":
+            return float(text)
+        if typ in ("date", "datetime"):
+            if re.fullmatch(r"-?\d+", text):
+                return float(text)
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000
+    except ValueError:
+        return None
+    return text
+
+
+def _filter_value(typ: str, value: Any, op: Any) -> float | str:
+    key = _scalar(typ, value)
+    if key is None:
+        raise Rejected(400, f"There was a problem with the request: {value!r} is not a valid value for {op} on a "
+                       f"{typ} property", "VALIDATION_ERROR")
+    return key
+
+
+def _fold(value: float | str | None) -> float | str | None:
+    """Text compares without case in ranges, as HubSpot's search does."""
+    return value.lower() if isinstance(value, str) else value
+
+
+def _ordered(typ: str, stored: str | None, test: Callable[[Any], bool]) -> bool:
+    value = _fold(_scalar(typ, stored))
+    if value is None:
+        return False  # a record without a value matches no comparison
+    try:
+        return test(value)
+    except TypeError:
+        return False  # text against a number: no match
 
 
 def _page(results: list[dict[str, Any]], after: Any, limit: int) -> dict[str, Any]:

@@ -8,10 +8,18 @@ API Developer Guide documents them.
 - ``GET /services/data/vXX.X/query?q=SOQL`` and ``.../query/{locator}`` (``nextRecordsUrl``).
 
 Errors are Salesforce's error lists ``[{"message", "errorCode", "fields"}]``. The SOQL subset is
-parsed, not matched: ``SELECT f, ... FROM o [WHERE f = literal [AND ...]] [ORDER BY f [ASC|DESC]]
-[LIMIT n]`` with string literals and their backslash escapes. Writes check field existence,
-createable/updateable, types, lengths, restricted picklists, references, unique fields and
-validation rules. ``tasks_created`` counts Tasks made, server side.
+parsed, not matched (``parse_soql``): ``SELECT f, ... FROM o [WHERE cond] [ORDER BY f [ASC|DESC]]
+[LIMIT n]``, where ``cond`` joins ``f op value`` (op ``= != < <= > >=``), ``f [NOT] IN (v, ...)``
+and bracketed conditions with AND or OR; values are string literals with their backslash escapes,
+numbers, TRUE/FALSE/NULL, dates (``2026-03-01``) and date-times (``2026-03-01T00:00:00Z``),
+unquoted. As Salesforce, mixing AND and OR at one level without brackets is MALFORMED_QUERY; a
+stricter subset than Salesforce, an OR must be in brackets. Values are checked against the field's
+type as Salesforce does (INVALID_QUERY_FILTER_OPERATOR): ids 15 or 18 characters (both mean the
+same record, ordered as 18-character ids), dates only for Date fields, date-times only for
+Date/Time fields, quoted text for text fields. A query URI over 16,384 bytes is 414, as the REST
+API answers. Writes check field existence, createable/updateable, types, lengths, restricted
+picklists, references, unique fields and validation rules. ``tasks_created`` counts Tasks made,
+server side.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from typing import Any
 
 from aiohttp import web
@@ -86,16 +95,26 @@ DEFAULTS: dict[str, Record] = {"Task": {"Status": "Not Started", "Priority": "No
 REQUIRED = {"Account": ("Name",), "Contact": ("LastName",), "User": ("Username",), "Task": ()}
 _VERSION = re.compile(r"v(\d+)\.\d")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+MAX_URI = 16_384
+"""The REST API's limit on the request URI and headers together, in bytes."""
 
 
 def sf_id(prefix: str, n: int) -> str:
     """An 18-character id: prefix, counter, and the case-safe suffix Salesforce computes."""
-    base = f"{prefix}Hx{n:010d}"
-    suffix = ""
-    for chunk in (base[0:5], base[5:10], base[10:15]):
-        bits = sum(1 << i for i, c in enumerate(chunk) if c.isupper())
-        suffix += "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits]
-    return base + suffix
+    return case_safe(f"{prefix}Hx{n:010d}")
+
+
+def case_safe(value: str) -> str:
+    """The 18-character id a 15- or 18-character one means. The suffix encodes which of the first 15
+    characters are capitals, so an 18-character id in any case means one record."""
+    head, tail = value[:15], value[15:].upper()
+    if tail:
+        head = "".join(c.upper() if _SUFFIX.index(tail[i // 5]) >> (i % 5) & 1 else c.lower()
+                       for i, c in enumerate(head))
+    return head + "".join(_SUFFIX[sum(1 << i for i, c in enumerate(head[j:j + 5]) if c.isupper())]
+                          for j in (0, 5, 10))
 
 
 class SalesforceError(Exception):
@@ -155,7 +174,7 @@ class FakeSalesforce(FakeServer):
     def add(self, obj: str, **values: Any) -> str:
         """Insert a record as is (no validation); returns its id."""
         record = {**DEFAULTS.get(obj, {}), **values}
-        record["Id"] = record.get("Id") or sf_id(PREFIXES[obj], next(self._ids))
+        record["Id"] = case_safe(record["Id"]) if record.get("Id") else sf_id(PREFIXES[obj], next(self._ids))
         self.rows[obj][record["Id"]] = record
         return str(record["Id"])
 
@@ -170,6 +189,9 @@ class FakeSalesforce(FakeServer):
     # --- the server ---------------------------------------------------------------------------
 
     def routes(self, app: web.Application) -> None:
+        # aiohttp refuses request lines over 8,190 bytes; Salesforce takes query URIs up to 16,384
+        # (then 414), and the fake should answer as it does.
+        app._handler_args = {"max_line_size": 2 * MAX_URI}
         app.middlewares.append(self._gate)
         app.router.add_post("/services/oauth2/token", self._token)
         app.router.add_get("/services/data/{version}/query", self._query)
@@ -195,6 +217,10 @@ class FakeSalesforce(FakeServer):
     async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if not request.path.startswith("/services/data/"):
             return await handler(request)  # type: ignore[no-any-return]
+        if len(request.raw_path) > MAX_URI:
+            return web.Response(status=414, text="URI Too Long")
+        if len(request.raw_path) + sum(len(k) + len(v) + 4 for k, v in request.headers.items()) > MAX_URI:
+            return web.Response(status=431, text="Request Header Fields Too Large")
         if self.stalls > 0:
             self.stalls -= 1
             await self._released.wait()
@@ -286,6 +312,9 @@ class FakeSalesforce(FakeServer):
             raise SalesforceError(400, exc.code, str(exc)) from None
         obj = self._object(request, query.obj, status=400, code="INVALID_TYPE")
         fields = [self._field(obj, f) for f in query.fields]
+        if len(set(fields)) < len(fields):
+            twice = next(f for f in fields if fields.count(f) > 1)
+            raise SalesforceError(400, "MALFORMED_QUERY", f"duplicate field selected: {twice}")
         rows = [r for r in self.rows[obj].values() if all(self._matches(obj, r, c) for c in query.where)]
         if query.order:
             name, desc = self._field(obj, query.order[0]), query.order[1]
@@ -329,18 +358,23 @@ class FakeSalesforce(FakeServer):
                                             "the custom field name.")
         raise SalesforceError(status, code, message)
 
-    def _matches(self, obj: str, record: Record, cond: tuple[str, str, Any]) -> bool:
+    def _matches(self, obj: str, record: Record, cond: Cond) -> bool:
+        if isinstance(cond, AnyOf):
+            return any(all(self._matches(obj, record, c) for c in option) for option in cond.options)
         field, op, value = self._field(obj, cond[0]), cond[1], cond[2]
-        spec, have = self.schema[obj][field], record.get(field)
-        if spec.type in ("id", "reference") and value is not None and not (
-                isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9]{15}([A-Za-z0-9]{3})?", value)):
-            raise SalesforceError(400, "INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {value}")
-        if spec.type == "boolean" and not isinstance(value, bool):
-            raise SalesforceError(400, "INVALID_QUERY_FILTER_OPERATOR", f"value of filter criterion for field "
-                                  f"'{field}' must be of type boolean and should not be enclosed in quotes")
-        same = (have.casefold() == value.casefold() if isinstance(have, str) and isinstance(value, str)
-                else have == value)
-        return same if op == "=" else not same
+        spec = self.schema[obj][field]
+        have = _key(spec, record.get(field))
+        if op in ("IN", "NOT IN"):
+            found = any(have is not None and have == _operand(field, spec, v) for v in value)
+            return found if op == "IN" else not found
+        want = _operand(field, spec, value)
+        if op in ("=", "!="):
+            return bool(have == want) == (op == "=")
+        if spec.type == "boolean":
+            raise SalesforceError(400, "INVALID_QUERY_FILTER_OPERATOR", f"invalid operator on boolean field: {field}")
+        if have is None or want is None:
+            return False  # a null is neither less nor more than anything
+        return bool({"<": have < want, "<=": have <= want, ">": have > want, ">=": have >= want}[op])
 
     def _view(self, obj: str, record: Record, fields: str | None, request: web.Request | None = None) -> Record:
         names = [self._field(obj, f.strip()) for f in fields.split(",")] if fields else list(self.schema[obj])
@@ -425,6 +459,57 @@ class FakeSalesforce(FakeServer):
                                       f"[{value}] as owner of {obj.lower()}")
 
 
+_NUMBERS = ("double", "currency", "percent", "int", "long")
+
+
+def _key(spec: Field, value: Any) -> Any:
+    """A stored value in the form filters compare: ids case-safe, dates and date-times parsed, text
+    case-folded (Salesforce compares text case-insensitively)."""
+    if value is None:
+        return None
+    if spec.type in ("id", "reference"):
+        return case_safe(value) if isinstance(value, str) and _ID.fullmatch(value) else value
+    if spec.type == "date":
+        return date.fromisoformat(str(value)[:10])
+    if spec.type == "datetime":
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _operand(field: str, spec: Field, value: Any) -> Any:
+    """A query value in the form filters compare, or Salesforce's answer to a value of the wrong type."""
+    if value is None:
+        return None
+
+    def wrong(kind: str, quotes: str = "should not be enclosed in quotes") -> SalesforceError:
+        return SalesforceError(400, "INVALID_QUERY_FILTER_OPERATOR", f"value of filter criterion for field "
+                               f"'{field}' must be of type {kind} and {quotes}")
+    if spec.type in ("id", "reference"):
+        if not (isinstance(value, str) and _ID.fullmatch(value)):
+            raise SalesforceError(400, "INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {value}")
+        return case_safe(value)
+    if spec.type == "boolean":
+        if not isinstance(value, bool):
+            raise wrong("boolean")
+        return value
+    if spec.type == "datetime":
+        if not isinstance(value, datetime):
+            raise wrong("dateTime")
+        return value
+    if spec.type == "date":
+        if not isinstance(value, date) or isinstance(value, datetime):
+            raise wrong("date")
+        return value
+    if spec.type in _NUMBERS:
+        if not isinstance(value, float):
+            raise wrong("double")
+        return value
+    if not isinstance(value, str):
+        raise wrong("string", "should be enclosed in quotes")
+    return value.casefold()
+
+
 async def _body(request: web.Request) -> Any:
     try:
         return json.loads(await request.read())
@@ -443,13 +528,24 @@ class SoqlError(Exception):
 
 
 @dataclass(frozen=True)
+class AnyOf:
+    """A bracketed OR: holds when every condition of any one option holds."""
+
+    options: tuple[tuple[Cond, ...], ...]
+
+
+Cond = tuple[str, str, Any] | AnyOf
+"""(field, operator, value) with operator ``= != < <= > >=`` or ``IN``/``NOT IN`` (value a tuple), or an AnyOf."""
+
+
+@dataclass(frozen=True)
 class Query:
     """A parsed query."""
 
     fields: tuple[str, ...]
     obj: str
-    where: tuple[tuple[str, str, Any], ...]
-    """(field, "=" or "!=", value) conditions, all of which must hold."""
+    where: tuple[Cond, ...]
+    """Conditions all of which must hold (AND); brackets without OR are flattened into it."""
     order: tuple[str, bool] | None
     """(field, descending)."""
     limit: int | None
@@ -457,11 +553,17 @@ class Query:
 
 _ESCAPES = {"n": "\n", "N": "\n", "r": "\r", "R": "\r", "t": "\t", "T": "\t", "b": "\b", "B": "\b",
             "f": "\f", "F": "\f", '"': '"', "'": "'", "\\": "\\"}
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|-?\d+(?:\.\d+)?|!=|=|,")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|-?\d+(?:\.\d+)?|!=|<=|>=|[=<>(),]")
+_DATETIME = re.compile(r"(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(Z|[+-]\d{2}:\d{2})")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}(?![\w:.-])")
+_OPERATORS = ("=", "!=", "<", "<=", ">", ">=")
+_KEYWORDS = frozenset({"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "ORDER", "BY", "LIMIT", "ASC", "DESC",
+                       "NULL", "TRUE", "FALSE"})
 
 
 def _tokens(text: str) -> list[tuple[str, Any]]:
-    """(kind, value) tokens: ``str`` for string literals (escapes decoded), ``word`` for the rest."""
+    """(kind, value) tokens: ``str`` for string literals (escapes decoded), ``date``/``datetime`` for
+    unquoted date literals, ``word`` for the rest."""
     out: list[tuple[str, Any]] = []
     i = 0
     while i < len(text):
@@ -470,6 +572,18 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
         elif text[i] == "'":
             value, i = _literal(text, i + 1)
             out.append(("str", value))
+        elif m := _DATETIME.match(text, i):
+            try:
+                out.append(("datetime", datetime.fromisoformat(m.group().replace("Z", "+00:00"))))
+            except ValueError:
+                raise SoqlError(f"invalid date time: {m.group()}") from None
+            i = m.end()
+        elif m := _DAY.match(text, i):
+            try:
+                out.append(("date", date.fromisoformat(m.group())))
+            except ValueError:
+                raise SoqlError(f"invalid date: {m.group()}") from None
+            i = m.end()
         elif m := _WORD.match(text, i):
             out.append(("word", m.group()))
             i = m.end()
@@ -502,7 +616,7 @@ def _literal(text: str, i: int) -> tuple[str, int]:
 
 
 def parse_soql(text: str) -> Query:
-    """Parse the subset: SELECT f, ... FROM o [WHERE f op v [AND ...]] [ORDER BY f [ASC|DESC]] [LIMIT n]."""
+    """Parse the subset (module docstring): SELECT f, ... FROM o [WHERE cond] [ORDER BY f [ASC|DESC]] [LIMIT n]."""
     toks = _tokens(text)
     pos = 0
 
@@ -521,9 +635,64 @@ def parse_soql(text: str) -> Query:
 
     def name() -> str:
         value = str(take())
-        if not re.fullmatch(r"[A-Za-z_]\w*", value) or value.upper() in ("FROM", "WHERE", "AND", "LIMIT"):
+        if not re.fullmatch(r"[A-Za-z_]\w*", value) or value.upper() in _KEYWORDS:
             raise SoqlError(f"unexpected token: '{value}'")
         return value
+
+    def value() -> Any:
+        if pos < len(toks) and toks[pos][0] in ("str", "date", "datetime"):
+            return take(toks[pos][0])
+        word = str(take())
+        if word.upper() in ("TRUE", "FALSE", "NULL"):
+            return {"TRUE": True, "FALSE": False, "NULL": None}[word.upper()]
+        try:
+            return float(word)
+        except ValueError:
+            raise SoqlError(f"unexpected token: '{word}'") from None
+
+    def values() -> tuple[Any, ...]:
+        take(keyword="(")
+        out = [value()]
+        while peek() == ",":
+            take()
+            out.append(value())
+        take(keyword=")")
+        return tuple(out)
+
+    def term() -> tuple[Cond, ...]:
+        """A comparison, an IN list, or a bracketed condition, as a conjunction."""
+        if peek() == "(":
+            take()
+            inner = condition()
+            take(keyword=")")
+            return inner
+        field = name()
+        if peek() == "NOT":
+            take()
+            take(keyword="IN")
+            return ((field, "NOT IN", values()),)
+        if peek() == "IN":
+            take()
+            return ((field, "IN", values()),)
+        op = str(take())
+        if op not in _OPERATORS:
+            raise SoqlError(f"unexpected token: '{op}'")
+        return ((field, op, value()),)
+
+    def condition(top: bool = False) -> tuple[Cond, ...]:
+        """Terms joined by one of AND or OR: mixing them needs brackets, in Salesforce too."""
+        terms, joiner = [term()], ""
+        while peek() in ("AND", "OR"):
+            if joiner and peek() != joiner:
+                raise SoqlError(f"unexpected token: '{toks[pos][1]}': use parentheses to mix AND and OR")
+            joiner = peek()
+            if joiner == "OR" and top:
+                raise SoqlError("unexpected token: 'OR' (this fake takes OR only in brackets)")
+            take()
+            terms.append(term())
+        if joiner == "OR":
+            return (AnyOf(tuple(terms)),)
+        return tuple(c for t in terms for c in t)
 
     take(keyword="SELECT")
     fields = [name()]
@@ -532,27 +701,10 @@ def parse_soql(text: str) -> Query:
         fields.append(name())
     take(keyword="FROM")
     obj = name()
-    where: list[tuple[str, str, Any]] = []
+    where: tuple[Cond, ...] = ()
     if peek() == "WHERE":
         take()
-        while True:
-            field, op = name(), str(take())
-            if op not in ("=", "!="):
-                raise SoqlError(f"unexpected token: '{op}'")
-            if pos < len(toks) and toks[pos][0] == "str":
-                value: Any = take("str")
-            else:
-                word = str(take())
-                value = {"TRUE": True, "FALSE": False, "NULL": None}.get(word.upper(), word)
-                if isinstance(value, str):
-                    try:
-                        value = float(word)
-                    except ValueError:
-                        raise SoqlError(f"unexpected token: '{word}'") from None
-            where.append((field, op, value))
-            if peek() != "AND":
-                break
-            take()
+        where = condition(top=True)
     order = None
     if peek() == "ORDER":
         take()
@@ -571,4 +723,4 @@ def parse_soql(text: str) -> Query:
         limit = int(word)
     if pos != len(toks):
         raise SoqlError(f"unexpected token: '{toks[pos][1]}'")
-    return Query(tuple(fields), obj, tuple(where), order, limit)
+    return Query(tuple(fields), obj, where, order, limit)

@@ -8,13 +8,14 @@ running".
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from connectors.base import Account, Contact
+from connectors.base import Account, Contact, User
 from connectors.sqlcrm import SQLCRM
 from engine.context import Calendar
 from engine.matcher import milestone
@@ -240,3 +241,54 @@ async def test_a_tick_goes_to_every_account_in_the_audience_once(parts: tuple[SQ
     assert {f.decision.occurrence for f in found} == {"2026-03-02T08:00:00+00:00"}
     assert await find_tick(crm, store, [WEEKLY], cron="0 9 * * 1", timezone="UTC", at=at, now=at,
                            calendar=BERLIN) == []
+
+
+class OneCallEach(SQLCRM):
+    """The built-in CRM seen as HubSpot or Salesforce are: no bulk views, every user read counted."""
+
+    account_views = None  # type: ignore[assignment]
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.user_reads: Counter[str] = Counter()
+
+    async def get_user(self, user_id_or_email: str) -> User | None:
+        self.user_reads[user_id_or_email] += 1
+        return await super().get_user(user_id_or_email)
+
+
+async def test_a_crm_without_bulk_views_gets_the_same_decisions_and_each_user_is_read_once(db_url: str) -> None:
+    crm, remote, store = SQLCRM(db_url), OneCallEach(db_url), Store(db_url)
+    try:
+        crm.add_user(User(id="mgr", email="m@example.com", name="Mia"))
+        for owner in ("u1", "u2"):
+            crm.add_user(User(id=owner, email=f"{owner}@example.com", name=owner, manager_id="mgr"))
+        playbook = compile_text("""
+playbook: owned
+title: Owned renewals
+triggers:
+  - contract_milestone: { field: renewal_date, days_before: 30 }
+audience:
+  when: account.owner.manager.name == 'Mia' and contacts | length > 0
+steps:
+  - id: t
+    task: { title: T }
+""")
+        for i in range(6):
+            crm.add_account(Account(id=f"a{i}", name=f"a{i}", owner_id="u1" if i % 2 else "u2",
+                                    renewal_date=TODAY + timedelta(days=30)))
+            if i != 3:
+                crm.add_contact(Contact(id=f"c{i}", account_id=f"a{i}", email=f"c{i}@example.com", primary=True))
+        crm.add_account(Account(id="nobody", name="nobody", renewal_date=TODAY + timedelta(days=30)))
+        args = {"since": TODAY - timedelta(days=1), "today": TODAY, "now": NOW, "calendar": Calendar(), "page": 4}
+        bulk, _ = await find_due(crm, store, [playbook], **args)  # type: ignore[arg-type]
+        one_by_one, _ = await find_due(remote, store, [playbook], **args)  # type: ignore[arg-type]
+    finally:
+        crm.close()
+        remote.close()
+        store.close()
+    decided = [(f.decision.account_id, f.decision.reason) for f in one_by_one]
+    assert decided == [(f.decision.account_id, f.decision.reason) for f in bulk]
+    assert decided == [("a0", "started"), ("a1", "started"), ("a2", "started"), ("a3", "audience_when"),
+                       ("a4", "started"), ("a5", "started"), ("nobody", "expression_error")]  # no owner to ask about
+    assert remote.user_reads == Counter({"u1": 1, "u2": 1, "mgr": 1})  # 2 pages, each person read once
