@@ -95,10 +95,14 @@ class FakeServer:
         """The vendor's own 5xx answer."""
         return web.json_response({"error": "internal_error"}, status=status)
 
+    def fault_for(self, request: web.Request) -> str | None:
+        """The fault for this request, if any (a stand-in may cap faults per request key)."""
+        return self.faults.draw()
+
     @web.middleware
     async def _inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests.append((request.method, request.path))
-        kind = None if request.path.startswith(self.exempt) else self.faults.draw()
+        kind = None if request.path.startswith(self.exempt) else self.fault_for(request)
         if kind == "429":
             return self.rate_limited(request)
         if kind == "5xx":
