@@ -160,7 +160,7 @@ async def _run(env: WorkflowEnvironment, pb: Playbook, people: _People, timed: l
             for ev in timed:
                 if ev.at > end:
                     break
-                await _skip_to(env, ev.at)
+                await _skip_to(env, ev.at + SETTLE)
                 applied.append(await _apply(ev, handle, crm, acc.id, begin))
             await _skip_to(env, end)
             outcome, reason, steps, ended = await _finish(handle, end)
@@ -171,6 +171,13 @@ async def _run(env: WorkflowEnvironment, pb: Playbook, people: _People, timed: l
                     end=ended, days=days, outcome=outcome, reason=reason, trigger=trigger, note=note, run_id=run_id)
 
 
+SETTLE = timedelta(seconds=1)
+"""How long after its time an event is delivered. The run's timers are set a few milliseconds
+after whole days and hours (after the activity that started them), so an event at ``3d`` would
+otherwise arrive just before an escalation due then; the time-skipping server wedges a run for
+good when a signal's workflow task cancels a timer that fires meanwhile (sdk-java #2606, #3088).
+A second later, that timer has fired and been handled, and the timeline still shows the event
+at its time."""
 FAIL_FAST: list[type[BaseException]] = [Exception]
 """A bug in the interpreter fails the simulated run with its message; a real worker would retry
 the workflow task forever, and the simulation would only show the run "still running"."""
