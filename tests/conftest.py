@@ -6,10 +6,13 @@ test process ends with os._exit once pytest has printed its summary.
 
 from __future__ import annotations
 
+import asyncio
+import faulthandler
 import getpass
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +36,58 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_status[0])
+
+
+# --- a hung test ends the run with a report of where it waits -------------------------------------
+
+HANG_SECONDS = float(os.environ.get("CSOPS_TEST_HANG_SECONDS", "600"))
+"""A test still running after this long is taken as hung: the slowest take about a minute."""
+
+
+_report_fd: list[int] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The real stderr, kept now: during a test pytest points fd 2 at its capture file, which
+    # os._exit would throw away with the report.
+    _report_fd.append(os.dup(2))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    # A hang must not stall CI until its own limit with nothing said: after HANG_SECONDS this
+    # prints what every asyncio task awaits and every thread's stack, then ends the process.
+    # (Raising in the test instead leaves a wedged event loop whose teardown can hang again.)
+    timer = threading.Timer(HANG_SECONDS, _report_hang, args=(item.nodeid,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _report_hang(nodeid: str) -> None:
+    out = os.fdopen(_report_fd[0], "w", closefd=False) if _report_fd else sys.__stderr__ or sys.stderr
+    print(f"\n\n=== HUNG: {nodeid} still running after {HANG_SECONDS:.0f} s; what each asyncio task awaits:",
+          file=out)
+    try:
+        tasks = list(asyncio.tasks._all_tasks)  # type: ignore[attr-defined]  # every loop's tasks
+    except (AttributeError, RuntimeError):  # a private name, and the set may change meanwhile
+        tasks = []
+    for task in tasks:
+        print(f"--- {task.get_name()}", file=out)
+        coro: object = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                print(f"    {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}", file=out)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    print("=== every thread:", file=out)
+    out.flush()
+    faulthandler.dump_traceback(file=out, all_threads=True)
+    out.flush()
+    os._exit(3)
 
 
 # --- databases: every SQL-backed test runs on SQLite and on a real PostgreSQL -------------------
