@@ -1,5 +1,6 @@
-"""The API's read side and run control: runs, their step timeline and live status, cancel, decisions
-and explain. ``csops runs`` and ``csops explain`` (engine/cli_runs.py) share the functions here.
+"""The API's read side and run control: runs, their step timeline and live status, cancel, decisions,
+explain, and failed events (list, queue again). ``csops runs`` and ``csops explain`` (engine/cli_runs.py)
+share the functions here.
 
 Live status and cancel go to Temporal through :class:`Workflows`; :class:`TemporalWorkflows` is
 the real one, tests pass a stand-in with the same two methods.
@@ -22,7 +23,7 @@ from engine.context import Calendar
 from engine.model import Playbook
 from engine.signals import Check
 from engine.store import ENDED_STATUSES, Store
-from engine.store_models import AuditRow, DecisionRecord, RunRecord
+from engine.store_models import AuditRow, DecisionRecord, EventRecord, RunRecord
 
 STATUS_TIMEOUT = 3.0
 """Seconds a live status query may take before the run is shown without it."""
@@ -228,6 +229,57 @@ class ExplainOut(BaseModel):
     decisions: list[DecisionOut]
 
 
+class FailedEventOut(BaseModel):
+    """An event set aside after failing every processing attempt."""
+
+    id: str
+    type: str
+    account_id: str
+    occurred_at: datetime
+    received_at: datetime = Field(description="When it was first received")
+    failed_at: datetime = Field(description="When its last allowed attempt failed")
+    attempts: int = Field(description="Failed attempts")
+    last_error: str = Field(description="Why the last attempt failed")
+    data: dict[str, Any]
+
+
+class FailedEventsOut(BaseModel):
+    """Failed events, the latest to fail first."""
+
+    events: list[FailedEventOut]
+
+
+class RetryIn(BaseModel):
+    """Failed events to queue again."""
+
+    ids: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        min_length=1, max_length=1000, description="Event ids, as GET /v1/events/failed lists them (1 to 1,000)")
+
+
+class RetryResultOut(BaseModel):
+    """What became of one id."""
+
+    id: str
+    status: Literal["requeued", "unknown", "queued", "processed"] = Field(
+        description="requeued (queued again, attempts reset); unknown (no such event); queued (not failed: still "
+                    "waiting or being tried); processed (not failed: done)")
+
+
+class RetryOut(BaseModel):
+    """One result per id, in the order sent (a repeated id once)."""
+
+    requeued: int
+    results: list[RetryResultOut]
+
+
+def failed_event_out(e: EventRecord) -> FailedEventOut:
+    """The API shape of a failed event."""
+    assert e.failed_at is not None
+    return FailedEventOut(id=e.id, type=e.type, account_id=e.account_id, occurred_at=e.occurred_at,
+                          received_at=e.received_at, failed_at=e.failed_at, attempts=e.attempts,
+                          last_error=e.last_error, data=e.data)
+
+
 def run_out(r: RunRecord) -> RunOut:
     """The API shape of a run."""
     return RunOut(**asdict(r))
@@ -404,3 +456,19 @@ async def get_explain(account_id: str, d: Authorised, playbook: str | None = Non
     return ExplainOut(account_id=account_id, decisions=[decision_out(x) for x in recent], playbooks=[
         PlaybookExplainOut(playbook=pid, checks=[CheckOut(name=c.name, state=c.state, text=c.text, seen=c.seen)
                                                  for c in checks]) for pid, checks in found.checks.items()])
+
+
+@router.get("/events/failed", response_model=FailedEventsOut, tags=["events"],
+            summary="Events set aside after failing every processing attempt, latest first",
+            responses=errors(401, 422))
+async def list_failed_events(d: Authorised, limit: Limit = 100) -> FailedEventsOut:
+    return FailedEventsOut(events=[failed_event_out(e) for e in await d.store.failed_events(limit)])
+
+
+@router.post("/events/retry", response_model=RetryOut, tags=["events"],
+             summary="Queue failed events again (attempts reset); per id what happened",
+             responses=errors(400, 401, 422))
+async def post_retry(body: RetryIn, d: Authorised) -> RetryOut:
+    outcomes = await d.store.requeue(body.ids)
+    return RetryOut(requeued=sum(1 for o in outcomes.values() if o == "requeued"),
+                    results=[RetryResultOut(id=i, status=o) for i, o in outcomes.items()])

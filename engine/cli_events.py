@@ -1,9 +1,9 @@
-"""``csops event send``, ``csops event import FILE.jsonl`` and ``csops import accounts|contacts|users FILE.csv``.
+"""``csops event send|import|failed|retry`` and ``csops import accounts|contacts|users FILE.csv``.
 
-The event commands go through the same Ingestor as the HTTP API, with the store, CRM and Temporal
-of the settings, and process what they stored before they return, printing one line per event
-and one per trigger decision. They use a Temporal client, so they end through ``engine.cli.run``'s
-``os._exit``.
+``send`` and ``import`` go through the same Ingestor as the HTTP API, with the store, CRM and
+Temporal of the settings, and process what they stored before they return, printing one line per
+event and one per trigger decision. They use a Temporal client, so they end through
+``engine.cli.run``'s ``os._exit``. ``failed`` and ``retry`` only read and write the settings' store.
 """
 
 from __future__ import annotations
@@ -14,16 +14,19 @@ import functools
 import json
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.csvimport import COLUMNS, ImportFileError, import_csv
 from engine.ingest import IngestResult, validate_event
 
 if TYPE_CHECKING:
     from engine.settings import Settings
+    from engine.store import Store
+
+T = TypeVar("T")
 
 __all__ = ["add_parsers", "main"]
 
@@ -50,6 +53,14 @@ def add_parsers(sub: Any) -> None:
                             description="Send every event of FILE (one JSON object per line). Exit 0 all accepted "
                                         "or duplicates, 1 some rejected, 2 unreadable file or Temporal unreachable.")
     imp.add_argument("file", metavar="FILE.jsonl", help="the events, one JSON object per line")
+    failed = events.add_parser("failed", help="list events set aside after failing every attempt",
+                               description="List the events that failed every processing attempt and were set "
+                                           "aside, the latest to fail first (docs/events.md). Exit 0.")
+    failed.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    retry = events.add_parser("retry", help="queue failed events again",
+                              description="Queue failed events again, their attempts reset; the processor takes them "
+                                          "up at once. Exit 0 all queued again, 1 an id was not a failed event.")
+    retry.add_argument("ids", nargs="+", metavar="ID", help="event ids, as csops event failed lists them")
     crm = sub.add_parser("import", help="import accounts, contacts or users from CSV into the built-in CRM",
                          description="Upsert the rows of a CSV file into the built-in CRM; the header names the "
                                      "columns (docs/events.md). Exit 0 all imported, 1 some rows rejected (the "
@@ -67,7 +78,11 @@ def main(args: argparse.Namespace) -> int:
         return _send(args)
     if args.event_command == "import":
         return _import_events(args)
-    print("csops event: say send or import (csops event --help)", file=sys.stderr)
+    if args.event_command == "failed":
+        return _failed(args)
+    if args.event_command == "retry":
+        return _retry(args)
+    print("csops event: say send, import, failed or retry (csops event --help)", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -167,9 +182,59 @@ def _run(events: Sequence[tuple[int, Any]], command: str, where: str = "") -> in
         print(f"{where}:{number}: " * bool(where) + _line(result))
         for text in (*result.decisions, *result.notes):
             print(f"  {text}")
-        if any("stays queued" in n for n in result.notes):
+        if any("stays queued" in n or "set aside" in n for n in result.notes):
             status = EXIT_PROBLEMS
     return status
+
+
+def _failed(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        print(f"csops event failed: --limit must be 1 or more, not {args.limit}", file=sys.stderr)
+        return EXIT_USAGE
+    found = _on_store("event failed", lambda store: store.failed_events(args.limit))
+    if found is None:
+        return EXIT_USAGE
+    if not found:
+        print("no failed events")
+        return EXIT_OK
+    rows = [(e.id, e.type, e.account_id, str(e.attempts), f"{e.received_at:%Y-%m-%d %H:%M:%S}",
+             " ".join(e.last_error.split())) for e in found]
+    head = ("ID", "TYPE", "ACCOUNT", "ATTEMPTS", "FIRST RECEIVED (UTC)", "LAST ERROR")
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head) - 1)]
+    for row in (head, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    more = "; there may be more: raise --limit" if len(found) == args.limit else ""
+    print(f"{len(found)} failed event(s){more}; csops event retry ID queues one again")
+    return EXIT_OK
+
+
+_REQUEUED = {"requeued": "queued again with its attempts reset; the event processor (csops up, csops api) takes it up",
+             "unknown": "no event has this id",
+             "queued": "not a failed event: it is still queued (waiting for its turn or a retry)",
+             "processed": "not a failed event: it was processed"}
+
+
+def _retry(args: argparse.Namespace) -> int:
+    outcomes = _on_store("event retry", lambda store: store.requeue(args.ids))
+    if outcomes is None:
+        return EXIT_USAGE
+    for event_id, outcome in outcomes.items():
+        print(f"{event_id}: {_REQUEUED[outcome]}")
+    return EXIT_OK if all(o == "requeued" for o in outcomes.values()) else EXIT_PROBLEMS
+
+
+def _on_store(command: str, work: Callable[[Store], Coroutine[Any, Any, T]]) -> T | None:
+    """``work`` on the configured store, which is closed after; None when the settings are wrong (said)."""
+    settings = _settings(command)
+    if settings is None:
+        return None
+    from engine.store import Store
+
+    store = Store(settings.database_url)
+    try:
+        return asyncio.run(work(store))
+    finally:
+        store.close()
 
 
 def _line(r: IngestResult) -> str:

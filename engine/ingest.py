@@ -16,6 +16,13 @@ Nothing stored is lost when the process dies: an event is marked processed only 
 that, and a claim lapses after a lease (5 minutes), so another processor takes it up. Events of
 one account are processed one after another in the order they were received; accounts in
 parallel.
+
+An event whose processing fails is tried again after a back-off (30 s, doubling, at most the
+lease; ``Store.record_failures``) while the account's later events wait their turn. After
+``max_attempts`` failures it is set aside as failed (``csops event failed`` lists those, ``csops
+event retry`` queues them again) and the account's later events go on, so one event that can
+never be processed does not hold its account up for ever. Outages (Temporal, the CRM or the
+database unreachable) are retried without limit instead: they end by themselves.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from connectors.base import CRM
+from connectors.base import CRM, RetryableError
 from engine import model as m
 from engine.context import Calendar
 from engine.enrol import Start, enrol, facts_for
@@ -38,7 +45,7 @@ from engine.matcher import decide
 from engine.runcontext import read_view, view_data
 from engine.runtypes import Event
 from engine.signals import Decision, EventSignal
-from engine.store import EventRecord, Store
+from engine.store import LEASE, MAX_ATTEMPTS, EventRecord, Store, retry_delay
 
 __all__ = ["IngestResult", "Ingestor", "Processed", "SignalRun", "temporal_signaller", "temporal_starter",
            "validate_event"]
@@ -85,7 +92,12 @@ class Processed:
     notes: tuple[str, ...] = ()
     """What could not be done, in plain words."""
     error: str = ""
-    """Set when processing failed; the event stays queued and is tried again after the lease."""
+    """Set when processing failed, in plain words: the event is tried again after a back-off, or,
+    after its last allowed attempt, set aside as failed."""
+    cause: str = ""
+    """When processing failed: the exception (type and message), as kept in the event's ``last_error``."""
+    transient: bool = False
+    """When processing failed: whether it was an outage (retried without limit, never set aside)."""
 
 
 class Ingestor:
@@ -101,12 +113,17 @@ class Ingestor:
         now: The clock.
         lease: How long a claimed event stays with its processor before another may take it.
         parallel: How many accounts are processed at once.
+        max_attempts: Failed attempts after which an event is set aside as failed (at least 1).
     """
 
     def __init__(self, *, store: Store, crm: CRM, playbooks: Callable[[], Mapping[str, m.Playbook]], start: Start,
                  signal_run: SignalRun, calendar: Calendar | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC), lease: timedelta = timedelta(minutes=5),
-                 parallel: int = 8, still_running: Callable[[str], Awaitable[bool]] | None = None) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC), lease: timedelta = LEASE,
+                 parallel: int = 8, still_running: Callable[[str], Awaitable[bool]] | None = None,
+                 max_attempts: int = MAX_ATTEMPTS) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be 1 or more, not {max_attempts}")
+        self.max_attempts = max_attempts
         self.store, self.crm, self.playbooks, self.start = store, crm, playbooks, start
         self.still_running = still_running
         """Checks a run the store has as active against Temporal (engine/runrecord.is_running)."""
@@ -147,8 +164,8 @@ class Ingestor:
         if accepted and process:
             done = {p.id: p for p in await self._process(await self.store.unprocessed(
                 len(accepted), ids=accepted, now=self.now(), lease=self.lease))}
-            results = [replace(r, decisions=done[r.id].decisions, notes=_notes(done[r.id])) if r.id in done else r
-                       for r in results]
+            results = [replace(r, decisions=done[r.id].decisions, notes=_notes(done[r.id])) if r.id in done
+                       else replace(r, notes=(WAITING,)) if r.status == "accepted" else r for r in results]
         elif accepted:
             self.wake.set()
         return results
@@ -203,19 +220,34 @@ class Ingestor:
         for rec in records:
             by_account.setdefault(rec.account_id, []).append(rec)
         gate = asyncio.Semaphore(self.parallel)
+        held: list[str] = []
 
         async def account(recs: list[EventRecord]) -> list[Processed]:
             async with gate:
                 out = []
-                for rec in recs:
+                for at, rec in enumerate(recs):
                     out.append(await self._one(rec))
-                    if out[-1].error:
-                        break  # later events of the account wait for this one, keeping their order
+                    if out[-1].error and (out[-1].transient or rec.attempts + 1 < self.max_attempts):
+                        # Later events of the account wait for this one's retry, keeping their order.
+                        held.extend(r.id for r in recs[at + 1:])
+                        break
+                    # Succeeded, or failed for the last time (set aside below): the account goes on.
                 return out
 
         done = [p for group in await asyncio.gather(*(account(r) for r in by_account.values())) for p in group]
-        await self.store.mark_processed([p.id for p in done if not p.error], at=self.now())
-        return done
+        now = self.now()
+        await self.store.mark_processed([p.id for p in done if not p.error], at=now)
+        gave_up = {r.id: r for r in await self.store.record_failures(
+            [(p.id, p.cause) for p in done if p.error], at=now, max_attempts=self.max_attempts, lease=self.lease,
+            held=held, transient=[p.id for p in done if p.error and p.transient])}
+        attempts = {r.id: r.attempts + 1 for r in records}
+        for p in done:
+            if p.id in gave_up:
+                log.error("event %s (%s, account %s) failed %d times and is set aside; the account's later events "
+                          "go on. Last error: %s. `csops event retry %s` queues it again", p.id, p.type,
+                          p.account_id, gave_up[p.id].attempts, p.cause, p.id)
+        return [replace(p, error=_failure(p, attempts[p.id], gave_up=p.id in gave_up, lease=self.lease))
+                if p.error else p for p in done]
 
     async def _one(self, rec: EventRecord) -> Processed:
         ev = EventSignal(id=rec.id, type=rec.type, account_id=rec.account_id, occurred_at=rec.occurred_at,
@@ -228,9 +260,13 @@ class Ingestor:
             delivered = await self._route(ev)
             decisions = await self._decide(ev, change) if account is not None else []
         except Exception as exc:  # noqa: BLE001 - one event's failure must not stop the others
-            log.warning("event %s could not be processed; it is tried again later: %s", rec.id, exc)
-            return Processed(id=rec.id, type=rec.type, account_id=rec.account_id,
-                             error=f"could not process it now ({exc}); it stays queued and is tried again")
+            # Kept as the event's last_error and shown by the CLI and API: the exception's own
+            # words only (connectors keep secrets out of them), no request headers or URLs.
+            cause = f"{type(exc).__name__}: {exc}"
+            log.warning("event %s could not be processed (attempt %d of %d): %s", rec.id, rec.attempts + 1,
+                        self.max_attempts, cause)
+            return Processed(id=rec.id, type=rec.type, account_id=rec.account_id, error=cause, cause=cause,
+                             transient=_outage(exc))
         return Processed(id=rec.id, type=rec.type, account_id=rec.account_id, decisions=tuple(decisions),
                          delivered=tuple(delivered), notes=tuple(change.notes))
 
@@ -300,6 +336,33 @@ def listens(playbook: m.Playbook, event_type: str) -> bool:
         if isinstance(trig, m.LifecycleChange | m.ContractMilestone) and event_type == "account.updated":
             return True
     return False
+
+
+def _outage(exc: BaseException) -> bool:
+    """Whether a failure is an outage that ends by itself: a CRM, Temporal or the database
+    unreachable, a timeout or rate limit. Such an event is retried without limit (never set aside):
+    a Temporal restart of an hour must not turn every event of that hour into a failed one."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    if isinstance(exc, (RetryableError, ConnectionError, TimeoutError)):  # the store's own: RetryableError
+        return True
+    return isinstance(exc, RPCError) and exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
+                                                        RPCStatusCode.RESOURCE_EXHAUSTED)
+
+
+WAITING = ("not processed yet: an earlier event of the account is still queued (being retried, or taken by "
+           "another processor); it stays queued and is processed after that one")
+"""The note on an accepted event ``ingest(process=True)`` could not process now."""
+
+
+def _failure(p: Processed, attempt: int, *, gave_up: bool, lease: timedelta) -> str:
+    """What became of a failed attempt, in plain words."""
+    if gave_up:
+        return (f"could not process it ({p.cause}); that was attempt {attempt}, the last: it is set aside as failed "
+                f"(csops event failed lists it; csops event retry {p.id} queues it again)")
+    wait = int(retry_delay(attempt, lease).total_seconds())
+    return (f"could not process it now ({p.cause}); it stays queued and is tried again in {wait} s "
+            f"(attempt {attempt} failed)")
 
 
 def _notes(p: Processed) -> tuple[str, ...]:

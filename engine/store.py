@@ -17,13 +17,15 @@ import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, exists, func, inspect, not_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, make_url
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.schema import CreateColumn
 
 from connectors.sqlcrm_models import Database
 from engine.store_models import (
@@ -47,12 +49,33 @@ from engine.store_models import (
 
 T = TypeVar("T")
 
-__all__ = ["AuditRow", "DecisionRecord", "EventLike", "EventRecord", "RunPage", "RunRecord", "Store"]
+__all__ = ["LEASE", "MAX_ATTEMPTS", "AuditRow", "DecisionRecord", "EventLike", "EventRecord", "RequeueOutcome",
+           "RunPage", "RunRecord", "Store", "retry_delay"]
 
 ENDED_STATUSES = frozenset({"completed", "failed", "exited", "cancelled"})
 USE_KINDS = frozenset({"feature", "product"})
 MAX_DETAIL = 4000
 """Audit details longer than this many characters are cut (the full story is in Temporal's history)."""
+LEASE = timedelta(minutes=5)
+"""How long a claimed event stays with its processor before another may take it."""
+MAX_ATTEMPTS = 8
+"""Failed attempts after which an event is set aside as failed (``record_failures``)."""
+FIRST_RETRY = timedelta(seconds=30)
+"""The back-off after an event's first failed attempt; it doubles with each further one, up to the lease."""
+MAX_ERROR = 2000
+"""A failed attempt's error text longer than this many characters is cut."""
+
+RequeueOutcome = Literal["requeued", "unknown", "queued", "processed"]
+"""What ``Store.requeue`` did with an id."""
+
+
+def retry_delay(attempts: int, lease: timedelta = LEASE) -> timedelta:
+    """How long an event waits after its ``attempts``-th failed attempt: 30 s, 1 min, 2 min... at most ``lease``.
+
+    Never more than the lease: a failure is often brief (Temporal restarting), and a processor
+    that died is retried after the lease anyway.
+    """
+    return min(FIRST_RETRY * (1 << min(max(attempts - 1, 0), 30)), lease)
 
 
 class EventLike(Protocol):
@@ -86,6 +109,7 @@ class Store:
             raise ValueError(f"the store runs on SQLite or PostgreSQL, not {backend}; use a sqlite:/// "
                              "or postgresql+psycopg:// URL")
         self.db = Database(database_url, Base.metadata)
+        _add_missing(self.db.engine)
         self._insert = pg_insert if backend == "postgresql" else sqlite_insert
 
     def close(self) -> None:
@@ -136,17 +160,28 @@ class Store:
         return None if row is None else row.record()
 
     async def unprocessed(self, limit: int = 100, *, ids: Sequence[str] | None = None, now: datetime | None = None,
-                          lease: timedelta = timedelta(minutes=5)) -> list[EventRecord]:
+                          lease: timedelta = LEASE) -> list[EventRecord]:
         """Claim up to ``limit`` stored events not processed yet (only ``ids`` when given), oldest received first.
 
         A claimed event is not handed to another caller until ``lease`` has passed without
         ``mark_processed``: so concurrent processors share the queue, and the events of a
-        processor that died are taken up again once its lease lapses.
+        processor that died are taken up again once its lease lapses. An event waiting out its
+        back-off after a failed attempt (``record_failures``) is not claimed before its retry time,
+        a failed one never; and an event is not claimed while an earlier queued event of its
+        account is taken or waiting (or, with ``ids``, is not among them), so each account's
+        events are processed in the order received.
         """
         at = utc(now or datetime.now(UTC), "now")
-        free = and_(EventRow.processed_at.is_(None),
-                    or_(EventRow.claimed_at.is_(None), EventRow.claimed_at < at - lease))
-        pick = select(EventRow.id).where(free)
+        free = _free(EventRow, at, lease)
+        earlier = aliased(EventRow)
+        busy = not_(_free(earlier, at, lease))
+        if ids is not None:
+            busy = or_(busy, earlier.id.not_in(list(ids)))
+        behind = exists().where(
+            earlier.account_id == EventRow.account_id, earlier.processed_at.is_(None), earlier.failed_at.is_(None),
+            or_(earlier.received_at < EventRow.received_at,
+                and_(earlier.received_at == EventRow.received_at, earlier.id < EventRow.id)), busy)
+        pick = select(EventRow.id).where(free, ~behind)
         if ids is not None:
             pick = pick.where(EventRow.id.in_(list(ids)))
         pick = pick.order_by(EventRow.received_at, EventRow.id).limit(limit)
@@ -164,9 +199,84 @@ class Store:
                 .values(processed_at=utc(at or datetime.now(UTC), "at")).execution_options(synchronize_session=False))
         await self.db.run(lambda s: _commit(s, s.execute(stmt)))
 
+    async def record_failures(self, failures: Sequence[tuple[str, str]], *, at: datetime | None = None,
+                              max_attempts: int = MAX_ATTEMPTS, lease: timedelta = LEASE,
+                              held: Sequence[str] = (), transient: Sequence[str] = ()) -> list[EventRecord]:
+        """Note failed processing attempts, (event id, error) each, in one transaction; the events that failed for good.
+
+        Each attempt counts (``attempts`` + 1, ``last_error``) and releases the event's claim. Below
+        ``max_attempts`` the event is claimed again after ``retry_delay`` (30 s, doubling, at most
+        ``lease``); at ``max_attempts`` it gets ``failed_at`` and is set aside: never claimed again
+        until ``requeue``. ``held`` are claimed events that were not tried because an earlier
+        one of their account failed: their claims are released (they keep their turn behind it).
+        ``transient`` are events whose failure was an outage (a system unreachable, rate limits):
+        they count their attempts but are never set aside, so an outage loses no event's turn.
+        An event processed or set aside meanwhile is left alone.
+        """
+        outage = set(transient)
+        when = utc(at or datetime.now(UTC), "at")
+        queued = (EventRow.processed_at.is_(None), EventRow.failed_at.is_(None))
+
+        def work(s: Session) -> list[EventRecord]:
+            gave_up = []
+            for event_id, error in failures:
+                text = error if len(error) <= MAX_ERROR else error[:MAX_ERROR - 1] + "…"
+                count = s.scalar(update(EventRow).where(EventRow.id == event_id, *queued)
+                                 .values(attempts=EventRow.attempts + 1, last_error=text, claimed_at=None)
+                                 .returning(EventRow.attempts).execution_options(synchronize_session=False))
+                if count is None:
+                    continue
+                mine = update(EventRow).where(EventRow.id == event_id).execution_options(synchronize_session=False)
+                if count >= max_attempts and event_id not in outage:
+                    row = s.scalars(mine.values(failed_at=when, retry_at=None).returning(EventRow)).one()
+                    gave_up.append(row.record())
+                else:
+                    s.execute(mine.values(retry_at=when + retry_delay(count, lease)))
+            if held:
+                s.execute(update(EventRow).where(EventRow.id.in_(list(held)), *queued).values(claimed_at=None)
+                          .execution_options(synchronize_session=False))
+            s.commit()
+            return gave_up
+        return await self.db.run(work) if failures or held else []
+
+    async def failed_events(self, limit: int = 100) -> list[EventRecord]:
+        """Events set aside after their last allowed attempt, the latest to fail first."""
+        query = (select(EventRow).where(EventRow.failed_at.is_not(None), EventRow.processed_at.is_(None))
+                 .order_by(EventRow.failed_at.desc(), EventRow.id).limit(limit))
+        rows = await self.db.read(lambda s: s.scalars(query).all())
+        return [r.record() for r in rows]
+
+    async def requeue(self, ids: Sequence[str]) -> dict[str, RequeueOutcome]:
+        """Put failed events back in the queue with their attempts reset; what became of each id, in order.
+
+        ``requeued``: it was failed and is queued again (it goes next for its account, after the
+        account's events that went ahead meanwhile). Otherwise nothing changes: ``unknown`` (no
+        such event), ``queued`` (not failed: still waiting or being tried) or ``processed``.
+        """
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        stmt = (update(EventRow).where(EventRow.id.in_(wanted), EventRow.failed_at.is_not(None),
+                                       EventRow.processed_at.is_(None))
+                .values(attempts=0, last_error="", failed_at=None, claimed_at=None, retry_at=None)
+                .returning(EventRow.id).execution_options(synchronize_session=False))
+        others = select(EventRow.id, EventRow.processed_at).where(EventRow.id.in_(wanted))
+
+        def work(s: Session) -> dict[str, RequeueOutcome]:
+            done = set(s.scalars(stmt).all())
+            seen = {r.id: r.processed_at for r in s.execute(others).all()}
+            s.commit()
+            answer: dict[str, RequeueOutcome] = {}
+            for event_id in wanted:
+                answer[event_id] = ("requeued" if event_id in done else "unknown" if event_id not in seen
+                                    else "queued" if seen[event_id] is None else "processed")
+            return answer
+        return await self.db.run(work)
+
     async def pending_count(self) -> int:
-        """How many stored events are not processed yet."""
-        query = select(func.count()).select_from(EventRow).where(EventRow.processed_at.is_(None))
+        """How many stored events are still queued (not processed and not failed)."""
+        query = select(func.count()).select_from(EventRow).where(EventRow.processed_at.is_(None),
+                                                                 EventRow.failed_at.is_(None))
         count: int | None = await self.db.read(lambda s: s.scalar(query))
         return count or 0
 
@@ -416,6 +526,32 @@ class Store:
         def work(s: Session) -> dict[str, int]:
             return {t.name: s.scalar(select(func.count()).select_from(t)) or 0 for t in Base.metadata.sorted_tables}
         return self.db.call(work, engine=self.db.read_engine)
+
+
+def _free(t: Any, at: datetime, lease: timedelta) -> ColumnElement[bool]:
+    """Whether an event row (of ``EventRow`` or an alias) can be claimed at ``at``."""
+    return and_(t.processed_at.is_(None), t.failed_at.is_(None),
+                or_(t.claimed_at.is_(None), t.claimed_at < at - lease), or_(t.retry_at.is_(None), t.retry_at <= at))
+
+
+def _add_missing(engine: Engine) -> None:
+    """Give an events table made by an older csops the columns and indexes added since.
+
+    ``create_all`` makes missing tables only. Another process may add them at the same moment:
+    then our ALTER fails, and the columns are there all the same.
+    """
+    table = Base.metadata.tables[EventRow.__tablename__]
+    have = {c["name"] for c in inspect(engine).get_columns(table.name)}
+    for column in (c for c in table.columns if c.name not in have):
+        ddl = CreateColumn(column).compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+        except DBAPIError:
+            if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                raise
+    for index in table.indexes:
+        index.create(engine, checkfirst=True)
 
 
 def _commit(session: Session, value: T) -> T:

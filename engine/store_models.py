@@ -75,7 +75,10 @@ class EventRow(Base):
 
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_account_occurred", "account_id", "occurred_at"),
-                      Index("ix_events_pending", "processed_at", "received_at"))
+                      Index("ix_events_pending", "processed_at", "received_at"),
+                      # An event waits for the account's earlier queued ones: looked up per account.
+                      Index("ix_events_account_queue", "account_id", "processed_at", "received_at"),
+                      Index("ix_events_failed", "failed_at"))
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     type: Mapped[str] = mapped_column(String(200))
     account_id: Mapped[str] = mapped_column(String(255))
@@ -87,11 +90,20 @@ class EventRow(Base):
     """When the event's facts, triggers and routing were done (None: still queued)."""
     claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     """When a processor last took it (its claim lapses after a lease, so a crashed one's events are retried)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Failed processing attempts since it was stored or last re-queued."""
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """Why the last attempt failed ("" when none did)."""
+    retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    """After a failed attempt: not claimed again before this time (the back-off)."""
+    failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    """When it failed for the last allowed time; set, it is never claimed again until re-queued."""
 
     def record(self) -> EventRecord:
         """As the store's record."""
         return EventRecord(id=self.id, type=self.type, account_id=self.account_id, occurred_at=self.occurred_at,
-                           received_at=self.received_at, data=json.loads(self.data))
+                           received_at=self.received_at, data=json.loads(self.data), attempts=self.attempts,
+                           last_error=self.last_error, failed_at=self.failed_at)
 
 
 class HealthRow(Base):
@@ -249,6 +261,12 @@ class EventRecord:
     """When the store first received it (aware, UTC)."""
     data: dict[str, Any] = field(default_factory=dict)
     """The event's data."""
+    attempts: int = 0
+    """Failed processing attempts so far (since it was stored or last re-queued)."""
+    last_error: str = ""
+    """Why the last attempt failed ("" when none did)."""
+    failed_at: datetime | None = None
+    """When it was set aside after its last allowed attempt (None: not failed)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,7 +28,7 @@ from engine.api import MAX_BATCH, MAX_BODY, create_app
 from engine.context import Calendar
 from engine.model import Playbook
 from engine.signals import Decision
-from engine.store import Store
+from engine.store import EventRecord, Store
 from engine.validate import check_text
 
 TOKEN = "t0ken-for-tests-only-0123456789"
@@ -343,10 +343,49 @@ async def test_one_click_unsubscribe_suppresses_the_address(api: Api) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_token"
 
 
+# --- failed events ---------------------------------------------------------------------------------
+
+async def test_failed_events_are_listed_and_queued_again(api: Api) -> None:
+    for path, method in (("/v1/events/failed", "GET"), ("/v1/events/retry", "POST")):
+        r = await api.client.request(method, path, json={"ids": ["x"]})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    r = await api.client.get("/v1/events/failed", headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"events": []}
+    await api.store.add_events([EventRecord(id="bad-1", type="nps.submitted", account_id="acme", occurred_at=NOW,
+                                            received_at=NOW, data={"score": 3})], received_at=NOW)
+    await api.store.unprocessed(10, now=NOW)
+    await api.store.record_failures([("bad-1", "RuntimeError: boom")], at=NOW, max_attempts=1)
+    r = await api.client.get("/v1/events/failed?limit=10", headers=AUTH)
+    assert r.json() == {"events": [{"id": "bad-1", "type": "nps.submitted", "account_id": "acme",
+                                    "occurred_at": "2026-11-23T10:00:00Z", "received_at": "2026-11-23T10:00:00Z",
+                                    "failed_at": "2026-11-23T10:00:00Z", "attempts": 1,
+                                    "last_error": "RuntimeError: boom", "data": {"score": 3}}]}
+    r = await api.client.post("/v1/events/retry", json={"ids": ["bad-1", "nope"]}, headers=AUTH)
+    assert r.status_code == 200
+    assert r.json() == {"requeued": 1, "results": [{"id": "bad-1", "status": "requeued"},
+                                                   {"id": "nope", "status": "unknown"}]}
+    assert (await api.client.get("/v1/events/failed", headers=AUTH)).json() == {"events": []}
+    assert await api.store.pending_count() == 1
+    r = await api.client.post("/v1/events/retry", json={"ids": ["bad-1"]}, headers=AUTH)
+    assert r.json() == {"requeued": 0, "results": [{"id": "bad-1", "status": "queued"}]}
+
+
+@pytest.mark.parametrize("body", [{}, {"ids": []}, {"ids": "bad-1"}, {"ids": [""]}, {"ids": [1]}, [],
+                                  {"ids": ["x"] * 1001}])
+async def test_a_bad_retry_body_is_422(api: Api, body: Any) -> None:
+    r = await api.client.post("/v1/events/retry", json=body, headers=AUTH)
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert error["code"] == "invalid_request" and error["message"].startswith("the request is not valid: body")
+    r = await api.client.get("/v1/events/failed?limit=0", headers=AUTH)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["where"] == "query.limit"
+
+
 async def test_health_and_openapi_need_no_token(api: Api) -> None:
     assert (await api.client.get("/v1/health")).json() == {"status": "ok"}
     doc = (await api.client.get("/openapi.json")).json()
-    assert {"/v1/events", "/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/cancel", "/v1/decisions",
+    assert {"/v1/events", "/v1/events/failed", "/v1/events/retry",
+            "/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/cancel", "/v1/decisions",
             "/v1/accounts/{account_id}/explain", "/v1/unsubscribe/{token}", "/v1/health"} <= set(doc["paths"])
     assert doc["components"]["schemas"]["Event"]["required"] == ["id", "type", "account_id", "occurred_at"]
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

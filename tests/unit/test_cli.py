@@ -1,15 +1,18 @@
-"""``csops validate`` as a user runs it: exit codes, formats, no tracebacks."""
+"""``csops validate`` and ``csops event failed|retry`` as a user runs them: exit codes, formats, no tracebacks."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from engine.cli import main
+from engine.store import EventRecord, Store
 from tests.conftest import ROOT
 
 GOOD = """\
@@ -112,3 +115,69 @@ def test_shipped_playbooks_validate_through_the_console_script() -> None:
     proc = subprocess.run([sys.executable, "-m", "engine.cli", "validate", "playbooks/"], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- csops event failed | retry -----------------------------------------------------------------------
+
+T0 = datetime(2026, 11, 23, 10, tzinfo=UTC)
+
+
+def _store_with_a_failed_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A store (the settings' one) with bad-1 failed for good, ok-1 processed; its URL."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.chdir(tmp_path)  # no csops.yaml here
+    monkeypatch.delenv("CSOPS_CONFIG", raising=False)
+    monkeypatch.setenv("CSOPS_DATABASE_URL", url)
+
+    async def seed() -> None:
+        store = Store(url)
+        try:
+            await store.add_events([EventRecord(id=i, type="billing.invoice_overdue", account_id="acme",
+                                                occurred_at=T0, received_at=T0) for i in ("bad-1", "ok-1")],
+                                   received_at=T0)
+            await store.unprocessed(10, now=T0)
+            await store.mark_processed(["ok-1"], at=T0)
+            await store.record_failures([("bad-1", "HTTPError: 500 from\nthe CRM")], at=T0, max_attempts=1)
+        finally:
+            store.close()
+    asyncio.run(seed())
+    return url
+
+
+def test_event_failed_lists_failed_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CSOPS_CONFIG", raising=False)
+    monkeypatch.setenv("CSOPS_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert main(["event", "failed"]) == 0
+    assert capsys.readouterr().out == "no failed events\n"
+    _store_with_a_failed_event(tmp_path, monkeypatch)
+    assert main(["event", "failed"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "ID     TYPE                     ACCOUNT  ATTEMPTS  FIRST RECEIVED (UTC)  LAST ERROR",
+        "bad-1  billing.invoice_overdue  acme     1         2026-11-23 10:00:00   HTTPError: 500 from the CRM",
+        "1 failed event(s); csops event retry ID queues one again"]
+    assert main(["event", "failed", "--limit", "0"]) == 2
+    assert "--limit must be 1 or more" in capsys.readouterr().err
+
+
+def test_event_retry_queues_failed_events_and_says_what_else_it_met(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    url = _store_with_a_failed_event(tmp_path, monkeypatch)
+    assert main(["event", "retry", "bad-1", "ok-1", "nope"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "bad-1: queued again with its attempts reset; the event processor (csops up, csops api) takes it up",
+        "ok-1: not a failed event: it was processed",
+        "nope: no event has this id"]
+    assert main(["event", "retry", "bad-1"]) == 1
+    assert capsys.readouterr().out == ("bad-1: not a failed event: it is still queued (waiting for its turn or "
+                                       "a retry)\n")
+    store = Store(url)
+    try:
+        assert asyncio.run(store.pending_count()) == 1
+        asyncio.run(store.unprocessed(10, now=T0))
+        asyncio.run(store.record_failures([("bad-1", "again")], at=T0, max_attempts=1))
+    finally:
+        store.close()
+    assert main(["event", "retry", "bad-1"]) == 0
+    assert main(["event", "retry"]) == 2  # an id is required

@@ -123,6 +123,99 @@ async def test_events_for_an_account(store: Store) -> None:
     assert await store.events_for("nobody") == []
 
 
+async def queue(store: Store, *specs: tuple[str, str]) -> None:
+    """Store (id, account) events received a second apart, in the order given."""
+    for n, (event_id, account) in enumerate(specs):
+        await store.add_event(event(event_id, account=account), received_at=T0 + timedelta(seconds=n))
+
+
+def ids_of(records: list[EventRecord]) -> list[str]:
+    return [r.id for r in records]
+
+
+async def test_a_failed_attempt_backs_off_and_the_last_one_sets_the_event_aside(store: Store) -> None:
+    await queue(store, ("e1", "acme"), ("e2", "acme"), ("o1", "other"))
+    assert ids_of(await store.unprocessed(10, now=T0)) == ["e1", "e2", "o1"]
+    await store.mark_processed(["o1"], at=T0)
+    at = T0
+    for attempt, wait in ((1, timedelta(seconds=30)), (2, timedelta(minutes=1))):
+        # e2 was claimed with e1 but not tried: its claim is released, it keeps its turn behind e1.
+        assert await store.record_failures([("e1", f"boom {attempt}")], at=at, max_attempts=3, held=["e2"]) == []
+        got = await store.get_event("e1")
+        assert got is not None and (got.attempts, got.last_error) == (attempt, f"boom {attempt}")
+        assert got.failed_at is None
+        assert await store.unprocessed(10, now=at + wait - timedelta(seconds=1)) == []
+        at += wait
+        assert ids_of(await store.unprocessed(10, now=at)) == ["e1", "e2"]
+    [gone] = await store.record_failures([("e1", "x" * 5000)], at=at, max_attempts=3, held=["e2"])
+    assert (gone.id, gone.attempts, gone.failed_at) == ("e1", 3, at)
+    assert len(gone.last_error) == 2000 and gone.last_error.endswith("…")
+    assert await store.pending_count() == 1  # e2; the failed e1 is not counted
+    assert ids_of(await store.failed_events()) == ["e1"]
+    assert ids_of(await store.unprocessed(10, now=at)) == ["e2"]  # a failed event holds nothing back
+    # A failed event is not counted again, nor claimed ever again.
+    assert await store.record_failures([("e1", "again")], at=at, max_attempts=3) == []
+    assert (await store.get_event("e1")).attempts == 3  # type: ignore[union-attr]
+    assert ids_of(await store.unprocessed(10, now=at + timedelta(days=9))) == ["e2"]  # its lease lapsed; not e1
+
+
+async def test_an_accounts_later_events_wait_for_an_earlier_one_that_is_taken(store: Store) -> None:
+    await queue(store, ("e1", "acme"), ("e2", "acme"), ("o1", "other"))
+    assert ids_of(await store.unprocessed(10, ids=["e2", "o1"], now=T0)) == ["o1"]  # e1 not among the ids
+    assert ids_of(await store.unprocessed(1, now=T0)) == ["e1"]
+    assert await store.unprocessed(10, now=T0) == []  # e2 waits while e1 is taken
+    await store.mark_processed(["e1"], at=T0)
+    assert ids_of(await store.unprocessed(10, now=T0)) == ["e2"]
+
+
+async def test_failed_events_are_listed_latest_first_and_can_be_queued_again(store: Store) -> None:
+    await queue(store, ("f1", "acme"), ("f2", "beta"), ("q1", "gamma"), ("p1", "delta"))
+    await store.unprocessed(10, now=T0)
+    await store.mark_processed(["p1"], at=T0)
+    await store.record_failures([("f1", "one")], at=T0, max_attempts=1)
+    await store.record_failures([("f2", "two")], at=T0 + timedelta(minutes=1), max_attempts=1)
+    assert [(e.id, e.attempts, e.last_error) for e in await store.failed_events()] == [("f2", 1, "two"),
+                                                                                       ("f1", 1, "one")]
+    assert ids_of(await store.failed_events(limit=1)) == ["f2"]
+    assert await store.pending_count() == 1  # q1, claimed but still queued
+    outcomes = await store.requeue(["f1", "q1", "p1", "zz", "f1"])
+    assert outcomes == {"f1": "requeued", "q1": "queued", "p1": "processed", "zz": "unknown"}
+    assert await store.requeue(["f1"]) == {"f1": "queued"} and await store.requeue([]) == {}
+    assert ids_of(await store.failed_events()) == ["f2"] and await store.pending_count() == 2
+    got = await store.get_event("f1")
+    assert got is not None and (got.attempts, got.last_error, got.failed_at) == (0, "", None)
+    assert ids_of(await store.unprocessed(10, now=T0)) == ["f1"]  # its claim was reset too
+
+
+async def test_an_events_table_from_before_retries_gets_the_new_columns(db_url: str) -> None:
+    from sqlalchemy import Column, MetaData, String, Table, Text, create_engine
+
+    from engine.store_models import UtcDateTime
+
+    old = MetaData()
+    table = Table("events", old, Column("id", String(255), primary_key=True), Column("type", String(200)),
+                  Column("account_id", String(255)), Column("occurred_at", UtcDateTime),
+                  Column("received_at", UtcDateTime), Column("data", Text), Column("processed_at", UtcDateTime),
+                  Column("claimed_at", UtcDateTime))
+    engine = create_engine(db_url)
+    try:
+        old.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(table.insert().values(id="old-1", type="email.replied", account_id="acme", occurred_at=T0,
+                                               received_at=T0, data="{}"))
+    finally:
+        engine.dispose()
+    for _ in range(2):  # opening it again finds the columns there
+        store = Store(db_url)
+        try:
+            [got] = await store.unprocessed(10, now=T0 + timedelta(hours=1))
+            assert (got.id, got.attempts, got.last_error, got.failed_at) == ("old-1", 0, "", None)
+            [gone] = await store.record_failures([("old-1", "boom")], at=T0 + timedelta(hours=1), max_attempts=1)
+            assert gone.attempts == 1 and await store.requeue(["old-1"]) == {"old-1": "requeued"}
+        finally:
+            store.close()
+
+
 async def test_bad_events_are_refused_and_nothing_of_their_batch_is_stored(store: Store) -> None:
     with pytest.raises(ValueError, match="no time zone"):
         await store.add_events([event("ok-1"), event("naive", at=datetime(2025, 3, 1, 9, 0))])
