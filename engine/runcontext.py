@@ -9,6 +9,7 @@ workflow's part (trigger, now, today, steps, run).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -50,12 +51,18 @@ async def read_view(crm: CRM, account_id: str) -> AccountView | None:
     if isinstance(crm, AccountViews):
         return await crm.account_view(account_id)
     account = await crm.get_account(account_id)
-    if account is None:
-        return None
-    owner = await crm.get_user(account.owner_id) if account.owner_id else None
-    manager = await crm.get_user(owner.manager_id) if owner is not None and owner.manager_id else None
+    return None if account is None else await view_of(crm, account)
+
+
+async def view_of(crm: CRM, account: Account,
+                  get_user: Callable[[str], Awaitable[User | None]] | None = None) -> AccountView:
+    """``account`` with its people from the CRM: owner, the owner's manager (through ``get_user``,
+    by default the CRM's own) and contacts."""
+    user = get_user or crm.get_user
+    owner = await user(account.owner_id) if account.owner_id else None
+    manager = await user(owner.manager_id) if owner is not None and owner.manager_id else None
     return AccountView(account=account, owner=owner, manager=manager,
-                       contacts=tuple(await crm.list_contacts(account_id)))
+                       contacts=tuple(await crm.list_contacts(account.id)))
 
 
 def view_data(view: AccountView) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from engine import model as m
 from engine.context import Calendar
 from engine.enrol import Enrolment, Start, enrol
 from engine.matcher import decide, shift
-from engine.runcontext import view_data
+from engine.runcontext import view_data, view_of
 from engine.signals import Decision, Facts, Scan, Signal, Tick
 from engine.store import Store
 from engine.store_models import RunRow
@@ -278,10 +278,7 @@ async def _views(crm: ScanCRM, accounts: Sequence[Account],
 
     async def one(account: Account) -> AccountView:
         async with gate:
-            owner = await user(account.owner_id) if account.owner_id else None
-            manager = await user(owner.manager_id) if owner is not None and owner.manager_id else None
-            contacts = await crm.list_contacts(account.id)
-        return AccountView(account=account, owner=owner, manager=manager, contacts=tuple(contacts))
+            return await view_of(crm, account, user)
 
     return {v.account.id: v for v in await asyncio.gather(*(one(a) for a in accounts))}
 
