@@ -30,11 +30,16 @@ class Org:
     ids: dict[str, str]
 
     def crm(self, **kw: Any) -> SalesforceCRM:
-        auth = kw.pop("auth", {"client_id": CLIENT_ID, "client_secret": SECRET})
-        return SalesforceCRM(self.fake.url, **{"timeout": 2.0, "max_retries": 2, **auth, **kw})
+        return connect(self.fake, **kw)
 
     def patches(self) -> int:
         return sum(m == "PATCH" for m, _ in self.fake.requests)
+
+
+def connect(fake: FakeSalesforce, **kw: Any) -> SalesforceCRM:
+    """The connector on the stand-in: client-credentials auth (``auth=`` to change it), quick retries."""
+    auth = kw.pop("auth", {"client_id": CLIENT_ID, "client_secret": SECRET})
+    return SalesforceCRM(fake.url, **{"timeout": 2.0, "max_retries": 2, **auth, **kw})
 
 
 def seed(fake: FakeSalesforce) -> dict[str, str]:

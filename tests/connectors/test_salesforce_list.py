@@ -19,12 +19,10 @@ import pytest
 from connectors.base import AccountLister, PermanentError, RetryableError
 from connectors.salesforce import SalesforceCRM
 from connectors.salesforce_list import MAX_URI
+from tests.connectors.test_salesforce import CLIENT_ID, SECRET, TOKEN, connect
 from tests.fakes.http import Scripted
 from tests.fakes.salesforce import AnyOf, FakeSalesforce, Field, Query, SoqlError, parse_soql
 
-CLIENT_ID = "3MVG9-test-consumer-key"
-SECRET = "consumer-secret-5f1e9a"
-TOKEN = "00DHx0000001!static-token-7c3b"
 N = 450
 SEGMENTS = ("strategic", "commercial", "smb")
 STAGES = ("onboard", "adopt", "expand", "renew")
@@ -42,8 +40,7 @@ class Org:
     rows: dict[str, Record]
 
     def crm(self, **kw: Any) -> SalesforceCRM:
-        auth = kw.pop("auth", {"client_id": CLIENT_ID, "client_secret": SECRET})
-        return SalesforceCRM(self.fake.url, **{"timeout": 2.0, "max_retries": 2, **auth, **kw})
+        return connect(self.fake, **kw)
 
     def last(self) -> Query:
         return parse_soql(self.fake.queries[-1])

@@ -32,7 +32,7 @@ from engine.context import Calendar
 from engine.ingest import Ingestor
 from engine.signals import Decision
 from engine.store import Store
-from engine.validate import check_text
+from tests.unit.test_api import compiled
 
 TOKEN = "schemathesis-token-0123456789"
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
@@ -41,16 +41,6 @@ MAX_EXAMPLES = 80
 MIN_REQUESTS = 500
 CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance)
 made: list[tuple[str, int]] = []
-
-PLAYBOOK = """playbook: nps-follow-up
-title: NPS follow-up
-triggers:
-  - event: {type: nps.submitted, where: event.data.score <= 6}
-steps:
-  - id: call
-    task: {title: Call them}
-"""
-
 
 async def start(playbook: Any, decision: Decision) -> tuple[str, str]:
     return "started", "temporal-run"
@@ -73,9 +63,7 @@ def build() -> tuple[Any, list[Any]]:
     url = f"sqlite:///{Path(TMP.name) / 'csops.db'}"
     store, crm, suppressions = Store(url), SQLCRM(url), SuppressionList(url)
     crm.add_account(Account(id="acme", name="Acme", segment="strategic", health_score=70))
-    result = check_text(PLAYBOOK)
-    assert result.playbook is not None
-    playbooks = {"nps-follow-up": result.playbook}
+    playbooks = {"nps-follow-up": compiled()}
     ingestor = Ingestor(store=store, crm=crm, playbooks=lambda: playbooks, start=start, signal_run=delivered,
                         calendar=Calendar(), now=lambda: NOW)
     app = create_app(store=store, ingestor=ingestor, token=TOKEN, workflows=Workflows(), crm=crm,
