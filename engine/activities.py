@@ -115,12 +115,13 @@ class Renderer:
         """The run's today (workflow time in the calendar's zone): who is out of office is judged on it."""
         if self.scope is None:
             return None
-        return datetime.fromisoformat(self.scope.now).astimezone(Calendar.from_dict(self.scope.calendar).zone).date()
+        return Calendar.from_dict(self.scope.calendar).today(datetime.fromisoformat(self.scope.now))
 
     def date(self, src: str) -> str:
         """A date expression's value as an ISO date, in the run's calendar."""
         cal = Calendar.from_dict(self.scope.calendar if self.scope else {})
-        return _expr(lambda: as_datetime(evaluate(src, self.ctx or {}), cal).date().isoformat())
+        # The local date in the calendar's zone: `now + business_days(5)` is due on the day it falls on there.
+        return _expr(lambda: cal.today(as_datetime(evaluate(src, self.ctx or {}), cal)).isoformat())
 
 
 def _expr(fn: Callable[[], T]) -> T:

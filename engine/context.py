@@ -1,70 +1,32 @@
-"""What expressions see at run time, the business calendar, and deterministic evaluation.
+"""What expressions see at run time, and deterministic evaluation.
 
 Evaluation and rendering are pure functions of the context (engine/runcontext.py builds it from
 the account as re-read before each step): effect activities render their step's texts, the
 workflow evaluates waits and branches. Compiled templates are cached per text, which is safe
-because compiling is deterministic.
+because compiling is deterministic. The business calendar lives in engine/workcalendar.py and is
+re-exported here, so ``from engine.context import Calendar`` keeps working.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from engine.durations import Duration
 from engine.expressions import ENV, BusinessDays, is_date_literal
+from engine.workcalendar import Calendar, CalendarError
+
+__all__ = ["DATE_FIELDS", "Calendar", "CalendarError", "as_datetime", "business_days_fn", "evaluate", "render",
+           "render_json", "to_eval"]
 
 DATE_FIELDS = ("renewal_date", "contract_start")
 
 
-@dataclass(frozen=True)
-class Calendar:
-    """Workdays, holidays and the time zone that business days and dates are counted in."""
-
-    workdays: frozenset[int] = frozenset({0, 1, 2, 3, 4})
-    holidays: frozenset[date] = frozenset()
-    timezone: str = "UTC"
-    _zone: Any = field(default=None, compare=False, repr=False)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Calendar:
-        return cls(workdays=frozenset(data.get("workdays", (0, 1, 2, 3, 4))),
-                   holidays=frozenset(date.fromisoformat(d) for d in data.get("holidays", ())),
-                   timezone=data.get("timezone", "UTC"))
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    def is_workday(self, day: date) -> bool:
-        return day.weekday() in self.workdays and day not in self.holidays
-
-    def add(self, start: datetime, duration: Duration) -> datetime:
-        """``start`` + ``duration``; business days skip non-workdays, keeping the time of day."""
-        if not duration.business_days:
-            return start + timedelta(seconds=duration.seconds)
-        local = start.astimezone(self.zone)
-        day, left = local.date(), duration.business_days
-        while left:
-            day += timedelta(days=1)
-            if self.is_workday(day):
-                left -= 1
-        return datetime.combine(day, local.timetz()).astimezone(start.tzinfo)
-
-    def midnight(self, day: date) -> datetime:
-        """The start of ``day`` in the calendar's time zone."""
-        return datetime.combine(day, time(0), tzinfo=self.zone)
-
-
 def business_days_fn(calendar: Calendar) -> Any:
-    """``business_days(n)`` bound to the run's calendar."""
-    def make(n: int) -> BusinessDays:
-        shifted = BusinessDays(n, calendar.holidays)
-        return shifted
-    return make
+    """``business_days(n)`` bound to the run's calendar (its workdays, holidays and time zone)."""
+    def business_days(n: Any) -> BusinessDays:
+        return BusinessDays(n, calendar)
+    return business_days
 
 
 def to_eval(data: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from engine import model as m
 from engine.context import Calendar
+from engine.matcher import back
 from engine.signals import Decision, Facts
 from engine.store import Store
 
@@ -35,16 +36,14 @@ class Enrolment:
     """In plain words."""
 
 
-def health_window(playbook: m.Playbook) -> timedelta:
-    """How far back health history matters to the playbook's ``health_drop ... within`` triggers."""
+def health_window(playbook: m.Playbook, calendar: Calendar, now: datetime) -> timedelta:
+    """How far back from ``now`` health history matters to the playbook's ``health_drop ... within``
+    triggers (business days counted on the calendar, as the matcher counts them)."""
     longest = timedelta(0)
     for trigger in playbook.triggers:
         within = getattr(trigger, "within", None)
         if within is not None:
-            # Business days: a week of 5 workdays, plus room for holidays.
-            span = (timedelta(days=within.business_days * 7 / 5 + 14) if within.business_days
-                    else timedelta(seconds=within.seconds))
-            longest = max(longest, span)
+            longest = max(longest, now - back(now, within, calendar))
     return longest
 
 
@@ -54,7 +53,7 @@ async def facts_for(store: Store, playbook: m.Playbook, account: Mapping[str, An
                     first_feature_use: bool = False, first_product_use: bool = False) -> Facts:
     """The matcher's facts about (playbook, account) now; ``account`` as expressions see it."""
     account_id = str(account["id"])
-    window = health_window(playbook)
+    window = health_window(playbook, calendar, now)
     active, ended, keys, history = await asyncio.gather(
         store.active_run(playbook.id, account_id), store.last_ended(playbook.id, account_id),
         store.occurrences(playbook.id, account_id),

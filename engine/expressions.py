@@ -17,6 +17,7 @@ from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.refs import Ref, SyntaxProblem, expression_refs, template_refs
+from engine.workcalendar import Calendar, business_count
 
 # A spec is a dict of known attributes (closed), or None: anything goes below it (custom fields,
 # scalars whose own attributes such as date.year we do not police).
@@ -53,24 +54,31 @@ _DATE_LITERAL = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\
 
 
 class BusinessDays:
-    """``business_days(n)``: added to a date it skips weekends (holidays come from the calendar)."""
+    """``business_days(n)``: n workdays of the calendar (engine.workcalendar), added to or taken from a date
+    or a datetime. Bound to the run's calendar by engine.context.business_days_fn; unbound, the default
+    calendar (Monday to Friday, UTC, no holidays)."""
 
-    def __init__(self, n: int, holidays: frozenset[date] = frozenset()) -> None:
-        self.n, self.holidays = int(n), holidays
+    def __init__(self, n: Any, calendar: Calendar | None = None) -> None:
+        self.n, self.calendar = business_count(n), calendar or Calendar()
 
-    def shift(self, start: date, sign: int) -> date:
-        day, left = start, self.n
-        while left > 0:
-            day += timedelta(days=sign)
-            if day.weekday() < 5 and (day if not isinstance(day, datetime) else day.date()) not in self.holidays:
-                left -= 1
-        return day
+    def _shift(self, start: Any, n: int) -> Any:
+        if isinstance(start, datetime):
+            return self.calendar.add_business_days(start, n)
+        if isinstance(start, date):
+            return self.calendar.shift(start, n)
+        return NotImplemented
 
-    def __radd__(self, other: date) -> date:
-        return self.shift(other, 1)
+    def __radd__(self, other: Any) -> Any:
+        return self._shift(other, self.n)
 
-    def __rsub__(self, other: date) -> date:
-        return self.shift(other, -1)
+    def __add__(self, other: Any) -> Any:
+        return self._shift(other, self.n)
+
+    def __rsub__(self, other: Any) -> Any:
+        return self._shift(other, -self.n)
+
+    def __repr__(self) -> str:
+        return f"business_days({self.n})"
 
 
 def date_filter(value: Any, fmt: str = "%B %-d, %Y") -> str:

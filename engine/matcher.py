@@ -412,27 +412,20 @@ def milestone(trig: ContractMilestone, value: Any, calendar: Calendar, today: da
 
 
 def shift(day: date, n: int, business: bool, calendar: Calendar) -> date | None:
-    """``day`` moved by ``n`` days, or by ``n`` workdays of the calendar; None past the year 9999."""
+    """``day`` moved by ``n`` days, or by ``n`` workdays of the calendar (``Calendar.move``); None past
+    the year 9999."""
     try:
-        if not business or not calendar.workdays:  # a calendar without workdays would never arrive
-            return day + timedelta(days=n)
-        step, left = timedelta(days=1 if n > 0 else -1), abs(n)
-        while left:
-            day += step
-            if calendar.is_workday(day):
-                left -= 1
-        return day
+        return calendar.move(day, n, business)
     except OverflowError:
         return None
 
 
 def back(at: datetime, duration: Duration, calendar: Calendar) -> datetime:
-    """``at`` minus ``duration`` (business days counted back over workdays, keeping the time of day)."""
-    if not duration.business_days:
-        return at - timedelta(seconds=duration.seconds)
-    local = at.astimezone(calendar.zone)
-    day = shift(local.date(), -duration.business_days, True, calendar) or date.min
-    return datetime.combine(day, local.timetz()).astimezone(at.tzinfo)
+    """``at`` minus ``duration`` (``Calendar.sub``); the earliest time when that is before the year 1."""
+    try:
+        return calendar.sub(at, duration)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=at.tzinfo)
 
 
 def _audience(playbook: Playbook, account: Mapping[str, Any], ctx: dict[str, Any],
@@ -495,5 +488,5 @@ def expression_error(where: str, src: str, exc: Exception) -> str:
 
 
 def today_of(facts: Facts) -> date:
-    """The day ``facts.now`` falls on in the calendar's time zone."""
-    return facts.now.astimezone(facts.calendar.zone).date()
+    """The day ``facts.now`` falls on in the calendar's time zone (``Calendar.today``)."""
+    return facts.calendar.today(facts.now)

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from connectors.base import CRM, Account, AccountView, AccountViews, Contact, User
-from engine.context import Calendar, evaluate, to_eval
+from engine.context import Calendar, business_days_fn, evaluate, to_eval
 from engine.runtypes import StepOutcome, StepScope
 
 
@@ -81,8 +81,9 @@ def full_context(data: dict[str, Any], *, now: datetime, calendar: Calendar, tri
         # Carried as ISO text (it crosses Temporal's converter); expressions compute with it:
         # `wait: {until: run.started_at + days(14)}`.
         run = {**run, "started_at": datetime.fromisoformat(started)}
-    return {**to_eval(data), "trigger": trigger, "now": now, "today": now.astimezone(calendar.zone).date(),
-            "steps": steps, "run": run}
+    # business_days(n) counts on the run's calendar, so `today + business_days(5)` is `due: 5 business days`.
+    return {**to_eval(data), "trigger": trigger, "now": now, "today": calendar.today(now),
+            "business_days": business_days_fn(calendar), "steps": steps, "run": run}
 
 
 def scoped_context(data: dict[str, Any], scope: StepScope) -> dict[str, Any]:

@@ -209,7 +209,7 @@ async def daily_scan(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook]
 
     The first scan ever covers today only. ``today`` is ``now``'s day in the calendar's time zone.
     """
-    today = now.astimezone(calendar.zone).date()
+    today = calendar.today(now)
     last = await store.last_scan(name)
     if last is not None and last >= today:
         return ScanReport(since=None, today=today)
