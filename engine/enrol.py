@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from engine import model as m
@@ -20,6 +20,8 @@ from engine.matcher import back
 from engine.signals import Decision, Facts
 from engine.store import Store
 
+MILESTONE_SCAN = "contract_milestone"
+"""The name the daily scan of date triggers notes its last day under (``Store.last_scan``; engine.scan)."""
 Start = Callable[[m.Playbook, Decision], Awaitable[tuple[str, str]]]
 """Starts the decision's run: ("started" or "already running", Temporal's run id or "")."""
 
@@ -54,18 +56,24 @@ async def facts_for(store: Store, playbook: m.Playbook, account: Mapping[str, An
     """The matcher's facts about (playbook, account) now; ``account`` as expressions see it."""
     account_id = str(account["id"])
     window = health_window(playbook, calendar, now)
-    active, ended, keys, history = await asyncio.gather(
+    dated = any(isinstance(t, m.ContractMilestone) for t in playbook.triggers)
+    active, ended, keys, history, scanned = await asyncio.gather(
         store.active_run(playbook.id, account_id), store.last_ended(playbook.id, account_id),
         store.occurrences(playbook.id, account_id),
-        store.health_since(account_id, now - window, prior=True) if window else _nothing())
+        store.health_since(account_id, now - window, prior=True) if window else _nothing(),
+        store.last_scan(MILESTONE_SCAN) if dated else _no_day())
     return Facts(account=account, now=now, calendar=calendar, contacts=contacts, previous_score=previous_score,
                  previous_band=previous_band, health_history=tuple((at, score) for at, score, _ in history),
                  first_feature_use=first_feature_use, first_product_use=first_product_use, active_run=active,
-                 last_run_ended_at=ended, started_keys=frozenset(keys))
+                 last_run_ended_at=ended, started_keys=frozenset(keys), last_scan=scanned)
 
 
 async def _nothing() -> list[tuple[datetime, float, str]]:
     return []
+
+
+async def _no_day() -> date | None:
+    return None
 
 
 async def enrol(decision: Decision, playbook: m.Playbook, *, store: Store, start: Start,

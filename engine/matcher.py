@@ -316,7 +316,7 @@ def _on_event(trig: Trigger, ev: EventSignal, facts: Facts) -> Probe | None:
         had, old = lookup(ev.previous, trig.field)
         if had and as_date(old) == as_date(new):
             return Probe(False, f"{trig.field} did not change", {"field": trig.field, "date": new})
-        return milestone(trig, new, facts.calendar, today_of(facts), since=None)
+        return milestone(trig, new, facts.calendar, today_of(facts), since=None, scanned=facts.last_scan)
     return None
 
 
@@ -382,8 +382,14 @@ def peak_score(history: tuple[tuple[datetime, float], ...], prev: float | None, 
     return max(inside) if inside else None
 
 
-def milestone(trig: ContractMilestone, value: Any, calendar: Calendar, today: date, since: date | None) -> Probe:
-    """A date trigger for a scan of ``(since, today]``, or for an edit of the field (``since`` None)."""
+def milestone(trig: ContractMilestone, value: Any, calendar: Calendar, today: date, since: date | None,
+              scanned: date | None = None) -> Probe:
+    """A date trigger for a scan of ``(since, today]``, or for an edit of the field (``since`` None).
+
+    For an edit, ``scanned`` is the last day the daily scan covered: a milestone day up to it is
+    never scanned again, so the edit fires it even when this "today" is behind the scan's (a
+    clock, or a time zone, that has not reached the scan's day yet).
+    """
     day = as_date(value)
     seen: dict[str, Any] = {"field": trig.field, "date": day.isoformat() if day else value}
     if day is None:
@@ -396,6 +402,9 @@ def milestone(trig: ContractMilestone, value: Any, calendar: Calendar, today: da
     away = (due - today).days
     seen.update(milestone_day=due.isoformat(), days_to_milestone=away, days_to_date=(day - today).days)
     text = f"{trig.field} is {day}, the milestone day is {due}"
+    if since is None and scanned is not None and today < due <= scanned:
+        return Probe(True, f"{text}: the edit makes it due now (the daily scan already covered {scanned})", seen,
+                     key=day.isoformat())
     if due > today:
         return Probe(False, f"{text}, {away} days from today", seen, key=day.isoformat())
     if since is not None:

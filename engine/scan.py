@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from connectors.base import CRM, Account, AccountLister, AccountView, User
 from engine import model as m
 from engine.context import Calendar
-from engine.enrol import Enrolment, Start, enrol
+from engine.enrol import MILESTONE_SCAN, Enrolment, Start, enrol
 from engine.matcher import decide, shift
 from engine.runcontext import view_data, view_of
 from engine.signals import Decision, Facts, Scan, Signal, Tick
@@ -44,7 +44,7 @@ from engine.store import Store
 from engine.store_models import RunRow
 
 log = logging.getLogger("csops.scan")
-SCAN_NAME = "contract_milestone"
+SCAN_NAME = MILESTONE_SCAN
 """The name the daily scan notes its last day under (``Store.last_scan``)."""
 PAGE = 1000
 """Accounts read per query."""

@@ -131,6 +131,9 @@ class Facts:
     """When the last run of this playbook for this account ended (for the cooldown)."""
     started_keys: frozenset[str] = frozenset()
     """Occurrence keys runs of this playbook were already started with for this account."""
+    last_scan: date | None = None
+    """The last day the daily scan of date triggers covered (``Store.last_scan``), read for playbooks with a
+    ``contract_milestone`` trigger: an edit fires a milestone day the scan will not look at again."""
 
 
 @dataclass(frozen=True, kw_only=True)
