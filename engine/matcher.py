@@ -20,10 +20,14 @@ Rules where the spec leaves room (the user docs repeat them):
   the new band equals ``to_band`` and the previous band was better (green < yellow < red), so
   green → red does not fire ``to_band: yellow``.
 - ``contract_milestone``: the milestone day is the date minus (before) or plus (after) N days, or N
-  workdays of the calendar with ``business_days``. A scan fires it when ``since < milestone day <=
-  today``. An ``account.updated`` that changes the field fires at once when the new milestone day
-  is today or has passed by at most N days (for ``days_before``: the date itself is not past);
-  a milestone day still ahead is left to the daily scan.
+  workdays of the calendar with ``business_days`` (engine.workcalendar); "today" is the local date
+  in the calendar's zone. A scan fires it when ``since < milestone day <= today``. An
+  ``account.updated`` that changes the field fires at once when the new milestone day is today or
+  has passed by at most N days (for ``days_before``: the date itself is not past), or when the
+  daily scan has already covered it (``Facts.last_scan``: the scan will not look at that day again,
+  even if this "today" is behind the scan's); a milestone day still ahead of both is left to the
+  daily scan. So an edit after the scan and the scan never both miss a day; when both see it, the
+  occurrence key (the date) or the active run lets only one start.
 - ``lifecycle_change`` listens to ``account.updated`` events that change ``lifecycle_stage``; the
   old stage comes from the event's ``previous``.
 - A ``schedule`` trigger matches a tick with the same cron expression and time zone.
