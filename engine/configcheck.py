@@ -15,10 +15,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import date
 from functools import cache
 from pathlib import Path as FsPath
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -276,7 +278,32 @@ _HOOKS: dict[str, Hook] = {"secret": _secret, "crm": _kinded, "email": _kinded, 
                            "network": _network}
 
 
+def _calendar_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
+    """What the schema's patterns let through but the calendar cannot count with: an unknown zone, a
+    holiday that is no date (2027-02-30)."""
+    cal = data.get("calendar") or {}
+    problems = []
+    zone = cal.get("timezone")
+    if isinstance(zone, str):
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(_problem(doc, doc.pos(("calendar", "timezone")), "calendar",
+                                     f"calendar.timezone {zone!r} is not a time zone this machine knows",
+                                     "write an IANA name such as Europe/Berlin or America/New_York"))
+    for i, day in enumerate(cal.get("holidays") or ()):
+        try:
+            date.fromisoformat(str(day))
+        except ValueError:
+            problems.append(_problem(doc, doc.pos(("calendar", "holidays", i)), "calendar",
+                                     f"calendar.holidays: {day!r} is not a date", 'write "YYYY-MM-DD"'))
+    return problems
+
+
 def _cross_checks(doc: Document, data: dict[str, Any]) -> list[Problem]:
+    calendar = _calendar_problems(doc, data)
+    if calendar:
+        return calendar
     email = data.get("email") or {}
     if email.get("kind") == "smtp" and email.get("security") == "none" and email.get("username") \
             and email.get("host") not in _LOOPBACK:

@@ -350,3 +350,14 @@ def test_every_secret_field_is_known_to_the_checker() -> None:
         return found
 
     assert sorted(set(walk(SCHEMA, ()))) == sorted(SECRETS)
+
+
+def test_a_calendar_the_engine_cannot_count_with_is_refused_where_it_is_written() -> None:
+    text = 'calendar:\n  timezone: Europe/Berlinn\n  holidays: ["2027-01-01", "2027-02-30"]\n'
+    assert where(text) == [
+        (2, 13, "calendar", "calendar.timezone 'Europe/Berlinn' is not a time zone this machine knows",
+         "write an IANA name such as Europe/Berlin or America/New_York"),
+        (3, 28, "calendar", "calendar.holidays: '2027-02-30' is not a date", 'write "YYYY-MM-DD"'),
+    ]
+    assert parse_config('calendar:\n  timezone: Asia/Tokyo\n  holidays: ["2027-01-01"]\n', env={}).calendar.timezone \
+        == "Asia/Tokyo"
