@@ -374,8 +374,7 @@ def temporal_starter(client: Any, task_queue: str, calendar: Calendar | None = N
     """A ``Start`` over a temporalio Client: engine.starter.begin_run with the decision's occurrence and trigger."""
     from engine.starter import begin_run
 
-    cal = {} if calendar is None else {"workdays": sorted(calendar.workdays), "timezone": calendar.timezone,
-                                       "holidays": sorted(d.isoformat() for d in calendar.holidays)}
+    cal = {} if calendar is None else calendar.as_dict()
 
     async def start(playbook: m.Playbook, decision: Decision) -> tuple[str, str]:
         outcome, _, temporal_run_id = await begin_run(client, playbook, account_id=decision.account_id,
