@@ -92,6 +92,18 @@ def test_across_a_daylight_saving_change_the_local_time_of_day_is_kept() -> None
     assert BERLIN.add(start, parse_duration("3d")) == start + timedelta(hours=72)
 
 
+def test_a_local_time_that_the_change_skips_or_repeats_stays_on_its_local_date() -> None:
+    cal = Calendar(workdays=SUN_THU, timezone="Europe/Berlin")
+    # Thursday 25 March 02:30 CET + 1 business day is Sunday 28 March, where 02:30 does not exist:
+    # it is read with the offset before the change (+01:00), 03:30 CEST, still on Sunday.
+    spring = cal.add_business_days(datetime(2027, 3, 25, 1, 30, tzinfo=UTC), 1)
+    assert spring == datetime(2027, 3, 28, 1, 30, tzinfo=UTC) and cal.today(spring) == date(2027, 3, 28)
+    # Thursday 28 October 02:30 CEST + 1 business day is Sunday 31 October, where 02:30 happens twice:
+    # the first one (CEST, 00:30 UTC).
+    autumn = cal.add_business_days(datetime(2027, 10, 28, 0, 30, tzinfo=UTC), 1)
+    assert autumn == datetime(2027, 10, 31, 0, 30, tzinfo=UTC) and cal.today(autumn) == date(2027, 10, 31)
+
+
 def test_milestones_durations_and_windows_share_the_arithmetic() -> None:
     cal = Calendar(workdays=SUN_THU, holidays=frozenset({date(2027, 1, 12)}), timezone="Asia/Jerusalem")
     day = date(2027, 1, 7)
