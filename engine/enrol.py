@@ -87,7 +87,7 @@ async def enrol(decision: Decision, playbook: m.Playbook, *, store: Store, start
         if started == "started":
             outcome, message = "started", f"started {decision.run_id}"
             if decision.reason == "forced":  # the force and its reason stay visible in the record
-                message += f": {decision.message}"
+                message += f", {decision.message}"
             await store.add_run(run_id=decision.run_id, temporal_run_id=temporal_run_id, playbook=playbook.id,
                                 version=playbook.version, account_id=decision.account_id,
                                 occurrence=decision.occurrence, trigger=decision.trigger_data, started_at=now)
