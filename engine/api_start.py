@@ -47,7 +47,7 @@ class StartOut(BaseModel):
 
 @router.post("/runs", response_model=StartOut, status_code=201, tags=["runs"],
              summary="Start a playbook for an account (a manual trigger)",
-             responses=errors(401, 404, 409, 422, 503))
+             responses=errors(400, 401, 404, 409, 422, 503))
 async def post_run(body: StartIn, d: Authorised) -> Any:
     from engine.door import StartRefused, start_by_hand
 
