@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from temporalio.service import RPCError
 
 from engine.api import ApiError, Authorised, errors
 
@@ -62,7 +63,7 @@ async def post_run(body: StartIn, d: Authorised) -> Any:
             details.update(outcome=exc.enrolment.outcome, run_id=exc.enrolment.decision.run_id)
         code = exc.code if exc.code in STATUS or exc.code == "no_manual_trigger" else "start_suppressed"
         raise ApiError(STATUS.get(exc.code, 409), code, exc.message, details) from None
-    except RuntimeError as exc:  # temporalio's "Failed client connect"; the failed decision is recorded
+    except (RuntimeError, RPCError) as exc:  # "Failed client connect", or Temporal refused: recorded as failed
         raise ApiError(503, "temporal_unavailable", f"Temporal cannot be reached: {exc}") from None
     return JSONResponse(StartOut(outcome=done.outcome, run_id=done.decision.run_id, reason=done.decision.reason,
                                  message=done.message).model_dump(), status_code=201)

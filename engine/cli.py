@@ -138,9 +138,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"started: {done.decision.run_id}" + (" (forced)" if done.decision.reason == "forced" else ""))
         return EXIT_OK
 
+    from temporalio.service import RPCError
+
     try:
         return asyncio.run(go())
-    except RuntimeError as exc:  # temporalio's "Failed client connect"
+    except (RuntimeError, RPCError) as exc:  # temporalio's "Failed client connect"; the decision says failed
         print(f"csops start: cannot reach Temporal at {settings.temporal_address}: {exc} (is csops up running?)",
               file=sys.stderr)
         return EXIT_USAGE

@@ -304,3 +304,12 @@ def test_a_run_started_by_a_step_is_recorded_and_reachable(stack: Stack) -> None
     stack.event("door-churn-gamma", "account.churned", "gamma")
     until(lambda: stack.show(child)["run"]["status"] == "exited", "the child to exit on account.churned")
     assert [status for _, status in stack.tasks("gamma")] != ["open"]
+
+
+def test_an_event_started_run_gets_the_configured_calendar(stack: Stack) -> None:
+    stack.event("door-ping-delta", "custom.ping", "delta")
+    until(lambda: [r["run_id"] for r in stack.runs(account="delta")] == ["pb:no-manual:delta:once"],
+          "the event-started run in GET /v1/runs")
+    assert started_calendar(stack, "pb:no-manual:delta:once") == {"timezone": "Europe/Berlin",
+                                                                  "workdays": [0, 1, 2, 3],
+                                                                  "holidays": ["2026-12-24"]}
