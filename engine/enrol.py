@@ -1,4 +1,9 @@
-"""From a trigger decision to a run, the one path events, the daily scan and explain share.
+"""From a trigger decision to a run: the one door every start goes through.
+
+Events (engine/ingest.py), the daily scan and schedule ticks (engine/scan.py), and a person's or a
+``start_playbook`` step's start (engine/door.py: ``csops start``, ``POST /v1/runs``) all end in
+``enrol``; ``start`` is engine/root.py's ``Root.start``, which starts the run with the configured
+calendar. Explain shares ``facts_for``.
 
 ``facts_for`` gathers what the matcher needs to know about a (playbook, account) from the store;
 ``enrol`` records the matcher's decision and, when it says start, starts the run (its workflow id
