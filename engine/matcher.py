@@ -27,6 +27,9 @@ Rules where the spec leaves room (the user docs repeat them):
 - ``lifecycle_change`` listens to ``account.updated`` events that change ``lifecycle_stage``; the
   old stage comes from the event's ``previous``.
 - A ``schedule`` trigger matches a tick with the same cron expression and time zone.
+- A ``DirectStart`` (a ``start_playbook`` step, or a person's forced start of a playbook without a
+  ``manual`` trigger; engine/door.py) matches no trigger: it fires as trigger index -1 with
+  ``trigger.type`` its ``via``, and every other check applies as usual.
 - Occurrence: a person's ``ManualStart.occurrence`` wins, then ``entry.key`` evaluated (dates as
   ISO text, None as no key), then the trigger's default: the date value (contract_milestone), the
   feature or product name (new_usage), the tick time in UTC (schedule), else "" (no key).
