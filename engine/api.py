@@ -186,6 +186,8 @@ class Deps:
     """The playbooks by id, read on each call (so a reload shows)."""
     calendar: Calendar = field(default_factory=Calendar)
     """Workdays and time zone for explain."""
+    door: Any = None
+    """engine.door.Door: POST /v1/runs starts runs through it (None: that route answers 503)."""
     unsubscribe: Unsubscriber | None = None
     """Verifies unsubscribe tokens (None: unsubscribe links not configured)."""
     suppressions: Suppressor | None = None
@@ -248,7 +250,7 @@ Authorised = Annotated[Deps, Depends(authorised)]
 
 def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflows: Any = None, crm: Any = None,
                playbooks: Callable[[], Mapping[str, Playbook]] | Mapping[str, Playbook] | None = None,
-               calendar: Calendar | None = None, unsubscribe: Unsubscriber | None = None,
+               calendar: Calendar | None = None, door: Any = None, unsubscribe: Unsubscriber | None = None,
                suppressions: Suppressor | None = None, now: Callable[[], datetime] | None = None,
                insecure: bool = False, process: bool = True) -> FastAPI:
     """The API app over the given parts.
@@ -261,6 +263,7 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
         crm: The CRM explain reads accounts from; None: explain answers 503.
         playbooks: The playbooks by id, or a function giving them.
         calendar: Workdays and time zone (default: Monday to Friday, UTC).
+        door: engine.door.Door for POST /v1/runs (engine/root.py builds it); None: that route answers 503.
         unsubscribe: Verifies unsubscribe tokens; None: the unsubscribe routes answer 404.
         suppressions: The suppression list unsubscribed addresses go to.
         now: The clock (default: the system's, UTC).
@@ -275,7 +278,7 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
                          "(e.g. from `openssl rand -hex 32`), or use --insecure-dev on your own machine")
     pbs = playbooks if callable(playbooks) else (lambda: dict(playbooks or {}))
     d = Deps(store=store, ingestor=ingestor, token=token or None, workflows=workflows, crm=crm, playbooks=pbs,
-             calendar=calendar or Calendar(), unsubscribe=unsubscribe, suppressions=suppressions,
+             calendar=calendar or Calendar(), door=door, unsubscribe=unsubscribe, suppressions=suppressions,
              now=now or (lambda: datetime.now(UTC)))
 
     @contextlib.asynccontextmanager
@@ -296,8 +299,10 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
     _handlers(app)
     _routes(app)
     from engine.api_runs import router
+    from engine.api_start import router as start_router
 
     app.include_router(router)
+    app.include_router(start_router)
     _with_event_schema(app)
     return app
 

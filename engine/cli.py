@@ -40,12 +40,19 @@ def _parser() -> argparse.ArgumentParser:
     upp.add_argument("--ui-port", type=int, default=8233, help="dev server web UI port (default 8233)")
     upp.add_argument("--api-port", type=int, default=0, help="HTTP API port (default CSOPS_API_PORT, else 8000)")
     start = sub.add_parser("start", help="start a run of a playbook for an account (a manual trigger)",
-                           description="Start PLAYBOOK for ACCOUNT. Starting a run that is already running never "
-                                       "makes a second one: it says 'already running'.")
+                           description="Start PLAYBOOK for ACCOUNT through the same checks as any trigger: the "
+                                       "playbook needs a manual trigger, and the audience, one active run, the entry "
+                                       "key and the cooldown apply. A start they refuse exits 1 naming the rule; "
+                                       "--force --reason TEXT starts it anyway (recorded with the run). The run and "
+                                       "its decision are recorded: csops runs, csops explain and events see it.")
     start.add_argument("playbook", help="playbook id")
     start.add_argument("--account", required=True, help="account id")
-    start.add_argument("--occurrence", default="", help="occurrence key (default: none)")
+    start.add_argument("--occurrence", default="", help="occurrence key (default: entry.key, else none)")
     start.add_argument("--playbooks", default="", help="playbooks folder (default CSOPS_PLAYBOOKS or playbooks/)")
+    start.add_argument("--force", action="store_true",
+                       help="start past the audience, cooldown or a missing manual trigger (needs --reason)")
+    start.add_argument("--reason", default="", help="why it is forced: recorded, shown by runs show and explain")
+    start.add_argument("--by", default="", help="who starts it, for the record (default: $USER)")
     chk = sub.add_parser("check-config", help="check csops.yaml and test each configured connection",
                          description="Read the configuration (--config, else CSOPS_CONFIG, else ./csops.yaml, else "
                                      "the embedded defaults), report every problem in it as path:line:col, then set "
@@ -100,37 +107,45 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     import asyncio
+    import dataclasses
     from pathlib import Path
 
-    from engine.starter import connect, load_playbooks, start_run
+    from engine.door import StartRefused, start_by_hand
+    from engine.root import Root
+    from engine.wiring import BuildError
 
     settings = _settings("start")
     if settings is None:
         return EXIT_USAGE
-    folder = Path(args.playbooks) if args.playbooks else settings.playbooks
-    playbook = load_playbooks(folder).get(args.playbook)
-    if playbook is None:
-        print(f"csops start: no valid playbook {args.playbook!r} in {folder} (csops validate {folder} says why)",
-              file=sys.stderr)
-        return EXIT_USAGE
-    if not playbook.enabled:
-        print(f"csops start: playbook {args.playbook!r} is disabled (enabled: false in {playbook.source})",
-              file=sys.stderr)
+    if args.playbooks:
+        settings = dataclasses.replace(settings, playbooks=Path(args.playbooks))
+    if args.reason and not args.force:
+        print("csops start: --reason goes with --force (it says why the rules are passed)", file=sys.stderr)
         return EXIT_USAGE
 
-    async def go() -> tuple[str, str]:
-        client = await connect(settings)
-        return await start_run(client, playbook, account_id=args.account, occurrence=args.occurrence,
-                               task_queue=settings.task_queue)
+    async def go() -> int:
+        async with Root(settings) as root:
+            try:
+                done = await start_by_hand(await root.door(), args.playbook, args.account, occurrence=args.occurrence,
+                                           by=args.by or os.environ.get("USER", ""), force=args.force,
+                                           reason=args.reason, via="cli")
+            except StartRefused as exc:
+                print(f"csops start: not started: {exc.message}", file=sys.stderr)
+                return EXIT_USAGE if exc.code in ("unknown_playbook", "reason_required") else EXIT_PROBLEMS
+            except BuildError as exc:
+                print(f"csops start: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+        print(f"started: {done.decision.run_id}" + (" (forced)" if done.decision.reason == "forced" else ""))
+        return EXIT_OK
+
+    from temporalio.service import RPCError
 
     try:
-        outcome, run_id = asyncio.run(go())
-    except RuntimeError as exc:  # temporalio's "Failed client connect"
+        return asyncio.run(go())
+    except (RuntimeError, RPCError) as exc:  # temporalio's "Failed client connect"; the decision says failed
         print(f"csops start: cannot reach Temporal at {settings.temporal_address}: {exc} (is csops up running?)",
               file=sys.stderr)
         return EXIT_USAGE
-    print(f"{outcome}: {run_id}")
-    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import sys
 import uuid
@@ -246,24 +245,15 @@ def _line(r: IngestResult) -> str:
 
 
 async def _ingest(settings: Settings, events: list[Any]) -> list[IngestResult]:
-    from engine.ingest import Ingestor, temporal_signaller, temporal_starter
-    from engine.runrecord import is_running
-    from engine.starter import connect, load_playbooks
-    from engine.store import Store
-    from engine.wiring import build_crm
+    from engine.root import Root
 
-    client = await connect(settings)
-    store = Store(settings.database_url)
-    part = await build_crm(settings)
-    playbooks = load_playbooks(settings.playbooks)
+    root = Root(settings)
     try:
-        ingest = Ingestor(store=store, crm=part.connector, playbooks=lambda: playbooks,
-                          start=temporal_starter(client, settings.task_queue), signal_run=temporal_signaller(client),
-                          still_running=functools.partial(is_running, store, client))
+        await root.client()  # Temporal first: unreachable, nothing is stored and the caller says so
+        ingest = await root.ingestor()
         results: list[IngestResult] = []
         for at in range(0, len(events), BATCH):
             results.extend(await ingest.ingest(events[at:at + BATCH], process=True))
         return results
     finally:
-        await part.close()
-        store.close()
+        await root.close()

@@ -136,7 +136,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def _show_text(detail: Any) -> str:
     run = detail.run
     lines = [f"{run.run_id}: {run.status}" + (f" ({run.reason})" if run.reason else ""),
-             f"  playbook {run.playbook} ({run.version}), account {run.account_id}, started {run.started_at}"]
+             f"  playbook {run.playbook} ({run.version}), account {run.account_id}, started {run.started_at}",
+             f"  started by: {_started_by(run.trigger)}"]
     if detail.live is not None:
         lines.append(f"  now at step: {detail.live.current_step or '(between steps)'}")
     elif detail.live_error and run.ended_at is None:
@@ -147,36 +148,45 @@ def _show_text(detail: Any) -> str:
     return "\n".join(lines)
 
 
+def _started_by(trigger: dict[str, Any]) -> str:
+    """What started a run, from its trigger: the trigger type, who, and a forced start's reason."""
+    words = str(trigger.get("type", "unknown"))
+    if trigger.get("by"):
+        words += f" by {trigger['by']}"
+    if trigger.get("run"):
+        words += f" from run {trigger['run']}"
+    forced = trigger.get("forced")
+    if isinstance(forced, dict):
+        words += f"; FORCED past {forced.get('over', '?')}: {forced.get('reason', '')}"
+    return words
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """``csops explain --account ID [--playbook P]``."""
     from engine.api import ApiError
     from engine.api_runs import decision_out, explain_account
-    from engine.starter import load_playbooks
-    from engine.store import Store
-    from engine.wiring import BuildError, build_crm
+    from engine.root import Root
+    from engine.wiring import BuildError
 
     settings = _settings("explain")
     if settings is None:
         return EXIT_USAGE
 
     async def work() -> int:
-        try:
-            part = await build_crm(settings)
-        except BuildError as exc:
-            print(f"csops explain: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        store = Store(settings.database_url)
-        try:
-            found = await explain_account(store=store, crm=part.connector, playbooks=load_playbooks(settings.playbooks),
-                                          account_id=args.account, playbook=args.playbook, now=datetime.now(UTC),
-                                          calendar=_calendar())
-            recent = await store.decisions(account_id=args.account, playbook=args.playbook, limit=10)
-        except ApiError as exc:
-            print(f"csops explain: {exc.message}", file=sys.stderr)
-            return EXIT_FAILED
-        finally:
-            store.close()
-            await part.close()
+        async with Root(settings) as root:  # the configured calendar and playbooks, as the runs see them
+            try:
+                crm = await root.crm()
+            except BuildError as exc:
+                print(f"csops explain: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            try:
+                found = await explain_account(store=root.store, crm=crm, playbooks=root.playbooks(),
+                                              account_id=args.account, playbook=args.playbook,
+                                              now=datetime.now(UTC), calendar=root.calendar)
+                recent = await root.store.decisions(account_id=args.account, playbook=args.playbook, limit=10)
+            except ApiError as exc:
+                print(f"csops explain: {exc.message}", file=sys.stderr)
+                return EXIT_FAILED
         if args.format == "json":
             print(json.dumps({"account_id": found.account_id, "playbooks": [
                 {"playbook": pid, "checks": [{"name": c.name, "state": c.state, "text": c.text, "seen": c.seen}
@@ -193,12 +203,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return _go(work)
-
-
-def _calendar() -> Any:
-    from engine.context import Calendar
-
-    return Calendar()
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -228,50 +232,27 @@ async def serve(settings: Settings, host: str, port: int, insecure: bool) -> int
     import uvicorn
 
     from engine.api import create_app
-    from engine.ingest import Ingestor, temporal_signaller, temporal_starter
-    from engine.starter import connect, load_playbooks
-    from engine.store import Store
-    from engine.wiring import BuildError, build_crm
+    from engine.api_runs import TemporalWorkflows
+    from engine.root import Root
+    from engine.wiring import BuildError
 
+    root = Root(settings)
     try:
-        crm = await build_crm(settings)
+        crm = await root.crm()
     except BuildError as exc:
         print(f"csops api: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    store = Store(settings.database_url)
     unsubscribe, suppressions = _unsubscribe(settings)
-    clients: list[Any] = []
-
-    async def client() -> Any:
-        if not clients:  # connect on first use: the API serves reads while Temporal is down
-            clients.append(await connect(settings))
-        return clients[0]
-
-    async def start(playbook: Any, decision: Any) -> tuple[str, str]:
-        return await temporal_starter(await client(), settings.task_queue)(playbook, decision)
-
-    async def signal_run(run_id: str, event: Any) -> bool | str:
-        return await temporal_signaller(await client())(run_id, event)
-
-    folder = settings.playbooks
-    from engine.runrecord import is_running
-
-    async def still_running(run_id: str) -> bool:
-        return await is_running(store, await client(), run_id)
-
-    ingestor = Ingestor(store=store, crm=crm.connector, playbooks=lambda: load_playbooks(folder), start=start,
-                        signal_run=signal_run, still_running=still_running)
-    from engine.api_runs import TemporalWorkflows
-
-    app = create_app(store=store, ingestor=ingestor, token=settings.api_token or None, insecure=insecure,
-                     workflows=TemporalWorkflows(client), crm=crm.connector,
-                     playbooks=lambda: load_playbooks(folder), unsubscribe=unsubscribe, suppressions=suppressions)
+    # Temporal is connected on first use (Root.client): the API serves reads while it is down.
+    app = create_app(store=root.store, ingestor=await root.ingestor(), token=settings.api_token or None,
+                     insecure=insecure, workflows=TemporalWorkflows(root.client), crm=crm, playbooks=root.playbooks,
+                     calendar=root.calendar, door=await root.door(), unsubscribe=unsubscribe,
+                     suppressions=suppressions)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     try:
         await server.serve()
     finally:
-        store.close()
-        await crm.close()
+        await root.close()
         if suppressions is not None:
             suppressions.close()
     return EXIT_OK if server.started else EXIT_USAGE

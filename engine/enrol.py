@@ -1,4 +1,9 @@
-"""From a trigger decision to a run, the one path events, the daily scan and explain share.
+"""From a trigger decision to a run: the one door every start goes through.
+
+Events (engine/ingest.py), the daily scan and schedule ticks (engine/scan.py), and a person's or a
+``start_playbook`` step's start (engine/door.py: ``csops start``, ``POST /v1/runs``) all end in
+``enrol``; ``start`` is engine/root.py's ``Root.start``, which starts the run with the configured
+calendar. Explain shares ``facts_for``.
 
 ``facts_for`` gathers what the matcher needs to know about a (playbook, account) from the store;
 ``enrol`` records the matcher's decision and, when it says start, starts the run (its workflow id
@@ -93,6 +98,8 @@ async def enrol(decision: Decision, playbook: m.Playbook, *, store: Store, start
             raise
         if started == "started":
             outcome, message = "started", f"started {decision.run_id}"
+            if decision.reason == "forced":  # the force and its reason stay visible in the record
+                message += f", {decision.message}"
             await store.add_run(run_id=decision.run_id, temporal_run_id=temporal_run_id, playbook=playbook.id,
                                 version=playbook.version, account_id=decision.account_id,
                                 occurrence=decision.occurrence, trigger=decision.trigger_data, started_at=now)

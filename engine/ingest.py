@@ -370,11 +370,12 @@ def _notes(p: Processed) -> tuple[str, ...]:
     return (*p.notes, *delivered, *((p.error,) if p.error else ()))
 
 
-def temporal_starter(client: Any, task_queue: str, calendar: Calendar | None = None) -> Start:
-    """A ``Start`` over a temporalio Client: engine.starter.begin_run with the decision's occurrence and trigger."""
+def temporal_starter(client: Any, task_queue: str, *, calendar: Calendar) -> Start:
+    """A ``Start`` over a temporalio Client: engine.starter.begin_run with the decision's occurrence and
+    trigger, and the calendar the run counts business days with (processes get it from engine/root.py)."""
     from engine.starter import begin_run
 
-    cal = {} if calendar is None else calendar.as_dict()
+    cal = calendar.as_dict()
 
     async def start(playbook: m.Playbook, decision: Decision) -> tuple[str, str]:
         outcome, _, temporal_run_id = await begin_run(client, playbook, account_id=decision.account_id,

@@ -31,6 +31,9 @@ Rules where the spec leaves room (the user docs repeat them):
 - ``lifecycle_change`` listens to ``account.updated`` events that change ``lifecycle_stage``; the
   old stage comes from the event's ``previous``.
 - A ``schedule`` trigger matches a tick with the same cron expression and time zone.
+- A ``DirectStart`` (a ``start_playbook`` step, or a person's forced start of a playbook without a
+  ``manual`` trigger; engine/door.py) matches no trigger: it fires as trigger index -1 with
+  ``trigger.type`` its ``via``, and every other check applies as usual.
 - Occurrence: a person's ``ManualStart.occurrence`` wins, then ``entry.key`` evaluated (dates as
   ISO text, None as no key), then the trigger's default: the date value (contract_milestone), the
   feature or product name (new_usage), the tick time in UTC (schedule), else "" (no key).
@@ -67,6 +70,7 @@ from engine.runtypes import run_id_for
 from engine.signals import (
     Check,
     Decision,
+    DirectStart,
     EventSignal,
     Facts,
     ManualStart,
@@ -113,20 +117,23 @@ def decide(playbook: Playbook, signal: Signal, facts: Facts) -> Decision | None:
             failed.append((i, probe))
         elif probe is not None and probe.fires:
             fired.append((i, probe))
+    if isinstance(signal, DirectStart):  # no trigger of the playbook to match: the rules below still apply
+        fired, failed = [(-1, Probe(True, signal.why or f"started by {signal.via}", dict(signal.details)))], []
     if not fired and not failed:
         return None
     index, probe = (fired or failed)[0]
-    trig = playbook.triggers[index]
-    trigger_data: dict[str, Any] = {"type": trig.kind, "index": index, **probe.seen}
+    kind, said = ((signal.via, signal.via) if isinstance(signal, DirectStart)
+                  else (playbook.triggers[index].kind, describe(playbook.triggers[index])))
+    trigger_data: dict[str, Any] = {"type": kind, "index": index, **probe.seen}
     if isinstance(signal, EventSignal):
         trigger_data["event"] = signal.as_dict()
-    seen: dict[str, Any] = {"trigger": describe(trig), "why": probe.why, **probe.seen}
+    seen: dict[str, Any] = {"trigger": said, "why": probe.why, **probe.seen}
     if len(fired) > 1:
         seen["also_matched"] = [i for i, _ in fired[1:]]
     ctx = context(facts, trigger_data, signal if isinstance(signal, EventSignal) else None)
     occurrence, key_error = _occurrence(playbook, signal, probe, ctx)
     seen["occurrence"] = occurrence
-    run_id, ref = run_id_for(playbook.id, signal.account_id, occurrence), TriggerRef(index=index, kind=trig.kind)
+    run_id, ref = run_id_for(playbook.id, signal.account_id, occurrence), TriggerRef(index=index, kind=kind)
 
     def answer(reason: Reason, message: str) -> Decision:
         return Decision(outcome="start" if reason == "started" else "suppressed", reason=reason, message=message,
@@ -155,7 +162,7 @@ def decide(playbook: Playbook, signal: Signal, facts: Facts) -> Decision | None:
         if facts.now < until:
             return answer("cooldown", f"suppressed: cooldown {cooldown.text} after the last run, which ended "
                           f"{facts.last_run_ended_at.isoformat()}; no new run before {until.isoformat()}")
-    return answer("started", f"start {run_id}: {describe(trig)}: {probe.why}")
+    return answer("started", f"start {run_id}: {said}: {probe.why}")
 
 
 def explain(playbook: Playbook, facts: Facts, today: date) -> list[Check]:
@@ -280,6 +287,8 @@ def probe_trigger(trig: Trigger, signal: Signal, facts: Facts) -> Probe | None:
         tick = signal.at.astimezone(UTC).isoformat()
         return Probe(True, f"the schedule ticked at {tick}", {"cron": trig.cron, "timezone": trig.timezone,
                                                              "tick": tick}, key=tick)
+    if isinstance(signal, DirectStart):
+        return None
     if isinstance(signal, ManualStart):
         if not isinstance(trig, Manual):
             return None
@@ -465,7 +474,7 @@ def _audience(playbook: Playbook, account: Mapping[str, Any], ctx: dict[str, Any
 
 def _occurrence(playbook: Playbook, signal: Signal, probe: Probe, ctx: dict[str, Any]) -> tuple[str, str]:
     """The occurrence key and, when ``entry.key`` failed, the error."""
-    if isinstance(signal, ManualStart) and signal.occurrence:
+    if isinstance(signal, ManualStart | DirectStart) and signal.occurrence:
         return signal.occurrence, ""
     if playbook.entry.key:
         try:

@@ -49,10 +49,11 @@ with workflow.unsafe.imports_passed_through():
 
     from engine import scan
     from engine.context import Calendar
+    from engine.enrol import Start
     from engine.model import Playbook
     from engine.settings import Settings
     from engine.signals import Decision
-    from engine.starter import begin_run, load_playbooks
+    from engine.starter import load_playbooks
     from engine.store import Store
 
 log = logging.getLogger("csops.scan")
@@ -110,22 +111,20 @@ class ScanActivities:
         store: The engine's store.
         playbooks: Returns the playbooks by id (read again at every scan, so edits count).
         task_queue: The task queue runs are started on.
-        calendar: The calendar (``CalendarConfig.as_dict()``), for the scan and for the runs.
-        client: The Temporal client runs are started with; may be set after construction.
+        calendar: The calendar (``CalendarConfig.as_dict()``), for the scan.
+        start: Starts a decision's run (engine.enrol.Start; engine/root.py's ``Root.start``, which
+            starts it with the same calendar); may be set after construction.
     """
 
     def __init__(self, *, crm: scan.ScanCRM | None, store: Store, playbooks: Callable[[], Mapping[str, Playbook]],
-                 task_queue: str, calendar: Mapping[str, Any] | None = None, client: Client | None = None) -> None:
+                 task_queue: str, calendar: Mapping[str, Any] | None = None, start: Start | None = None) -> None:
         self.crm, self.store, self.playbooks, self.task_queue = crm, store, playbooks, task_queue
         self.calendar = dict(calendar or {})
-        self.client = client
+        self.start = start
 
     async def _start(self, playbook: Playbook, decision: Decision) -> tuple[str, str]:
-        assert self.client is not None, "ScanActivities.client must be set before the worker runs"
-        outcome, _, temporal_run_id = await begin_run(
-            self.client, playbook, account_id=decision.account_id, task_queue=self.task_queue,
-            occurrence=decision.occurrence, trigger=decision.trigger_data, calendar=self.calendar)
-        return outcome, temporal_run_id
+        assert self.start is not None, "ScanActivities.start must be set before the worker runs"
+        return await self.start(playbook, decision)
 
     def _no_crm(self) -> ScanSummary:
         note = ("the daily scan and schedule triggers need a CRM that can list its accounts (the built-in "

@@ -98,7 +98,26 @@ class ManualStart:
     """An occurrence key the person chose; when given it wins over ``entry.key``."""
 
 
-Signal = EventSignal | Scan | Tick | ManualStart
+@dataclass(frozen=True, kw_only=True)
+class DirectStart:
+    """A start that no trigger of the playbook has to match: a ``start_playbook`` step of another run
+    (``via="start_playbook"``), or a person's forced start of a playbook without a ``manual`` trigger
+    (``via="manual"``). Every other rule (enabled, audience, entry) is checked as for a trigger."""
+
+    kind: ClassVar[str] = "direct"
+    account_id: str
+    """The account to start it for."""
+    via: str
+    """What the run sees as ``trigger.type``: start_playbook or manual."""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """More for ``trigger``: the starting playbook and run (``from``, ``run``), or who (``by``)."""
+    why: str = ""
+    """In plain words, for the decision."""
+    occurrence: str = ""
+    """An occurrence key the person chose; when given it wins over ``entry.key``."""
+
+
+Signal = EventSignal | Scan | Tick | ManualStart | DirectStart
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,7 +166,7 @@ class TriggerRef:
 
 
 Reason = Literal["started", "already_active", "cooldown", "audience_segment", "audience_stage", "audience_when",
-                 "duplicate_occurrence", "disabled", "expression_error"]
+                 "duplicate_occurrence", "disabled", "expression_error", "forced"]
 
 
 @dataclass(frozen=True, kw_only=True)

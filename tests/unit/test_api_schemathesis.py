@@ -29,6 +29,7 @@ from connectors.sqlcrm import SQLCRM
 from connectors.suppression import SuppressionList
 from engine.api import create_app
 from engine.context import Calendar
+from engine.door import Door
 from engine.ingest import Ingestor
 from engine.signals import Decision
 from engine.store import Store
@@ -37,7 +38,7 @@ from tests.unit.test_api import compiled
 TOKEN = "schemathesis-token-0123456789"
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
 MAX_EXAMPLES = 80
-"""Per operation; eleven operations, some with few distinct requests (health has one)."""
+"""Per operation; twelve operations, some with few distinct requests (health has one)."""
 MIN_REQUESTS = 500
 CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance)
 made: list[tuple[str, int]] = []
@@ -66,8 +67,9 @@ def build() -> tuple[Any, list[Any]]:
     playbooks = {"nps-follow-up": compiled()}
     ingestor = Ingestor(store=store, crm=crm, playbooks=lambda: playbooks, start=start, signal_run=delivered,
                         calendar=Calendar(), now=lambda: NOW)
+    door = Door(store=store, crm=crm, playbooks=lambda: playbooks, start=start, now=lambda: NOW)
     app = create_app(store=store, ingestor=ingestor, token=TOKEN, workflows=Workflows(), crm=crm,
-                     playbooks=playbooks, suppressions=suppressions, now=lambda: NOW,
+                     playbooks=playbooks, suppressions=suppressions, now=lambda: NOW, door=door,
                      unsubscribe=Unsubscribe("https://csops.example.com/v1/unsubscribe/{token}", "",
                                              "a-secret-of-sixteen-chars"))
     return app, [store, crm, suppressions]
@@ -107,7 +109,7 @@ def test_enough_requests_were_made() -> None:
     for label, _ in made:
         by_operation[label] = by_operation.get(label, 0) + 1
     assert len(made) >= MIN_REQUESTS, by_operation
-    assert len(by_operation) == 11, by_operation
+    assert len(by_operation) == 12, by_operation
     assert all(status < 500 for _, status in made)
     # Not only refusals: valid requests got through too.
     assert any(label == "POST /v1/events" and status == 202 for label, status in made)

@@ -23,9 +23,12 @@ from connectors.ledger import Ledger
 from connectors.outbox import ChatOutbox, EmailOutbox
 from connectors.sqlcrm import SQLCRM
 from engine.activities import PlaybookActivities
+from engine.context import Calendar
+from engine.door import Door, start_from_step
+from engine.ingest import temporal_starter
 from engine.model import Playbook
 from engine.runtypes import RunInput, StartInput, run_id_for
-from engine.starter import start_run
+from engine.store import Store
 from engine.validate import check_text
 from engine.workflow import PlaybookRun, sandbox_runner
 
@@ -53,6 +56,8 @@ class Stack:
     activities: PlaybookActivities
     registry: dict[str, Playbook] = dataclasses.field(default_factory=dict)
     """Playbooks start_playbook can start (what the worker loads from CSOPS_PLAYBOOKS)."""
+    store: Store | None = None
+    """The engine's store start_playbook records its decisions and runs in (as the worker's does)."""
 
     async def crm_renewal(self, day: date) -> None:
         self.crm.add_account(dataclasses.replace(await self._acme(), renewal_date=day))
@@ -76,9 +81,11 @@ class Stack:
         return result.playbook
 
     async def starter(self, inp: StartInput) -> str:
-        outcome, _ = await start_run(self.env.client, self.registry[inp.playbook], account_id=inp.account_id,
-                                     task_queue=self.queue, trigger=inp.trigger)
-        return outcome
+        """The worker's start_playbook path: through the door (engine/door.py), recorded in ``store``."""
+        assert self.store is not None
+        door = Door(store=self.store, crm=self.crm, playbooks=lambda: self.registry, calendar=Calendar(),
+                    start=temporal_starter(self.env.client, self.queue, calendar=Calendar()))
+        return await start_from_step(door, inp)
 
     async def start(self, text: str, account_id: str = "acme", occurrence: str = "",
                     trigger: dict[str, Any] | None = None) -> WorkflowHandle[Any, Any]:
@@ -116,6 +123,7 @@ async def stack(tmp_path: Path, http: Http | None = None, *, mailer: Mailer | No
     sql = SQLCRM(f"sqlite:///{tmp_path}/crm.db")
     seed(sql, **seed_args)
     ledger = Ledger(f"sqlite:///{tmp_path}/ledger.db")
+    store = Store(f"sqlite:///{tmp_path}/harness-store.db")
     mail, outbox = EmailOutbox(tmp_path / "mail"), ChatOutbox(tmp_path / "chat.jsonl")
     acts = PlaybookActivities(crm=crm or sql, mailer=mailer or mail, chat=chat or outbox, ledger=ledger, http=http,
                               fallback_owner="ops@example.com")
@@ -124,9 +132,10 @@ async def stack(tmp_path: Path, http: Http | None = None, *, mailer: Mailer | No
         async with env, Worker(env.client, task_queue=queue, workflows=[PlaybookRun], activities=acts.all(),
                                workflow_runner=sandbox_runner(),
                                workflow_failure_exception_types=[Exception]):
-            s = Stack(env, sql, mail, outbox, ledger, queue, acts)
+            s = Stack(env, sql, mail, outbox, ledger, queue, acts, store=store)
             acts.starter = s.starter
             yield s
     finally:
+        store.close()
         sql.close()
         ledger.close()

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from engine.context import Calendar
 from engine.ingest import Ingestor, temporal_signaller, temporal_starter
 from engine.model import Playbook
 from engine.runtypes import RunOutcome
@@ -70,7 +71,8 @@ async def pipeline(s: Stack, tmp_path: Path, *books: Playbook) -> AsyncIterator[
     client = s.env.client
     try:
         yield Ingestor(store=store, crm=s.crm, playbooks=lambda: {b.id: b for b in books},
-                       start=temporal_starter(client, s.queue), signal_run=temporal_signaller(client)), store
+                       start=temporal_starter(client, s.queue, calendar=Calendar()),
+                       signal_run=temporal_signaller(client)), store
     finally:
         store.close()
 

@@ -123,3 +123,38 @@ async def test_start_playbook_enrols_the_account_once(tmp_path: Path) -> None:
     assert (out.steps["enrol"].result, out.steps["enrol-again"].result) == ("started", "already running")
     assert child_out.outcome == "completed"
     assert [n.text for n in s.crm.list_notes("acme")] == ["follow-up for Acme Corp (from main)"]
+
+
+NARROW = """\
+playbook: narrow
+title: Only for SMB accounts
+triggers: [{event: {type: custom.never}}]
+audience:
+  segments: [smb]
+steps:
+  - id: log
+    note: {text: "narrow for {{ account.name }}"}
+"""
+TO_NARROW = """\
+playbook: to-narrow
+title: Enrols in narrow
+triggers: [{manual: {}}]
+steps:
+  - id: enrol
+    start_playbook: narrow
+  - id: after
+    note: {text: "went on"}
+"""
+
+
+async def test_a_start_playbook_the_audience_refuses_says_so_and_the_run_goes_on(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        s.register(NARROW)
+        out = await (await s.start(TO_NARROW)).result()
+        assert s.store is not None
+        decisions = [(d.playbook, d.outcome, d.reason) for d in await s.store.decisions(account_id="acme")]
+    assert out.steps["enrol"].result == ("suppressed (audience_segment): segment is 'strategic', not one of the "
+                                         "audience segments (smb)")
+    assert out.outcome == "completed"
+    assert decisions == [("narrow", "suppressed", "audience_segment")]
+    assert [n.text for n in s.crm.list_notes("acme")] == ["went on"]

@@ -21,6 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from engine.config import CalendarConfig, Config, ScanConfig
+from engine.context import Calendar
+from engine.ingest import temporal_starter
 from engine.scanflow import (
     DAILY_SCAN_ID,
     DailyScan,
@@ -75,7 +77,8 @@ async def test_the_daily_scan_starts_each_due_run_exactly_once(tmp_path: Path) -
             s.crm.add_account(account)
         store = Store(f"sqlite:///{tmp_path}/store.db")
         scans = ScanActivities(crm=s.crm, store=store, playbooks=lambda: {playbook.id: playbook}, task_queue=s.queue,
-                               calendar={"timezone": "UTC"}, client=s.env.client)
+                               calendar={"timezone": "UTC"},
+                               start=temporal_starter(s.env.client, s.queue, calendar=Calendar()))
         queue = f"scan-{uuid.uuid4()}"
         try:
             async with Worker(s.env.client, task_queue=queue, workflows=[DailyScan, ScheduleTick],
@@ -109,7 +112,7 @@ async def test_a_tick_starts_a_run_per_account_in_the_audience(tmp_path: Path) -
             s.crm.add_account(dataclasses.replace(await s.crm_account_copy(name), segment="smb"))
         store = Store(f"sqlite:///{tmp_path}/store.db")
         scans = ScanActivities(crm=s.crm, store=store, playbooks=lambda: {playbook.id: playbook}, task_queue=s.queue,
-                               client=s.env.client)
+                               start=temporal_starter(s.env.client, s.queue, calendar=Calendar()))
         queue = f"tick-{uuid.uuid4()}"
         try:
             async with Worker(s.env.client, task_queue=queue, workflows=[ScheduleTick], activities=scans.all(),
