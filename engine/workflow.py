@@ -50,6 +50,10 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2
                     maximum_interval=timedelta(minutes=5), maximum_attempts=20)
 TIMEOUT = timedelta(minutes=2)
 POLL = timedelta(days=1)
+STOP_AT_ONCE = "stop-at-once"
+"""Patch id: a pending stop (exit event, exit criteria, cancel) is honoured before every step and
+wakes every wait, a task's too; tasks completed by an event are completed in the CRM. Runs whose
+history began before it keep the old behaviour, so their histories still replay."""
 
 
 class _End(Exception):
@@ -78,6 +82,13 @@ class PlaybookRun:
         self.stop: _End | None = None
         self.recheck = False
         self.escalations: list[asyncio.Task[None]] = []
+        self.at_once = False
+        """Whether this run honours a stop at once (see STOP_AT_ONCE); decided when it starts."""
+        self.by_event: set[str] = set()
+        """Tasks a ``task.completed`` event said are done: the CRM may not know yet."""
+        self.marked: set[str] = set()
+        """Tasks this run has completed in the CRM (or is completing now)."""
+        self.marking = 0
 
     # --- the interface -------------------------------------------------------------------------
 
@@ -86,6 +97,7 @@ class PlaybookRun:
         """An event for this account: wakes wait_for, completes tasks, may meet exit criteria."""
         self.inbox.append(event)
         if event.type == "task.completed" and event.data.get("task_id"):
+            self.by_event.add(str(event.data["task_id"]))
             self.completed.add(str(event.data["task_id"]))
         pb = getattr(self, "pb", None)  # a signal can arrive before run() has compiled the playbook
         if self.stop is None and pb is not None and event.type in pb.exit.on_events:
@@ -107,7 +119,12 @@ class PlaybookRun:
     @workflow.run
     async def run(self, inp: RunInput) -> RunOutcome:
         self.inp = inp
+        self.at_once = workflow.patched(STOP_AT_ONCE)
         self.pb: m.Playbook = compile_playbook(inp.playbook, read=inp.files)
+        if self.at_once and self.stop is None:  # an exit event that came before the playbook was compiled
+            early = next((e for e in self.inbox if e.type in self.pb.exit.on_events), None)
+            if early is not None:
+                self.stop = _End("exited", f"event {early.type} arrived")
         self.cal = Calendar.from_dict(inp.calendar)
         self.wf_id = workflow.info().workflow_id
         state = inp.resume or RunState(started_at=workflow.now().isoformat())
@@ -115,6 +132,7 @@ class PlaybookRun:
         self.results, self.open_tasks = dict(state.steps), list(state.open_tasks)
         for task in self.open_tasks:
             self._watch(task)
+        completer = asyncio.ensure_future(self._complete_in_crm()) if self.at_once else None
         try:
             await self._steps(self.pb.steps)
             end = _End("completed", "all steps done")
@@ -125,8 +143,11 @@ class PlaybookRun:
             await self._alert_failure(str(exc))
         for esc in self.escalations:
             esc.cancel()
+        if completer is not None:  # tasks done by an event are written to the CRM before the run ends
+            await workflow.wait_condition(lambda: not self._to_mark() and not self.marking)
+            completer.cancel()
         if end.outcome not in ("completed", "failed") and self.pb.exit.close_open_tasks:
-            await self._close_open_tasks()
+            await self._close_open_tasks(end)
         self.outcome, self.current = end.outcome, ""
         return RunOutcome(outcome=end.outcome, reason=end.reason, steps=dict(self.results))
 
@@ -137,6 +158,7 @@ class PlaybookRun:
             done = self.results.get(step.id)
             if done is not None and done.status != "chose":
                 continue  # done before a continue-as-new
+            self._halt()
             self._maybe_continue_as_new()
             self.current = step.id
             try:
@@ -206,6 +228,7 @@ class PlaybookRun:
             if act.wait_for_completion:
                 while not await self._task_done(task, workflow.now() + POLL):
                     pass
+                self._halt()
 
     def _scope(self, step: m.Step | None, texts: list[str]) -> StepScope:
         """The workflow's part of an effect step's context, and the conditions its activity checks."""
@@ -249,7 +272,7 @@ class PlaybookRun:
         for i, esc in enumerate(act.escalate):
             if i < task.escalations_done:
                 continue
-            if await self._task_done(task, self.cal.add(created, esc.after)):
+            if await self._task_done(task, self.cal.add(created, esc.after)) or self._stopping():
                 return
             key = f"{self.wf_id}/{task.step_id}/escalate/{i}"
             try:
@@ -270,14 +293,49 @@ class PlaybookRun:
                                                                        at=workflow.now().isoformat())
 
     async def _task_done(self, task: OpenTask, until: datetime) -> bool:
-        """Wait until ``until`` or the task's completion; at ``until`` ask the CRM (polling)."""
+        """Wait until ``until`` or the task's completion; at ``until`` ask the CRM (polling).
+
+        True also when a stop is pending (the waiter must stop waiting: the caller checks which)."""
         remaining = (until - workflow.now()).total_seconds()
         if remaining > 0:
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: task.task_id in self.completed, timeout=remaining)
+                await workflow.wait_condition(lambda: task.task_id in self.completed or self._stopping(),
+                                              timeout=remaining)
+        if self._stopping():
+            return True
         if task.task_id not in self.completed and await self._activity("get_task", task.task_id) == "completed":
             self.completed.add(task.task_id)
         return task.task_id in self.completed
+
+    def _stopping(self) -> bool:
+        return self.at_once and self.stop is not None
+
+    def _halt(self) -> None:
+        """Honour a pending stop (an exit event, the exit criteria, a cancel) before the next effect."""
+        if self._stopping():
+            assert self.stop is not None
+            raise self.stop
+
+    def _to_mark(self) -> list[OpenTask]:
+        """This run's tasks an event said are done that it has not completed in the CRM yet."""
+        return [t for t in self.open_tasks if t.task_id in self.by_event and t.task_id not in self.marked]
+
+    async def _complete_in_crm(self) -> None:
+        """Beside the main path: complete in the CRM each task a ``task.completed`` event reported,
+        once per task (the key ``workflow-id/step/completed`` goes through the ledger)."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._to_mark()))
+            for task in self._to_mark():
+                self.marked.add(task.task_id)
+                self.marking += 1
+                try:
+                    await self._activity("change_task", TaskChangeInput(
+                        key=f"{self.wf_id}/{task.step_id}/completed", task_id=task.task_id,
+                        account_id=self.inp.account_id, status="completed"))
+                except ActivityError as exc:
+                    workflow.logger.warning("could not complete task %s in the CRM: %s", task.task_id, _why(exc))
+                finally:
+                    self.marking -= 1
 
     async def _wait_for(self, step: m.Step, act: m.WaitFor, ctx: dict[str, Any]) -> None:
         done = self.results.get(step.id)
@@ -375,13 +433,17 @@ class PlaybookRun:
     def _record(self, step: m.Step, status: str, result: Any = None) -> None:
         self.results[step.id] = StepResult(status=status, result=result, at=workflow.now().isoformat())
 
-    async def _close_open_tasks(self) -> None:
+    async def _close_open_tasks(self, end: _End) -> None:
+        """Close this run's open tasks as ``cancelled`` (not done work), with why the run ended."""
+        reason = f"run {end.outcome}: {end.reason}" if end.outcome in ("exited", "cancelled") else \
+            f"run ended ({end.outcome}): {end.reason}"
         for task in self.open_tasks:
             if task.task_id in self.completed:
                 continue
             try:
-                await self._activity("change_task", TaskChangeInput(key=f"{self.wf_id}/{task.step_id}/close",
-                                                                    task_id=task.task_id, status="completed"))
+                await self._activity("change_task", TaskChangeInput(
+                    key=f"{self.wf_id}/{task.step_id}/close", task_id=task.task_id, status="cancelled",
+                    reason=reason, account_id=self.inp.account_id))
                 self.completed.add(task.task_id)
             except ActivityError as exc:
                 workflow.logger.warning("could not close task %s: %s", task.task_id, _why(exc))
@@ -398,6 +460,8 @@ class PlaybookRun:
 
     def _maybe_continue_as_new(self) -> None:
         info = workflow.info()
+        if self.at_once and (self._to_mark() or self.marking):
+            return  # a task is being completed in the CRM: continue as new at a later step
         if info.is_continue_as_new_suggested() or info.get_current_history_length() > self.inp.history_limit:
             still_open = [t for t in self.open_tasks if t.task_id not in self.completed]
             state = RunState(steps=self.results, open_tasks=still_open, started_at=self.started_at)

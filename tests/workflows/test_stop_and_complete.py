@@ -1,0 +1,201 @@
+"""A pending stop is honoured before every side effect and a cancel stops a waiting run at once;
+a ``task.completed`` event completes the task in the CRM once; tasks closed because a run ended are
+``cancelled`` with the reason, never ``completed``. On the time-skipping server, asserted on the
+CRM, the outboxes and the run's history (which effects were scheduled, and when the run ended).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.testing import ActivityEnvironment
+
+from connectors.base import NewTask
+from engine.runtypes import Event, TaskChangeInput
+from tests.workflows.harness import Stack, record_history, stack
+from tests.workflows.test_playbook_run import monday
+
+pytestmark = pytest.mark.asyncio
+
+REVIEW = """\
+playbook: review
+title: Review, then follow up
+triggers: [{manual: {}}]
+exit:
+  on_events: [account.churned]
+  close_open_tasks: true
+steps:
+  - id: review
+    task:
+      title: "Review {{ account.name }}"
+      wait_for_completion: true
+      escalate:
+        - after: 5d
+          notify: owner.manager
+  - id: follow-up
+    task: {title: "Follow up with {{ account.name }}"}
+  - id: tell
+    alert: {to: ["#cs-team"], text: "{{ account.name }} reviewed"}
+  - id: thank
+    email: {to: primary_contact, subject: "Thanks", body: "Hi {{ contact.first_name }}"}
+"""
+
+WAITS = """\
+playbook: waits
+title: A task, then a long wait and a wait for an event
+triggers: [{manual: {}}]
+exit:
+  close_open_tasks: true
+steps:
+  - id: call
+    task:
+      title: "Call {{ account.name }}"
+      escalate:
+        - after: 40d
+          notify: owner.manager
+  - id: pause
+    when: account.segment == 'strategic'
+    wait: 30d
+  - id: reply
+    wait_for: {event: email.replied, timeout: 30d}
+  - id: late
+    note: {text: "after the waits"}
+"""
+
+
+async def activities_scheduled(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The activity types the run scheduled, in order (its side effects and reads)."""
+    history = await handle.fetch_history()
+    return [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+
+
+async def ended_after(handle: WorkflowHandle[Any, Any], moment: datetime) -> float:
+    """Seconds of workflow time between ``moment`` and the run's end."""
+    closed = (await handle.describe()).close_time
+    assert closed is not None
+    return (closed - moment).total_seconds()
+
+
+async def stop_and_finish(s: Stack, handle: WorkflowHandle[Any, Any], signal: str, arg: Any) -> tuple[Any, float]:
+    """Send the stop now; the run's outcome and how long after the stop it ended (workflow time).
+
+    A run that ignores the stop (the bug this guards against) keeps waiting on its task: an hour
+    later the task is reported done, so that it goes on and the assertions show what it did then.
+    """
+    at = await s.env.get_current_time()
+    await handle.signal(signal, arg)
+    await s.env.sleep(timedelta(hours=1))
+    if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+        for task in s.crm.list_tasks():
+            await handle.signal("deliver_event", Event(id=f"done-{task.id}", type="task.completed",
+                                                       data={"task_id": task.id}))
+    out = await handle.result()
+    return out, await ended_after(handle, at)
+
+
+async def test_exit_event_while_waiting_on_a_task_stops_before_any_later_effect(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        await monday(s)
+        handle = await s.start(REVIEW)
+        await s.env.sleep(timedelta(days=2))
+        out, after = await stop_and_finish(s, handle, "deliver_event",
+                                           Event(id="e1", type="account.churned", account_id="acme"))
+        scheduled = await activities_scheduled(handle)
+        await record_history(handle, "exit-while-waiting-on-task")
+    assert (out.outcome, out.reason) == ("exited", "event account.churned arrived")
+    assert after < 60
+    assert "follow-up" not in out.steps and "tell" not in out.steps and "thank" not in out.steps
+    assert scheduled == ["create_task", "get_task", "change_task"]  # the task, the day-1 poll, closing it
+    [task] = s.crm.list_tasks()
+    assert (task.title, task.status, task.reason) == (
+        "Review Acme Corp", "cancelled", "run exited: event account.churned arrived")
+    assert s.chat.messages() == [] and s.mail.messages() == []  # no escalation, alert or email
+
+
+async def test_cancel_while_waiting_on_a_task_ends_the_run_at_once(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        await monday(s)
+        handle = await s.start(REVIEW)
+        await s.env.sleep(timedelta(days=3))
+        out, after = await stop_and_finish(s, handle, "cancel", "account moved to another team")
+        scheduled = await activities_scheduled(handle)
+        await record_history(handle, "cancel-while-waiting-on-task")
+    assert (out.outcome, out.reason) == ("cancelled", "account moved to another team")
+    assert after < 60
+    assert "follow-up" not in out.steps and "tell" not in out.steps
+    assert scheduled == ["create_task", "get_task", "get_task", "change_task"]
+    [task] = s.crm.list_tasks()
+    assert (task.status, task.reason) == ("cancelled", "run cancelled: account moved to another team")
+    assert s.chat.messages() == [] and s.mail.messages() == []
+
+
+async def test_cancel_during_a_30_day_wait_ends_the_run_at_once(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        await monday(s)
+        handle = await s.start(WAITS)
+        await s.env.sleep(timedelta(days=10))
+        out, after = await stop_and_finish(s, handle, "cancel", "paused by ops")
+        scheduled = await activities_scheduled(handle)
+    assert (out.outcome, out.reason) == ("cancelled", "paused by ops")
+    assert after < 60 and "pause" not in out.steps and "reply" not in out.steps
+    assert scheduled == ["create_task", "change_task"]  # no escalation, no note
+    assert [(t.status, t.reason) for t in s.crm.list_tasks()] == [("cancelled", "run cancelled: paused by ops")]
+    assert s.crm.list_notes("acme") == [] and s.chat.messages() == []
+
+
+async def test_cancel_during_wait_for_ends_the_run_at_once(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        await monday(s)
+        handle = await s.start(WAITS)
+        await s.env.sleep(timedelta(days=35))  # past the 30-day wait, in the wait for a reply
+        out, after = await stop_and_finish(s, handle, "cancel", "customer asked to stop")
+        scheduled = await activities_scheduled(handle)
+    assert out.outcome == "cancelled" and after < 60
+    assert out.steps["pause"].status == "done" and "reply" not in out.steps and "late" not in out.steps
+    assert scheduled == ["create_task", "change_task"]  # the 40-day escalation never fired
+    assert [(t.status, t.reason) for t in s.crm.list_tasks()] == [
+        ("cancelled", "run cancelled: customer asked to stop")]
+    assert s.crm.list_notes("acme") == [] and s.chat.messages() == []
+
+
+async def test_task_completed_event_completes_the_task_in_the_crm_once(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        await monday(s)
+        handle = await s.start(WAITS)
+        await s.env.sleep(timedelta(days=1))
+        [task] = s.crm.list_tasks()
+        done = Event(id="d1", type="task.completed", account_id="acme", data={"task_id": task.id})
+        await handle.signal("deliver_event", done)
+        await handle.signal("deliver_event", done)  # delivered twice
+        await s.env.sleep(timedelta(hours=1))
+        [now] = s.crm.list_tasks()
+        assert now.status == "completed"  # at once, while the run still waits its 30 days
+        await handle.signal("deliver_event", Event(id="d2", type="task.completed", data={"task_id": task.id}))
+        await s.env.sleep(timedelta(hours=1))
+        await handle.signal("cancel", "enough")
+        out = await handle.result()
+        scheduled = await activities_scheduled(handle)
+        await record_history(handle, "task-completed-by-event")
+    assert out.outcome == "cancelled"
+    assert scheduled == ["create_task", "change_task"]  # one completion, and no close: it is done
+    assert await s.ledger.get(f"{handle.id}/call/completed") == {
+        "task_id": task.id, "status": "completed", "assignee_id": "u-csm"}
+    assert await s.ledger.get(f"{handle.id}/call/close") is None
+    assert [(t.status, t.reason) for t in s.crm.list_tasks()] == [("completed", "")]
+
+
+async def test_cancelling_a_task_someone_completed_leaves_it_completed(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        env = ActivityEnvironment()
+        task = await s.crm.create_task(NewTask(account_id="acme", assignee_id="u-csm", title="T"), "k/t")
+        s.crm.complete_task(task.id)
+        out = await env.run(s.activities.change_task, TaskChangeInput(
+            key="k/t/close", task_id=task.id, account_id="acme", status="cancelled", reason="run exited: x"))
+        assert out["status"] == "completed"
+        assert [(t.status, t.reason) for t in s.crm.list_tasks()] == [("completed", "")]
