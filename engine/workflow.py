@@ -212,8 +212,7 @@ class PlaybookRun:
             name, arg = "start_playbook", StartInput(
                 key=key, account_id=account_id, playbook=act.playbook, scope=scope,
                 trigger={"type": "start_playbook", "from": self.pb.id, "run": self.wf_id})
-        out: StepOutcome = await workflow.execute_activity(name, arg, result_type=StepOutcome,
-                                                           start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+        out = await self._do(name, arg)
         if out.status == "exited":
             self.stop = _End("exited", out.detail)
             raise self.stop
@@ -229,6 +228,30 @@ class PlaybookRun:
                 while not await self._task_done(task, workflow.now() + POLL):
                     pass
                 self._halt()
+
+    async def _do(self, name: str, arg: Any) -> StepOutcome:
+        """An effect step's activity. A cancel while it is retrying (its connector is down) stops it
+        at once: no further attempt starts; an attempt already running finishes and is kept."""
+        if not self.at_once:
+            out: StepOutcome = await workflow.execute_activity(name, arg, result_type=StepOutcome,
+                                                               start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+            return out
+        handle = workflow.start_activity(name, arg, result_type=StepOutcome, start_to_close_timeout=TIMEOUT,
+                                         retry_policy=RETRY,
+                                         cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+        await workflow.wait_condition(lambda: handle.done() or self._cancelled())
+        if not handle.done():
+            handle.cancel()
+        try:
+            done: StepOutcome = await handle
+        except (ActivityError, asyncio.CancelledError):
+            if self.stop is not None and self._cancelled():
+                raise self.stop from None
+            raise
+        return done
+
+    def _cancelled(self) -> bool:
+        return self.stop is not None and self.stop.outcome == "cancelled"
 
     def _scope(self, step: m.Step | None, texts: list[str]) -> StepScope:
         """The workflow's part of an effect step's context, and the conditions its activity checks."""

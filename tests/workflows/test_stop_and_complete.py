@@ -15,7 +15,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import ActivityEnvironment
 
-from connectors.base import NewTask
+from connectors.base import ChatMessage, NewTask, RetryableError
 from engine.runtypes import Event, TaskChangeInput
 from tests.workflows.harness import Stack, record_history, stack
 from tests.workflows.test_playbook_run import monday
@@ -199,3 +199,46 @@ async def test_cancelling_a_task_someone_completed_leaves_it_completed(tmp_path:
             key="k/t/close", task_id=task.id, account_id="acme", status="cancelled", reason="run exited: x"))
         assert out["status"] == "completed"
         assert [(t.status, t.reason) for t in s.crm.list_tasks()] == [("completed", "")]
+
+
+class DownChat:
+    """Slack down: every post fails with a retryable error; ``calls`` counts the attempts."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def post(self, message: ChatMessage, idempotency_key: str) -> str:
+        self.calls += 1
+        raise RetryableError("Slack answered 503")
+
+
+ALERT_THEN_NOTE = """\
+playbook: tell
+title: Tell the team, then log it
+triggers: [{manual: {}}]
+steps:
+  - id: tell
+    alert: {to: ["#cs-team"], text: "{{ account.name }} needs a look"}
+  - id: log
+    note: {text: "team told"}
+"""
+
+
+async def test_cancel_while_an_effect_retries_stops_its_retries_at_once(tmp_path: Path) -> None:
+    chat = DownChat()
+    async with stack(tmp_path, chat=chat) as s:
+        await monday(s)
+        handle = await s.start(ALERT_THEN_NOTE)
+        await s.env.sleep(timedelta(minutes=10))  # attempts 1 s, 2 s, 4 s... apart: Slack stays down
+        tried = chat.calls
+        assert tried >= 5
+        at = await s.env.get_current_time()
+        await handle.signal("cancel", "Slack outage, stop this one")
+        out = await handle.result()
+        after = await ended_after(handle, at)
+        await record_history(handle, "cancel-while-effect-retries")
+        await s.env.sleep(timedelta(hours=2))
+    assert (out.outcome, out.reason) == ("cancelled", "Slack outage, stop this one")
+    assert after < 60
+    assert chat.calls <= tried + 1  # at most the attempt already running: no retry after the cancel
+    assert "tell" not in out.steps and "log" not in out.steps and s.crm.list_notes("acme") == []
