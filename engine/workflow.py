@@ -230,8 +230,9 @@ class PlaybookRun:
                 self._halt()
 
     async def _do(self, name: str, arg: Any) -> StepOutcome:
-        """An effect step's activity. A cancel while it is retrying (its connector is down) stops it
-        at once: no further attempt starts; an attempt already running finishes and is kept."""
+        """An effect step's activity. A stop (a cancel, an exit event) while it is retrying (its
+        connector is down) stops it at once: no further attempt starts; an attempt already running
+        finishes, and what it did is kept (a task it made is known to the run, and closed)."""
         if not self.at_once:
             out: StepOutcome = await workflow.execute_activity(name, arg, result_type=StepOutcome,
                                                                start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
@@ -239,19 +240,16 @@ class PlaybookRun:
         handle = workflow.start_activity(name, arg, result_type=StepOutcome, start_to_close_timeout=TIMEOUT,
                                          retry_policy=RETRY,
                                          cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
-        await workflow.wait_condition(lambda: handle.done() or self._cancelled())
+        await workflow.wait_condition(lambda: handle.done() or self.stop is not None)
         if not handle.done():
             handle.cancel()
         try:
             done: StepOutcome = await handle
         except (ActivityError, asyncio.CancelledError):
-            if self.stop is not None and self._cancelled():
+            if self.stop is not None:
                 raise self.stop from None
             raise
         return done
-
-    def _cancelled(self) -> bool:
-        return self.stop is not None and self.stop.outcome == "cancelled"
 
     def _scope(self, step: m.Step | None, texts: list[str]) -> StepScope:
         """The workflow's part of an effect step's context, and the conditions its activity checks."""

@@ -6,6 +6,7 @@ CRM, the outboxes and the run's history (which effects were scheduled, and when 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import ActivityEnvironment
 
-from connectors.base import ChatMessage, NewTask, RetryableError
+from connectors.base import ChatMessage, NewTask, RetryableError, TaskRecord
+from connectors.sqlcrm import SQLCRM
 from engine.runtypes import Event, TaskChangeInput
 from tests.workflows.harness import Stack, record_history, stack
 from tests.workflows.test_playbook_run import monday
@@ -244,3 +246,47 @@ async def test_cancel_while_an_effect_retries_stops_its_retries_at_once(tmp_path
     assert after < 60
     assert chat.calls <= tried + 1  # at most the attempt already running: no retry after the cancel
     assert "tell" not in out.steps and "log" not in out.steps and s.crm.list_notes("acme") == []
+
+
+class SlowCRM(SQLCRM):
+    """The built-in CRM, with a create_task that takes a second: a cancel can arrive during it."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.creating = asyncio.Event()
+
+    async def create_task(self, task: NewTask, idempotency_key: str) -> TaskRecord:
+        self.creating.set()
+        await asyncio.sleep(1.0)
+        return await super().create_task(task, idempotency_key)
+
+
+async def test_cancel_during_a_task_creation_keeps_and_closes_the_task_it_made(tmp_path: Path) -> None:
+    crm = SlowCRM(f"sqlite:///{tmp_path}/crm.db")
+    try:
+        async with stack(tmp_path, crm=crm) as s:
+            handle = await s.start(REVIEW)
+            await asyncio.wait_for(crm.creating.wait(), 30)
+            await handle.signal("cancel", "wrong account")
+            out = await handle.result()
+    finally:
+        crm.close()
+    assert (out.outcome, out.reason) == ("cancelled", "wrong account")
+    [task] = s.crm.list_tasks()  # the attempt under way finished: its task is known to the run and closed
+    assert out.steps["review"].result["task_id"] == task.id
+    assert (task.status, task.reason) == ("cancelled", "run cancelled: wrong account")
+
+
+async def test_exit_event_while_an_effect_retries_stops_its_retries(tmp_path: Path) -> None:
+    chat = DownChat()
+    text = ALERT_THEN_NOTE.replace("steps:\n", "exit: {on_events: [account.churned]}\nsteps:\n")
+    async with stack(tmp_path, chat=chat) as s:
+        await monday(s)
+        handle = await s.start(text)
+        await s.env.sleep(timedelta(minutes=10))
+        tried = chat.calls
+        await handle.signal("deliver_event", Event(id="x1", type="account.churned", account_id="acme"))
+        out = await handle.result()
+        await s.env.sleep(timedelta(hours=2))
+    assert (out.outcome, out.reason) == ("exited", "event account.churned arrived")
+    assert chat.calls <= tried + 1 and s.crm.list_notes("acme") == []
