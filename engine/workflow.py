@@ -225,7 +225,7 @@ class PlaybookRun:
             self.open_tasks.append(task)
             self._watch(task)
             if act.wait_for_completion:
-                while not await self._task_done(task, workflow.now() + POLL):
+                while not await self._task_done(task, workflow.now() + POLL, recheck=True):
                     pass
                 self._halt()
 
@@ -313,15 +313,21 @@ class PlaybookRun:
             self.results[f"{task.step_id}/escalate/{i}"] = StepResult(status=result.split(":")[0], result=result,
                                                                        at=workflow.now().isoformat())
 
-    async def _task_done(self, task: OpenTask, until: datetime) -> bool:
+    async def _task_done(self, task: OpenTask, until: datetime, *, recheck: bool = False) -> bool:
         """Wait until ``until`` or the task's completion; at ``until`` ask the CRM (polling).
 
-        True also when a stop is pending (the waiter must stop waiting: the caller checks which)."""
-        remaining = (until - workflow.now()).total_seconds()
-        if remaining > 0:
+        True also when a stop is pending (the waiter must stop waiting: the caller checks which).
+        ``recheck`` (the main path): the exit criteria are checked after every delivered event.
+        """
+        recheck = recheck and self.at_once and bool(self.pb.exit.when)
+        while (remaining := (until - workflow.now()).total_seconds()) > 0:
+            self.recheck = False
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: task.task_id in self.completed or self._stopping(),
-                                              timeout=remaining)
+                await workflow.wait_condition(lambda: task.task_id in self.completed or self._stopping() or (
+                    recheck and self.recheck), timeout=remaining)
+            if task.task_id in self.completed or self._stopping() or not (recheck and self.recheck):
+                break
+            await self._check_exit(False)  # raises when the criteria now hold
         if self._stopping():
             return True
         if task.task_id not in self.completed and await self._activity("get_task", task.task_id) == "completed":

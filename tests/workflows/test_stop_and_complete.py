@@ -290,3 +290,37 @@ async def test_exit_event_while_an_effect_retries_stops_its_retries(tmp_path: Pa
         await s.env.sleep(timedelta(hours=2))
     assert (out.outcome, out.reason) == ("exited", "event account.churned arrived")
     assert chat.calls <= tried + 1 and s.crm.list_notes("acme") == []
+
+
+SAVE = """\
+playbook: save
+title: Save play
+triggers: [{manual: {}}]
+exit:
+  when: account.health.score >= 70
+  close_open_tasks: true
+steps:
+  - id: plan
+    task: {title: "Write a save plan for {{ account.name }}", wait_for_completion: true}
+  - id: tell
+    alert: {to: ["#cs-risk"], text: "save plan done"}
+"""
+
+
+async def test_exit_criteria_met_while_waiting_on_a_task_end_the_run_at_once(tmp_path: Path) -> None:
+    async with stack(tmp_path, health=30) as s:
+        await monday(s)
+        handle = await s.start(SAVE)
+        await s.env.sleep(timedelta(days=1, hours=3))
+        # A reading that leaves the criteria false wakes the run, which goes on waiting.
+        await handle.signal("deliver_event", Event(id="h0", type="health.updated", data={"score": 40}))
+        await s.env.sleep(timedelta(hours=1))
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        await s.crm_health(75)
+        out, after = await stop_and_finish(s, handle, "deliver_event",
+                                           Event(id="h1", type="health.updated", data={"score": 75}))
+        await record_history(handle, "exit-criteria-while-waiting-on-task")
+    assert (out.outcome, out.reason) == ("exited", "exit criteria met: account.health.score >= 70")
+    assert after < 60 and "tell" not in out.steps and s.chat.messages() == []
+    [task] = s.crm.list_tasks()
+    assert (task.status, task.reason) == ("cancelled", "run exited: exit criteria met: account.health.score >= 70")
