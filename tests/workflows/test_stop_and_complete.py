@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import ActivityEnvironment
 
 from connectors.base import ChatMessage, NewTask, RetryableError, TaskRecord
 from connectors.sqlcrm import SQLCRM
-from engine.runtypes import Event, TaskChangeInput
+from engine.runtypes import Event, RunInput, TaskChangeInput, run_id_for
+from engine.validate import check_text
+from engine.workflow import PlaybookRun
 from tests.workflows.harness import Stack, record_history, stack
 from tests.workflows.test_playbook_run import monday
 
@@ -324,3 +327,22 @@ async def test_exit_criteria_met_while_waiting_on_a_task_end_the_run_at_once(tmp
     assert after < 60 and "tell" not in out.steps and s.chat.messages() == []
     [task] = s.crm.list_tasks()
     assert (task.status, task.reason) == ("cancelled", "run exited: exit criteria met: account.health.score >= 70")
+
+
+async def test_exit_event_signalled_with_the_start_ends_the_run_before_any_effect(tmp_path: Path) -> None:
+    result = check_text(REVIEW, "<test>")
+    assert result.playbook is not None
+    async with stack(tmp_path) as s:
+        await monday(s)
+        handle = await s.env.client.start_workflow(
+            PlaybookRun.run, RunInput(playbook=yaml.safe_load(REVIEW), version=result.playbook.version,
+                                      account_id="acme", trigger={"type": "manual"}),
+            id=run_id_for("review", "acme"), task_queue=s.queue, start_signal="deliver_event",
+            start_signal_args=[Event(id="x0", type="account.churned", account_id="acme")])
+        await s.env.sleep(timedelta(hours=1))
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:  # the bug: it went on
+            for task in s.crm.list_tasks():
+                await handle.signal("deliver_event", Event(id="d", type="task.completed", data={"task_id": task.id}))
+        out = await handle.result()
+    assert (out.outcome, out.reason) == ("exited", "event account.churned arrived")
+    assert out.steps == {} and s.crm.list_tasks() == []
