@@ -6,6 +6,10 @@ checks the exit criteria and the step's ``when``, renders and does the effect; w
 ``wait_for`` evaluate their expressions here, against the account a local activity re-reads.
 Escalations are timers beside the main path; events arrive by signal; continue-as-new carries the
 step results when the history grows long.
+
+A stop (an exit event, the exit criteria, a cancel) is honoured before every step and wakes every
+wait, a task's too; a task a ``task.completed`` event reports is completed in the CRM beside the
+main path; tasks still open when the run exits or is cancelled are closed as ``cancelled``.
 """
 
 from __future__ import annotations
