@@ -40,6 +40,7 @@ from connectors.salesforce_map import (
     account_from,
     account_patch,
     cancelled_description,
+    cancelled_status_problems,
     check_choice,
     contact_from,
     describe_problems,
@@ -266,6 +267,8 @@ class SalesforceCRM:
                 problems.append(str(exc))
                 continue
             problems += describe_problems(obj, described, self.fields)
+            if obj == "Task":
+                problems += cancelled_status_problems(described, self.cancelled_status)
         return problems
 
     # --- HTTP ---------------------------------------------------------------------------------

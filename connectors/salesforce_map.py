@@ -380,3 +380,14 @@ def describe_problems(obj: str, described: Mapping[str, Any], fm: FieldMap) -> l
             problems.append(f"the integration user cannot write {obj}.{sf}: give it Edit access in the field's "
                             "field-level security")
     return problems
+
+
+def cancelled_status_problems(described: Mapping[str, Any], value: str) -> list[str]:
+    """The Task describe's ``Status`` picklist lacks ``value`` (the status of cancelled tasks)?"""
+    status: Mapping[str, Any] = (described.get("fields") or {}).get("Status") or {}
+    values = [str(v.get("value")) for v in status.get("picklistValues") or () if v.get("active", True)]
+    if not values or value in values:
+        return []
+    return [f"the Task Status picklist has no value {value!r} (crm.cancelled_task_status, given to tasks closed "
+            "because their run ended): add it in Setup > Object Manager > Task > Fields > Status, marked Closed, "
+            f"or set cancelled_task_status to one of {', '.join(values)}"]
