@@ -19,7 +19,9 @@ from temporalio.testing import ActivityEnvironment
 
 from connectors.base import ChatMessage, NewTask, RetryableError, TaskRecord
 from connectors.sqlcrm import SQLCRM
+from engine.api_runs import TemporalWorkflows, cancel_run
 from engine.runtypes import Event, RunInput, TaskChangeInput, run_id_for
+from engine.store import Store
 from engine.validate import check_text
 from engine.workflow import PlaybookRun
 from tests.workflows.harness import Stack, record_history, stack
@@ -346,3 +348,34 @@ async def test_exit_event_signalled_with_the_start_ends_the_run_before_any_effec
         out = await handle.result()
     assert (out.outcome, out.reason) == ("exited", "event account.churned arrived")
     assert out.steps == {} and s.crm.list_tasks() == []
+
+
+async def test_runs_cancel_records_the_run_cancelled_when_it_stopped(tmp_path: Path) -> None:
+    """The path of ``csops runs cancel`` and ``POST /v1/runs/ID/cancel``: the store's record ends."""
+    store = Store(f"sqlite:///{tmp_path}/store.db")
+    try:
+        async with stack(tmp_path) as s:
+            await monday(s)
+            handle = await s.start(REVIEW)
+            await store.add_run(run_id=handle.id, temporal_run_id=handle.result_run_id or "", playbook="review",
+                                version="v", account_id="acme", started_at=await s.env.get_current_time())
+            await s.env.sleep(timedelta(days=4, hours=3))
+            workflows = TemporalWorkflows(lambda: _client(s))
+            at = await s.env.get_current_time()
+            said = await cancel_run(store, workflows, handle.id, "handled by phone")
+            await s.env.sleep(timedelta(hours=1))
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:  # the bug: it waits on
+                [task] = s.crm.list_tasks()
+                await handle.signal("deliver_event", Event(id="d", type="task.completed", data={"task_id": task.id}))
+            await handle.result()
+            record = await workflows.refresh(store, handle.id)
+    finally:
+        store.close()
+    assert said.status == "cancelling"
+    assert record is not None and (record.status, record.reason) == ("cancelled", "cancelled: handled by phone")
+    assert record.ended_at is not None and (record.ended_at - at).total_seconds() < 60
+    assert [(t.status, t.reason) for t in s.crm.list_tasks()] == [("cancelled", "run cancelled: handled by phone")]
+
+
+async def _client(s: Stack) -> Any:
+    return s.env.client
