@@ -154,11 +154,14 @@ class TaskRecord:
     title: str
     """Subject."""
     status: str = "open"
-    """open or completed (closed counts as completed)."""
+    """open, completed (closed counts as completed), or cancelled: closed by csops because its run
+    exited or was cancelled, not done."""
     priority: str = "normal"
     """low, normal or high."""
     due: date | None = None
     """Due date."""
+    reason: str = ""
+    """Why a cancelled task was cancelled ("" otherwise)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,7 +220,7 @@ class CRM(Protocol):
     async def create_task(self, task: NewTask, idempotency_key: str) -> TaskRecord: ...
     async def get_task(self, task_id: str) -> TaskRecord | None: ...
     async def update_task(self, task_id: str, *, status: str | None = None, assignee_id: str | None = None,
-                          priority: str | None = None) -> TaskRecord: ...
+                          priority: str | None = None, reason: str = "") -> TaskRecord: ...
     async def update_account(self, account_id: str, changes: dict[str, Any]) -> Account:
         """Write fields: the playbook names (name, segment, lifecycle_stage, owner, arr, renewal_date,
         contract_start, renewal_status) and ``fields.NAME`` for custom fields; values as templates

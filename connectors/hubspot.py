@@ -164,6 +164,13 @@ class HubSpotCRM:
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         """The task with the company it is on, or None."""
+        obj = await self._task_object(task_id)
+        if obj is None:
+            return None
+        companies = ((obj.get("associations") or {}).get("companies") or {}).get("results") or [{}]
+        return self.props.task(obj, str(companies[0].get("id") or ""))
+
+    async def _task_object(self, task_id: str) -> dict[str, Any] | None:
         if not task_id.isdigit():
             return None
         params = {"properties": ",".join(self.props.task_properties()), "associations": "companies"}
@@ -171,18 +178,24 @@ class HubSpotCRM:
                                missing_ok=True)
         if res.status_code == 404:
             return None
-        obj = res.json()
-        companies = ((obj.get("associations") or {}).get("companies") or {}).get("results") or [{}]
-        return self.props.task(obj, str(companies[0].get("id") or ""))
+        obj: dict[str, Any] = res.json()
+        return obj
 
     async def update_task(self, task_id: str, *, status: str | None = None, assignee_id: str | None = None,
-                          priority: str | None = None) -> TaskRecord:
+                          priority: str | None = None, reason: str = "") -> TaskRecord:
         """Change status (``closed`` is written as COMPLETED), owner or priority.
+
+        HubSpot has no cancelled status: ``cancelled`` is written as COMPLETED with a line
+        ``Cancelled by csops, not done: REASON`` added to the task's body (read back as cancelled).
 
         Raises:
             PermanentError: unknown task, or a status/priority csops does not know.
         """
-        props = self.props.task_update(status, assignee_id, priority)
+        body = ""
+        if status == "cancelled":
+            obj = await self._task_object(task_id)
+            body = str(((obj or {}).get("properties") or {}).get("hs_task_body") or "")
+        props = self.props.task_update(status, assignee_id, priority, reason=reason, body=body)
         if props and task_id.isdigit():
             await self._call("PATCH", f"/crm/v3/objects/tasks/{task_id}", f"update task {task_id}",
                              json={"properties": props}, missing_ok=True)

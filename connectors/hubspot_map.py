@@ -57,8 +57,12 @@ ACCOUNT_FIELDS = (*fields.TEXT, *fields.INT, *fields.DATE, "arr", "owner")
 _PREFIXED = re.compile(r"(fields|usage|manager)\.(.+)")
 _CUSTOM = re.compile(r"fields\.([A-Za-z_][A-Za-z0-9_]*)")
 CONTACT_PROPERTIES = ("email", "firstname", "lastname", "jobtitle", "phone")
-TASK_PROPERTIES = ("hs_task_subject", "hs_task_status", "hs_task_priority", "hs_timestamp", "hubspot_owner_id")
-_STATUS_OUT = {"open": "NOT_STARTED", "completed": "COMPLETED", "closed": "COMPLETED"}
+TASK_PROPERTIES = ("hs_task_subject", "hs_task_status", "hs_task_priority", "hs_timestamp", "hubspot_owner_id",
+                   "hs_task_body")
+_STATUS_OUT = {"open": "NOT_STARTED", "completed": "COMPLETED", "closed": "COMPLETED", "cancelled": "COMPLETED"}
+CANCELLED_NOTE = "Cancelled by csops, not done: "
+"""HubSpot has no cancelled task status: a cancelled task is COMPLETED with this line and the reason
+added to its body (``hs_task_body``), which is how csops reads it back as ``cancelled``."""
 _PRIORITY_OUT = {"low": "LOW", "normal": "MEDIUM", "high": "HIGH"}
 _PRIORITY_IN = {v: k for k, v in _PRIORITY_OUT.items()}
 
@@ -196,11 +200,17 @@ class PropertyMap:
             props[prop] = key
         return props
 
-    def task_update(self, status: str | None, assignee_id: str | None, priority: str | None) -> dict[str, str]:
-        """The properties to PATCH for update_task (``closed`` is written as COMPLETED)."""
+    def task_update(self, status: str | None, assignee_id: str | None, priority: str | None, *,
+                    reason: str = "", body: str = "") -> dict[str, str]:
+        """The properties to PATCH for update_task (``closed`` is written as COMPLETED; ``cancelled``
+        as COMPLETED with :data:`CANCELLED_NOTE` and ``reason`` added to the task's ``body``)."""
         out: dict[str, str] = {}
         if status is not None:
             out["hs_task_status"] = _STATUS_OUT[_choice("status", status, _STATUS_OUT)]
+            if status == "cancelled":
+                line = CANCELLED_NOTE + (" ".join(reason.split()) or "the run ended")
+                if not body.rstrip().endswith(line):  # a retried cancel adds the line once
+                    out["hs_task_body"] = f"{body.rstrip()}\n\n{line}" if body.strip() else line
         if assignee_id is not None:
             out["hubspot_owner_id"] = assignee_id
         if priority is not None:
@@ -210,10 +220,13 @@ class PropertyMap:
     def task(self, obj: Mapping[str, Any], account_id: str) -> TaskRecord:
         """A HubSpot task object as a TaskRecord (any status but COMPLETED counts as open)."""
         props: Mapping[str, Any] = obj.get("properties") or {}
+        status, reason = "completed" if props.get("hs_task_status") == "COMPLETED" else "open", ""
+        body = str(props.get("hs_task_body") or "")
+        if status == "completed" and CANCELLED_NOTE in body:
+            status, reason = "cancelled", body.rsplit(CANCELLED_NOTE, 1)[1].strip()
         return TaskRecord(id=str(obj["id"]), account_id=account_id,
                           assignee_id=str(props.get("hubspot_owner_id") or ""),
-                          title=str(props.get("hs_task_subject") or ""),
-                          status="completed" if props.get("hs_task_status") == "COMPLETED" else "open",
+                          title=str(props.get("hs_task_subject") or ""), status=status, reason=reason,
                           priority=_PRIORITY_IN.get(str(props.get("hs_task_priority") or ""), "normal"),
                           due=read_date(str(props.get("hs_timestamp") or "")))
 

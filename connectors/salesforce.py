@@ -31,6 +31,7 @@ import httpx
 from connectors.base import Account, Contact, NewTask, PermanentError, RetryableError, TaskRecord, User
 from connectors.salesforce_list import list_page
 from connectors.salesforce_map import (
+    CANCELLED_STATUS,
     PRIORITIES,
     STATUSES,
     SUBJECT_MAX,
@@ -38,6 +39,8 @@ from connectors.salesforce_map import (
     FieldMap,
     account_from,
     account_patch,
+    cancelled_description,
+    cancelled_status_problems,
     check_choice,
     contact_from,
     describe_problems,
@@ -77,6 +80,7 @@ class SalesforceCRM:
         field_map: Overrides of the field mapping (connectors.salesforce_map).
         timeout: Seconds to wait for each HTTP request.
         max_retries: Retries of a call that timed out, was cut, or got 429/5xx, before giving up.
+        cancelled_task_status: The Task Status of a task closed because its run ended (not done).
 
     Raises:
         ValueError: a bad ``instance_url``, ``api_version`` or ``field_map``.
@@ -84,7 +88,7 @@ class SalesforceCRM:
 
     def __init__(self, instance_url: str, *, access_token: str = "", client_id: str = "", client_secret: str = "",
                  token_url: str = "", api_version: str = "v61.0", field_map: dict[str, str] | None = None,
-                 timeout: float = 10.0, max_retries: int = 5) -> None:
+                 timeout: float = 10.0, max_retries: int = 5, cancelled_task_status: str = CANCELLED_STATUS) -> None:
         if not instance_url.startswith(("https://", "http://")):
             raise ValueError(f"instance_url {instance_url!r} is not an https:// URL (the org's My Domain)")
         version = api_version if api_version.startswith("v") else f"v{api_version}"
@@ -93,6 +97,7 @@ class SalesforceCRM:
         self.instance_url = instance_url.rstrip("/")
         self.api = f"/services/data/{version}"
         self.fields = FieldMap.build(field_map or {})
+        self.cancelled_status = cancelled_task_status.strip() or CANCELLED_STATUS
         self.max_retries = max(0, max_retries)
         base = (token_url or self.instance_url).rstrip("/")
         self._token_url = base if base.endswith(TOKEN_PATH) else base + TOKEN_PATH
@@ -160,14 +165,25 @@ class SalesforceCRM:
             return None
         record = await self._get(f"/sobjects/Task/{task_id}", f"reading task {task_id}",
                                  {"fields": ",".join(TASK_FIELDS)})
-        return task_from(record) if record is not None else None
+        return task_from(record, self.cancelled_status) if record is not None else None
 
     async def update_task(self, task_id: str, *, status: str | None = None, assignee_id: str | None = None,
-                          priority: str | None = None) -> TaskRecord:
-        """Change status (``closed`` is stored as Completed), assignee or priority."""
+                          priority: str | None = None, reason: str = "") -> TaskRecord:
+        """Change status (``closed`` is stored as Completed), assignee or priority.
+
+        ``cancelled`` writes ``cancelled_task_status`` (default Completed) and adds a line
+        ``Cancelled by csops, not done: REASON`` to the Description (read back as cancelled).
+        """
         _require_id("task", task_id)
         body: dict[str, Any] = {}
-        if status is not None:
+        if status == "cancelled":
+            record = await self._get(f"/sobjects/Task/{task_id}", f"reading task {task_id}",
+                                     {"fields": "Id,Description"})
+            if record is None:
+                raise PermanentError(f"task {task_id} does not exist in Salesforce")
+            body["Status"] = self.cancelled_status
+            body["Description"] = cancelled_description(str(record.get("Description") or ""), reason)
+        elif status is not None:
             body["Status"] = check_choice("status", status, STATUSES)
         if assignee_id is not None:
             _require_id("assignee (a Salesforce user)", assignee_id)
@@ -251,6 +267,8 @@ class SalesforceCRM:
                 problems.append(str(exc))
                 continue
             problems += describe_problems(obj, described, self.fields)
+            if obj == "Task":
+                problems += cancelled_status_problems(described, self.cancelled_status)
         return problems
 
     # --- HTTP ---------------------------------------------------------------------------------

@@ -38,12 +38,18 @@ TASK_KEY = "task.key"
 DEFAULT_TASK_KEY = "Csops_Key__c"
 REQUIRED = frozenset({"name", "owner_id", "contact.email", "user.email", TASK_KEY})
 """Keys that cannot be left unmapped."""
-TASK_FIELDS = ("Id", "Subject", "Status", "IsClosed", "Priority", "ActivityDate", "OwnerId", "WhatId")
+TASK_FIELDS = ("Id", "Subject", "Status", "IsClosed", "Priority", "ActivityDate", "OwnerId", "WhatId", "Description")
 """The Task fields get_task reads."""
 TASK_WRITES = ("Subject", "Description", "Status", "Priority", "ActivityDate", "OwnerId", "WhatId")
 """The Task fields tasks and notes write."""
 PRIORITIES = {"low": "Low", "normal": "Normal", "high": "High"}
 STATUSES = {"open": "Not Started", "completed": "Completed", "closed": "Completed"}
+CANCELLED_STATUS = "Completed"
+"""The Task Status a cancelled task gets by default: the standard picklist has no cancelled value and
+only Completed is closed (Deferred stays open in the owner's list). ``cancelled_task_status`` picks
+another value, e.g. a closed "Cancelled" the admin added."""
+CANCELLED_NOTE = "Cancelled by csops, not done: "
+"""Added to a cancelled task's Description with the reason: how csops reads it back as cancelled."""
 HEALTH_BANDS = ("green", "yellow", "red")
 SUBJECT_MAX = 255
 DESCRIPTION_MAX = 32_000
@@ -196,12 +202,25 @@ def user_from(record: Mapping[str, Any], fm: FieldMap) -> User:
                 timezone=_text(record, u["user.timezone"]) or "UTC", out_of_office=active is False)
 
 
-def task_from(record: Mapping[str, Any]) -> TaskRecord:
-    """A TaskRecord from a Task record; any closed status (IsClosed) counts as completed."""
+def task_from(record: Mapping[str, Any], cancelled_status: str = CANCELLED_STATUS) -> TaskRecord:
+    """A TaskRecord from a Task record; any closed status (IsClosed) counts as completed, unless csops
+    cancelled it (the cancelled status and :data:`CANCELLED_NOTE` in the Description)."""
     priority = _text(record, "Priority").lower()
+    status, reason = "completed" if record.get("IsClosed") else "open", ""
+    description = _text(record, "Description")
+    if CANCELLED_NOTE in description and (status == "completed" or _text(record, "Status") == cancelled_status):
+        status, reason = "cancelled", description.rsplit(CANCELLED_NOTE, 1)[1].strip()
     return TaskRecord(id=str(record["Id"]), account_id=_text(record, "WhatId"), assignee_id=_text(record, "OwnerId"),
-                      title=_text(record, "Subject"), status="completed" if record.get("IsClosed") else "open",
+                      title=_text(record, "Subject"), status=status, reason=reason,
                       priority=priority if priority in PRIORITIES else "normal", due=_date(record.get("ActivityDate")))
+
+
+def cancelled_description(description: str, reason: str) -> str:
+    """A task's Description with the cancel line added (once: a retried cancel adds nothing)."""
+    line = CANCELLED_NOTE + (" ".join(reason.split()) or "the run ended")
+    if description.rstrip().endswith(line):
+        return description
+    return (f"{description.rstrip()}\n\n{line}" if description.strip() else line)[-DESCRIPTION_MAX:]
 
 
 def check_choice(name: str, value: str, allowed: Mapping[str, str]) -> str:
@@ -361,3 +380,14 @@ def describe_problems(obj: str, described: Mapping[str, Any], fm: FieldMap) -> l
             problems.append(f"the integration user cannot write {obj}.{sf}: give it Edit access in the field's "
                             "field-level security")
     return problems
+
+
+def cancelled_status_problems(described: Mapping[str, Any], value: str) -> list[str]:
+    """The Task describe's ``Status`` picklist lacks ``value`` (the status of cancelled tasks)?"""
+    status: Mapping[str, Any] = (described.get("fields") or {}).get("Status") or {}
+    values = [str(v.get("value")) for v in status.get("picklistValues") or () if v.get("active", True)]
+    if not values or value in values:
+        return []
+    return [f"the Task Status picklist has no value {value!r} (crm.cancelled_task_status, given to tasks closed "
+            "because their run ended): add it in Setup > Object Manager > Task > Fields > Status, marked Closed, "
+            f"or set cancelled_task_status to one of {', '.join(values)}"]

@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_URL", "SQLCRM", "NoteRecord"]
 
 DEFAULT_URL = "sqlite:///.csops/crm.db"
 PRIORITIES = ("low", "normal", "high")
-STATUSES = ("open", "completed", "closed")
+STATUSES = ("open", "completed", "closed", "cancelled")
 _TEXT, _INT, _DATE = fields.TEXT, fields.INT, fields.DATE
 # What update_account writes: the standard fields (``owner`` is the playbook spelling of owner_id).
 UPDATABLE = frozenset((*_TEXT, *_INT, *_DATE, "arr", "owner", "owner_id"))
@@ -109,9 +109,10 @@ class SQLCRM:
         return await self.db.read(lambda s: r.record() if (r := s.get(TaskRow, task_id)) else None)
 
     async def update_task(self, task_id: str, *, status: str | None = None, assignee_id: str | None = None,
-                          priority: str | None = None) -> TaskRecord:
-        """Change status (``closed`` is stored as ``completed``), assignee or priority."""
-        return await self.db.run(lambda s: _update_task(s, task_id, status, assignee_id, priority))
+                          priority: str | None = None, reason: str = "") -> TaskRecord:
+        """Change status (``closed`` is stored as ``completed``; ``cancelled`` keeps ``reason``),
+        assignee or priority."""
+        return await self.db.run(lambda s: _update_task(s, task_id, status, assignee_id, priority, reason))
 
     async def update_account(self, account_id: str, changes: dict[str, Any]) -> Account:
         """Write standard fields and ``fields.NAME`` custom fields, all or nothing.
@@ -326,16 +327,17 @@ def _find_user(s: Session, ref: str) -> UserRow | None:
 
 
 def _update_task(s: Session, task_id: str, status: str | None, assignee_id: str | None,
-                 priority: str | None) -> TaskRecord:
+                 priority: str | None, reason: str = "") -> TaskRecord:
     row = s.get(TaskRow, task_id, with_for_update=True)
     if row is None:
         raise PermanentError(f"task {task_id} does not exist")
     if status is not None:
         fields.check_choice("status", status, STATUSES)
-        done = status != "open"
-        if done != (row.status == "completed"):
-            row.completed_at = datetime.now(UTC) if done else None
-        row.status = "completed" if done else "open"
+        new = "completed" if status == "closed" else status
+        if new != row.status:  # the same status again keeps the first time it was set
+            row.completed_at = None if new == "open" else datetime.now(UTC)
+            row.status = new
+        row.status_reason = reason if new == "cancelled" else ""
     if assignee_id is not None:
         _require(s, UserRow, assignee_id, "user")
         row.assignee_id = assignee_id

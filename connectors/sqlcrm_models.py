@@ -15,13 +15,27 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import JSON, Date, DateTime, Engine, Float, ForeignKey, MetaData, String, Text, create_engine, event
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    MetaData,
+    String,
+    Text,
+    create_engine,
+    event,
+    inspect,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.schema import CreateColumn
 
 from connectors.base import Account, Contact, PermanentError, RetryableError, TaskRecord, User
 
@@ -126,13 +140,17 @@ class TaskRow(Base):
     due: Mapped[date | None] = mapped_column(Date)
     priority: Mapped[str] = mapped_column(String(20), default="normal")
     status: Mapped[str] = mapped_column(String(20), default="open")
+    """open, completed, or cancelled (closed by csops when its run ended: not done)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When it was completed or cancelled."""
+    status_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """Why it was cancelled (added after the first release: older databases get it when opened)."""
 
     def record(self) -> TaskRecord:
         """As the connectors' record."""
         return TaskRecord(id=self.id, account_id=self.account_id, assignee_id=self.assignee_id, title=self.title,
-                          status=self.status, priority=self.priority, due=self.due)
+                          status=self.status, priority=self.priority, due=self.due, reason=self.status_reason or "")
 
 
 class NoteRow(Base):
@@ -176,6 +194,7 @@ class Database:
         except DBAPIError:
             # Another process created the same tables between the existence check and CREATE.
             metadata.create_all(self.engine)
+        add_missing_columns(self.engine, metadata)
 
     def call(self, work: Callable[[Session], T], *, engine: Engine | None = None) -> T:
         """Run ``work`` with a fresh session on this thread; ``work`` commits what it writes.
@@ -204,6 +223,25 @@ class Database:
         """Close the pooled connections."""
         self.engine.dispose()
         self.read_engine.dispose()
+
+
+def add_missing_columns(engine: Engine, metadata: MetaData) -> None:
+    """Give tables made by an older csops the columns added since (``create_all`` makes missing
+    tables only). Another process may add them at the same moment: then our ALTER fails, and the
+    columns are there all the same. New columns must be nullable or have a server default."""
+    found = inspect(engine)
+    for table in metadata.sorted_tables:
+        if not found.has_table(table.name):
+            continue
+        have = {c["name"] for c in found.get_columns(table.name)}
+        for column in (c for c in table.columns if c.name not in have):
+            ddl = CreateColumn(column).compile(dialect=engine.dialect)
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+            except DBAPIError:
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    raise
 
 
 def _sqlite_engine(url: str, database: str, *, immediate: bool = True) -> Engine:

@@ -255,11 +255,19 @@ class PlaybookActivities:
 
     @activity.defn(name="change_task")
     async def change_task(self, inp: TaskChangeInput) -> dict[str, Any]:
-        """Reassign, reprioritise or close a task (once per key)."""
+        """Reassign, reprioritise, complete or cancel a task (once per key).
+
+        Completing or cancelling a task that is no longer open changes nothing: a task someone
+        completed in the CRM stays completed (done work is never marked cancelled).
+        """
         async def change() -> dict[str, Any]:
+            if inp.status in ("completed", "cancelled"):
+                now = await _call(lambda: self.crm.get_task(inp.task_id))
+                if now is not None and now.status != "open":
+                    return {"task_id": now.id, "status": now.status, "assignee_id": now.assignee_id}
             assignee = (await self._resolve(inp.account_id, inp.assignee))[0].id if inp.assignee else None
             task = await self.crm.update_task(inp.task_id, status=inp.status or None, assignee_id=assignee,
-                                              priority=inp.priority or None)
+                                              priority=inp.priority or None, reason=inp.reason)
             return {"task_id": task.id, "status": task.status, "assignee_id": task.assignee_id}
         result: dict[str, Any] = await self._once(inp.key, change)
         return result

@@ -177,7 +177,7 @@ class CancelIn(BaseModel):
 
 
 class CancelOut(BaseModel):
-    """The cancel signal was sent; the run stops at its next step boundary."""
+    """The cancel signal was sent; the run stops at once, whatever it waits on."""
 
     run_id: str
     status: Literal["cancelling"]

@@ -105,7 +105,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 return EXIT_OK
             if action == "cancel":
                 done = await cancel_run(store, _workflows(settings), args.run_id, args.reason)
-                print(f"cancelling {done.run_id}: it stops at its next step")
+                print(f"cancelling {done.run_id}: it stops at once")
                 return EXIT_OK
             try:
                 page = await store.runs(account_id=args.account, playbook=args.playbook, status=args.status,

@@ -124,6 +124,8 @@ class SalesforceConfig:
     """REST API version."""
     field_map: dict[str, str] = field(default_factory=dict)
     """Account field to Salesforce field."""
+    cancelled_task_status: str = "Completed"
+    """Task Status of a task closed because its run exited or was cancelled (not done)."""
     timeout: float = 10.0
     """Seconds per request."""
     max_retries: int = 5

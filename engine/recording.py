@@ -130,17 +130,18 @@ class RecordingCRM:
         return record
 
     async def update_task(self, task_id: str, *, status: str | None = None, assignee_id: str | None = None,
-                          priority: str | None = None) -> TaskRecord:
+                          priority: str | None = None, reason: str = "") -> TaskRecord:
         before = await self.sql.get_task(task_id)
-        record = await self.sql.update_task(task_id, status=status, assignee_id=assignee_id, priority=priority)
+        record = await self.sql.update_task(task_id, status=status, assignee_id=assignee_id, priority=priority,
+                                            reason=reason)
         title = before.title if before else task_id
         if assignee_id:
             self.recorder.add("", "reassign", to=await self._email(assignee_id), text=title)
         if priority:
             self.recorder.add("", "reprioritise", text=title, priority=priority)
         if status:
-            self.recorder.add("", "close-task" if record.status == "completed" else "task-status", text=title,
-                              status=record.status)
+            self.recorder.add("", "close-task" if record.status in ("completed", "cancelled") else "task-status",
+                              text=title, status=record.status, **({"reason": reason} if reason else {}))
         return record
 
     async def update_account(self, account_id: str, changes: dict[str, Any]) -> Account:

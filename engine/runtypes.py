@@ -199,6 +199,9 @@ class TaskChangeInput:
     key: str
     task_id: str
     status: str = ""
+    """open, completed, or cancelled (closed because the run ended: the task was not done)."""
+    reason: str = ""
+    """Why a task is cancelled (kept with the task in the CRM)."""
     assignee: str = ""
     """A party to reassign to ("" to keep)."""
     account_id: str = ""

@@ -213,7 +213,7 @@ async def _build_crm(settings: Settings) -> Part:
                                  client_secret=cfg.client_secret.reveal() if cfg.client_secret else "",
                                  token_url=cfg.token_url, api_version=cfg.api_version,
                                  field_map=dict(cfg.field_map) or None, timeout=cfg.timeout,
-                                 max_retries=cfg.max_retries)
+                                 max_retries=cfg.max_retries, cancelled_task_status=cfg.cancelled_task_status)
         crm = _construct("crm", cfg.kind, salesforce)
         return Part("crm", cfg.kind, crm, crm.check, crm.close)
     from connectors.sqlcrm import SQLCRM

@@ -6,6 +6,10 @@ checks the exit criteria and the step's ``when``, renders and does the effect; w
 ``wait_for`` evaluate their expressions here, against the account a local activity re-reads.
 Escalations are timers beside the main path; events arrive by signal; continue-as-new carries the
 step results when the history grows long.
+
+A stop (an exit event, the exit criteria, a cancel) is honoured before every step and wakes every
+wait, a task's too; a task a ``task.completed`` event reports is completed in the CRM beside the
+main path; tasks still open when the run exits or is cancelled are closed as ``cancelled``.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2
                     maximum_interval=timedelta(minutes=5), maximum_attempts=20)
 TIMEOUT = timedelta(minutes=2)
 POLL = timedelta(days=1)
+STOP_AT_ONCE = "stop-at-once"
+"""Patch id: a pending stop (exit event, exit criteria, cancel) is honoured before every step and
+wakes every wait, a task's too; tasks completed by an event are completed in the CRM. Runs whose
+history began before it keep the old behaviour, so their histories still replay."""
 
 
 class _End(Exception):
@@ -78,6 +86,13 @@ class PlaybookRun:
         self.stop: _End | None = None
         self.recheck = False
         self.escalations: list[asyncio.Task[None]] = []
+        self.at_once = False
+        """Whether this run honours a stop at once (see STOP_AT_ONCE); decided when it starts."""
+        self.by_event: set[str] = set()
+        """Tasks a ``task.completed`` event said are done: the CRM may not know yet."""
+        self.marked: set[str] = set()
+        """Tasks this run has completed in the CRM (or is completing now)."""
+        self.marking = 0
 
     # --- the interface -------------------------------------------------------------------------
 
@@ -86,6 +101,7 @@ class PlaybookRun:
         """An event for this account: wakes wait_for, completes tasks, may meet exit criteria."""
         self.inbox.append(event)
         if event.type == "task.completed" and event.data.get("task_id"):
+            self.by_event.add(str(event.data["task_id"]))
             self.completed.add(str(event.data["task_id"]))
         pb = getattr(self, "pb", None)  # a signal can arrive before run() has compiled the playbook
         if self.stop is None and pb is not None and event.type in pb.exit.on_events:
@@ -107,7 +123,12 @@ class PlaybookRun:
     @workflow.run
     async def run(self, inp: RunInput) -> RunOutcome:
         self.inp = inp
+        self.at_once = workflow.patched(STOP_AT_ONCE)
         self.pb: m.Playbook = compile_playbook(inp.playbook, read=inp.files)
+        if self.at_once and self.stop is None:  # an exit event that came before the playbook was compiled
+            early = next((e for e in self.inbox if e.type in self.pb.exit.on_events), None)
+            if early is not None:
+                self.stop = _End("exited", f"event {early.type} arrived")
         self.cal = Calendar.from_dict(inp.calendar)
         self.wf_id = workflow.info().workflow_id
         state = inp.resume or RunState(started_at=workflow.now().isoformat())
@@ -115,6 +136,7 @@ class PlaybookRun:
         self.results, self.open_tasks = dict(state.steps), list(state.open_tasks)
         for task in self.open_tasks:
             self._watch(task)
+        completer = asyncio.ensure_future(self._complete_in_crm()) if self.at_once else None
         try:
             await self._steps(self.pb.steps)
             end = _End("completed", "all steps done")
@@ -125,8 +147,11 @@ class PlaybookRun:
             await self._alert_failure(str(exc))
         for esc in self.escalations:
             esc.cancel()
+        if completer is not None:  # tasks done by an event are written to the CRM before the run ends
+            await workflow.wait_condition(lambda: not self._to_mark() and not self.marking)
+            completer.cancel()
         if end.outcome not in ("completed", "failed") and self.pb.exit.close_open_tasks:
-            await self._close_open_tasks()
+            await self._close_open_tasks(end)
         self.outcome, self.current = end.outcome, ""
         return RunOutcome(outcome=end.outcome, reason=end.reason, steps=dict(self.results))
 
@@ -137,6 +162,7 @@ class PlaybookRun:
             done = self.results.get(step.id)
             if done is not None and done.status != "chose":
                 continue  # done before a continue-as-new
+            self._halt()
             self._maybe_continue_as_new()
             self.current = step.id
             try:
@@ -190,8 +216,7 @@ class PlaybookRun:
             name, arg = "start_playbook", StartInput(
                 key=key, account_id=account_id, playbook=act.playbook, scope=scope,
                 trigger={"type": "start_playbook", "from": self.pb.id, "run": self.wf_id})
-        out: StepOutcome = await workflow.execute_activity(name, arg, result_type=StepOutcome,
-                                                           start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+        out = await self._do(name, arg)
         if out.status == "exited":
             self.stop = _End("exited", out.detail)
             raise self.stop
@@ -204,8 +229,31 @@ class PlaybookRun:
             self.open_tasks.append(task)
             self._watch(task)
             if act.wait_for_completion:
-                while not await self._task_done(task, workflow.now() + POLL):
+                while not await self._task_done(task, workflow.now() + POLL, recheck=True):
                     pass
+                self._halt()
+
+    async def _do(self, name: str, arg: Any) -> StepOutcome:
+        """An effect step's activity. A stop (a cancel, an exit event) while it is retrying (its
+        connector is down) stops it at once: no further attempt starts; an attempt already running
+        finishes, and what it did is kept (a task it made is known to the run, and closed)."""
+        if not self.at_once:
+            out: StepOutcome = await workflow.execute_activity(name, arg, result_type=StepOutcome,
+                                                               start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+            return out
+        handle = workflow.start_activity(name, arg, result_type=StepOutcome, start_to_close_timeout=TIMEOUT,
+                                         retry_policy=RETRY,
+                                         cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+        await workflow.wait_condition(lambda: handle.done() or self.stop is not None)
+        if not handle.done():
+            handle.cancel()
+        try:
+            done: StepOutcome = await handle
+        except (ActivityError, asyncio.CancelledError):
+            if self.stop is not None:
+                raise self.stop from None
+            raise
+        return done
 
     def _scope(self, step: m.Step | None, texts: list[str]) -> StepScope:
         """The workflow's part of an effect step's context, and the conditions its activity checks."""
@@ -249,7 +297,7 @@ class PlaybookRun:
         for i, esc in enumerate(act.escalate):
             if i < task.escalations_done:
                 continue
-            if await self._task_done(task, self.cal.add(created, esc.after)):
+            if await self._task_done(task, self.cal.add(created, esc.after)) or self._stopping():
                 return
             key = f"{self.wf_id}/{task.step_id}/escalate/{i}"
             try:
@@ -269,15 +317,56 @@ class PlaybookRun:
             self.results[f"{task.step_id}/escalate/{i}"] = StepResult(status=result.split(":")[0], result=result,
                                                                        at=workflow.now().isoformat())
 
-    async def _task_done(self, task: OpenTask, until: datetime) -> bool:
-        """Wait until ``until`` or the task's completion; at ``until`` ask the CRM (polling)."""
-        remaining = (until - workflow.now()).total_seconds()
-        if remaining > 0:
+    async def _task_done(self, task: OpenTask, until: datetime, *, recheck: bool = False) -> bool:
+        """Wait until ``until`` or the task's completion; at ``until`` ask the CRM (polling).
+
+        True also when a stop is pending (the waiter must stop waiting: the caller checks which).
+        ``recheck`` (the main path): the exit criteria are checked after every delivered event.
+        """
+        recheck = recheck and self.at_once and bool(self.pb.exit.when)
+        while (remaining := (until - workflow.now()).total_seconds()) > 0:
+            self.recheck = False
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: task.task_id in self.completed, timeout=remaining)
+                await workflow.wait_condition(lambda: task.task_id in self.completed or self._stopping() or (
+                    recheck and self.recheck), timeout=remaining)
+            if task.task_id in self.completed or self._stopping() or not (recheck and self.recheck):
+                break
+            await self._check_exit(False)  # raises when the criteria now hold
+        if self._stopping():
+            return True
         if task.task_id not in self.completed and await self._activity("get_task", task.task_id) == "completed":
             self.completed.add(task.task_id)
         return task.task_id in self.completed
+
+    def _stopping(self) -> bool:
+        return self.at_once and self.stop is not None
+
+    def _halt(self) -> None:
+        """Honour a pending stop (an exit event, the exit criteria, a cancel) before the next effect."""
+        if self._stopping():
+            assert self.stop is not None
+            raise self.stop
+
+    def _to_mark(self) -> list[OpenTask]:
+        """This run's tasks an event said are done that it has not completed in the CRM yet."""
+        return [t for t in self.open_tasks if t.task_id in self.by_event and t.task_id not in self.marked]
+
+    async def _complete_in_crm(self) -> None:
+        """Beside the main path: complete in the CRM each task a ``task.completed`` event reported,
+        once per task (the key ``workflow-id/step/completed`` goes through the ledger)."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._to_mark()))
+            for task in self._to_mark():
+                self.marked.add(task.task_id)
+                self.marking += 1
+                try:
+                    await self._activity("change_task", TaskChangeInput(
+                        key=f"{self.wf_id}/{task.step_id}/completed", task_id=task.task_id,
+                        account_id=self.inp.account_id, status="completed"))
+                except ActivityError as exc:
+                    workflow.logger.warning("could not complete task %s in the CRM: %s", task.task_id, _why(exc))
+                finally:
+                    self.marking -= 1
 
     async def _wait_for(self, step: m.Step, act: m.WaitFor, ctx: dict[str, Any]) -> None:
         done = self.results.get(step.id)
@@ -375,13 +464,17 @@ class PlaybookRun:
     def _record(self, step: m.Step, status: str, result: Any = None) -> None:
         self.results[step.id] = StepResult(status=status, result=result, at=workflow.now().isoformat())
 
-    async def _close_open_tasks(self) -> None:
+    async def _close_open_tasks(self, end: _End) -> None:
+        """Close this run's open tasks as ``cancelled`` (not done work), with why the run ended."""
+        reason = f"run {end.outcome}: {end.reason}" if end.outcome in ("exited", "cancelled") else \
+            f"run ended ({end.outcome}): {end.reason}"
         for task in self.open_tasks:
             if task.task_id in self.completed:
                 continue
             try:
-                await self._activity("change_task", TaskChangeInput(key=f"{self.wf_id}/{task.step_id}/close",
-                                                                    task_id=task.task_id, status="completed"))
+                await self._activity("change_task", TaskChangeInput(
+                    key=f"{self.wf_id}/{task.step_id}/close", task_id=task.task_id, status="cancelled",
+                    reason=reason, account_id=self.inp.account_id))
                 self.completed.add(task.task_id)
             except ActivityError as exc:
                 workflow.logger.warning("could not close task %s: %s", task.task_id, _why(exc))
@@ -398,6 +491,8 @@ class PlaybookRun:
 
     def _maybe_continue_as_new(self) -> None:
         info = workflow.info()
+        if self.at_once and (self._to_mark() or self.marking):
+            return  # a task is being completed in the CRM: continue as new at a later step
         if info.is_continue_as_new_suggested() or info.get_current_history_length() > self.inp.history_limit:
             still_open = [t for t in self.open_tasks if t.task_id not in self.completed]
             state = RunState(steps=self.results, open_tasks=still_open, started_at=self.started_at)

@@ -182,6 +182,18 @@ async def test_task_create_read_update_complete(w: World) -> None:
         await w.crm.update_task("424242", status="completed")
 
 
+async def test_a_cancelled_task_is_completed_with_a_line_saying_why(w: World) -> None:
+    made = await w.crm.create_task(task(w), KEY)
+    first = await w.crm.update_task(made.id, status="cancelled", reason="run exited: event account.churned arrived")
+    again = await w.crm.update_task(made.id, status="cancelled", reason="run exited: event account.churned arrived")
+    assert (first.status, first.reason) == ("cancelled", "run exited: event account.churned arrived")
+    assert again == first and await w.crm.get_task(made.id) == first
+    [stored] = w.fake.tasks()
+    assert stored.properties["hs_task_status"] == "COMPLETED"  # HubSpot has no cancelled status
+    assert stored.properties["hs_task_body"] == (
+        "Call Pat\n\nCancelled by csops, not done: run exited: event account.churned arrived")  # added once
+
+
 async def test_a_repeated_key_returns_the_first_task(w: World) -> None:
     first = await w.crm.create_task(task(w), KEY)
     again = await w.crm.create_task(task(w, title="something else"), KEY)

@@ -512,3 +512,31 @@ async def test_field_map_moves_fields(org: Org) -> None:
     finally:
         await crm.close()
     assert org.fake.rows["Account"][org.ids["acme"]]["AnnualRevenue"] == 7.0
+
+
+async def test_a_cancelled_task_gets_the_configured_closed_status(org: Org) -> None:
+    org.fake.add_task_status("Cancelled", closed=True)  # what an admin adds for it
+    crm = org.crm(cancelled_task_status="Cancelled")
+    try:
+        assert await crm.check() == []
+        made = await crm.create_task(NewTask(account_id=org.ids["acme"], assignee_id=org.ids["csm"], title="Call",
+                                             notes="Agenda"), "wf-c/t")
+        cancelled = await crm.update_task(made.id, status="cancelled", reason="run cancelled: wrong account")
+    finally:
+        await crm.close()
+    assert (cancelled.status, cancelled.reason) == ("cancelled", "run cancelled: wrong account")
+    [task] = [t for t in org.fake.tasks() if t["Id"] == made.id]
+    assert (task["Status"], task["IsClosed"]) == ("Cancelled", True)
+    assert task["Description"] == "Agenda\n\nCancelled by csops, not done: run cancelled: wrong account"
+
+
+async def test_check_names_a_cancelled_status_the_org_lacks(org: Org) -> None:
+    crm = org.crm(cancelled_task_status="Cancelled")
+    try:
+        assert await crm.check() == [
+            "the Task Status picklist has no value 'Cancelled' (crm.cancelled_task_status, given to tasks closed "
+            "because their run ended): add it in Setup > Object Manager > Task > Fields > Status, marked Closed, or "
+            "set cancelled_task_status to one of Not Started, In Progress, Completed, Waiting on someone else, "
+            "Deferred"]
+    finally:
+        await crm.close()

@@ -165,6 +165,8 @@ class FakeSalesforce(FakeServer):
         """How many coming data calls hang until the fake stops (for client timeouts)."""
         self.expire_tokens_at_task = 0
         """When this many Tasks exist, every token expires (a session timeout in the middle of a load)."""
+        self.closed_task_statuses = {"Completed"}
+        """Task Status values marked Closed (Setup > Task Fields > Status): ``IsClosed`` follows them."""
         self._released = asyncio.Event()
         self._ids = itertools.count(1)
         self._locators: dict[str, tuple[list[Record], int]] = {}
@@ -177,6 +179,13 @@ class FakeSalesforce(FakeServer):
         record["Id"] = case_safe(record["Id"]) if record.get("Id") else sf_id(PREFIXES[obj], next(self._ids))
         self.rows[obj][record["Id"]] = record
         return str(record["Id"])
+
+    def add_task_status(self, value: str, *, closed: bool) -> None:
+        """Add a value to the Task Status picklist, Closed or not, as an admin does in Setup."""
+        status = self.schema["Task"]["Status"]
+        self.schema["Task"]["Status"] = replace(status, picklist=(*status.picklist, value))
+        if closed:
+            self.closed_task_statuses.add(value)
 
     def expire_tokens(self) -> None:
         """Every token issued so far stops working (INVALID_SESSION_ID), as after a session timeout."""
@@ -381,7 +390,8 @@ class FakeSalesforce(FakeServer):
         version = request.match_info["version"] if request is not None else "v61.0"
         out: Record = {"attributes": {"type": obj, "url": f"/services/data/{version}/sobjects/{obj}/{record['Id']}"}}
         for name in names:
-            out[name] = record.get("Status") == "Completed" if (obj, name) == ("Task", "IsClosed") else record.get(name)
+            closed = record.get("Status") in self.closed_task_statuses
+            out[name] = closed if (obj, name) == ("Task", "IsClosed") else record.get(name)
         return out
 
     def _describe(self, obj: str) -> Record:

@@ -231,6 +231,14 @@ def test_defaults_per_kind() -> None:
     assert sf.client_secret is not None and sf.client_secret.reveal() == "shh"
 
 
+def test_salesforce_cancelled_task_status_defaults_to_completed_and_can_be_set() -> None:
+    base = "crm:\n  kind: salesforce\n  instance_url: https://x.my.salesforce.com\n  access_token: ${S}\n"
+    default = parse_config(base, env={"S": "t"}).crm
+    chosen = parse_config(base + "  cancelled_task_status: Cancelled\n", env={"S": "t"}).crm
+    assert isinstance(default, SalesforceConfig) and default.cancelled_task_status == "Completed"
+    assert isinstance(chosen, SalesforceConfig) and chosen.cancelled_task_status == "Cancelled"
+
+
 def test_the_example_file_loads_and_agrees_with_a_plain_schema_validator() -> None:
     text = (ROOT / "csops.example.yaml").read_text(encoding="utf-8")
     config = parse_config(text, "csops.example.yaml", {**ENV, "PGPASSWORD": "pg-S3KR1T"})

@@ -284,3 +284,35 @@ async def test_too_long_a_value_is_permanent_where_the_database_checks(crm: SQLC
     with pytest.raises(PermanentError):
         await crm.create_task(task("x" * 2000), "wf-9/long")
     assert crm.count_tasks() == 0
+
+
+async def test_cancelled_task_keeps_its_reason_and_is_not_completed(crm: SQLCRM) -> None:
+    made = await crm.create_task(task(), "wf-9/t")
+    cancelled = await crm.update_task(made.id, status="cancelled", reason="run exited: event account.churned arrived")
+    assert (cancelled.status, cancelled.reason) == ("cancelled", "run exited: event account.churned arrived")
+    assert await crm.get_task(made.id) == cancelled
+    again = await crm.update_task(made.id, status="cancelled", reason="run exited: event account.churned arrived")
+    assert again == cancelled
+    done = crm.complete_task(made.id)  # done after all: the reason goes, the status says completed
+    assert (done.status, done.reason) == ("completed", "")
+
+
+def test_an_older_crm_database_gets_the_reason_column_when_opened(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    old = SQLCRM(url)
+    old.add_user(User(id="u1", email="u1@example.com"))
+    old.add_account(Account(id="a1", name="Acme", owner_id="u1"))
+    made = asyncio.run(old.create_task(task(assignee_id="u1"), "k1"))
+    old.close()
+    with sqlite3.connect(tmp_path / "old.db") as db:  # as csops made it before tasks had a reason
+        db.execute("ALTER TABLE tasks DROP COLUMN status_reason")
+    crm = SQLCRM(url)
+    try:
+        assert [(t.id, t.status, t.reason) for t in crm.list_tasks()] == [(made.id, "open", "")]
+        closed = asyncio.run(crm.update_task(made.id, status="cancelled", reason="run cancelled: paused"))
+        assert (closed.status, closed.reason) == ("cancelled", "run cancelled: paused")
+        SQLCRM(url).close()  # opening again finds the column there: nothing to add
+    finally:
+        crm.close()

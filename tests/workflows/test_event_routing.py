@@ -108,7 +108,7 @@ async def test_task_completed_ends_the_task_wait_and_stops_escalations(tmp_path:
         out = await handle.result()
         assert out.outcome == "completed" and "kickoff/escalate/0" not in out.steps
         assert s.chat.messages() == [] and [n.text for n in s.crm.list_notes("acme")] == ["kickoff done"]
-        assert s.crm.list_tasks()[0].status == "open"  # only the event said so: the run did not poll the CRM
+        assert s.crm.list_tasks()[0].status == "completed"  # the event said so: the run completed it in the CRM
         # The run has finished but the store does not know yet: the next event finds out.
         [res] = await ingest.ingest([event("x1", "email.replied", {})], process=True)
         assert res.notes == ()

@@ -200,7 +200,8 @@ async def test_exit_event_ends_the_run_and_closes_its_tasks(tmp_path: Path) -> N
         await record_history(handle, "exit-on-event")
     assert (out.outcome, out.reason) == ("exited", "event account.churned arrived")
     assert "route" not in out.steps
-    assert s.crm.list_tasks()[0].status == "completed"
+    [task] = s.crm.list_tasks()  # closed, but not done: cancelled, with why
+    assert (task.status, task.reason) == ("cancelled", "run exited: event account.churned arrived")
 
 
 EXIT_WHEN = """\

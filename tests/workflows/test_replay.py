@@ -27,7 +27,10 @@ def _history(path: Path) -> WorkflowHistory:
 
 
 def test_histories_are_committed() -> None:
-    assert {p.stem for p in FILES} >= {"renewal-escalations", "wait-for-received", "exit-on-event", "step-kinds"}
+    assert {p.stem for p in FILES} >= {"renewal-escalations", "wait-for-received", "exit-on-event", "step-kinds",
+                                       "exit-while-waiting-on-task", "cancel-while-waiting-on-task",
+                                       "task-completed-by-event", "cancel-while-effect-retries",
+                                       "exit-criteria-while-waiting-on-task"}
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
