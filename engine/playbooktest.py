@@ -12,23 +12,25 @@ from __future__ import annotations
 import asyncio
 import difflib
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TextIO
 
 from engine.problems import Problem
 from engine.yamlpos import Document, Path, read
 
-TOP_KEYS = ("playbook", "coverage", "account", "contacts", "users", "start", "days", "cases")
-CASE_KEYS = ("name", "account", "contacts", "users", "events", "start", "days", "expect", "absent", "outcome")
-MATCH_KEYS = ("day", "step", "action", "to", "text")
+TOP_KEYS = ("playbook", "coverage", "account", "contacts", "users", "start", "days", "calendar", "trigger", "cases")
+CASE_KEYS = ("name", "account", "contacts", "users", "events", "start", "days", "calendar", "trigger", "expect",
+             "absent", "outcome")
+MATCH_KEYS = ("day", "step", "action", "to", "text", "due")
 OUTCOMES = ("completed", "exited", "success", "failure", "neutral", "failed", "cancelled", "running")
 _TYPES: dict[str, tuple[type, ...]] = {
     "playbook": (str,), "coverage": (str,), "account": (dict,), "contacts": (list,), "users": (list,),
     "start": (str,), "days": (int,), "cases": (list,), "name": (str,), "events": (list,), "expect": (list,),
-    "absent": (list,), "outcome": (str,)}
+    "absent": (list,), "outcome": (str,), "calendar": (dict,), "trigger": (dict,), "due": (str,)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +57,10 @@ class Case:
     """Entries that must not appear."""
     outcome: str = ""
     """How the run must end; empty: not checked."""
+    calendar: Mapping[str, Any] = field(default_factory=dict)
+    """The file's and the case's ``calendar:`` (the case's keys win), laid over the configured calendar."""
+    trigger: Mapping[str, Any] | None = None
+    """The event that starts the run (the case's ``trigger:``, else the file's); None: the default."""
 
 
 @dataclass(kw_only=True)
@@ -95,6 +101,9 @@ def load_test_file(path: str) -> TestFile:
         out.coverage = os.path.join(here, data["coverage"])
     if not data["cases"]:
         out.problems.append(_problem(doc, ("cases",), "test-missing", "cases: is empty", "add at least one case"))
+    for key in ("calendar", "trigger"):
+        if isinstance(data.get(key), dict):
+            data[key] = _CHECKS[key](doc, (key,), data[key], out.problems)
     for i, raw in enumerate(data["cases"]):
         case = _case(doc, ("cases", i), raw, data, out.problems)
         if case is not None:
@@ -127,13 +136,21 @@ def _case(doc: Document, p: Path, raw: Any, top: dict[str, Any], problems: list[
             _check_keys(doc, where, item, MATCH_KEYS, problems)
             if "day" in item and not isinstance(item["day"], int):
                 problems.append(_problem(doc, (*where, "day"), "test-type", "day: is a whole number of days"))
+            if "due" in item and not _due_form(item["due"]):
+                problems.append(_problem(doc, (*where, "due"), "test-value", f"due: {item['due']!r} is not a date",
+                                         "an ISO date (2031-01-08), or +Nd for N days after the start's date"))
+    for key in ("calendar", "trigger"):
+        if isinstance(raw.get(key), dict):
+            raw[key] = _CHECKS[key](doc, (*p, key), raw[key], problems)
     if len(problems) > before:
         return None
     return Case(name=raw["name"], account={**(top.get("account") or {}), **(raw.get("account") or {})},
                 contacts=raw.get("contacts", top.get("contacts")) or (), users=raw.get("users", top.get("users")) or (),
                 events=raw.get("events") or (), start=str(raw.get("start", top.get("start", ""))),
                 days=int(raw.get("days", top.get("days", 120))), expect=raw.get("expect") or (),
-                absent=raw.get("absent") or (), outcome=raw.get("outcome") or "")
+                absent=raw.get("absent") or (), outcome=raw.get("outcome") or "",
+                calendar={**(top.get("calendar") or {}), **(raw.get("calendar") or {})},
+                trigger=raw["trigger"] if raw.get("trigger") else top.get("trigger") or None)
 
 
 def _check_keys(doc: Document, p: Path, data: dict[str, Any], known: Sequence[str], problems: list[Problem]) -> None:
@@ -155,6 +172,40 @@ def _one(pos: tuple[int, int]) -> tuple[int, int]:
     return pos[0] + 1, pos[1] + 1
 
 
+def _calendar(doc: Document, p: Path, data: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
+    from engine.simcalendar import check_calendar
+
+    return check_calendar(doc, p, data, problems) or {}
+
+
+def _trigger(doc: Document, p: Path, data: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
+    """A case's triggering event, checked as the event API checks one (its id, account and time may be left out)."""
+    from engine.ingest_facts import validate_event
+
+    filled = {"id": "sim-trigger", "account_id": "sim", "occurred_at": "2030-01-01T00:00:00Z", **data}
+    for text in validate_event(filled):
+        where = text.partition(": ")[0]
+        at = tuple(k for k in where.split(".") if k != "(event)")
+        known = next((p + at[:n] for n in range(len(at), 0, -1) if doc.values.get(p + at[:n]) is not None), p)
+        problems.append(_problem(doc, known, "test-value", f"trigger: {text}",
+                                 "an event: {type: health.updated, data: {score: 42}} (docs/events.md)"))
+    return data
+
+
+_CHECKS = {"calendar": _calendar, "trigger": _trigger}
+
+
+def _due_form(value: Any) -> bool:
+    text = str(value)
+    if re.fullmatch(r"\+\d+d", text):
+        return True
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
+
+
 # --- running and comparing -------------------------------------------------------------------
 
 def next_monday(now: datetime) -> datetime:
@@ -164,68 +215,96 @@ def next_monday(now: datetime) -> datetime:
     return datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
 
 
-def line(entry: Any) -> str:
-    """An actual timeline entry as a line of the diff."""
+def line(entry: Any, due: bool = False) -> str:
+    """An actual timeline entry as a line of the diff (with its due date when the case checks due dates)."""
     text = " ".join(str(entry.text).split())
     text = text if len(text) <= 70 else text[:69] + "…"
-    return f"day {entry.day:>3}  {entry.step or '-'}  {entry.action}  {entry.to or '-'}  {text}".rstrip()
+    when = f"  due {entry.detail['due']}" if due and entry.detail.get("due") else ""
+    return f"day {entry.day:>3}  {entry.step or '-'}  {entry.action}  {entry.to or '-'}  {text}{when}".rstrip()
 
 
-def _wanted(item: Mapping[str, Any]) -> str:
+def _wanted(item: Mapping[str, Any], start: date) -> str:
     """An expectation as a line of the diff: ``*`` for what it leaves open, ``…text…`` for a text it looks for."""
     day = f"{item['day']:>3}" if "day" in item else "  *"
     text = f"…{item['text']}…" if "text" in item else "*"
-    return f"day {day}  {item.get('step', '*')}  {item.get('action', '*')}  {item.get('to', '*')}  {text}"
+    due = f"  due {due_date(item['due'], start)}" if "due" in item else ""
+    return f"day {day}  {item.get('step', '*')}  {item.get('action', '*')}  {item.get('to', '*')}  {text}{due}"
 
 
-def matches(item: Mapping[str, Any], entry: Any) -> bool:
-    """Whether an actual entry is what an ``expect``/``absent`` item describes (``text`` is a substring)."""
-    return all(str(item[k]) in str(entry.text) if k == "text" else getattr(entry, k) == item[k]
-               for k in MATCH_KEYS if k in item)
+def due_date(value: Any, start: date) -> str:
+    """An expected due date as ISO text: as written, or ``+Nd`` counted from the start's date."""
+    text = str(value)
+    return (start + timedelta(days=int(text[1:-1]))).isoformat() if text.startswith("+") else text
 
 
-def compare(case: Case, timeline: Any) -> list[str]:
+def matches(item: Mapping[str, Any], entry: Any, start: date | None = None) -> bool:
+    """Whether an actual entry is what an ``expect``/``absent`` item describes (``text`` is a substring,
+    ``due`` the due date of a task, ISO or ``+Nd`` from ``start``)."""
+    def one(key: str) -> bool:
+        if key == "text":
+            return str(item[key]) in str(entry.text)
+        if key == "due":
+            return bool(entry.detail.get("due") == due_date(item[key], start or date.min))
+        return bool(getattr(entry, key) == item[key])
+    return all(one(k) for k in MATCH_KEYS if k in item)
+
+
+def compare(case: Case, timeline: Any, playbooks: Mapping[str, Any] | None = None) -> list[str]:
     """What is wrong with the timeline for this case, as printable lines ([] when it passes)."""
+    from engine.simtimeline import failure_line
+
     entries = [e for e in timeline if e.action != "end"]
+    start = timeline.start.astimezone(UTC).date()
+    dues = any("due" in item for item in [*case.expect, *case.absent])
     expected, pos, missing = [], 0, False
     for item in case.expect:
-        found = next((i for i in range(pos, len(entries)) if matches(item, entries[i])), None)
+        found = next((i for i in range(pos, len(entries)) if matches(item, entries[i], start)), None)
         if found is None:
-            expected.append(_wanted(item))
+            expected.append(_wanted(item, start))
             missing = True
         else:
-            expected.append(line(entries[found]))
+            expected.append(line(entries[found], dues))
             pos = found + 1
     out: list[str] = []
     if missing:
         steps = {item["step"] for item in case.expect if "step" in item}
         named = steps if all("step" in item for item in case.expect) else None
-        actual = [line(e) for e in entries if named is None or e.step in named]
+        actual = [line(e, dues) for e in entries if named is None or e.step in named]
         out.append("expected timeline (in this order) vs actual:")
         out += list(difflib.unified_diff(expected, actual, "expected", "actual", lineterm="", n=3))
     for item in case.absent:
         listed = ", ".join(f"{k}: {item[k]}" for k in MATCH_KEYS if k in item)
-        out += [f"unexpected (absent: {{{listed}}}): {line(e)}" for e in entries if matches(item, e)]
+        out += [f"unexpected (absent: {{{listed}}}): {line(e, dues)}" for e in entries if matches(item, e, start)]
     if case.outcome and case.outcome != timeline.outcome:
         out.append(f"expected outcome {case.outcome}, got {timeline.outcome} ({timeline.reason})")
-    return out
+    failed = failure_line(timeline, playbooks or {}) if case.outcome not in ("failed", "error") else ""
+    return [failed, *out] if failed else out
 
 
-async def run_case(case: Case, playbook: Any, coverage: Any) -> tuple[list[str], Any]:
-    """Simulate one case; its problems ([] when it passes) and the timeline."""
+async def run_case(case: Case, playbook: Any, coverage: Any, playbooks: Mapping[str, Any] | None = None,
+                   calendar: Mapping[str, Any] | None = None, debug: bool = False) -> tuple[list[str], Any]:
+    """Simulate one case; its problems ([] when it passes) and the timeline.
+
+    ``playbooks`` are the ``start_playbook`` targets; ``calendar`` the configured calendar, under the case's.
+    """
     from engine.cli_sim import parse_start
+    from engine.simcalendar import layered
     from engine.simulate import simulate
 
     start = parse_start(case.start) if case.start else next_monday(datetime.now(UTC))
     timeline = await simulate(playbook, case.account, contacts=case.contacts, users=case.users, events=case.events,
-                              start=start, days=case.days, coverage=coverage)
-    return compare(case, timeline), timeline
+                              start=start, days=case.days, coverage=coverage, trigger_event=case.trigger,
+                              calendar=layered(calendar, case.calendar), playbooks=playbooks, debug=debug)
+    return compare(case, timeline, playbooks), timeline
 
 
-def run_tests(path: str, *, select: str = "", out: TextIO, timings: bool = True) -> int:
+def run_tests(path: str, *, select: str = "", out: TextIO, timings: bool = True, playbooks: str = "playbooks",
+              calendar: Mapping[str, Any] | None = None, debug: bool = False) -> int:
     """``csops test PATH``: 0 every case passed, 1 a case failed, 2 a test file (or the path) is unusable.
 
     ``timings=False`` leaves the seconds out of the report (for tests that compare it exactly).
+    ``playbooks`` is the folder ``start_playbook`` targets are looked up in (after the tested playbook's
+    own folder); ``calendar`` the configured calendar (``Calendar.from_dict`` form) test files lay theirs over.
     """
     from engine import report
 
@@ -237,7 +316,7 @@ def run_tests(path: str, *, select: str = "", out: TextIO, timings: bool = True)
     for file in files:
         tf = load_test_file(file)
         print(file, file=out)
-        playbook, coverage = (None, None) if tf.problems else _playbook(tf)
+        playbook, coverage, registry = (None, None, {}) if tf.problems else _playbook(tf, playbooks)
         if tf.problems or playbook is None:
             broken += 1
             print(report.as_text(tf.problems, _lines), file=out)
@@ -247,7 +326,7 @@ def run_tests(path: str, *, select: str = "", out: TextIO, timings: bool = True)
                 continue
             t0 = time.monotonic()
             try:
-                problems, _ = asyncio.run(run_case(case, playbook, coverage))
+                problems, _ = asyncio.run(run_case(case, playbook, coverage, registry, calendar, debug))
             except Exception as exc:  # noqa: BLE001 - bad data in the case: reported on it, the other cases run
                 problems = [f"cannot run: {exc}"]
             verdict = "PASS" if not problems else "FAIL"
@@ -271,22 +350,24 @@ def _test_files(path: str) -> list[str]:
     return found
 
 
-def _playbook(tf: TestFile) -> tuple[Any, Any]:
-    """The test file's playbook and coverage model; a problem is added when either is unusable."""
+def _playbook(tf: TestFile, folder: str) -> tuple[Any, Any, dict[str, Any]]:
+    """The test file's playbook, coverage model and start_playbook targets; a problem is added when unusable."""
     from engine.coverage import load_coverage
-    from engine.validate import validate_paths
+    from engine.simplaybooks import PlaybookError, load_playbook
+    from engine.validate import UsageError
 
-    result = validate_paths([tf.playbook])
-    if not result.playbooks:
-        tf.problems.append(Problem(tf.path, 1, 1, "test-playbook", f"{tf.playbook} is not a valid playbook", "error",
+    try:
+        playbook, registry = load_playbook(tf.playbook, folder)
+    except (PlaybookError, UsageError) as exc:
+        tf.problems.append(Problem(tf.path, 1, 1, "test-playbook", str(exc), "error",
                                    f"csops validate {tf.playbook} says why"))
-        return None, None
+        return None, None, {}
     coverage_file = tf.coverage or os.path.join(os.path.dirname(tf.playbook), "coverage.yaml")
     coverage = None
     if os.path.isfile(coverage_file):
         coverage, problems = load_coverage(coverage_file)
         tf.problems.extend(problems)
-    return next(iter(result.playbooks.values())), coverage
+    return playbook, coverage, registry
 
 
 def _lines(path: str) -> list[str]:
