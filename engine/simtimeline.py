@@ -192,6 +192,8 @@ def _describe(e: Entry) -> str:
         text += f": {d.get('reason', '')}" if d.get("reason") else ""
     if d.get("fallback"):
         text += f" [fallback: {d['fallback']}]"
+    if e.action == "start-playbook" and d.get("outcome") not in (None, "started"):
+        text += f" ({d['outcome']})"
     if e.action == "event" and d.get("notes"):
         text += f" ({'; '.join(d['notes'])})"
     return text
@@ -220,7 +222,7 @@ def failure_line(timeline: Timeline, playbooks: Mapping[str, Playbook]) -> str:
     return f"{who}step {sid} failed on day {failed.day}: {' '.join(failed.text.split())}{where}"
 
 
-_NAMED = re.compile(r"has no attribute '(\w+)'|'(\w+)' is undefined|no attribute (\w+)")
+_NAMED = re.compile(r"has no attribute '(\w+)'|'(\w+)' is undefined|no attribute (\w+)|(\w+) filter")
 _TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
 
 

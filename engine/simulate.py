@@ -235,7 +235,7 @@ async def _run_with(env: WorkflowEnvironment, pb: Playbook, people: _People, crm
         entries = build_entries(pb, begin, [r for r in recorder.records if not r.run], steps, applied, outcome,
                                 reason, ended)
         for child, other in children.items():
-            done = await _finish(env.client.get_workflow_handle(child), end)
+            done = await _finish(env.client.get_workflow_handle_for(PlaybookRun.run, child), end)
             mine = [r for r in recorder.records if r.run == other.id]
             entries += of_child(build_entries(other, begin, mine, done[2], [], done[0], done[1], done[3]), other.id)
     entries.sort(key=lambda e: (e.at.replace(microsecond=0), e.action == "end"))
