@@ -20,7 +20,7 @@ from engine.simulate import simulate
 ROOT = Path(__file__).resolve().parents[2]
 CSOPS = str(Path(sys.executable).parent / "csops")
 
-ACCOUNT = {
+ACCOUNT: dict[str, Any] = {
     "account": {"id": "northwind", "name": "Northwind Traders", "segment": "strategic", "owner": "u-ben",
                 "arr": 180000, "health_score": 77},
     "contacts": [{"id": "c-nw-1", "email": "li.wei@northwind.example", "first_name": "Li", "primary": True}],
