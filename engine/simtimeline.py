@@ -219,6 +219,8 @@ def failure_line(timeline: Timeline, playbooks: Mapping[str, Playbook]) -> str:
     found = expression_of(playbooks.get(run), sid.split("/")[0], failed.text)
     where = f" (in {found[0]}: {found[1]})" if found else ""
     who = f"{run} " if failed.playbook else ""
+    if timeline.defaulted and found and "trigger.event" in found[1]:
+        where += f"; the run got {timeline.defaulted}: give the event with --trigger-event (in a test: trigger:)"
     return f"{who}step {sid} failed on day {failed.day}: {' '.join(failed.text.split())}{where}"
 
 
