@@ -39,8 +39,10 @@ def find_playbook(ref: str, folder: str | Path) -> str:
 def folder_playbooks(*folders: str | Path) -> dict[str, Playbook]:
     """The valid playbooks of each folder by id; a later folder's win. Missing folders are skipped."""
     found: dict[str, Playbook] = {}
+    seen: set[str] = set()
     for folder in folders:
-        if folder and os.path.isdir(folder):
+        if folder and os.path.isdir(folder) and os.path.realpath(folder) not in seen:
+            seen.add(os.path.realpath(folder))
             try:
                 found.update(validate_paths([str(folder)]).playbooks)
             except UsageError:  # a folder without playbook files
