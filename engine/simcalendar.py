@@ -1,7 +1,7 @@
 """The business calendar of a simulation or a playbook test, and where it comes from.
 
-The calendar is the configured one (``calendar:`` of csops.yaml), with a calendar file
-(``--calendar FILE``) laid over it and then a test file's and a test case's ``calendar:``: each
+The calendar is the configured one (``calendar:`` of csops.yaml, read by engine.cli_sim.configured),
+with a calendar file (``--calendar FILE``) laid over it and then a test file's and a test case's ``calendar:``: each
 layer replaces the keys it gives (``timezone``, ``workdays``, ``holidays``) and keeps the others.
 A calendar written in a file is checked here, every problem with its line and column.
 """
@@ -94,18 +94,6 @@ def load_calendar_file(path: str) -> dict[str, Any]:
     if found is None:
         raise CalendarError(f"{path}: {len(problems)} problem(s)", problems)
     return found
-
-
-def configured_calendar(config_file: str = "") -> dict[str, Any]:
-    """The calendar of csops.yaml (CSOPS_CONFIG, else ./csops.yaml; defaults without one).
-
-    Raises:
-        engine.config.ConfigError: the config file has problems.
-    """
-    # The lead's composition root (engine/root.py) is to provide this; built from Settings meanwhile.
-    from engine.settings import Settings
-
-    return Settings.load(config_file=config_file).config.calendar.as_dict()
 
 
 def layered(*layers: Mapping[str, Any] | None) -> Calendar:
