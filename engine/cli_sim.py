@@ -25,76 +25,133 @@ def add_parsers(sub: Any) -> None:
     sim = sub.add_parser("simulate", help="run a playbook for one account on a simulated clock and print its timeline",
                          description="Run PLAYBOOK for an account on Temporal's time-skipping test server with "
                                      "recording connectors: nothing is sent and no real system is written to. Prints "
-                                     "what the run does day by day. Exit 0 done, 2 bad input.")
+                                     "what the run does day by day. Exit 0 done, 1 the run failed (one line says "
+                                     "which step and why), 2 bad input.")
     sim.add_argument("playbook", metavar="PLAYBOOK", help="a playbook file, or a playbook id in --playbooks")
     sim.add_argument("--account", required=True, metavar="ID_OR_FILE",
                      help="an account file (YAML/JSON: account, contacts, users; see docs/simulate.md), or an "
                           "account id read (only read) from the configured CRM")
     sim.add_argument("--events", default="", metavar="FILE",
                      help="timed events: a YAML list or JSON lines, each with at: (45d, or an ISO time)")
+    sim.add_argument("--trigger-event", default="", metavar="FILE|JSON",
+                     help="the event that starts the run, as JSON ('{\"type\": \"health.updated\", \"data\": "
+                          "{\"score\": 42}}') or a YAML/JSON file; the run sees it as trigger.event")
     sim.add_argument("--start", default="", metavar="DATE",
                      help="first simulated day (YYYY-MM-DD, runs from 09:00 UTC) or time (ISO); default now")
     sim.add_argument("--days", type=int, default=120, metavar="N", help="days to simulate (default 120)")
     sim.add_argument("--format", choices=("text", "json"), default="text", help="output format")
-    sim.add_argument("--playbooks", default="playbooks", metavar="FOLDER",
-                     help="where playbook ids are looked up (default playbooks/)")
+    sim.add_argument("--playbooks", default="", metavar="FOLDER",
+                     help="where playbook ids and start_playbook targets are looked up (default: playbooks: of "
+                          "csops.yaml, else playbooks/)")
     sim.add_argument("--coverage", default="", metavar="FILE",
                      help="coverage model (default: coverage.yaml beside the playbook, if any)")
+    sim.add_argument("--calendar", default="", metavar="FILE",
+                     help="a calendar (YAML/JSON: timezone, workdays, holidays) laid over csops.yaml's")
+    sim.add_argument("--debug", action="store_true", help="show the SDK's log and tracebacks of failed steps")
     sim.set_defaults(runs_handler=cmd_simulate)
     test = sub.add_parser("test", help="run playbook tests (*.test.yaml) and report each case",
                           description="Run the cases of *.test.yaml files (PATH: a file or a folder, default "
                                       "playbooks/). Exit 0 all pass, 1 a case failed, 2 a bad test file.")
     test.add_argument("path", nargs="?", default="playbooks", metavar="PATH", help="a test file or a folder")
     test.add_argument("-k", dest="select", default="", metavar="TEXT", help="only cases whose name contains TEXT")
+    test.add_argument("--playbooks", default="", metavar="FOLDER",
+                      help="where start_playbook targets are looked up (default: playbooks: of csops.yaml, else "
+                           "playbooks/; the tested playbook's own folder first)")
+    test.add_argument("--calendar", default="", metavar="FILE",
+                      help="a calendar (YAML/JSON: timezone, workdays, holidays) laid over csops.yaml's; a test "
+                           "file's calendar: goes over both")
+    test.add_argument("--debug", action="store_true", help="show the SDK's log and tracebacks of failed steps")
     test.set_defaults(runs_handler=cmd_test)
 
 
-def _fail(message: str) -> int:
-    print(f"csops simulate: {message}", file=sys.stderr)
-    return EXIT_USAGE
+def _fail(message: str, status: int = EXIT_USAGE, command: str = "simulate") -> int:
+    print(f"csops {command}: {message}", file=sys.stderr)
+    return status
+
+
+def _problems(exc: Exception) -> str:
+    """A config or calendar error with its problems, one per line (path:line:col: message (rule))."""
+    listed = [f"\n  {p.path}:{p.line}:{p.col}: {p.message} ({p.rule})" + (f"; {p.hint}" if p.hint else "")
+              for p in getattr(exc, "problems", [])]
+    return str(exc) + "".join(listed)
+
+
+def configured(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The playbooks folder and the calendar (csops.yaml's, with ``--calendar`` over it).
+
+    Raises:
+        ConfigError: csops.yaml has problems. CalendarError, OSError: the calendar file.
+    """
+    # The lead's composition root (engine/root.py) is to provide settings; read here meanwhile.
+    from engine.settings import Settings
+    from engine.simcalendar import load_calendar_file
+
+    settings = Settings.load()
+    calendar = settings.config.calendar.as_dict()
+    if args.calendar:
+        calendar.update(load_calendar_file(args.calendar))
+    return args.playbooks or str(settings.playbooks), calendar
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from engine.config import ConfigError
     from engine.coverage import load_coverage
-    from engine.simulate import SimulationError, format_timeline, simulate
-    from engine.validate import UsageError, validate_paths
+    from engine.simcalendar import CalendarError, layered
+    from engine.simplaybooks import PlaybookError, find_playbook, load_playbook
+    from engine.simtrigger import TriggerEventError, read_trigger_event
+    from engine.simulate import SimulationError, failure_line, format_timeline, simulate
+    from engine.validate import UsageError
 
-    path = Path(args.playbook)
-    if not path.is_file():
-        path = next((p for p in (Path(args.playbooks) / f"{args.playbook}.yaml",
-                                 Path(args.playbooks) / f"{args.playbook}.yml") if p.is_file()), path)
     try:
-        report = validate_paths([str(path)])
-    except UsageError as exc:
+        folder, calendar = configured(args)
+    except (ConfigError, CalendarError) as exc:
+        return _fail(_problems(exc))
+    except OSError as exc:
+        return _fail(f"{args.calendar}: cannot read: {exc.strerror or exc}")
+    try:
+        path = find_playbook(args.playbook, folder)
+        playbook, registry = load_playbook(path, folder)
+    except (PlaybookError, UsageError) as exc:
         return _fail(str(exc))
-    if not report.playbooks:
-        return _fail(f"{path} is not a valid playbook (csops validate {path} says why)")
-    playbook = next(iter(report.playbooks.values()))
-    coverage_file = args.coverage or next((str(p) for p in (path.parent / "coverage.yaml", path.parent / "coverage.yml")
-                                           if p.is_file()), "")
+    coverage_file = args.coverage or next((str(p) for p in (Path(path).parent / "coverage.yaml",
+                                                            Path(path).parent / "coverage.yml") if p.is_file()), "")
     coverage = None
     if coverage_file:
         coverage, problems = load_coverage(coverage_file)
         if coverage is None:
             return _fail(f"{coverage_file} has problems ({problems[0].message if problems else 'unreadable'}); "
-                         f"csops validate {path.parent} shows them")
+                         f"csops validate {Path(path).parent} shows them")
     try:
         start = parse_start(args.start) if args.start else None
         events = read_events(args.events) if args.events else []
+        trigger = read_trigger_event(args.trigger_event) if args.trigger_event else None
         account = read_account(args.account)
         timeline = asyncio.run(simulate(playbook, account["account"], contacts=account["contacts"],
                                         users=account["users"], events=events, start=start, days=args.days,
-                                        coverage=coverage))
-    except (SimulationError, ValueError, OSError) as exc:
+                                        coverage=coverage, trigger_event=trigger, calendar=layered(calendar),
+                                        playbooks=registry, debug=args.debug))
+    except (SimulationError, TriggerEventError, ValueError, OSError) as exc:
         return _fail(str(exc))
     print(format_timeline(timeline, args.format))
+    failed = failure_line(timeline, registry)
+    if failed:
+        return _fail(failed, EXIT_FAILED)
     return EXIT_OK
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    from engine.config import ConfigError
     from engine.playbooktest import run_tests
+    from engine.simcalendar import CalendarError
 
-    return run_tests(args.path, select=args.select, out=sys.stdout)
+    try:
+        folder, calendar = configured(args)
+    except (ConfigError, CalendarError) as exc:
+        return _fail(_problems(exc), command="test")
+    except OSError as exc:
+        return _fail(f"{args.calendar}: cannot read: {exc.strerror or exc}", command="test")
+    return run_tests(args.path, select=args.select, out=sys.stdout, playbooks=folder, calendar=calendar,
+                     debug=args.debug)
 
 
 def parse_start(text: str) -> datetime:

