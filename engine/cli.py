@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from engine.settings import Settings
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+TALKS_TO_TEMPORAL = frozenset({"start", "event send", "event import", "runs"})
+"""The commands that say which Temporal they use when it is not the default (stderr)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     upp.add_argument("--port", type=int, default=7233, help="dev server gRPC port (default 7233)")
     upp.add_argument("--ui-port", type=int, default=8233, help="dev server web UI port (default 8233)")
     upp.add_argument("--api-port", type=int, default=0, help="HTTP API port (default CSOPS_API_PORT, else 8000)")
+    upp.add_argument("--skip-invalid", action="store_true",
+                     help="start even when playbooks do not validate, without them (a warning per file); by "
+                          "default csops up prints their problems and exits 2")
     start = sub.add_parser("start", help="start a run of a playbook for an account (a manual trigger)",
                            description="Start PLAYBOOK for ACCOUNT. Starting a run that is already running never "
                                        "makes a second one: it says 'already running'.")
@@ -78,7 +83,7 @@ def _settings(command: str, config_file: str = "") -> Settings | None:
     from engine.settings import Settings
 
     try:
-        return Settings.load(config_file=config_file)
+        settings = Settings.load(config_file=config_file)
     except ConfigError as exc:
         for p in exc.problems:
             print(f"{p.path}:{p.line}:{p.col}: {p.message}" + (f" (hint: {p.hint})" if p.hint else ""),
@@ -86,13 +91,20 @@ def _settings(command: str, config_file: str = "") -> Settings | None:
         print(f"csops {command}: {exc} (csops check-config says more)" if exc.problems else f"csops {command}: {exc}",
               file=sys.stderr)
         return None
+    if command in TALKS_TO_TEMPORAL and settings.temporal_from:
+        api = f", API {settings.stack.api_url}" if settings.stack and settings.stack.api_url else ""
+        print(f"csops {command}: using Temporal at {settings.temporal_address}{api} (from {settings.temporal_from})",
+              file=sys.stderr)
+    return settings
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from engine.up import UpOptions, up
+    from engine.up import UpOptions, check_playbooks, up
 
     settings = _settings("up")
     if settings is None:
+        return EXIT_USAGE
+    if not check_playbooks(settings.playbooks, args.skip_invalid):
         return EXIT_USAGE
     return up(UpOptions(home=settings.home, temporal_address=args.temporal_address, port=args.port,
                         ui_port=args.ui_port, api_port=args.api_port or settings.api_port))
@@ -271,8 +283,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
 
 
+INTERRUPT_GRACE = 1.5
+"""Seconds a command gets to wind down after Ctrl-C before it is ended at once (exit 130 either way)."""
+
+
+def _interrupted(command: str) -> None:
+    """Ctrl-C: one line, exit 130 — at once if cleanup hangs (a connect stuck in a thread, a slow server)."""
+    import signal
+    import threading
+
+    said = threading.Event()
+
+    def leave() -> None:
+        if not said.is_set():
+            said.set()
+            print(f"csops {command}: interrupted", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if said.is_set():  # a second Ctrl-C: no more waiting
+            leave()
+        said.set()
+        print(f"csops {command}: interrupted", file=sys.stderr, flush=True)
+        timer = threading.Timer(INTERRUPT_GRACE, leave)
+        timer.daemon = True
+        timer.start()
+        raise KeyboardInterrupt
+
+    # asyncio.run installs its own SIGINT handler only over the default one: this one stays in charge.
+    signal.signal(signal.SIGINT, on_sigint)
+
+
 def run() -> None:
     """Console-script entry: flush and leave with os._exit (temporalio's core can abort at shutdown)."""
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    _interrupted(command or "")
     try:
         status = main()
     except KeyboardInterrupt:
@@ -280,8 +326,11 @@ def run() -> None:
     except Exception as exc:  # noqa: BLE001 - a bug of ours is reported in one line, not a traceback
         print(f"csops: internal error: {exc!r} (please report it)", file=sys.stderr)
         status = 3
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (KeyboardInterrupt, BrokenPipeError):
+        pass
     os._exit(status)
 
 

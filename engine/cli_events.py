@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from engine.csvimport import COLUMNS, ImportFileError, ImportReport, import_csv
 from engine.csvread import SEPARATORS, parse_delimiter
 from engine.ingest import IngestResult, validate_event
-from engine.textfmt import money
+from engine.textfmt import money, yellow
 
 if TYPE_CHECKING:
     from engine.settings import Settings
@@ -230,16 +230,21 @@ def _run(events: Sequence[tuple[int, Any]], command: str, where: str = "") -> in
     if settings is None:
         return EXIT_USAGE
     try:
-        results = asyncio.run(_ingest(settings, [obj for _, obj in valid]))
+        results, unknown = asyncio.run(_ingest(settings, [obj for _, obj in valid]))
     except RuntimeError as exc:  # temporalio's "Failed client connect"
         print(f"{command}: cannot reach Temporal at {settings.temporal_address}: {exc} (is csops up running?)",
               file=sys.stderr)
         return EXIT_USAGE
-    for (number, _), result in zip(valid, results, strict=True):
+    for (number, obj), result in zip(valid, results, strict=True):
         print(f"{where}:{number}: " * bool(where) + _line(result))
         for text in (*result.decisions, *result.notes):
             print(f"  {text}")
         if any("stays queued" in n or "set aside" in n for n in result.notes):
+            status = EXIT_PROBLEMS
+        if str(result.status) == "unknown_account" or (result.status == "accepted" and obj["account_id"] in unknown):
+            print(yellow(f"{where}:{number}: " * bool(where) + f"warning: {result.id}: the CRM has no account "
+                         f"{obj['account_id']!r}, so no playbook starts for it; check the id (csops import accounts "
+                         "adds accounts to the built-in CRM)", sys.stderr), file=sys.stderr)
             status = EXIT_PROBLEMS
     return status
 
@@ -299,10 +304,24 @@ def _line(r: IngestResult) -> str:
         return f"duplicate {r.id}: an event with this id was received before; nothing was done again"
     if r.status == "rejected":
         return f"rejected {r.id}: {'; '.join(r.errors)}"
+    if str(r.status) == "unknown_account":  # the ingest's own verdict, where it gives one
+        return f"unknown account {r.id}" + (f": {'; '.join(r.errors)}" if r.errors else "")
     return f"accepted {r.id}" + ("" if r.decisions else ": no trigger fired")
 
 
-async def _ingest(settings: Settings, events: list[Any]) -> list[IngestResult]:
+async def _unknown_accounts(crm: Any, events: list[Any]) -> set[str]:
+    """The events' accounts the CRM does not have (none when it cannot say: the event is sent anyway)."""
+    unknown = set()
+    for account_id in {e["account_id"] for e in events}:
+        try:
+            if await crm.get_account(account_id) is None:
+                unknown.add(account_id)
+        except Exception:  # noqa: BLE001 - a CRM outage is the ingest's to report, not this warning's
+            continue
+    return unknown
+
+
+async def _ingest(settings: Settings, events: list[Any]) -> tuple[list[IngestResult], set[str]]:
     from engine.ingest import Ingestor, temporal_signaller, temporal_starter
     from engine.runrecord import is_running
     from engine.starter import connect, load_playbooks
@@ -317,10 +336,11 @@ async def _ingest(settings: Settings, events: list[Any]) -> list[IngestResult]:
         ingest = Ingestor(store=store, crm=part.connector, playbooks=lambda: playbooks,
                           start=temporal_starter(client, settings.task_queue), signal_run=temporal_signaller(client),
                           still_running=functools.partial(is_running, store, client))
+        unknown = await _unknown_accounts(part.connector, events)
         results: list[IngestResult] = []
         for at in range(0, len(events), BATCH):
             results.extend(await ingest.ingest(events[at:at + BATCH], process=True))
-        return results
+        return results, unknown
     finally:
         await part.close()
         store.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
-__all__ = ["colour", "count", "green", "money", "red", "yellow"]
+__all__ = ["colour", "colour_verdicts", "count", "green", "money", "red", "yellow"]
 
 
 def money(amount: float | int | None, currency: str = "$") -> str:
@@ -45,6 +45,11 @@ def yellow(text: str, stream: TextIO) -> str:
 def green(text: str, stream: TextIO) -> str:
     """An OK, in green on a terminal."""
     return colour(text, "32", stream)
+
+
+def colour_verdicts(text: str, stream: TextIO) -> str:
+    """``[error]`` in red and ``[warning]`` in yellow within ``text`` (problem lines), on a terminal."""
+    return text.replace("[error]", red("[error]", stream)).replace("[warning]", yellow("[warning]", stream))
 
 
 def _tty(stream: TextIO) -> bool:
