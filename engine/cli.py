@@ -12,6 +12,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from engine import report
+from engine.textfmt import colour_verdicts, green, red, yellow
 from engine.validate import UsageError, validate_paths
 
 if TYPE_CHECKING:
@@ -22,8 +23,20 @@ TALKS_TO_TEMPORAL = frozenset({"start", "event send", "event import", "runs"})
 """The commands that say which Temporal they use when it is not the default (stderr)."""
 
 
+def _version() -> str:
+    """The installed package's version (pyproject.toml), or "unknown" when run from an uninstalled tree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("csops")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="csops", description="Customer Success playbooks as code.")
+    parser.add_argument("--version", action="version", version=f"csops {_version()}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     val = sub.add_parser("validate", help="check playbooks and report every problem with its position",
                          description="Check playbook files (or every *.yaml below folders) and report each problem "
@@ -168,13 +181,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(report.as_github(problems))
     else:
         if problems:
-            print(report.as_text(problems, lines))
+            print(colour_verdicts(report.as_text(problems, lines), sys.stdout))
         if not args.quiet:
             errors = sum(1 for p in problems if p.severity == "error")
             warnings = len(problems) - errors
             files = len(result.files)
             verdict = "no problems" if not problems else f"{errors} error(s), {warnings} warning(s)"
-            print(f"{files} playbook file(s) checked: {verdict}", file=sys.stderr if problems else sys.stdout)
+            out = sys.stderr if problems else sys.stdout
+            print(f"{files} playbook file(s) checked: " + (red(verdict, out) if errors else
+                                                          yellow(verdict, out) if problems else green(verdict, out)),
+                  file=out)
     failing = [p for p in problems if p.severity == "error" or args.strict]
     return EXIT_PROBLEMS if failing else EXIT_OK
 
@@ -193,7 +209,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                               "problems": json.loads(report.as_json(exc.problems)), "connections": []}, indent=2))
         elif exc.problems:
             for p in exc.problems:
-                print(f"{p.path}:{p.line}:{p.col}: [{p.severity}] {p.message} ({p.rule})")
+                print(colour_verdicts(f"{p.path}:{p.line}:{p.col}: [{p.severity}] {p.message} ({p.rule})", sys.stdout))
                 if p.hint:
                     print(f"  hint: {p.hint}")
             print(f"{exc}: fix the file and run csops check-config again; nothing was connected", file=sys.stderr)
@@ -218,12 +234,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for name, kind, problems in rows:
         label = f"{name} ({kind})" if kind else name
         if len(problems) == 1:
-            print(f"{label}: {problems[0]}")
+            print(f"{label}: {red(problems[0], sys.stdout)}")
         elif problems:
-            print(f"{label}: {len(problems)} problems")
+            print(f"{label}: {red(f'{len(problems)} problems', sys.stdout)}")
             print("\n".join(f"  - {problem}" for problem in problems))
         else:
-            print(f"{label}: OK")
+            print(f"{label}: {green('OK', sys.stdout)}")
     verb = "has" if failing == 1 else "have"
     print(f"{failing} of {len(rows)} connections {verb} problems" if failing else f"all {len(rows)} connections work")
     return EXIT_PROBLEMS if failing else EXIT_OK

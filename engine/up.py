@@ -22,6 +22,8 @@ from pathlib import Path
 from engine.stackfile import NAME, Stack, alive, read_stack, remove_stack, write_stack
 
 STOP_WAIT = 10.0
+INTERRUPT_WAITS = (0.9, 0.6)
+"""After Ctrl-C: seconds the worker and API, then the Temporal server, get before they are killed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,8 +76,10 @@ def check_playbooks(folder: Path, skip_invalid: bool) -> bool:
             return []
 
     print(colour_verdicts(as_text(problems, lines), sys.stderr), file=sys.stderr)
-    print(f"csops up: {count(len(invalid), 'playbook file')} in {folder} do not validate; nothing was started. Fix "
-          f"them (csops validate {folder}), or pass --skip-invalid to run without them", file=sys.stderr)
+    verb = "does" if len(invalid) == 1 else "do"
+    print(f"csops up: {count(len(invalid), 'playbook file')} in {folder} {verb} not validate; nothing was started. "
+          f"Fix {'it' if len(invalid) == 1 else 'them'} (csops validate {folder}), or pass --skip-invalid to run "
+          "without them", file=sys.stderr)
     return False
 
 
@@ -238,28 +242,33 @@ def up(opts: UpOptions) -> int:
     finally:
         phase = "stopping"  # a second Ctrl-C now kills what is left at once
         remove_stack(opts.home, os.getpid())
-        stop_all([[api, worker], [server]], hurry=lambda: signal.SIGINT in signals[1:])
+        # Ctrl-C is answered within 2 s: the parts get 1.5 s, then are killed (runs are durable; the
+        # ledger keeps effects once). SIGTERM (a service manager) gives each stage STOP_WAIT.
+        waits = INTERRUPT_WAITS if signals and signals[0] == signal.SIGINT else (STOP_WAIT, STOP_WAIT)
+        stop_all([[api, worker], [server]], waits, hurry=lambda: signal.SIGINT in signals[1:])
         for sig, handler in old.items():
             signal.signal(sig, handler)
         print("csops up: stopped", flush=True)
     return 130 if signals and signals[0] == signal.SIGINT else status
 
 
-def stop_all(stages: list[list[subprocess.Popen[bytes] | None]], hurry: Callable[[], bool]) -> None:
-    """SIGTERM each stage's processes together, wait up to STOP_WAIT for the stage, SIGKILL what is left.
+def stop_all(stages: list[list[subprocess.Popen[bytes] | None]], waits: tuple[float, ...],
+             hurry: Callable[[], bool]) -> None:
+    """SIGTERM each stage's processes together, wait up to its seconds in ``waits``, SIGKILL what is left.
 
     Stages go in order (the worker and API before the Temporal server they report to); ``hurry``
     turning true (a second Ctrl-C) kills the rest at once.
     """
-    for stage in stages:
+    for stage, wait in zip(stages, waits, strict=True):
         procs = [p for p in stage if p is not None and p.poll() is None]
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_WAIT
+        deadline = time.monotonic() + wait
         while any(p.poll() is None for p in procs) and time.monotonic() < deadline and not hurry():
             time.sleep(0.05)
         for proc in procs:
             if proc.poll() is None:
-                print(f"csops up: pid {proc.pid} did not stop in time; killing it", file=sys.stderr)
+                if wait == STOP_WAIT:  # after Ctrl-C the kill is the plan, not news
+                    print(f"csops up: pid {proc.pid} did not stop in {wait:.0f} s; killing it", file=sys.stderr)
                 proc.kill()
                 proc.wait()
