@@ -333,8 +333,8 @@ def _interrupted(command: str) -> None:
 
 def run() -> None:
     """Console-script entry: flush and leave with os._exit (temporalio's core can abort at shutdown)."""
-    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
-    _interrupted(command or "")
+    words = [a for a in sys.argv[1:3] if not a.startswith("-")]
+    _interrupted(" ".join(words[:2] if words[:1] in (["event"], ["runs"], ["import"]) else words[:1]))
     try:
         status = main()
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -253,3 +254,52 @@ def test_explain_says_1_day_not_1_days(away: int, said: str) -> None:
     f = facts(account=account(renewal_date=(TODAY + timedelta(days=away)).isoformat()))
     trigger = next(c for c in explain(pb, f, TODAY) if c.name == "trigger 1")
     assert trigger.text.endswith(said)
+
+
+# --- csops event send for an account the CRM does not have -----------------------------------------------
+
+
+@pytest.fixture
+def temporal(tmp_path: Path) -> Iterator[str]:
+    """Temporal's test server (time-skipping, no persistence) on a free port: its address."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = os.path.join(os.path.dirname(sys.executable), "temporal-test-server")
+    with (tmp_path / "test-server.log").open("wb") as log:
+        proc = subprocess.Popen([server, str(port)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, "the test server did not start"
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_event_send_warns_and_exits_1_for_an_account_the_crm_does_not_have(
+        here: dict[str, Path], temporal: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    crm = SQLCRM(os.environ["CSOPS_DATABASE_URL"])
+    crm.add_account(Account(id="acme", name="Acme"))
+    crm.close()
+    (here["broken"]).unlink()
+    env = {**os.environ, "CSOPS_TEMPORAL_ADDRESS": temporal, "NO_COLOR": "1"}
+
+    def send(account: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "engine.cli", "event", "send", "--type", "billing.paid",
+                               "--account", account, "--id", f"e-{account}"], capture_output=True, text=True,
+                              env=env, cwd=ROOT, timeout=120)
+
+    known = send("acme")
+    assert (known.returncode, known.stdout) == (0, "accepted e-acme: no trigger fired\n"), known.stderr
+    assert "warning" not in known.stderr
+    ghost = send("ghost")
+    assert ghost.returncode == 1, ghost.stdout + ghost.stderr
+    assert ghost.stderr.splitlines()[-1] == (
+        "warning: e-ghost: the CRM has no account 'ghost', so no playbook starts for it; check the id (csops import "
+        "accounts adds accounts to the built-in CRM)")
