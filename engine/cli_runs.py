@@ -162,7 +162,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         folder = validate_paths([str(settings.playbooks)])
-    except UsageError:
+    except UsageError as exc:
+        print(f"csops explain: {exc}; no playbook to explain (CSOPS_PLAYBOOKS names the folder)", file=sys.stderr)
         folder = Report(files=[], playbooks={})
     valid = folder.playbooks
     invalid = [f for f in folder.files if any(p.severity == "error" for p in f.problems)]
