@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import functools
 import json
+import re
 import sys
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
@@ -122,12 +123,23 @@ def _import(args: argparse.Namespace) -> int:
     except ImportFileError as exc:
         print(f"csops import: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    crm = SQLCRM(url)
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    try:
+        crm = SQLCRM(url)
+    except ArgumentError as exc:
+        print(f"csops import: {url!r} is not a database URL csops can open ({exc}); write e.g. "
+              "sqlite:///.csops/csops.db or postgresql+psycopg://user@host/db", file=sys.stderr)
+        return EXIT_USAGE
     try:
         report = asyncio.run(import_csv(crm, args.kind, Path(args.file), dry_run=args.dry_run, mapping=mapping,
                                         delimiter=delimiter))
     except ImportFileError as exc:
         print(f"csops import: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OperationalError as exc:
+        print(f"csops import: cannot use the database {url}: {exc.orig or exc}; nothing was imported",
+              file=sys.stderr)
         return EXIT_USAGE
     finally:
         crm.close()
@@ -232,8 +244,9 @@ def _run(events: Sequence[tuple[int, Any]], command: str, where: str = "") -> in
     try:
         results, unknown = asyncio.run(_ingest(settings, [obj for _, obj in valid]))
     except RuntimeError as exc:  # temporalio's "Failed client connect"
-        print(f"{command}: cannot reach Temporal at {settings.temporal_address}: {exc} (is csops up running?)",
-              file=sys.stderr)
+        said = re.search(r'message: "([^"]+)"', str(exc))  # the OS's words inside the Rust client's error
+        print(f"{command}: cannot reach Temporal at {settings.temporal_address}: "
+              f"{said.group(1) if said else str(exc).splitlines()[0][:300]} (is csops up running?)", file=sys.stderr)
         return EXIT_USAGE
     for (number, obj), result in zip(valid, results, strict=True):
         print(f"{where}:{number}: " * bool(where) + _line(result))

@@ -303,3 +303,14 @@ def test_event_send_warns_and_exits_1_for_an_account_the_crm_does_not_have(
     assert ghost.stderr.splitlines()[-1] == (
         "warning: e-ghost: the CRM has no account 'ghost', so no playbook starts for it; check the id (csops import "
         "accounts adds accounts to the built-in CRM)")
+
+
+def test_event_send_to_a_temporal_that_refuses_says_so_in_one_line(here: dict[str, Path],
+                                                                   capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket_in_use() as port:
+        pass  # closed again: nothing listens there now
+    monkeypatch.setenv("CSOPS_TEMPORAL_ADDRESS", f"127.0.0.1:{port}")
+    assert main(["event", "send", "--type", "billing.paid", "--account", "acme"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"csops event send: cannot reach Temporal at 127.0.0.1:{port}: Connection refused (is csops up running?)")

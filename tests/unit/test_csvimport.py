@@ -135,3 +135,11 @@ def test_event_import_reports_lines_that_are_not_json_or_invalid(tmp_path: Path,
         f"{path}:1: rejected: not JSON (Expecting ',' delimiter at column 12)",
         f"{path}:3: rejected e2: type: must be a dotted lower-case name like health.updated or "
         "billing.invoice_overdue, not 'x'; occurred_at: is required"]
+
+
+def test_a_database_url_that_is_not_one_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "a.csv", "id,name\nzeta,Zeta\n")
+    assert main(["import", "accounts", path, "--database-url", "nonsense://x"]) == 2
+    assert capsys.readouterr().err == (
+        "csops import: 'nonsense://x' is not a database URL csops can open (Can't load plugin: "
+        "sqlalchemy.dialects:nonsense); write e.g. sqlite:///.csops/csops.db or postgresql+psycopg://user@host/db\n")
