@@ -90,15 +90,22 @@ def read_table(path: Path, columns: tuple[str, ...], *, custom: bool, delimiter:
             does not exist.
     """
     text = _text(path)
-    first = text.split("\n", 1)[0]
+    first, _, rest = text.partition("\n")
+    # Excel's "sep=;" first line names the separator; the header follows it.
+    said = re.fullmatch(r"sep=(.)\r?", first)
     detected = not delimiter
-    if detected:
+    if detected and said and said.group(1) in SEPARATORS:
+        delimiter, detected = said.group(1), False
+    elif detected:
         try:
-            delimiter = csv.Sniffer().sniff(first, delimiters="".join(SEPARATORS)).delimiter
+            delimiter = csv.Sniffer().sniff(rest.partition("\n")[0] if said else first,
+                                            delimiters="".join(SEPARATORS)).delimiter
         except csv.Error:  # a single column: nothing to tell the separator by
             delimiter = ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
+        if said:
+            next(reader)
         header = next(reader, [])
         fields = _fields(path, [h.strip() for h in header], columns, custom, delimiter, mapping or {})
         rows = _rows(reader, fields)

@@ -136,6 +136,10 @@ CASES = [
     Case("tabs are detected", "id\tname\tsegment\nnorthwind\tNorthwind\tmid\n", 0,
          ["1 of 1 accounts imported, 0 rejected"], nw(name="Northwind", segment="mid"),
          err="reading {f} as tab-separated"),
+    Case("Excel's sep= line names the separator", "sep=;\nid;name\nnorthwind;N\nshort\n", 1,
+         ["{f}:4: (row): has 1 cell(s), the header has 2: a truncated row; nothing of it was imported, so no stored "
+          "value was cleared (write an empty cell to clear one)", "1 of 2 accounts imported, 1 rejected"],
+         nw(name="N")),  # the file says its separator: nothing to tell
     Case("a wrong --delimiter is explained", "id;name\nnorthwind;N\n", 2, [], SAME, args=("--delimiter", ","),
          err="unknown column(s) id;name; the columns are " + COLUMNS + " (rename others with --map HEADER=field, or "
              "leave them out with --map HEADER=); the header looks ';'-separated: use --delimiter ';'"),
