@@ -299,42 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-INTERRUPT_GRACE = 1.5
-"""Seconds a command gets to wind down after Ctrl-C before it is ended at once (exit 130 either way)."""
-
-
-def _interrupted(command: str) -> None:
-    """Ctrl-C: one line, exit 130 — at once if cleanup hangs (a connect stuck in a thread, a slow server)."""
-    import signal
-    import threading
-
-    said = threading.Event()
-
-    def leave() -> None:
-        if not said.is_set():
-            said.set()
-            print(f"csops {command}: interrupted", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(130)
-
-    def on_sigint(signum: int, frame: object) -> None:
-        if said.is_set():  # a second Ctrl-C: no more waiting
-            leave()
-        said.set()
-        print(f"csops {command}: interrupted", file=sys.stderr, flush=True)
-        timer = threading.Timer(INTERRUPT_GRACE, leave)
-        timer.daemon = True
-        timer.start()
-        raise KeyboardInterrupt
-
-    # asyncio.run installs its own SIGINT handler only over the default one: this one stays in charge.
-    signal.signal(signal.SIGINT, on_sigint)
-
-
 def run() -> None:
     """Console-script entry: flush and leave with os._exit (temporalio's core can abort at shutdown)."""
     words = [a for a in sys.argv[1:3] if not a.startswith("-")]
-    _interrupted(" ".join(words[:2] if words[:1] in (["event"], ["runs"], ["import"]) else words[:1]))
+    from engine.interrupts import on_ctrl_c
+
+    on_ctrl_c(" ".join(words[:2] if words[:1] in (["event"], ["runs"], ["import"]) else words[:1]))
     try:
         status = main()
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""``csops event send|import|failed|retry`` and ``csops import accounts|contacts|users FILE.csv``.
+"""``csops event send|import|failed|retry``, and the ``csops import`` parser (engine/cli_import.py runs it).
 
 ``send`` and ``import`` go through the same Ingestor as the HTTP API, with the store, CRM and
 Temporal of the settings, and process what they stored before they return, printing one line per
@@ -20,10 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine.csvimport import COLUMNS, ImportFileError, ImportReport, import_csv
-from engine.csvread import SEPARATORS, parse_delimiter
 from engine.ingest import IngestResult, validate_event
-from engine.textfmt import money, yellow
+from engine.textfmt import yellow
 
 if TYPE_CHECKING:
     from engine.settings import Settings
@@ -64,25 +62,17 @@ def add_parsers(sub: Any) -> None:
                               description="Queue failed events again, their attempts reset; the processor takes them "
                                           "up at once. Exit 0 all queued again, 1 an id was not a failed event.")
     retry.add_argument("ids", nargs="+", metavar="ID", help="event ids, as csops event failed lists them")
-    crm = sub.add_parser("import", help="import accounts, contacts or users from CSV into the built-in CRM",
-                         description="Upsert the rows of a CSV file into the built-in CRM; the header names the "
-                                     "columns (docs/events.md). Exit 0 all imported, 1 some rows rejected (the "
-                                     "others are imported), 2 unreadable file or wrong header.")
-    crm.add_argument("kind", choices=tuple(COLUMNS), help="what the file holds")
-    crm.add_argument("file", metavar="FILE.csv", help="the CSV file, header first")
-    crm.add_argument("--database-url", default="", help="the built-in CRM's database (default: the settings')")
-    crm.add_argument("--dry-run", action="store_true",
-                     help="write nothing: print what would change, per record and field")
-    crm.add_argument("--map", action="append", default=[], metavar="HEADER=FIELD",
-                     help="read column HEADER as FIELD (e.g. 'Account Name=name'); HEADER= leaves it out; repeatable")
-    crm.add_argument("--delimiter", default="", metavar="SEP",
-                     help="the separator: ',' ';' or tab ('\\t'); default: detected from the header line")
+    from engine.cli_import import add_parser as add_import_parser
+
+    add_import_parser(sub)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run ``event ...`` or ``import ...``; the exit status."""
     if args.command == "import":
-        return _import(args)
+        from engine.cli_import import run_import
+
+        return run_import(args)
     if args.event_command == "send":
         return _send(args)
     if args.event_command == "import":
@@ -99,96 +89,6 @@ def _settings(command: str) -> Settings | None:
     from engine.cli import _settings as load
 
     return load(command)
-
-
-def _import(args: argparse.Namespace) -> int:
-    from connectors.sqlcrm import SQLCRM
-
-    url = args.database_url
-    if not url:
-        settings = _settings("import")
-        if settings is None:
-            return EXIT_USAGE
-        from engine.config import BuiltinCRMConfig
-
-        cfg = settings.config.crm
-        if not isinstance(cfg, BuiltinCRMConfig):
-            print(f"csops import: the configured CRM is {cfg.kind}; csops import writes to the built-in CRM only "
-                  "(import into your CRM there, or pass --database-url)", file=sys.stderr)
-            return EXIT_USAGE
-        url = cfg.database_url or settings.database_url
-    try:
-        mapping = _mapping(args.map)
-        delimiter = parse_delimiter(args.delimiter) if args.delimiter else ""
-    except ImportFileError as exc:
-        print(f"csops import: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    from sqlalchemy.exc import ArgumentError, OperationalError
-
-    try:
-        crm = SQLCRM(url)
-    except ArgumentError as exc:
-        print(f"csops import: {url!r} is not a database URL csops can open ({exc}); write e.g. "
-              "sqlite:///.csops/csops.db or postgresql+psycopg://user@host/db", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        report = asyncio.run(import_csv(crm, args.kind, Path(args.file), dry_run=args.dry_run, mapping=mapping,
-                                        delimiter=delimiter))
-    except ImportFileError as exc:
-        print(f"csops import: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OperationalError as exc:
-        print(f"csops import: cannot use the database {url}: {exc.orig or exc}; nothing was imported",
-              file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        crm.close()
-    if report.detected and report.delimiter != ",":
-        print(f"csops import: reading {args.file} as {SEPARATORS[report.delimiter]}-separated (detected from its "
-              "header; --delimiter says otherwise)", file=sys.stderr)
-    for r in report.rejected:
-        print(f"{args.file}:{r.line}: {r.column}: {r.why}")
-    if report.dry_run:
-        return _dry_run(report, args.kind)
-    print(f"{report.imported} of {report.rows} {args.kind} imported, {report.rejected_rows} rejected")
-    return EXIT_PROBLEMS if report.rejected else EXIT_OK
-
-
-def _mapping(pairs: Sequence[str]) -> dict[str, str]:
-    mapping: dict[str, str] = {}
-    for pair in pairs:
-        header, eq, target = pair.partition("=")
-        if not eq or not header.strip():
-            raise ImportFileError(f"--map takes HEADER=FIELD (e.g. 'Account Name=name'), not {pair!r}")
-        mapping[header.strip()] = target.strip()
-    return mapping
-
-
-def _dry_run(report: ImportReport, kind: str) -> int:
-    new = sum(1 for c in report.changes if c.new)
-    changed = [c for c in report.changes if not c.new and c.fields]
-    for change in report.changes:
-        if change.new:
-            print(f"would add {change.id}")
-        elif change.fields:
-            print(f"would change {change.id}: " + "; ".join(
-                f"{name}: {_shown(name, before)} -> {_shown(name, after)}" for name, before, after in change.fields))
-    same = len(report.changes) - new - len(changed)
-    print(f"dry run: {report.imported} of {report.rows} {kind} would be imported ({new} new, {len(changed)} changed, "
-          f"{same} unchanged), {report.rejected_rows} rejected; nothing was written")
-    return EXIT_PROBLEMS if report.rejected else EXIT_OK
-
-
-def _shown(name: str, value: Any) -> str:
-    if value is None or value == "" or value == {} or value == ():
-        return "(empty)"
-    if name == "arr":
-        return money(value)
-    if isinstance(value, tuple):
-        return ";".join(map(str, value))
-    if isinstance(value, dict):
-        return json.dumps(value, default=str, sort_keys=True)
-    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _send(args: argparse.Namespace) -> int:
