@@ -303,6 +303,18 @@ def test_event_send_warns_and_exits_1_for_an_account_the_crm_does_not_have(
     assert ghost.stderr.splitlines()[-1] == (
         "warning: e-ghost: the CRM has no account 'ghost', so no playbook starts for it; check the id (csops import "
         "accounts adds accounts to the built-in CRM)")
+    events = here["tmp"] / "events.jsonl"
+    events.write_text("".join(f'{{"id": "i-{a}", "type": "billing.paid", "account_id": "{a}", '
+                              f'"occurred_at": "2026-11-23T10:00:00Z"}}\n' for a in ("acme", "nobody")),
+                      encoding="utf-8")
+    batch = subprocess.run([sys.executable, "-m", "engine.cli", "event", "import", str(events)], capture_output=True,
+                           text=True, env=env, cwd=ROOT, timeout=120)
+    assert batch.returncode == 1, batch.stdout + batch.stderr
+    assert batch.stdout.splitlines() == [f"{events}:1: accepted i-acme: no trigger fired",
+                                         f"{events}:2: accepted i-nobody: no trigger fired"]
+    assert batch.stderr.splitlines()[-1] == (
+        f"{events}:2: warning: i-nobody: the CRM has no account 'nobody', so no playbook starts for it; check the id "
+        "(csops import accounts adds accounts to the built-in CRM)")
 
 
 def test_event_send_to_a_temporal_that_refuses_says_so_in_one_line(here: dict[str, Path],
