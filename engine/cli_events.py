@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.ingest import IngestResult, validate_event
-from engine.textfmt import yellow
+from engine.textfmt import red, yellow
 
 if TYPE_CHECKING:
     from engine.settings import Settings
@@ -216,7 +216,7 @@ def _line(r: IngestResult) -> str:
     if r.status == "duplicate":
         return f"duplicate {r.id}: an event with this id was received before; nothing was done again"
     if r.status == "rejected":
-        return f"rejected {r.id}: {'; '.join(r.errors)}"
+        return red("rejected", sys.stdout) + f" {r.id}: {'; '.join(r.errors)}"
     if str(r.status) == "unknown_account":  # the ingest's own verdict, where it gives one
         return f"unknown account {r.id}" + (f": {'; '.join(r.errors)}" if r.errors else "")
     return f"accepted {r.id}" + ("" if r.decisions else ": no trigger fired")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.csvimport import COLUMNS, ImportFileError, ImportReport, import_csv
 from engine.csvread import SEPARATORS, parse_delimiter
-from engine.textfmt import money
+from engine.textfmt import money, red
 
 if TYPE_CHECKING:
     from engine.settings import Settings
@@ -97,7 +97,7 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"csops import: reading {args.file} as {SEPARATORS[report.delimiter]}-separated (detected from its "
               "header; --delimiter says otherwise)", file=sys.stderr)
     for r in report.rejected:
-        print(f"{args.file}:{r.line}: {r.column}: {r.why}")
+        print(f"{args.file}:{r.line}: {red(r.column, sys.stdout)}: {r.why}")
     if report.dry_run:
         return _dry_run(report, args.kind)
     print(f"{report.imported} of {report.rows} {args.kind} imported, {report.rejected_rows} rejected")
