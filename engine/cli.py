@@ -117,6 +117,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings("up")
     if settings is None:
         return EXIT_USAGE
+    for flag, port in (("--port", args.port), ("--ui-port", args.ui_port), ("--api-port", args.api_port)):
+        if not 0 < port <= 65535 and (port or flag != "--api-port"):
+            print(f"csops up: {flag} {port} is not a port; give a number from 1 to 65535", file=sys.stderr)
+            return EXIT_USAGE
     if not check_playbooks(settings.playbooks, args.skip_invalid):
         return EXIT_USAGE
     return up(UpOptions(home=settings.home, temporal_address=args.temporal_address, port=args.port,

@@ -67,6 +67,14 @@ def test_up_refuses_to_start_when_a_playbook_does_not_validate(here: dict[str, P
     assert not here["home"].exists()  # nothing started, nothing written
 
 
+@pytest.mark.parametrize(("flag", "port"), [("--port", "99999"), ("--ui-port", "0"), ("--api-port", "-1")])
+def test_up_refuses_a_port_that_is_not_one(here: dict[str, Path], capsys: pytest.CaptureFixture[str], flag: str,
+                                           port: str) -> None:
+    assert main(["up", flag, port]) == 2
+    assert capsys.readouterr().err == f"csops up: {flag} {port} is not a port; give a number from 1 to 65535\n"
+    assert not here["home"].exists()
+
+
 def test_skip_invalid_warns_once_per_file(here: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert check_playbooks(here["folder"], skip_invalid=True) is True
     broken = here["broken"]
