@@ -246,6 +246,9 @@ def cmd_api(args: argparse.Namespace) -> int:
               "to serve on the network", file=sys.stderr)
         return EXIT_USAGE
     port = args.port or settings.api_port
+    if not 0 < port <= 65535:
+        print(f"csops api: --port {port} is not a port; give a number from 1 to 65535", file=sys.stderr)
+        return EXIT_USAGE
     if insecure:
         print(f"csops api: no CSOPS_API_TOKEN: serving WITHOUT a token on {args.host}:{port} (--insecure-dev; "
               "loopback only)", file=sys.stderr, flush=True)

@@ -75,6 +75,12 @@ def test_up_refuses_a_port_that_is_not_one(here: dict[str, Path], capsys: pytest
     assert not here["home"].exists()
 
 
+def test_api_refuses_a_port_that_is_not_one(here: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["api", "--insecure-dev", "--port", "99999"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "csops api: --port 99999 is not a port; give a number from 1 " \
+                                                       "to 65535"
+
+
 def test_skip_invalid_warns_once_per_file(here: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert check_playbooks(here["folder"], skip_invalid=True) is True
     broken = here["broken"]
