@@ -12,16 +12,31 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from engine import report
+from engine.textfmt import colour_verdicts, green, red, yellow
 from engine.validate import UsageError, validate_paths
 
 if TYPE_CHECKING:
     from engine.settings import Settings
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+TALKS_TO_TEMPORAL = frozenset({"start", "event send", "event import", "runs"})
+"""The commands that say which Temporal they use when it is not the default (stderr)."""
+
+
+def _version() -> str:
+    """The installed package's version (pyproject.toml), or "unknown" when run from an uninstalled tree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("csops")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="csops", description="Customer Success playbooks as code.")
+    parser.add_argument("--version", action="version", version=f"csops {_version()}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     val = sub.add_parser("validate", help="check playbooks and report every problem with its position",
                          description="Check playbook files (or every *.yaml below folders) and report each problem "
@@ -39,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     upp.add_argument("--port", type=int, default=7233, help="dev server gRPC port (default 7233)")
     upp.add_argument("--ui-port", type=int, default=8233, help="dev server web UI port (default 8233)")
     upp.add_argument("--api-port", type=int, default=0, help="HTTP API port (default CSOPS_API_PORT, else 8000)")
+    upp.add_argument("--skip-invalid", action="store_true",
+                     help="start even when playbooks do not validate, without them (a warning per file); by "
+                          "default csops up prints their problems and exits 2")
     start = sub.add_parser("start", help="start a run of a playbook for an account (a manual trigger)",
                            description="Start PLAYBOOK for ACCOUNT through the same checks as any trigger: the "
                                        "playbook needs a manual trigger, and the audience, one active run, the entry "
@@ -85,7 +103,7 @@ def _settings(command: str, config_file: str = "") -> Settings | None:
     from engine.settings import Settings
 
     try:
-        return Settings.load(config_file=config_file)
+        settings = Settings.load(config_file=config_file)
     except ConfigError as exc:
         for p in exc.problems:
             print(f"{p.path}:{p.line}:{p.col}: {p.message}" + (f" (hint: {p.hint})" if p.hint else ""),
@@ -93,13 +111,24 @@ def _settings(command: str, config_file: str = "") -> Settings | None:
         print(f"csops {command}: {exc} (csops check-config says more)" if exc.problems else f"csops {command}: {exc}",
               file=sys.stderr)
         return None
+    if command in TALKS_TO_TEMPORAL and settings.temporal_from:
+        api = f", API {settings.stack.api_url}" if settings.stack and settings.stack.api_url else ""
+        print(f"csops {command}: using Temporal at {settings.temporal_address}{api} (from {settings.temporal_from})",
+              file=sys.stderr)
+    return settings
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from engine.up import UpOptions, up
+    from engine.up import UpOptions, check_playbooks, up
 
     settings = _settings("up")
     if settings is None:
+        return EXIT_USAGE
+    for flag, port in (("--port", args.port), ("--ui-port", args.ui_port), ("--api-port", args.api_port)):
+        if not 0 < port <= 65535 and (port or flag != "--api-port"):
+            print(f"csops up: {flag} {port} is not a port; give a number from 1 to 65535", file=sys.stderr)
+            return EXIT_USAGE
+    if not check_playbooks(settings.playbooks, args.skip_invalid):
         return EXIT_USAGE
     return up(UpOptions(home=settings.home, temporal_address=args.temporal_address, port=args.port,
                         ui_port=args.ui_port, api_port=args.api_port or settings.api_port))
@@ -171,13 +200,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(report.as_github(problems))
     else:
         if problems:
-            print(report.as_text(problems, lines))
+            print(colour_verdicts(report.as_text(problems, lines), sys.stdout))
         if not args.quiet:
             errors = sum(1 for p in problems if p.severity == "error")
             warnings = len(problems) - errors
             files = len(result.files)
             verdict = "no problems" if not problems else f"{errors} error(s), {warnings} warning(s)"
-            print(f"{files} playbook file(s) checked: {verdict}", file=sys.stderr if problems else sys.stdout)
+            out = sys.stderr if problems else sys.stdout
+            print(f"{files} playbook file(s) checked: " + (red(verdict, out) if errors else
+                                                          yellow(verdict, out) if problems else green(verdict, out)),
+                  file=out)
     failing = [p for p in problems if p.severity == "error" or args.strict]
     return EXIT_PROBLEMS if failing else EXIT_OK
 
@@ -196,7 +228,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                               "problems": json.loads(report.as_json(exc.problems)), "connections": []}, indent=2))
         elif exc.problems:
             for p in exc.problems:
-                print(f"{p.path}:{p.line}:{p.col}: [{p.severity}] {p.message} ({p.rule})")
+                print(colour_verdicts(f"{p.path}:{p.line}:{p.col}: [{p.severity}] {p.message} ({p.rule})", sys.stdout))
                 if p.hint:
                     print(f"  hint: {p.hint}")
             print(f"{exc}: fix the file and run csops check-config again; nothing was connected", file=sys.stderr)
@@ -221,12 +253,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for name, kind, problems in rows:
         label = f"{name} ({kind})" if kind else name
         if len(problems) == 1:
-            print(f"{label}: {problems[0]}")
+            print(f"{label}: {red(problems[0], sys.stdout)}")
         elif problems:
-            print(f"{label}: {len(problems)} problems")
+            print(f"{label}: {red(f'{len(problems)} problems', sys.stdout)}")
             print("\n".join(f"  - {problem}" for problem in problems))
         else:
-            print(f"{label}: OK")
+            print(f"{label}: {green('OK', sys.stdout)}")
     verb = "has" if failing == 1 else "have"
     print(f"{failing} of {len(rows)} connections {verb} problems" if failing else f"all {len(rows)} connections work")
     return EXIT_PROBLEMS if failing else EXIT_OK
@@ -288,6 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry: flush and leave with os._exit (temporalio's core can abort at shutdown)."""
+    words = [a for a in sys.argv[1:3] if not a.startswith("-")]
+    from engine.interrupts import on_ctrl_c
+
+    on_ctrl_c(" ".join(words[:2] if words[:1] in (["event"], ["runs"], ["import"]) else words[:1]))
     try:
         status = main()
     except KeyboardInterrupt:
@@ -295,8 +331,11 @@ def run() -> None:
     except Exception as exc:  # noqa: BLE001 - a bug of ours is reported in one line, not a traceback
         print(f"csops: internal error: {exc!r} (please report it)", file=sys.stderr)
         status = 3
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (KeyboardInterrupt, BrokenPipeError):
+        pass
     os._exit(status)
 
 

@@ -1,4 +1,4 @@
-"""``csops event send|import|failed|retry`` and ``csops import accounts|contacts|users FILE.csv``.
+"""``csops event send|import|failed|retry``, and the ``csops import`` parser (engine/cli_import.py runs it).
 
 ``send`` and ``import`` go through the same Ingestor as the HTTP API, with the store, CRM and
 Temporal of the settings, and process what they stored before they return, printing one line per
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
@@ -18,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine.csvimport import COLUMNS, ImportFileError, import_csv
 from engine.ingest import IngestResult, validate_event
+from engine.textfmt import red, yellow
 
 if TYPE_CHECKING:
     from engine.settings import Settings
@@ -60,19 +61,17 @@ def add_parsers(sub: Any) -> None:
                               description="Queue failed events again, their attempts reset; the processor takes them "
                                           "up at once. Exit 0 all queued again, 1 an id was not a failed event.")
     retry.add_argument("ids", nargs="+", metavar="ID", help="event ids, as csops event failed lists them")
-    crm = sub.add_parser("import", help="import accounts, contacts or users from CSV into the built-in CRM",
-                         description="Upsert the rows of a CSV file into the built-in CRM; the header names the "
-                                     "columns (docs/events.md). Exit 0 all imported, 1 some rows rejected (the "
-                                     "others are imported), 2 unreadable file or wrong header.")
-    crm.add_argument("kind", choices=tuple(COLUMNS), help="what the file holds")
-    crm.add_argument("file", metavar="FILE.csv", help="the CSV file, header first")
-    crm.add_argument("--database-url", default="", help="the built-in CRM's database (default: the settings')")
+    from engine.cli_import import add_parser as add_import_parser
+
+    add_import_parser(sub)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run ``event ...`` or ``import ...``; the exit status."""
     if args.command == "import":
-        return _import(args)
+        from engine.cli_import import run_import
+
+        return run_import(args)
     if args.event_command == "send":
         return _send(args)
     if args.event_command == "import":
@@ -89,36 +88,6 @@ def _settings(command: str) -> Settings | None:
     from engine.cli import _settings as load
 
     return load(command)
-
-
-def _import(args: argparse.Namespace) -> int:
-    from connectors.sqlcrm import SQLCRM
-
-    url = args.database_url
-    if not url:
-        settings = _settings("import")
-        if settings is None:
-            return EXIT_USAGE
-        from engine.config import BuiltinCRMConfig
-
-        cfg = settings.config.crm
-        if not isinstance(cfg, BuiltinCRMConfig):
-            print(f"csops import: the configured CRM is {cfg.kind}; csops import writes to the built-in CRM only "
-                  "(import into your CRM there, or pass --database-url)", file=sys.stderr)
-            return EXIT_USAGE
-        url = cfg.database_url or settings.database_url
-    crm = SQLCRM(url)
-    try:
-        report = asyncio.run(import_csv(crm, args.kind, Path(args.file)))
-    except ImportFileError as exc:
-        print(f"csops import: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        crm.close()
-    for r in report.rejected:
-        print(f"{args.file}:{r.line}: {r.column}: {r.why}")
-    print(f"{report.imported} of {report.rows} {args.kind} imported, {report.rejected_rows} rejected")
-    return EXIT_PROBLEMS if report.rejected else EXIT_OK
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -172,16 +141,22 @@ def _run(events: Sequence[tuple[int, Any]], command: str, where: str = "") -> in
     if settings is None:
         return EXIT_USAGE
     try:
-        results = asyncio.run(_ingest(settings, [obj for _, obj in valid]))
+        results, unknown = asyncio.run(_ingest(settings, [obj for _, obj in valid]))
     except RuntimeError as exc:  # temporalio's "Failed client connect"
-        print(f"{command}: cannot reach Temporal at {settings.temporal_address}: {exc} (is csops up running?)",
-              file=sys.stderr)
+        said = re.search(r'message: "([^"]+)"', str(exc))  # the OS's words inside the Rust client's error
+        print(f"{command}: cannot reach Temporal at {settings.temporal_address}: "
+              f"{said.group(1) if said else str(exc).splitlines()[0][:300]} (is csops up running?)", file=sys.stderr)
         return EXIT_USAGE
-    for (number, _), result in zip(valid, results, strict=True):
+    for (number, obj), result in zip(valid, results, strict=True):
         print(f"{where}:{number}: " * bool(where) + _line(result))
         for text in (*result.decisions, *result.notes):
             print(f"  {text}")
         if any("stays queued" in n or "set aside" in n for n in result.notes):
+            status = EXIT_PROBLEMS
+        if str(result.status) == "unknown_account" or (result.status == "accepted" and obj["account_id"] in unknown):
+            print(yellow(f"{where}:{number}: " * bool(where) + f"warning: {result.id}: the CRM has no account "
+                         f"{obj['account_id']!r}, so no playbook starts for it; check the id (csops import accounts "
+                         "adds accounts to the built-in CRM)", sys.stderr), file=sys.stderr)
             status = EXIT_PROBLEMS
     return status
 
@@ -240,20 +215,35 @@ def _line(r: IngestResult) -> str:
     if r.status == "duplicate":
         return f"duplicate {r.id}: an event with this id was received before; nothing was done again"
     if r.status == "rejected":
-        return f"rejected {r.id}: {'; '.join(r.errors)}"
+        return red("rejected", sys.stdout) + f" {r.id}: {'; '.join(r.errors)}"
+    if str(r.status) == "unknown_account":  # the ingest's own verdict, where it gives one
+        return f"unknown account {r.id}" + (f": {'; '.join(r.errors)}" if r.errors else "")
     return f"accepted {r.id}" + ("" if r.decisions else ": no trigger fired")
 
 
-async def _ingest(settings: Settings, events: list[Any]) -> list[IngestResult]:
+async def _unknown_accounts(crm: Any, events: list[Any]) -> set[str]:
+    """The events' accounts the CRM does not have (none when it cannot say: the event is sent anyway)."""
+    unknown = set()
+    for account_id in {e["account_id"] for e in events}:
+        try:
+            if await crm.get_account(account_id) is None:
+                unknown.add(account_id)
+        except Exception:  # noqa: BLE001 - a CRM outage is the ingest's to report, not this warning's
+            continue
+    return unknown
+
+
+async def _ingest(settings: Settings, events: list[Any]) -> tuple[list[IngestResult], set[str]]:
     from engine.root import Root
 
     root = Root(settings)
     try:
         await root.client()  # Temporal first: unreachable, nothing is stored and the caller says so
         ingest = await root.ingestor()
+        unknown = await _unknown_accounts(await root.crm(), events)
         results: list[IngestResult] = []
         for at in range(0, len(events), BATCH):
             results.extend(await ingest.ingest(events[at:at + BATCH], process=True))
-        return results
+        return results, unknown
     finally:
         await root.close()

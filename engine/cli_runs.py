@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from engine.textfmt import yellow
+
 if TYPE_CHECKING:
     from engine.settings import Settings
 
@@ -166,11 +168,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from engine.api import ApiError
     from engine.api_runs import decision_out, explain_account
     from engine.root import Root
+    from engine.validate import Report, UsageError, validate_paths
     from engine.wiring import BuildError
 
     settings = _settings("explain")
     if settings is None:
         return EXIT_USAGE
+    try:
+        folder = validate_paths([str(settings.playbooks)])
+    except UsageError as exc:
+        print(f"csops explain: {exc}; no playbook to explain (CSOPS_PLAYBOOKS names the folder)", file=sys.stderr)
+        folder = Report(files=[], playbooks={})
+    valid = folder.playbooks
+    invalid = [f for f in folder.files if any(p.severity == "error" for p in f.problems)]
 
     async def work() -> int:
         async with Root(settings) as root:  # the configured calendar and playbooks, as the runs see them
@@ -179,8 +189,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
             except BuildError as exc:
                 print(f"csops explain: {exc}", file=sys.stderr)
                 return EXIT_USAGE
+            named = [f for f in invalid if f.declared and f.declared[0] == args.playbook]
+            if named:  # not "unknown playbook": it exists, it is broken
+                print(f"csops explain: {_invalid_line(named[0])}", file=sys.stderr)
+                return EXIT_FAILED
             try:
-                found = await explain_account(store=root.store, crm=crm, playbooks=root.playbooks(),
+                found = await explain_account(store=root.store, crm=crm, playbooks=valid,
                                               account_id=args.account, playbook=args.playbook,
                                               now=datetime.now(UTC), calendar=root.calendar)
                 recent = await root.store.decisions(account_id=args.account, playbook=args.playbook, limit=10)
@@ -191,11 +205,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(json.dumps({"account_id": found.account_id, "playbooks": [
                 {"playbook": pid, "checks": [{"name": c.name, "state": c.state, "text": c.text, "seen": c.seen}
                                              for c in checks]} for pid, checks in found.checks.items()],
+                "invalid": [] if args.playbook else [
+                    {"path": f.path, "playbook": f.declared[0] if f.declared else None,
+                     "errors": sum(1 for p in f.problems if p.severity == "error")} for f in invalid],
                 "decisions": [decision_out(d).model_dump(mode="json") for d in recent]}, indent=2))
             return EXIT_OK
         for pid, checks in found.checks.items():
             print(f"{pid} for {found.account_id}:")
             print("\n".join(f"  [{c.state}] {c.name}: {c.text}" for c in checks))
+        if not args.playbook:
+            for f in invalid:
+                print(yellow(_invalid_line(f), sys.stdout))
         if recent:
             print("latest decisions:")
             print("\n".join(f"  {d.at:%Y-%m-%d %H:%M} {d.playbook}: {d.outcome} ({d.reason}) {d.message}"
@@ -203,6 +223,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return _go(work)
+
+
+def _invalid_line(f: Any) -> str:
+    """One line for a playbook file that does not validate: it is never considered, and how to see why."""
+    from engine.textfmt import count
+
+    errors = sum(1 for p in f.problems if p.severity == "error")
+    pid = f"playbook {f.declared[0]} " if f.declared else ""
+    return (f"{pid}({f.path}) does not validate ({count(errors, 'error')}): it starts no runs until fixed; "
+            f"csops validate {f.path} says why")
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -221,6 +251,9 @@ def cmd_api(args: argparse.Namespace) -> int:
               "to serve on the network", file=sys.stderr)
         return EXIT_USAGE
     port = args.port or settings.api_port
+    if not 0 < port <= 65535:
+        print(f"csops api: --port {port} is not a port; give a number from 1 to 65535", file=sys.stderr)
+        return EXIT_USAGE
     if insecure:
         print(f"csops api: no CSOPS_API_TOKEN: serving WITHOUT a token on {args.host}:{port} (--insecure-dev; "
               "loopback only)", file=sys.stderr, flush=True)

@@ -17,6 +17,7 @@ from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.refs import Ref, SyntaxProblem, expression_refs, template_refs
+from engine.textfmt import money
 from engine.workcalendar import Calendar, business_count
 
 # A spec is a dict of known attributes (closed), or None: anything goes below it (custom fields,
@@ -90,6 +91,13 @@ def date_filter(value: Any, fmt: str = "%B %-d, %Y") -> str:
     return value.strftime(fmt)
 
 
+def money_filter(value: Any, currency: str = "$") -> str:
+    """``{{ account.arr | money }}`` → ``$180,000`` (cents only when there are any); extension."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"money filter needs a number, got {value!r}")
+    return money(value, currency[:8])
+
+
 def to_date(text: str) -> date:
     """``date('2027-01-15')``: a date constant inside an expression (extension)."""
     return date.fromisoformat(text)
@@ -99,6 +107,7 @@ def make_env() -> ImmutableSandboxedEnvironment:
     """The sandbox every expression and template runs in: strict undefined, no autoescape."""
     env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters["date"] = date_filter
+    env.filters["money"] = money_filter
     env.globals["days"] = lambda n: timedelta(days=n)
     env.globals["business_days"] = BusinessDays
     env.globals["date"] = to_date

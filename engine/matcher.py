@@ -89,6 +89,7 @@ from engine.signals import (
     mapping,
     number,
 )
+from engine.textfmt import count
 
 BANDS = {"green": 0, "yellow": 1, "red": 2}
 
@@ -419,18 +420,20 @@ def milestone(trig: ContractMilestone, value: Any, calendar: Calendar, today: da
         return Probe(True, f"{text}: the edit makes it due now (the daily scan already covered {scanned})", seen,
                      key=day.isoformat())
     if due > today:
-        return Probe(False, f"{text}, {away} days from today", seen, key=day.isoformat())
+        return Probe(False, f"{text}, {count(away, 'day')} from today", seen, key=day.isoformat())
     if since is not None:
         if due > since:
-            late = "today" if due == today else f"{-away} days ago (caught up)"
+            late = "today" if due == today else f"{count(-away, 'day')} ago (caught up)"
             return Probe(True, f"{text}: due {late}", seen, key=day.isoformat())
-        return Probe(False, f"{text}, {-away} days ago (an earlier scan covered it)", seen, key=day.isoformat())
+        return Probe(False, f"{text}, {count(-away, 'day')} ago (an earlier scan covered it)", seen,
+                     key=day.isoformat())
     last = day if trig.days_before is not None else shift(due, n, trig.business_days, calendar)
     if last is not None and today <= last:
-        late = "today" if away == 0 else f"{-away} days ago"
+        late = "today" if away == 0 else f"{count(-away, 'day')} ago"
         return Probe(True, f"{text}: the edit makes it due now (the milestone day was {late})", seen,
                      key=day.isoformat())
-    return Probe(False, f"{text}, {-away} days ago: too late to fire for this date", seen, key=day.isoformat())
+    return Probe(False, f"{text}, {count(-away, 'day')} ago: too late to fire for this date", seen,
+                 key=day.isoformat())
 
 
 def shift(day: date, n: int, business: bool, calendar: Calendar) -> date | None:

@@ -3,9 +3,11 @@
 They come from three places, the first that says wins:
 
 1. the environment (``CSOPS_*`` variables; an empty variable counts as unset),
-2. the config file: ``--config PATH`` where a command has it, else ``CSOPS_CONFIG``, else
+2. for the Temporal address only: the ``csops up`` running with the same home folder, as it
+   recorded in ``HOME/stack.json`` (engine/stackfile.py),
+3. the config file: ``--config PATH`` where a command has it, else ``CSOPS_CONFIG``, else
    ``./csops.yaml`` if it exists (engine/config.py; docs/configuration.md),
-3. the defaults below.
+4. the defaults below.
 
 Connector choices (which CRM, mailer, chat) live only in the file. Secrets (a Temporal Cloud API
 key, TLS keys) go only to the client connection: never into workflow inputs, history or logs.
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.config import Config, ConfigError, load_config
+from engine.stackfile import NAME as STACK_NAME
+from engine.stackfile import Stack, read_stack
 
 DEFAULT_CONFIG = "csops.yaml"
 
@@ -63,6 +67,11 @@ class Settings:
     """The config file read (CSOPS_CONFIG or ./csops.yaml); empty: none, the embedded defaults."""
     config: Config = field(default_factory=Config)
     """The connector configuration from that file."""
+    temporal_from: str = ""
+    """Where ``temporal_address`` came from, in words ("" for the default); commands that talk to
+    Temporal say it when it is not the default."""
+    stack: Stack | None = None
+    """The running ``csops up`` whose addresses these are (``HOME/stack.json``), if any."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, config: Config | None = None) -> Settings:
@@ -93,6 +102,8 @@ class Settings:
             api_port=_port(e.get("CSOPS_API_PORT", "8000"), "CSOPS_API_PORT"),
             config_file=c.source,
             config=c,
+            temporal_from=("CSOPS_TEMPORAL_ADDRESS" if e.get("CSOPS_TEMPORAL_ADDRESS") else
+                           f"temporal.address in {c.source or 'the config'}" if t.address else ""),
         )
 
     @classmethod
@@ -104,7 +115,14 @@ class Settings:
         """
         e = os.environ if env is None else env
         path = config_file or config_path(e)
-        return cls.from_env(e, load_config(path, e) if path else None)
+        settings = cls.from_env(e, load_config(path, e) if path else None)
+        if e.get("CSOPS_TEMPORAL_ADDRESS"):  # the environment wins over a running csops up
+            return settings
+        stack = read_stack(settings.home)
+        if stack is None:
+            return settings
+        return replace(settings, temporal_address=stack.temporal_address, stack=stack,
+                       temporal_from=f"the csops up running here, pid {stack.pid} ({settings.home / STACK_NAME})")
 
     @property
     def mail_outbox(self) -> Path:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.model import Playbook
+from engine.textfmt import count
 
 __all__ = ["Entry", "Timeline", "build_entries", "day_of", "failure_line", "format_timeline", "of_child"]
 
@@ -174,7 +175,7 @@ def format_timeline(timeline: Timeline, fmt: str = "text") -> str:
     head = ("day", "time (UTC)", "step", "action", "to", "what")
     widths = [max(len(r[i]) for r in [*rows, head]) for i in range(5)]
     lines = [f"Simulated {timeline.playbook} for {timeline.account_id} ({timeline.account_name}) from "
-             f"{_show(timeline.start)} UTC for {timeline.days} days; nothing was sent.",
+             f"{_show(timeline.start)} UTC for {count(timeline.days, 'day')}; nothing was sent.",
              f"trigger: {timeline.note}", ""]
     for r in [head, *rows]:
         lines.append("  ".join([r[0].rjust(widths[0]), *(c.ljust(w) for c, w in zip(r[1:5], widths[1:], strict=True)),

@@ -15,10 +15,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.stackfile import NAME, Stack, alive, read_stack, remove_stack, write_stack
+
 STOP_WAIT = 10.0
+INTERRUPT_WAITS = (0.9, 0.6)
+"""After Ctrl-C: seconds the worker and API, then the Temporal server, get before they are killed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +40,47 @@ class UpOptions:
     """The dev server's web UI port."""
     api_port: int = 8000
     """The HTTP API's port (0: no API)."""
+
+
+def check_playbooks(folder: Path, skip_invalid: bool) -> bool:
+    """Validate the playbooks the stack will serve, saying what is wrong; False: do not start.
+
+    A playbook that does not validate is never run; silently leaving it out would let a team
+    believe it runs. Without ``skip_invalid`` every problem is printed (path:line:col, as csops
+    validate prints it) and the stack does not start; with it, one warning per invalid file.
+    """
+    from engine.report import as_text
+    from engine.textfmt import colour_verdicts, count, yellow
+    from engine.validate import UsageError, validate_paths
+
+    try:
+        report = validate_paths([str(folder)])
+    except UsageError as exc:
+        print(yellow(f"csops up: warning: {exc}: no playbook can start a run", sys.stderr), file=sys.stderr)
+        return True
+    invalid = [f for f in report.files if any(p.severity == "error" for p in f.problems)]
+    if not invalid:
+        return True
+    if skip_invalid:
+        for f in invalid:
+            errors = sum(1 for p in f.problems if p.severity == "error")
+            print(yellow(f"csops up: warning: skipping {f.path}: {count(errors, 'error')}; it does not run until it "
+                         f"validates (csops validate {f.path})", sys.stderr), file=sys.stderr)
+        return True
+    problems = sorted((p for f in invalid for p in f.problems), key=lambda p: p.sort_key())
+
+    def lines(path: str) -> list[str]:
+        try:
+            return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return []
+
+    print(colour_verdicts(as_text(problems, lines), sys.stderr), file=sys.stderr)
+    verb = "does" if len(invalid) == 1 else "do"
+    print(f"csops up: {count(len(invalid), 'playbook file')} in {folder} {verb} not validate; nothing was started. "
+          f"Fix {'it' if len(invalid) == 1 else 'them'} (csops validate {folder}), or pass --skip-invalid to run "
+          "without them", file=sys.stderr)
+    return False
 
 
 class UpError(Exception):
@@ -87,7 +133,12 @@ def start_dev_server(opts: UpOptions) -> subprocess.Popen[bytes]:
            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal", "--log-level", "warn"]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
-    wait_for_port(opts.port, proc)
+    try:
+        wait_for_port(opts.port, proc)
+    except BaseException:  # Ctrl-C or a timeout while it starts: it must not outlive us
+        proc.kill()
+        proc.wait()
+        raise
     return proc
 
 
@@ -121,19 +172,43 @@ def stop(proc: subprocess.Popen[bytes] | None, name: str) -> None:
         proc.wait()
 
 
+def _claim(home: Path) -> None:
+    """Refuse to run beside a live ``csops up`` of the same state folder; clear a stale record.
+
+    Raises:
+        UpError: another ``csops up`` serves this state folder.
+    """
+    found = read_stack(home, live_only=False)
+    if found is None or found.pid == os.getpid():
+        return
+    if alive(found.pid):
+        raise UpError(f"another csops up (pid {found.pid}) runs with the state folder {home}, Temporal at "
+                      f"{found.temporal_address}: use it, stop it, or set CSOPS_HOME to another folder")
+    print(f"csops up: {home / NAME} was left by a csops up that is gone (pid {found.pid}); replacing it", flush=True)
+    (home / NAME).unlink(missing_ok=True)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C or SIGTERM while the stack is still starting."""
+
+
 def up(opts: UpOptions) -> int:
-    """Run the stack until Ctrl-C (or SIGTERM), or until a part of it exits on its own."""
+    """Run the stack until Ctrl-C (exit 130) or SIGTERM (exit 0), or until a part of it exits on its own (1)."""
     server: subprocess.Popen[bytes] | None = None
     worker: subprocess.Popen[bytes] | None = None
     api: subprocess.Popen[bytes] | None = None
-    stopping = False
+    phase = "starting"
+    signals: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        signals.append(signum)
+        if phase == "starting":  # a start waiting for a port would not see a flag
+            raise _Interrupted
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    status = 0
     try:
+        _claim(opts.home)
         address = opts.temporal_address
         if not address:
             print(f"csops up: starting Temporal (state in {opts.home}/temporal.db)", flush=True)
@@ -147,22 +222,53 @@ def up(opts: UpOptions) -> int:
             print(f"csops up: API http://127.0.0.1:{opts.api_port}/v1 ({token}); docs /docs", flush=True)
         print(f"csops up: Temporal at {address}" + (f", UI http://127.0.0.1:{opts.ui_port}" if server else ""),
               flush=True)
-        print(f"csops up: outboxes in {opts.home}/outbox; Ctrl-C stops everything", flush=True)
-        status = 0
-        while not stopping:
+        write_stack(opts.home, Stack(pid=os.getpid(), temporal_address=address,
+                                     api_url=f"http://127.0.0.1:{opts.api_port}" if api else "",
+                                     ui_url=f"http://127.0.0.1:{opts.ui_port}" if server else ""))
+        print(f"csops up: outboxes in {opts.home}/outbox; addresses in {opts.home / NAME} (csops start, event send "
+              "and runs use them); Ctrl-C stops everything", flush=True)
+        phase = "serving"
+        while not signals and not status:
             for proc, name in ((server, "the Temporal dev server"), (worker, "the worker"), (api, "the API")):
                 if proc is not None and proc.poll() is not None:
                     print(f"csops up: {name} exited with status {proc.returncode}; stopping", file=sys.stderr)
-                    stopping, status = True, 1
-            time.sleep(0.2)
-        return status
+                    status = 1
+            time.sleep(0.1)
+    except _Interrupted:
+        pass
     except UpError as exc:
         print(f"csops up: {exc}", file=sys.stderr)
-        return 2
+        status = 2
     finally:
-        stop(api, "the API")
-        stop(worker, "the worker")
-        stop(server, "the Temporal dev server")
+        phase = "stopping"  # a second Ctrl-C now kills what is left at once
+        remove_stack(opts.home, os.getpid())
+        # Ctrl-C is answered within 2 s: the parts get 1.5 s, then are killed (runs are durable; the
+        # ledger keeps effects once). SIGTERM (a service manager) gives each stage STOP_WAIT.
+        waits = INTERRUPT_WAITS if signals and signals[0] == signal.SIGINT else (STOP_WAIT, STOP_WAIT)
+        stop_all([[api, worker], [server]], waits, hurry=lambda: signal.SIGINT in signals[1:])
         for sig, handler in old.items():
             signal.signal(sig, handler)
         print("csops up: stopped", flush=True)
+    return 130 if signals and signals[0] == signal.SIGINT else status
+
+
+def stop_all(stages: list[list[subprocess.Popen[bytes] | None]], waits: tuple[float, ...],
+             hurry: Callable[[], bool]) -> None:
+    """SIGTERM each stage's processes together, wait up to its seconds in ``waits``, SIGKILL what is left.
+
+    Stages go in order (the worker and API before the Temporal server they report to); ``hurry``
+    turning true (a second Ctrl-C) kills the rest at once.
+    """
+    for stage, wait in zip(stages, waits, strict=True):
+        procs = [p for p in stage if p is not None and p.poll() is None]
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + wait
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline and not hurry():
+            time.sleep(0.05)
+        for proc in procs:
+            if proc.poll() is None:
+                if wait == STOP_WAIT:  # after Ctrl-C the kill is the plan, not news
+                    print(f"csops up: pid {proc.pid} did not stop in {wait:.0f} s; killing it", file=sys.stderr)
+                proc.kill()
+                proc.wait()

@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 from engine import checks
 from engine.compiler import compile_playbook
 from engine.coverage import Coverage, load_coverage
+from engine.hashhint import hint_hashes
 from engine.model import Playbook
 from engine.problems import Problem, make
 from engine.structure import Walker, load_schema
@@ -64,6 +65,13 @@ def check_document(doc: Document, json_schema: bool = False) -> FileResult:
     because it costs twice the rest of validation; the test suite checks the two agree.
     """
     result = FileResult(doc.path, list(doc.problems))
+    try:
+        return _check_document(doc, result, json_schema)
+    finally:
+        result.problems[:] = hint_hashes(doc.text, result.problems)
+
+
+def _check_document(doc: Document, result: FileResult, json_schema: bool) -> FileResult:
     try:
         if doc.data is None and not doc.problems:
             result.problems.append(make(doc.path, (0, 0), "type", "the file is empty",

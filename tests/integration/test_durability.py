@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fcntl
+import json
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -543,6 +545,17 @@ async def test_csops_up_runs_a_playbook_and_stops_everything_on_ctrl_c(tmp_path:
     assert any(f"engine.cli api --host 127.0.0.1 --port {api_port}" in c for c in commands), commands
     await wait_until(lambda: port_open(api_port), 30, "the API to listen")
 
+    # csops up records what it serves; the other commands use it, and say so, without being told.
+    assert json.loads((home / "stack.json").read_text()) == {
+        "pid": up.pid, "temporal_address": f"127.0.0.1:{site.port}", "api_url": f"http://127.0.0.1:{api_port}",
+        "ui_url": f"http://127.0.0.1:{ui_port}"}
+    listed = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "engine.cli", "runs"], text=True,
+                                     capture_output=True, timeout=60, env=clean_env(
+                                         CSOPS_HOME=str(home), CSOPS_DATABASE_URL=f"sqlite:///{home}/csops.db"))
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stderr == (f"csops runs: using Temporal at 127.0.0.1:{site.port}, API http://127.0.0.1:{api_port} "
+                             f"(from the csops up running here, pid {up.pid} ({home}/stack.json))\n")
+
     client = await wait_for_frontend(site.address)
     clock(f"csops up serves (children {kids})")
     [handle] = await site.start_runs(client, "quick", ("acme",))
@@ -567,7 +580,9 @@ async def test_csops_up_runs_a_playbook_and_stops_everything_on_ctrl_c(tmp_path:
     everything = [up.pid, *descendants(up.pid)]
     started = time.monotonic()
     up.signal(signal.SIGINT)
-    assert await up.wait_exit(15) == 0, up.log_text()
+    assert await up.wait_exit(15) == 130, up.log_text()
+    assert time.monotonic() - started < 2.5, "Ctrl-C is answered within 2 s"
+    assert not (home / "stack.json").exists()
     await wait_until(lambda: not any(pid_running(p) for p in everything), 15 - (time.monotonic() - started),
                      f"{everything} to be gone")
     clock(f"SIGINT: csops up and {everything} are gone")

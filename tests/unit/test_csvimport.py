@@ -43,7 +43,7 @@ def test_accounts_are_upserted_and_bad_rows_reported_by_line_and_column(
     assert main(["import", "accounts", path, "--database-url", url]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out == [f"{path}:4: name: is empty; it is required",
-                   f"{path}:4: arr: 'lots' is not a number",
+                   f"{path}:4: arr: 'lots' is not a number; write an amount like 120000 or 120000.50",
                    f"{path}:4: renewal_date: '03/01/2027' is not a date; write YYYY-MM-DD",
                    f"{path}:4: health_band: 'blue' is not a health band; write green, yellow or red",
                    f"{path}:4: owner: 'nobody@example.com' is not a user (by id or email); import users first",
@@ -103,7 +103,7 @@ def test_an_all_good_file_exits_0(tmp_path: Path, crm: tuple[SQLCRM, str],
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("id,nmae\nx,y\n", "unknown column(s) nmae; accounts columns are id, name, segment, lifecycle_stage, owner, arr, "
+    ("id,nmae\nx,y\n", "unknown column(s) nmae; the columns are id, name, segment, lifecycle_stage, owner, arr, "
                        "renewal_date, contract_start, renewal_status, health_score, health_band, fields.NAME"),
     ("id,segment\nx,y\n", "the header lacks name, which accounts need"),
     ("", "is empty: the first line must name the columns"),
@@ -135,3 +135,11 @@ def test_event_import_reports_lines_that_are_not_json_or_invalid(tmp_path: Path,
         f"{path}:1: rejected: not JSON (Expecting ',' delimiter at column 12)",
         f"{path}:3: rejected e2: type: must be a dotted lower-case name like health.updated or "
         "billing.invoice_overdue, not 'x'; occurred_at: is required"]
+
+
+def test_a_database_url_that_is_not_one_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "a.csv", "id,name\nzeta,Zeta\n")
+    assert main(["import", "accounts", path, "--database-url", "nonsense://x"]) == 2
+    assert capsys.readouterr().err == (
+        "csops import: 'nonsense://x' is not a database URL csops can open (Can't load plugin: "
+        "sqlalchemy.dialects:nonsense); write e.g. sqlite:///.csops/csops.db or postgresql+psycopg://user@host/db\n")

@@ -1,0 +1,59 @@
+"""How the command line prints numbers, counts and verdicts: money, plurals, and colour on a terminal only.
+
+Colour follows https://no-color.org: never when ``NO_COLOR`` is set (to anything), never when the
+stream is not a terminal (a pipe, a file, a test's capture).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TextIO
+
+__all__ = ["colour", "colour_verdicts", "count", "green", "money", "red", "yellow"]
+
+
+def money(amount: float | int | None, currency: str = "$") -> str:
+    """``180000.0`` as ``$180,000``; cents only when there are any (``$1,234.50``)."""
+    if amount is None:
+        return "(none)"
+    whole = float(amount).is_integer()
+    return f"{currency}{amount:,.0f}" if whole else f"{currency}{amount:,.2f}"
+
+
+def count(n: int, word: str, plural: str = "") -> str:
+    """``1 day``, ``2 days``, ``0 rows``; ``plural`` when adding an s is wrong (``1 entry``/``2 entries``)."""
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def colour(text: str, code: str, stream: TextIO) -> str:
+    """``text`` in the ANSI colour ``code`` when ``stream`` is a terminal and NO_COLOR is unset."""
+    if "NO_COLOR" in os.environ or not _tty(stream):
+        return text
+    return f"\033[{code}m{text}\033[0m"
+
+
+def red(text: str, stream: TextIO) -> str:
+    """An error or a failure, in bold red on a terminal."""
+    return colour(text, "1;31", stream)
+
+
+def yellow(text: str, stream: TextIO) -> str:
+    """A warning, in yellow on a terminal."""
+    return colour(text, "33", stream)
+
+
+def green(text: str, stream: TextIO) -> str:
+    """An OK, in green on a terminal."""
+    return colour(text, "32", stream)
+
+
+def colour_verdicts(text: str, stream: TextIO) -> str:
+    """``[error]`` in red and ``[warning]`` in yellow within ``text`` (problem lines), on a terminal."""
+    return text.replace("[error]", red("[error]", stream)).replace("[warning]", yellow("[warning]", stream))
+
+
+def _tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or fake stream
+        return False
