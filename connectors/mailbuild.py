@@ -49,7 +49,7 @@ _URI = re.compile(r"[!#-;=?-~]+")  # printable ASCII without space, '"', '<' and
 _PLAIN_TEXT = re.compile(r"[!-~]{1,60}(?: [!-~]{1,60})*")
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*")  # no '=' or '?'
 _QUOTABLE = re.compile(r"[ -~]{1,60}")
-_WORD_BYTES = 39  # UTF-8 bytes per encoded word: 52 base64 characters, a 64-character word
+_WORD_BYTES = 45  # UTF-8 bytes per encoded word: 60 base64 characters, a 72-character word (RFC 2047: <= 75)
 _LINE = 78
 _BODY_HEADERS = ("Content-Type", "Content-Transfer-Encoding", "MIME-Version")
 
@@ -160,17 +160,23 @@ def check_address(field: str, addr: str) -> str:
 # --- writing header values ----------------------------------------------------------------------------
 
 
-def _encoded_words(text: str) -> list[str]:
-    """``text`` as UTF-8 base64 encoded words, never splitting a character between two words."""
-    words, chunk = [], b""
+def _encoded_words(text: str, *, at_spaces: bool = False) -> list[str]:
+    """``text`` as UTF-8 base64 encoded words, never splitting a character between two words.
+
+    With ``at_spaces`` a word ends after a space of the text where it can, so a reader that keeps
+    the space between two words (Python's, in a display name) shows at worst a doubled space.
+    """
+    words, chunk = [], ""
     for ch in text:
-        b = ch.encode("utf-8")
-        if chunk and len(chunk) + len(b) > _WORD_BYTES:
-            words.append(chunk)
-            chunk = b""
-        chunk += b
+        if chunk and len((chunk + ch).encode("utf-8")) > _WORD_BYTES:
+            cut = chunk.rfind(" ") + 1 if at_spaces else 0
+            if cut <= 0:
+                cut = len(chunk)
+            words.append(chunk[:cut])
+            chunk = chunk[cut:]
+        chunk += ch
     words.append(chunk)
-    return [f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words]
+    return [f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words]
 
 
 def _unstructured(text: str) -> list[str]:
@@ -181,12 +187,31 @@ def _unstructured(text: str) -> list[str]:
 
 
 def _phrase(name: str) -> list[str]:
-    """A display name as pieces: atoms, one quoted string, or encoded words."""
+    """A display name as pieces: atoms, one quoted string, or atoms and encoded words.
+
+    Readers disagree on the space between two adjacent encoded words in a phrase (RFC 2047 drops
+    it, Python keeps it), so each run of words that need encoding becomes one encoded word, and
+    only a run too long for one word is split (after a space of its own).
+    """
     if _ATOMS.fullmatch(name) and len(name) <= 60:
         return name.split(" ")
     if _QUOTABLE.fullmatch(name) and "=?" not in name:  # readers decode =?...?= even inside quotes
         return ['"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"']
-    return _encoded_words(name)
+    if "  " in name:
+        return _encoded_words(name, at_spaces=True)
+    pieces: list[str] = []
+    run: list[str] = []
+    for word in [*name.split(" "), ""]:
+        if word and _ATOMS.fullmatch(word) and len(word) <= 60:
+            if run:
+                pieces += _encoded_words(" ".join(run), at_spaces=True)
+                run = []
+            pieces.append(word)
+        elif word:
+            run.append(word)
+    if run:
+        pieces += _encoded_words(" ".join(run), at_spaces=True)
+    return pieces
 
 
 def _fold(name: str, pieces: list[str]) -> str:
@@ -320,7 +345,7 @@ def _verify(data: bytes, expected: list[tuple[str, str]], body: str, message: Ou
         sender = read["From"].addresses[0] if read["From"] and len(read["From"].addresses) == 1 else None
         if str(read["Subject"]) != message.subject:
             problem = "its subject does not read back as written"
-        elif sender is None or sender.display_name != message.sender_name.strip():
+        elif sender is None or "".join(sender.display_name.split()) != "".join(message.sender_name.split()):  # _phrase
             problem = "its sender name does not read back as written"
         elif read.get_content().replace("\r\n", "\n") != (body if body.endswith("\n") else body + "\n"):
             problem = "its body does not read back as written"
