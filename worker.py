@@ -24,9 +24,10 @@ from datetime import timedelta
 from temporalio.service import RPCError
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
+from connectors import redact
 from connectors.base import AccountLister
 from connectors.ledger import Ledger
-from engine.activities import PlaybookActivities
+from engine.activities import PlaybookActivities, redacting
 from engine.config import ConfigError
 from engine.coverage import Coverage, load_coverage
 from engine.runtypes import StartInput
@@ -79,7 +80,7 @@ async def serve(settings: Settings, stop: asyncio.Event, coverage: Coverage | No
     except RPCError as exc:  # runs still work; only date and schedule triggers wait for the next start
         log.warning("could not create or update the daily scan's schedule: %s", exc)
     worker = Worker(client, task_queue=settings.task_queue, workflows=[PlaybookRun, DailyScan, ScheduleTick],
-                    activities=[*activities.all(), *scans.all()],
+                    activities=[*activities.all(), *map(redacting, scans.all())],
                     workflow_runner=sandbox_runner(), graceful_shutdown_timeout=GRACE,
                     workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(POLLERS),
                     activity_task_poller_behavior=PollerBehaviorSimpleMaximum(POLLERS))
@@ -114,6 +115,7 @@ def load_coverage_model(settings: Settings) -> Coverage | None:
 
 def main() -> int:
     logging.basicConfig(level=os.environ.get("CSOPS_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    redact.install_logging()  # every record, from its creation: a server may echo a secret into an error
     try:
         settings = Settings.load()
         coverage = load_coverage_model(settings)
