@@ -27,9 +27,10 @@ from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from connectors import redact
 from connectors.base import AccountLister
 from connectors.ledger import Ledger
-from engine.activities import PlaybookActivities, redacting
+from engine.activities import PlaybookActivities
 from engine.config import ConfigError
 from engine.coverage import Coverage, load_coverage
+from engine.redaction import redacting
 from engine.runtypes import StartInput
 from engine.scanflow import DailyScan, ScanActivities, ScheduleTick, ensure_schedule
 from engine.settings import Settings

@@ -4,9 +4,9 @@ csops writes every header line itself; the email package only writes the body. T
 template or account data can reach (subject, display names) is never handed to a header parser,
 so an ``=?...?=`` in it is never decoded and re-folded (the route of CVE-2024-6923): it is sent
 as typed when it is plain ASCII words, and otherwise as csops's own RFC 2047 encoded words
-(UTF-8, base64), which any reader decodes back to exactly that text. As a last guard the written
-bytes are parsed again and the message is refused unless the header lines, their values and the
-body are exactly the ones csops wrote.
+(UTF-8, base64; connectors/mailheaders.py), which any reader decodes back to exactly that text.
+As a last guard the written bytes are parsed again and the message is refused unless the header
+lines, their values and the body are exactly the ones csops wrote.
 
 Values are checked first: CR, LF, NUL and every other control character, the Unicode line and
 paragraph separators (U+2028, U+2029) and NEL (U+0085) are refused, also inside an encoded word
@@ -32,6 +32,7 @@ from email.utils import formatdate
 from typing import Any
 
 from connectors.base import OutgoingEmail, PermanentError
+from connectors.mailheaders import fold, phrase, unstructured
 
 __all__ = ["MAIL_POLICY", "Built", "build", "check_address", "check_header", "message_id"]
 
@@ -44,13 +45,6 @@ _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](
 _CATEGORY = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?\s]*)\?=")
 _URI = re.compile(r"[!#-;=?-~]+")  # printable ASCII without space, '"', '<' and '>'
-# Text sent as typed: printable ASCII words with single spaces. No "=?" (an encoded word's start),
-# and words short enough to fold; anything else becomes encoded words.
-_PLAIN_TEXT = re.compile(r"[!-~]{1,60}(?: [!-~]{1,60})*")
-_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*")  # no '=' or '?'
-_QUOTABLE = re.compile(r"[ -~]{1,60}")
-_WORD_BYTES = 45  # UTF-8 bytes per encoded word: 60 base64 characters, a 72-character word (RFC 2047: <= 75)
-_LINE = 78
 _BODY_HEADERS = ("Content-Type", "Content-Transfer-Encoding", "MIME-Version")
 
 MAIL_POLICY = email_policy.SMTP.clone(cte_type="7bit")
@@ -157,80 +151,12 @@ def check_address(field: str, addr: str) -> str:
     return addr
 
 
-# --- writing header values ----------------------------------------------------------------------------
-
-
-def _encoded_words(text: str, *, at_spaces: bool = False) -> list[str]:
-    """``text`` as UTF-8 base64 encoded words, never splitting a character between two words.
-
-    With ``at_spaces`` a word ends after a space of the text where it can, so a reader that keeps
-    the space between two words (Python's, in a display name) shows at worst a doubled space.
-    """
-    words, chunk = [], ""
-    for ch in text:
-        if chunk and len((chunk + ch).encode("utf-8")) > _WORD_BYTES:
-            cut = chunk.rfind(" ") + 1 if at_spaces else 0
-            if cut <= 0:
-                cut = len(chunk)
-            words.append(chunk[:cut])
-            chunk = chunk[cut:]
-        chunk += ch
-    words.append(chunk)
-    return [f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words]
-
-
-def _unstructured(text: str) -> list[str]:
-    """The pieces (joined by one space, or a fold) that write ``text`` as an unstructured value."""
-    if text == "" or (_PLAIN_TEXT.fullmatch(text) and "=?" not in text):
-        return text.split(" ")
-    return _encoded_words(text)
-
-
-def _phrase(name: str) -> list[str]:
-    """A display name as pieces: atoms, one quoted string, or atoms and encoded words.
-
-    Readers disagree on the space between two adjacent encoded words in a phrase (RFC 2047 drops
-    it, Python keeps it), so each run of words that need encoding becomes one encoded word, and
-    only a run too long for one word is split (after a space of its own).
-    """
-    if _ATOMS.fullmatch(name) and len(name) <= 60:
-        return name.split(" ")
-    if _QUOTABLE.fullmatch(name) and "=?" not in name:  # readers decode =?...?= even inside quotes
-        return ['"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"']
-    if "  " in name:
-        return _encoded_words(name, at_spaces=True)
-    pieces: list[str] = []
-    run: list[str] = []
-    for word in [*name.split(" "), ""]:
-        if word and _ATOMS.fullmatch(word) and len(word) <= 60:
-            if run:
-                pieces += _encoded_words(" ".join(run), at_spaces=True)
-                run = []
-            pieces.append(word)
-        elif word:
-            run.append(word)
-    if run:
-        pieces += _encoded_words(" ".join(run), at_spaces=True)
-    return pieces
-
-
-def _fold(name: str, pieces: list[str]) -> str:
-    """``pieces`` joined by spaces, a space turned into a fold where the line would pass 78."""
-    out, width = "", len(name) + 1
-    for i, piece in enumerate(pieces):
-        if i and width + 1 + len(piece) > _LINE:
-            out += "\r\n " + piece
-            width = 1 + len(piece)
-        else:
-            out += (" " if i else "") + piece
-            width += (1 if i else 0) + len(piece)
-    return out
-
+# --- header values ------------------------------------------------------------------------------------
 
 def _mailbox(field: str, addr: str, name: str = "") -> list[str]:
     addr = check_address(field, addr)
     name = check_header(f"{field} name", name).strip()
-    return [*_phrase(name), f"<{addr}>"] if name else [addr]
+    return [*phrase(name), f"<{addr}>"] if name else [addr]
 
 
 def _uri(field: str, value: str, scheme: str) -> str:
@@ -286,13 +212,13 @@ def _build(message: OutgoingEmail, key: str, domain: str, key_header: bool, requ
     headers: list[tuple[str, list[str]]] = [
         ("From", _mailbox("sender", message.sender, message.sender_name)),
         ("To", recipients),
-        ("Subject", _unstructured(check_header("subject", message.subject))),
+        ("Subject", unstructured(check_header("subject", message.subject))),
         ("Date", [formatdate(usegmt=True)]),
         ("Message-ID", [message_id(key, domain)]),
         ("X-Csops-Category", [category]),
     ]
     if key_header:
-        headers.append(("X-Csops-Idempotency-Key", _unstructured(key)))
+        headers.append(("X-Csops-Idempotency-Key", unstructured(key)))
     body = message.body.replace("\r\n", "\n").replace("\r", "\n")  # one line-end convention: no smuggled "\r."
     if "\x00" in body:
         raise PermanentError("the body contains a NUL character, which SMTP cannot carry; fix the template")
@@ -300,7 +226,7 @@ def _build(message: OutgoingEmail, key: str, domain: str, key_header: bool, requ
         body = _add_unsubscribe(headers, message, body, required=require_unsubscribe)
     part = EmailMessage(policy=MAIL_POLICY)
     part.set_content(body)  # only the body: its three headers hold no text of ours
-    written = [(name, _fold(name, pieces)) for name, pieces in headers]
+    written = [(name, fold(name, pieces)) for name, pieces in headers]
     data = b"".join(f"{name}: {value}\r\n".encode("ascii") for name, value in written) + part.as_bytes()
     expected = [(name, value.replace("\r\n", "")) for name, value in written]
     expected += [(name, str(part[name])) for name in _BODY_HEADERS]
@@ -345,7 +271,8 @@ def _verify(data: bytes, expected: list[tuple[str, str]], body: str, message: Ou
         sender = read["From"].addresses[0] if read["From"] and len(read["From"].addresses) == 1 else None
         if str(read["Subject"]) != message.subject:
             problem = "its subject does not read back as written"
-        elif sender is None or "".join(sender.display_name.split()) != "".join(message.sender_name.split()):  # _phrase
+        # Spaces aside: readers differ on those between encoded words of a name (mailheaders.phrase).
+        elif sender is None or "".join(sender.display_name.split()) != "".join(message.sender_name.split()):
             problem = "its sender name does not read back as written"
         elif read.get_content().replace("\r\n", "\n") != (body if body.endswith("\n") else body + "\n"):
             problem = "its body does not read back as written"

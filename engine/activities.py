@@ -15,9 +15,8 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError
 
-from connectors import redact
 from connectors.base import (
     CRM,
     Account,
@@ -36,6 +35,7 @@ from engine.context import Calendar, as_datetime, evaluate, render, render_json
 from engine.coverage import Coverage
 from engine.coverage_resolve import CoverageError, NextInPool
 from engine.parties import parse_party
+from engine.redaction import redacting
 from engine.runcontext import contact_data, guard, read_view, scoped_context, user_data, view_data
 from engine.runtypes import (
     AlertInput,
@@ -89,51 +89,6 @@ def _failure(exc: ConnectorError) -> ApplicationError:
     if isinstance(exc, PermanentError):
         return ApplicationError(str(exc), exc.detail, type="PermanentError", non_retryable=True)
     return ApplicationError(str(exc), exc.detail, type="ConnectorError")
-
-
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def redacting(fn: F) -> F:
-    """The activity ``fn``, with every configured secret (connectors.redact) taken out of its
-    failures: message, details and the whole cause chain, all of which Temporal records in the
-    run's history and the worker logs. A failure without a secret is raised untouched."""
-    @functools.wraps(fn)
-    async def run(*args: Any, **kwargs: Any) -> Any:
-        clean: BaseException | None = None
-        try:
-            return await fn(*args, **kwargs)
-        except Exception as exc:  # re-raised as it is, or redacted
-            clean = _redacted(exc)
-            if clean is None:
-                raise
-        raise clean  # outside the except block: the original is not kept as __context__
-    return run  # type: ignore[return-value]
-
-
-def _redacted(exc: BaseException) -> BaseException | None:
-    if not redact.registered() or (isinstance(exc, FailureError) and not isinstance(exc, ApplicationError)):
-        return None  # nothing to redact; Temporal's own errors (cancellation) keep their meaning
-    chain: list[BaseException] = []
-    e: BaseException | None = exc
-    while e is not None and len(chain) < 20:  # the chain Temporal's failure converter follows
-        chain.append(e)
-        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
-    texts = [t for x in chain for t in (x.message if isinstance(x, ApplicationError) else str(x),
-                                        repr(x.details) if isinstance(x, ApplicationError) else "")]
-    if all(redact.redact(t) == t for t in texts):
-        return None
-    cause: BaseException | None = None
-    for x in reversed(chain):
-        if isinstance(x, ApplicationError):
-            new = ApplicationError(redact.redact(x.message), *redact.redact_value(tuple(x.details)), type=x.type,
-                                   non_retryable=x.non_retryable, next_retry_delay=x.next_retry_delay,
-                                   category=x.category)
-        else:  # as Temporal would convert it: the class name as type, retryable
-            new = ApplicationError(redact.redact(str(x)), type=type(x).__name__)
-        new.__cause__ = cause
-        cause = new.with_traceback(x.__traceback__)
-    return cause
 
 
 class Renderer:

@@ -122,7 +122,7 @@ def test_an_encoded_word_address_is_refused_not_a_parser_defect(addr: str) -> No
 def test_the_guard_refuses_bytes_that_do_not_read_back(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever a future encoder does wrong, the read-back refuses it: here a fold that lets a
     decoded line break through (as the email package did before CVE-2024-6923 was fixed)."""
-    monkeypatch.setattr(mailbuild, "_unstructured", lambda text: [text + "\r\nBcc: x@evil.example"])
+    monkeypatch.setattr(mailbuild, "unstructured", lambda text: [text + "\r\nBcc: x@evil.example"])
     with pytest.raises(PermanentError, match="csops refused to send this email: its header lines read back as"):
         mailbuild.build(OutgoingEmail(to=("a@b.example",), sender="c@d.example", subject="hello", body="b"), "k")
 

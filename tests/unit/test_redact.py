@@ -14,7 +14,8 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from connectors import redact
 from connectors.base import PermanentError, RetryableError
-from engine.activities import _call, redacting
+from engine.activities import _call
+from engine.redaction import redacting
 from engine.settings import Settings
 from engine.wiring import BuildError, Part, check_parts, register_secrets
 
