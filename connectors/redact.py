@@ -96,23 +96,47 @@ def _encoded_forms(secret: str) -> set[str]:
 
 
 class RedactFilter(logging.Filter):
-    """Redacts a record in place: its message (arguments merged in) and its traceback text."""
+    """Redacts a record in place: its message and arguments, and its traceback text.
+
+    A record without a secret is left exactly as it is (formatters such as uvicorn's read
+    ``args`` as a tuple); one with a secret keeps its shape where it can.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _pattern is None:
             return True
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a bad format string: keep what there is, redacted
-            message = str(record.msg)
-        record.msg, record.args = redact(message), None
+        message = _message(record)
+        if redact(message) != message:
+            record.msg = redact(record.msg) if isinstance(record.msg, str) else record.msg
+            if isinstance(record.args, tuple):
+                record.args = tuple(_argument(a) for a in record.args)
+            elif isinstance(record.args, dict):
+                record.args = {k: _argument(v) for k, v in record.args.items()}
+            shown = _message(record)
+            if redact(shown) != shown:  # a secret split between the format and its arguments
+                record.msg, record.args = redact(message), None
         if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            if redact(text) != text:
+                record.exc_text = redact(text)
+        elif record.exc_text:
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+
+def _message(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except Exception:  # noqa: BLE001 - a bad format string: judge what there is
+        return str(record.msg)
+
+
+def _argument(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value  # cannot hold a secret, and %d needs a number
+    return redact(value if isinstance(value, str) else str(value))
 
 
 _installed: list[bool] = []

@@ -61,6 +61,20 @@ def test_log_records_are_redacted_whatever_handler_writes_them(caplog: pytest.Lo
     assert "'Bearer [redacted]'" in caplog.text
 
 
+def test_a_record_keeps_its_shape() -> None:
+    """Formatters such as uvicorn's access log read ``args`` as a tuple: a record without a secret is
+    untouched, one with a secret keeps its arguments (redacted, numbers as numbers)."""
+    plain = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s" %d',
+                              ("1.2.3.4", "GET", "/", 200), None)
+    args = plain.args
+    redact.RedactFilter().filter(plain)
+    assert plain.args is args
+    echoed = logging.LogRecord("x", logging.INFO, __file__, 1, "%s answered %d: %s", (
+        "smtp", 535, RuntimeError(f"bad {SECRET}")), None)
+    redact.RedactFilter().filter(echoed)
+    assert echoed.args == ("smtp", 535, "bad [redacted]") and echoed.getMessage() == "smtp answered 535: bad [redacted]"
+
+
 @activity.defn(name="echoing")
 async def echoing(kind: str) -> str:
     if kind == "connector":
