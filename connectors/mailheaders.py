@@ -11,8 +11,8 @@ import re
 __all__ = ["encoded_words", "fold", "phrase", "unstructured"]
 
 # Text sent as typed: printable ASCII words with single spaces. No "=?" (an encoded word's start),
-# and words short enough to fold; anything else becomes encoded words.
-_PLAIN_TEXT = re.compile(r"[!-~]{1,60}(?: [!-~]{1,60})*")
+# and words short enough for a line (at most 998 characters); anything else becomes encoded words.
+_PLAIN_TEXT = re.compile(r"[!-~]{1,200}(?: [!-~]{1,200})*")
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*")  # no '=' or '?'
 _QUOTABLE = re.compile(r"[ -~]{1,60}")
 _WORD_BYTES = 45  # UTF-8 bytes per encoded word: 60 base64 characters, a 72-character word (RFC 2047: <= 75)

@@ -145,3 +145,17 @@ async def test_a_refused_address_is_a_non_retryable_step_failure(tmp_path: Path)
             assert "is not a plain email address" in str(info.value)
         await smtp.close()
     assert server.connections == 0 and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("text", ["", "Plain words", " leading space", "trailing space ", "two  spaces", "x" * 300,
+                                  "word " * 120, "é" * 100, "Grüße =?utf-8?q?x?= mixed", 'say "hi" \\ there',
+                                  "日本語の件名" * 20, "a?=b =?c", "emoji 🎉 and more"])
+def test_any_harmless_text_reads_back_exactly(text: str) -> None:
+    built = mailbuild.build(OutgoingEmail(to=("ann@acme.test",), sender="c@example.com", sender_name=text.strip()[:80],
+                                          subject=text, body="b"), "pb:p:acme:once/mail")
+    raw = built.as_bytes()
+    assert header_names(raw) == HEADERS and raw.isascii()
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    read = built.parsed()
+    assert read["Subject"] == text
+    assert "".join(read["From"].addresses[0].display_name.split()) == "".join(text.strip()[:80].split())
