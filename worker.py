@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 
+from connectors import redact
 from engine.config import ConfigError
 from engine.root import Root, load_coverage_model
 from engine.settings import Settings
@@ -48,6 +49,7 @@ async def serve(root: Root, stop: asyncio.Event) -> None:
 
 def main() -> int:
     logging.basicConfig(level=os.environ.get("CSOPS_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    redact.install_logging()  # every record, from its creation: a server may echo a secret into an error
     try:
         root = Root(Settings.load())
         root.coverage()  # a coverage.yaml with problems stops the worker before it connects

@@ -1,12 +1,19 @@
 """The one message builder: an ``OutgoingEmail`` and its idempotency key become an RFC 5322 message.
 
-Every header value that a template can reach is checked before anything is built, so a rendered
-value cannot inject a header or a second message: CR, LF, NUL and every other control character,
-the Unicode line and paragraph separators (U+2028, U+2029) and NEL (U+0085) are refused, and so
-are RFC 2047 encoded words (``=?utf-8?q?...=0D=0A...?=``) whose decoded text holds any of them.
-The Message-ID is a hash of the idempotency key, so a retried send carries the same Message-ID
-and a receiver can drop the duplicate. Marketing mail gets the RFC 8058 one-click unsubscribe
-headers and a visible unsubscribe line at the end of the body.
+csops writes every header line itself; the email package only writes the body. Text that a
+template or account data can reach (subject, display names) is never handed to a header parser,
+so an ``=?...?=`` in it is never decoded and re-folded (the route of CVE-2024-6923): it is sent
+as typed when it is plain ASCII words, and otherwise as csops's own RFC 2047 encoded words
+(UTF-8, base64; connectors/mailheaders.py), which any reader decodes back to exactly that text.
+As a last guard the written bytes are parsed again and the message is refused unless the header
+lines, their values and the body are exactly the ones csops wrote.
+
+Values are checked first: CR, LF, NUL and every other control character, the Unicode line and
+paragraph separators (U+2028, U+2029) and NEL (U+0085) are refused, also inside an encoded word
+the value carries; addresses must be plain ``name@example.com``. The Message-ID is a hash of
+the idempotency key, so a retried send carries the same Message-ID and a receiver can drop the
+duplicate. Marketing mail gets the RFC 8058 one-click unsubscribe headers and a visible
+unsubscribe line at the end of the body.
 """
 
 from __future__ import annotations
@@ -17,18 +24,19 @@ import hashlib
 import quopri
 import re
 import unicodedata
-from email.headerregistry import Address
+from dataclasses import dataclass
+from email import policy as email_policy
 from email.message import EmailMessage
-from email.policy import EmailPolicy
+from email.parser import BytesParser
 from email.utils import formatdate
 from typing import Any
 
 from connectors.base import OutgoingEmail, PermanentError
+from connectors.mailheaders import fold, phrase, unstructured
 
-__all__ = ["MAIL_POLICY", "build", "check_address", "check_header", "message_id"]
+__all__ = ["MAIL_POLICY", "Built", "build", "check_address", "check_header", "message_id"]
 
 MARKETING = "marketing"
-_LIST_UNSUBSCRIBE = "List-Unsubscribe"
 # A dot-atom local part and a dotted host name: no quoted local parts, comments or domain literals,
 # which nothing here needs and which are where address parsers disagree.
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -37,35 +45,35 @@ _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](
 _CATEGORY = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?\s]*)\?=")
 _URI = re.compile(r"[!#-;=?-~]+")  # printable ASCII without space, '"', '<' and '>'
+_BODY_HEADERS = ("Content-Type", "Content-Transfer-Encoding", "MIME-Version")
+
+MAIL_POLICY = email_policy.SMTP.clone(cte_type="7bit")
+"""How bodies are written: CRLF line ends, 7-bit transfer encodings (quoted-printable or base64 for
+non-ASCII text), so no server needs 8BITMIME."""
 
 
-class _MailPolicy(EmailPolicy):
-    """policy.SMTP, except that List-Unsubscribe is never turned into encoded words.
+@dataclass(frozen=True)
+class Built:
+    """A message as written: its bytes and the header lines csops wrote (name, unfolded value)."""
 
-    The standard folder encodes a long run without spaces (a URL) as RFC 2047 encoded words, which
-    receivers do not decode in List-Unsubscribe; so that header is folded only between its URIs.
-    """
+    data: bytes
+    """The whole message, CRLF line ends, 7-bit."""
+    headers: tuple[tuple[str, str], ...]
+    """Every header line in order, body headers included."""
 
-    def fold(self, name: str, value: Any) -> str:
-        if name.lower() == _LIST_UNSUBSCRIBE.lower():
-            return self._fold_uris(name, str(value))
-        return str(super().fold(name, value))
+    def as_bytes(self) -> bytes:
+        """The message as it goes on the wire or into a file."""
+        return self.data
 
-    def fold_binary(self, name: str, value: Any) -> bytes:
-        if name.lower() == _LIST_UNSUBSCRIBE.lower():
-            return self._fold_uris(name, str(value)).encode("ascii")
-        return bytes(super().fold_binary(name, value))
+    def __getitem__(self, name: str) -> str | None:
+        """The first value written for header ``name`` (as written: encoded words stay encoded)."""
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
-    def _fold_uris(self, name: str, value: str) -> str:
-        line = f"{name}: {value}"
-        if len(line) > (self.max_line_length or 998):
-            line = line.replace(", <", f",{self.linesep} <")
-        return line + self.linesep
-
-
-MAIL_POLICY = _MailPolicy(linesep="\r\n", cte_type="7bit")
-"""How messages are written: CRLF line ends, and bodies in 7-bit transfer encodings (quoted-printable
-or base64 for non-ASCII text), so no server needs 8BITMIME."""
+    def parsed(self) -> EmailMessage:
+        """The message as a reader sees it (``policy.default``: encoded words decoded)."""
+        msg = BytesParser(policy=email_policy.default).parsebytes(self.data)
+        assert isinstance(msg, EmailMessage)
+        return msg
 
 
 def message_id(idempotency_key: str, domain: str = "csops.local") -> str:
@@ -98,7 +106,7 @@ def _check_text(field: str, value: str, *, depth: int) -> None:
             try:
                 decoded = raw.decode(charset.split("*", 1)[0], errors="replace")
             except LookupError:
-                continue  # an unknown charset: receivers show the word as literal text
+                continue  # an unknown charset: csops sends the word as literal text anyway
             _check_text(field, decoded, depth=depth + 1)
 
 
@@ -117,42 +125,52 @@ def _forbidden(ch: str) -> bool:
 
 
 def _decode_word(encoding: str, text: str) -> bytes:
+    # Only to refuse words that plainly carry control characters; safety does not depend on it
+    # (csops never lets anything decode the words in user text before sending).
     try:
         if encoding in "qQ":
             return quopri.decodestring(text.replace("_", " ").encode("ascii"), header=True)
         return base64.b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError, UnicodeEncodeError):
-        return b""  # not decodable: a receiver shows it as literal text
+        return b""
 
 
 def check_address(field: str, addr: str) -> str:
     """Return the plain address ``addr`` (``name@example.com``, stripped) or raise.
 
     Raises:
-        PermanentError: a control character or line break, or not one plain ASCII address.
+        PermanentError: a control character or line break, an encoded word (``=?...?=``), or not
+            one plain ASCII address.
     """
     check_header(field, addr)
     addr = addr.strip()
     if not addr:
         raise PermanentError(f"the {field} is empty: an email needs a sender and at least one recipient")
-    if len(addr) > 254 or not _ADDRESS.fullmatch(addr):
+    if len(addr) > 254 or not _ADDRESS.fullmatch(addr) or "=?" in addr or "?=" in addr:
         raise PermanentError(f"the {field} {addr[:100]!r} is not a plain email address (name@example.com)")
     return addr
 
 
-def _address(field: str, addr: str, name: str = "") -> Address:
-    return Address(display_name=check_header(f"{field} name", name).strip(), addr_spec=check_address(field, addr))
+# --- header values ------------------------------------------------------------------------------------
+
+def _mailbox(field: str, addr: str, name: str = "") -> list[str]:
+    addr = check_address(field, addr)
+    name = check_header(f"{field} name", name).strip()
+    return [*phrase(name), f"<{addr}>"] if name else [addr]
 
 
 def _uri(field: str, value: str, scheme: str) -> str:
     check_header(field, value)
-    if not value.startswith(scheme) or not _URI.fullmatch(value) or len(value) > 900:
-        raise PermanentError(f"the {field} {value[:100]!r} is not a {scheme} URI without spaces or <>")
+    if not value.startswith(scheme) or not _URI.fullmatch(value) or len(value) > 900 or "=?" in value:
+        raise PermanentError(f"the {field} {value[:100]!r} is not a {scheme} URI without spaces, <> or =?")
     return value
 
 
+# --- the message --------------------------------------------------------------------------------------
+
+
 def build(message: OutgoingEmail, idempotency_key: str, *, domain: str = "csops.local",
-          key_header: bool = False, require_unsubscribe: bool = True) -> EmailMessage:
+          key_header: bool = False, require_unsubscribe: bool = True) -> Built:
     """Build the message; every check happens here, before any byte goes anywhere.
 
     Args:
@@ -166,35 +184,58 @@ def build(message: OutgoingEmail, idempotency_key: str, *, domain: str = "csops.
 
     Raises:
         PermanentError: no recipient, an invalid address, a header value that could inject
-            headers, an unknown category, or marketing mail without an unsubscribe URL.
+            headers, an unknown category, marketing mail without an unsubscribe URL, or a message
+            that does not read back exactly as written. Nothing else: building is deterministic,
+            so whatever goes wrong here is not worth retrying.
     """
+    try:
+        return _build(message, idempotency_key, domain, key_header, require_unsubscribe)
+    except PermanentError:
+        raise
+    except Exception as exc:  # e.g. the email package's InvalidHeaderDefect: same input, same outcome
+        raise PermanentError(f"csops cannot write this email ({type(exc).__name__}: {str(exc)[:200]}); "
+                             "check the addresses and texts the step uses") from exc
+
+
+def _build(message: OutgoingEmail, key: str, domain: str, key_header: bool, require_unsubscribe: bool) -> Built:
     if not message.to:
         raise PermanentError("an email needs at least one recipient")
     if not _DOMAIN.fullmatch(domain):
         raise PermanentError(f"the Message-ID domain {domain[:100]!r} is not a host name (example.com)")
-    check_header("idempotency key", idempotency_key)
+    check_header("idempotency key", key)
     category = check_header("category", message.category)
     if not _CATEGORY.fullmatch(category):
         raise PermanentError(f"the category {category[:40]!r} is not a category name (operational or marketing)")
-    msg = EmailMessage(policy=MAIL_POLICY)
-    msg["From"] = _address("sender", message.sender, message.sender_name)
-    msg["To"] = [_address("recipient", to) for to in message.to]
-    msg["Subject"] = check_header("subject", message.subject)
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = message_id(idempotency_key, domain)
-    msg["X-Csops-Category"] = category
+    recipients: list[str] = []
+    for i, to in enumerate(message.to):
+        recipients += [p + ("," if i < len(message.to) - 1 else "") for p in _mailbox("recipient", to)]
+    headers: list[tuple[str, list[str]]] = [
+        ("From", _mailbox("sender", message.sender, message.sender_name)),
+        ("To", recipients),
+        ("Subject", unstructured(check_header("subject", message.subject))),
+        ("Date", [formatdate(usegmt=True)]),
+        ("Message-ID", [message_id(key, domain)]),
+        ("X-Csops-Category", [category]),
+    ]
     if key_header:
-        msg["X-Csops-Idempotency-Key"] = idempotency_key
+        headers.append(("X-Csops-Idempotency-Key", unstructured(key)))
     body = message.body.replace("\r\n", "\n").replace("\r", "\n")  # one line-end convention: no smuggled "\r."
     if "\x00" in body:
         raise PermanentError("the body contains a NUL character, which SMTP cannot carry; fix the template")
-    if category == MARKETING:
-        body = _add_unsubscribe(msg, message, body, required=require_unsubscribe)
-    msg.set_content(body)
-    return msg
+    if message.category == MARKETING:
+        body = _add_unsubscribe(headers, message, body, required=require_unsubscribe)
+    part = EmailMessage(policy=MAIL_POLICY)
+    part.set_content(body)  # only the body: its three headers hold no text of ours
+    written = [(name, fold(name, pieces)) for name, pieces in headers]
+    data = b"".join(f"{name}: {value}\r\n".encode("ascii") for name, value in written) + part.as_bytes()
+    expected = [(name, value.replace("\r\n", "")) for name, value in written]
+    expected += [(name, str(part[name])) for name in _BODY_HEADERS]
+    _verify(data, expected, body, message)
+    return Built(data=data, headers=tuple(expected))
 
 
-def _add_unsubscribe(msg: EmailMessage, message: OutgoingEmail, body: str, *, required: bool) -> str:
+def _add_unsubscribe(headers: list[tuple[str, list[str]]], message: OutgoingEmail, body: str, *,
+                     required: bool) -> str:
     if not message.unsubscribe_url:
         if required:
             raise PermanentError("marketing email needs an unsubscribe link and none is set: configure "
@@ -208,7 +249,33 @@ def _add_unsubscribe(msg: EmailMessage, message: OutgoingEmail, body: str, *, re
     if message.unsubscribe_mailto:
         uris.append(f"<{_uri('unsubscribe mailto', message.unsubscribe_mailto, 'mailto:')}>")
     # RFC 8058: the HTTPS URI answers a POST of "List-Unsubscribe=One-Click" with no further step.
-    msg[_LIST_UNSUBSCRIBE] = ", ".join(uris)
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    # Folded only between URIs: receivers do not decode encoded words in List-Unsubscribe.
+    headers.append(("List-Unsubscribe", [u + ("," if i < len(uris) - 1 else "") for i, u in enumerate(uris)]))
+    headers.append(("List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"]))
     body = body.rstrip("\n")
     return f"{body}\n\n--\nTo stop receiving these emails, unsubscribe here: {url}\n"
+
+
+def _verify(data: bytes, expected: list[tuple[str, str]], body: str, message: OutgoingEmail) -> None:
+    """Refuse unless ``data`` reads back as exactly the header lines and body that were written.
+
+    Read twice: raw (compat32: line by line, nothing decoded), and as readers decode it.
+    """
+    raw: Any = BytesParser(policy=email_policy.compat32).parsebytes(data)
+    got = [(str(name), str(value).replace("\r\n", "").replace("\n", "")) for name, value in raw.items()]
+    problem = ""
+    if got != expected or raw.defects:
+        problem = f"its header lines read back as {[n for n, _ in got]}, not {[n for n, _ in expected]}"
+    else:
+        read = BytesParser(policy=email_policy.default).parsebytes(data)
+        sender = read["From"].addresses[0] if read["From"] and len(read["From"].addresses) == 1 else None
+        if str(read["Subject"]) != message.subject:
+            problem = "its subject does not read back as written"
+        # Spaces aside: readers differ on those between encoded words of a name (mailheaders.phrase).
+        elif sender is None or "".join(sender.display_name.split()) != "".join(message.sender_name.split()):
+            problem = "its sender name does not read back as written"
+        elif read.get_content().replace("\r\n", "\n") != (body if body.endswith("\n") else body + "\n"):
+            problem = "its body does not read back as written"
+    if problem:
+        raise PermanentError(f"csops refused to send this email: {problem}; nothing was sent",
+                             detail=repr(data[:2000]))

@@ -43,6 +43,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from temporalio import activity
 
+from connectors import redact
 from connectors.base import ChatMessage, ConnectorError, PermanentError, RetryableError
 
 __all__ = ["EVENT_TYPE", "SCOPES", "SlackChat"]
@@ -126,6 +127,7 @@ class SlackChat:
     def __init__(self, token: str, *, base_url: str = "https://slack.com/api/", timeout: float = 10.0,
                  max_retries: int = 5) -> None:
         self.base_url, self.timeout, self.max_retries = base_url, timeout, max_retries
+        redact.register(token)
         # Reads are safe to repeat; a post is not, so its client retries only 429s (never processed).
         self._client = AsyncWebClient(token=token, base_url=base_url, retry_handlers=[
             _RateLimits(max_retry_count=max_retries), _ServerErrors(max_retry_count=max_retries),
@@ -289,7 +291,15 @@ def _earlier_attempt() -> float | None:
 
 
 def _mapped(exc: Exception, method: str, where: str) -> tuple[ConnectorError, bool]:
-    """The ConnectorError for a failed call, and whether Slack may have processed it anyway."""
+    """The ConnectorError for a failed call, and whether Slack may have processed it anyway; its
+    message and detail redacted (an error body may quote the token)."""
+    error, unsure = _classified(exc, method, where)
+    error.args = (redact.redact(str(error)),)
+    error.detail = redact.redact(error.detail)
+    return error, unsure
+
+
+def _classified(exc: Exception, method: str, where: str) -> tuple[ConnectorError, bool]:
     if not isinstance(exc, SlackApiError):
         return RetryableError(f"cannot reach Slack ({method}): {type(exc).__name__}"), True
     # A body that is not JSON leaves aiohttp's response here instead of slack-sdk's.

@@ -19,7 +19,7 @@ import smtplib
 import ssl
 import threading
 
-from connectors import mailbuild
+from connectors import mailbuild, redact
 from connectors.base import ConnectorError, OutgoingEmail, PermanentError, RetryableError
 
 __all__ = ["SMTPMailer"]
@@ -59,6 +59,7 @@ class SMTPMailer:
         self.ssl_context = ssl_context or ssl.create_default_context()
         self.message_id_domain = message_id_domain
         self._password = password
+        redact.register(password)
         self._idle: list[smtplib.SMTP] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -229,13 +230,15 @@ class SMTPMailer:
                               "trying again later", detail=self._scrub(str(exc)))
 
     def _scrub(self, text: str) -> str:
-        """``text`` without the password, as given or in the base64 that AUTH sends."""
+        """``text`` without any registered secret (connectors.redact), and without the password as
+        given or in the base64 that AUTH sends even when it is too short to register."""
+        text = redact.redact(text)
         if not self._password:
             return text
         forms = [self._password, base64.b64encode(self._password.encode()).decode(),
                  base64.b64encode(f"\0{self.username}\0{self._password}".encode()).decode()]
         for form in forms:
-            text = text.replace(form, "***")
+            text = text.replace(form, redact.REDACTED)
         return text
 
 

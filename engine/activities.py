@@ -35,6 +35,7 @@ from engine.context import Calendar, as_datetime, evaluate, render, render_json
 from engine.coverage import Coverage
 from engine.coverage_resolve import CoverageError, NextInPool
 from engine.parties import parse_party
+from engine.redaction import redacting
 from engine.runcontext import contact_data, guard, read_view, scoped_context, user_data, view_data
 from engine.runtypes import (
     AlertInput,
@@ -154,8 +155,9 @@ class PlaybookActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity method, for Worker(activities=...)."""
-        return [self.load_context, self.create_task, self.get_task, self.change_task, self.send_alert,
-                self.send_email, self.update_account, self.add_note, self.http_call, self.start_playbook]
+        return [redacting(a) for a in (
+            self.load_context, self.create_task, self.get_task, self.change_task, self.send_alert,
+            self.send_email, self.update_account, self.add_note, self.http_call, self.start_playbook)]
 
     async def _once(self, key: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         done = await self.ledger.get(key)

@@ -295,6 +295,9 @@ async def _check_connections(settings: Settings, timeout: float, temporal: bool)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; returns the exit status."""
+    from connectors.redact import install_logging
+
+    install_logging()  # secrets a server echoes never reach a log line (the API runs here too)
     parser = _parser()
     try:
         args = parser.parse_args(argv)

@@ -248,6 +248,7 @@ class Root:
         from connectors.base import AccountLister
         from connectors.ledger import Ledger
         from engine.activities import PlaybookActivities
+        from engine.redaction import redacting
         from engine.scanflow import DailyScan, ScanActivities, ScheduleTick, ensure_schedule
         from engine.workflow import PlaybookRun, sandbox_runner
 
@@ -270,7 +271,7 @@ class Root:
         except RPCError as exc:  # runs still work; only date and schedule triggers wait for the next start
             log.warning("could not create or update the daily scan's schedule: %s", exc)
         return Worker(client, task_queue=settings.task_queue, workflows=[PlaybookRun, DailyScan, ScheduleTick],
-                      activities=[*activities.all(), *scans.all()], workflow_runner=sandbox_runner(),
+                      activities=[*activities.all(), *map(redacting, scans.all())], workflow_runner=sandbox_runner(),
                       graceful_shutdown_timeout=GRACE,
                       workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(POLLERS),
                       activity_task_poller_behavior=PollerBehaviorSimpleMaximum(POLLERS))

@@ -4,12 +4,14 @@ Each part (crm, email, chat, webhooks, store) is built by its own builder, which
 connector's module only when that kind is configured, so a missing optional connector matters only
 to whoever configures it. Every part has ``check()`` (the problems in plain words, [] when it works)
 and ``close()``; the built-in SQL CRM and the outboxes get theirs here. Secrets are revealed only
-as arguments to the constructors.
+as arguments to the constructors, and every one is registered with connectors.redact first, so
+whatever a server echoes of it is redacted from failures, logs and check-config's output.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -20,9 +22,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from connectors import redact
 from connectors.base import CRM, Chat, ConnectorError, Http, Mailer
 from connectors.outbox import ChatOutbox, EmailOutbox
-from engine.config import HubSpotConfig, SalesforceConfig, SlackConfig, SMTPConfig
+from engine.config import HubSpotConfig, SalesforceConfig, Secret, SlackConfig, SMTPConfig
 from engine.configcheck import hide_password as shown_url
 from engine.settings import Settings
 
@@ -36,6 +39,7 @@ class BuildError(Exception):
     """A connector cannot be set up from the configuration; the message says why in plain words."""
 
     def __init__(self, part: str, kind: str, message: str) -> None:
+        message = redact.redact(message)  # a constructor's or driver's words may quote a secret
         super().__init__(f"{part} ({kind}): {message}" if kind else f"{part}: {message}")
         self.part, self.kind, self.reason = part, kind, message
 
@@ -171,8 +175,30 @@ async def build_store(settings: Settings, checking: bool = False) -> Part:
     return Part("store", kind, None, check, _nothing)
 
 
+def register_secrets(settings: Settings) -> None:
+    """Register every secret of the settings with connectors.redact: each ``Secret`` of the config
+    file (found by walking it, so a new one is covered without a change here) and the env-only ones."""
+    found: list[str] = [settings.api_key, settings.api_token]
+
+    def walk(value: Any, depth: int = 0) -> None:
+        if isinstance(value, Secret):
+            found.append(value.reveal())
+        elif depth < 8 and dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                walk(getattr(value, f.name), depth + 1)
+        elif depth < 8 and isinstance(value, list | tuple):
+            for item in value:
+                walk(item, depth + 1)
+        elif depth < 8 and isinstance(value, dict):
+            for item in value.values():
+                walk(item, depth + 1)
+    walk(settings.config)
+    redact.register(*found)
+
+
 async def build_crm(settings: Settings, checking: bool = False) -> Part:
     """The CRM the config names (built-in SQL, HubSpot or Salesforce); its check also looks up the fallback owner."""
+    register_secrets(settings)  # every command that talks to a server builds the CRM first
     part = await _build_crm(settings)
     if settings.fallback_owner:
         part.check = _fallback_check(part.connector, part.check, settings.fallback_owner)
@@ -233,6 +259,7 @@ async def build_email(settings: Settings, checking: bool = False) -> Part:
     When ``checking``, a policy that cannot be set up is one more problem of the part rather than
     the end of it, so the mail server is still checked.
     """
+    register_secrets(settings)
     cfg = settings.config.email
     inner: Any
     if isinstance(cfg, SMTPConfig):
@@ -269,6 +296,7 @@ async def build_email(settings: Settings, checking: bool = False) -> Part:
 
 async def build_chat(settings: Settings, checking: bool = False) -> Part:
     """Slack or the chat outbox."""
+    register_secrets(settings)
     cfg = settings.config.chat
     if isinstance(cfg, SlackConfig):
         def slack() -> Any:
@@ -332,8 +360,12 @@ async def build_connectors(settings: Settings) -> Connectors:
 
 
 async def check_parts(parts: list[Part], timeout: float = CHECK_TIMEOUT) -> list[list[str]]:
-    """Each part's check, concurrently, each within ``timeout`` seconds; the problems per part."""
+    """Each part's check, concurrently, each within ``timeout`` seconds; the problems per part, with
+    every registered secret redacted (a server's answer may quote one)."""
     async def one(part: Part) -> list[str]:
+        return [redact.redact(problem) for problem in await checked(part)]
+
+    async def checked(part: Part) -> list[str]:
         try:
             return list(await asyncio.wait_for(part.check(), timeout))
         except TimeoutError:

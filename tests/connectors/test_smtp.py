@@ -1,15 +1,13 @@
 """SMTPMailer against a real SMTP server (aiosmtpd) on loopback: STARTTLS and TLS with a certificate
-made for the test, AUTH, every message parsed back, replies mapped to errors, and the injection
-corpus refused before a connection is opened."""
+made for the test, AUTH, every message parsed back, replies mapped to errors (the injection corpus is in
+test_injection.py)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +16,6 @@ from connectors.base import Mailer, OutgoingEmail, PermanentError, RetryableErro
 from connectors.smtp import SMTPMailer
 from tests.fakes.smtp import FAULT_KINDS, MailServer, SMTPFaults
 
-CORPUS = json.loads((Path(__file__).parent / "injection_corpus.json").read_text(encoding="utf-8"))
 PASSWORD = "s3cret-Pa55word!"
 USERS = {"csops": PASSWORD}
 
@@ -208,36 +205,6 @@ async def test_marketing_without_unsubscribe_link_is_refused(starttls: MailServe
     assert starttls.connections == 0
 
 
-@pytest.mark.parametrize("case", CORPUS, ids=[f"{c['field']}-{i}" for i, c in enumerate(CORPUS)])
-async def test_injection_corpus_is_refused_before_any_byte_is_sent(case: dict[str, str], starttls: MailServer,
-                                                                   trust: ssl.SSLContext) -> None:
-    key, fields = "pb:p:acme:once/mail", dict[str, object]()
-    if case["field"] == "idempotency_key":
-        key = case["value"]
-    elif case["field"] == "to":
-        fields["to"] = ("ann@acme.test", case["value"])
-    else:
-        fields[case["field"]] = case["value"]
-    if case["field"].startswith("unsubscribe"):
-        fields = {"category": "marketing", "unsubscribe_url": "https://csops.example/u/t",
-                  "unsubscribe_mailto": "mailto:u@example.com", **fields}
-    smtp = mailer(starttls, trust)
-    with pytest.raises(PermanentError) as info:
-        await smtp.send(email(**fields), key)
-    await smtp.close()
-    assert f"the {case['named']} " in str(info.value), case["why"]
-    assert starttls.connections == 0 and starttls.received == []
-
-
-def test_corpus_is_big_and_varied() -> None:
-    assert len(CORPUS) >= 30
-    assert {c["field"] for c in CORPUS} == {"subject", "sender_name", "sender", "to", "category", "unsubscribe_url",
-                                            "unsubscribe_mailto", "idempotency_key"}
-    values = "".join(c["value"] for c in CORPUS)
-    for needle in ("\r\n", "\n", "\r", "\u0085", "\u2028", "\u2029", "\x00", "=0D=0A", "?b?", "\r\nBcc:"):
-        assert needle in values, needle
-
-
 def test_a_harmless_encoded_word_and_a_long_unsubscribe_line_pass() -> None:
     msg = mailbuild.build(email(subject="=?utf-8?q?caf=C3=A9?= news", category="marketing",
                                 unsubscribe_url="https://csops.example/unsubscribe/" + "a" * 150,
@@ -246,13 +213,14 @@ def test_a_harmless_encoded_word_and_a_long_unsubscribe_line_pass() -> None:
     raw = msg.as_bytes()
     assert b"List-Unsubscribe: <https://csops.example/unsubscribe/" + b"a" * 150 + b">,\r\n <mailto:" in raw
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
-    assert msg["Subject"] == "café news"  # the email package decodes it, and the check found it harmless
+    # Text is text: an encoded word typed into a subject is sent as typed, never decoded by csops.
+    assert msg.parsed()["Subject"] == "=?utf-8?q?caf=C3=A9?= news"
 
 
 @pytest.mark.parametrize("subject", ["=?utf-8?q?caf=C3=A9?=", "=?utf-8?b?4pyTINCf0YDQuNCy0LXRgg==?=",
                                      "=?iso-8859-1?q?Gr=FC=DFe?=", "=?x-unknown?q?abc?=", "price =?=", "a=?b?c"])
 def test_harmless_encoded_words_pass(subject: str) -> None:
-    assert mailbuild.build(email(subject=subject), "k/ok")["Subject"] is not None
+    assert mailbuild.build(email(subject=subject), "k/ok").parsed()["Subject"] == subject
 
 
 def test_repr_hides_the_password() -> None:

@@ -103,9 +103,11 @@ class FakeSlack(FakeServer):
 
     def __init__(self, *, token: str = "xoxb-test-token", scopes: tuple[str, ...] = ALL_SCOPES,
                  channels: dict[str, bool] | None = None, users: dict[str, str] | None = None,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None, echo_token: bool = False) -> None:
         super().__init__(faults)
         self.token, self.scopes = token, scopes
+        self.echo_token = echo_token
+        """Misbehave like a careless proxy: every error answer quotes the request's bearer token."""
         self.channels: dict[str, Channel] = {}
         for name, private in (channels if channels is not None else {"cs-alerts": False}).items():
             self.add_channel(name, private=private)
@@ -182,6 +184,9 @@ class FakeSlack(FakeServer):
             body = {"ok": True, **handler(request, args)}
         except Error as exc:
             body = {"ok": False, "error": exc.code, **exc.extra}
+            if self.echo_token:
+                auth = request.headers.get("Authorization", "")
+                body.update(error=f"{exc.code} (request authorized as {auth})", warning=auth.removeprefix("Bearer "))
         return web.json_response(body, headers=headers)
 
     def _method(self, name: str) -> tuple[Callable[[web.Request, Args], Args], Any]:

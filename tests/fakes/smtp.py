@@ -18,6 +18,7 @@ message IS accepted, then the connection is cut before the "250 OK" reaches the 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import warnings
 from collections import Counter
@@ -106,8 +107,10 @@ class MailServer:
 
     def __init__(self, *, mode: str = "plain", cert: tuple[str, str] | None = None,
                  users: dict[str, str] | None = None, refuse: dict[str, str] | None = None,
-                 faults: SMTPFaults | None = None, accept_then_drop: int = 0) -> None:
+                 faults: SMTPFaults | None = None, accept_then_drop: int = 0, echo_login: bool = False) -> None:
         self.mode, self.users, self.refuse, self.faults = mode, users, refuse or {}, faults
+        self.echo_login = echo_login
+        """Misbehave: a failed AUTH is answered 535 quoting the login and password, plain and base64."""
         self.accept_then_drop = accept_then_drop
         self.received: list[Received] = []
         self.logins: list[str] = []
@@ -161,6 +164,10 @@ class MailServer:
         ok = self.users is not None and self.users.get(login) == password
         if ok:
             self.logins.append(login)
+        elif self.echo_login:
+            sent = base64.b64encode(f"\0{login}\0{password}".encode()).decode()
+            return AuthResult(success=False, handled=False,
+                              message=f"535 5.7.8 login {login} with password {password} ({sent}) rejected")
         return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
     # --- handler hooks (aiosmtpd calls these) ---------------------------------------------------------------

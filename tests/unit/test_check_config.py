@@ -222,3 +222,35 @@ async def test_slack_against_the_fake_bad_token_missing_scope_and_good(
                                "messages; add it under OAuth & Permissions and reinstall the app")
     assert accepted == 2  # the fake answered the good token's auth.test twice: the check really asked Slack
     assert "S3KR1T" not in "\n".join(bad_lines + good_lines + scoped_lines)
+
+
+async def test_secrets_echoed_by_servers_are_redacted_in_check_config(
+        workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        cert: tuple[str, str]) -> None:
+    """Slack quotes the token in its error, the SMTP server quotes the password (plain and in the
+    AUTH PLAIN base64) in its 535: check-config still says what is wrong, with [redacted] there."""
+    import base64
+
+    from tests.fakes.slack import FakeSlack
+    from tests.fakes.smtp import MailServer
+
+    token, password = "xoxb-echoed-token-Q7w3", "echoed-Passw0rd-Z9k"
+    monkeypatch.setenv("SLACK_BOT_TOKEN", token)
+    monkeypatch.setenv("SMTP_PASSWORD", password)
+    monkeypatch.setenv("SSL_CERT_FILE", cert[0])
+    async with (FakeSlack(token="xoxb-the-valid-one", echo_token=True) as fake,
+                MailServer(mode="starttls", cert=cert, users={"csops": "other"}, echo_login=True) as smtp):
+        write(workdir, f"chat:\n  kind: slack\n  token: ${{SLACK_BOT_TOKEN}}\n  base_url: {fake.base_url}\n"
+                       f"email:\n  kind: smtp\n  host: 127.0.0.1\n  port: {smtp.port}\n  security: starttls\n"
+                       "  username: csops\n  password: ${SMTP_PASSWORD}\n")
+        status = await asyncio.to_thread(main, ["check-config"])  # on a thread: this loop serves the fakes
+    out, err = capsys.readouterr()
+    assert status == 1
+    lines = out.splitlines()
+    assert lines[3] == ("chat (slack): Slack said invalid_auth (request authorized as Bearer [redacted]): see "
+                        "https://api.slack.com/methods/auth.test#errors")
+    assert lines[2].startswith(f"email (smtp): the SMTP server at 127.0.0.1:{smtp.port} rejected the login (535 5.7.8 "
+                               "login csops with password [redacted] (")
+    sent = base64.b64encode(f"\0csops\0{password}".encode()).decode()
+    for secret in (token, password, sent[8:24], base64.b64encode(password.encode()).decode()[:12]):
+        assert secret not in out + err
