@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from connectors import redact
 from connectors.base import Account, Contact, NewTask, PermanentError, RetryableError, TaskRecord, User
 from connectors.salesforce_list import list_page
 from connectors.salesforce_map import (
@@ -393,6 +394,7 @@ class SalesforceCRM:
         token = res.json().get("access_token")
         if not isinstance(token, str) or not token:
             raise PermanentError("Salesforce's token endpoint answered without an access_token")
+        redact.register(token)  # a token obtained at run time is as secret as the configured ones
         return token
 
 
