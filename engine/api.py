@@ -138,10 +138,39 @@ def _with_event_schema(app: FastAPI) -> None:
         if app.openapi_schema is None:
             doc = plain()
             doc.setdefault("components", {}).setdefault("schemas", {}).update(event_components())
+            _add_links(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _ref(path: str, method: str) -> str:
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+_LINKS: tuple[tuple[str, str, str, str, str, dict[str, Any]], ...] = (
+    ("/v1/events", "post", "202", "ExplainAccount", "/v1/accounts/{account_id}/explain",
+     {"operationMethod": "get", "parameters": {"account_id": "$request.body#/account_id"}}),
+    ("/v1/events", "post", "202", "AccountDecisions", "/v1/decisions",
+     {"operationMethod": "get", "parameters": {"account": "$request.body#/account_id"}}),
+    ("/v1/events", "post", "202", "RetryEvent", "/v1/events/retry",
+     {"operationMethod": "post", "requestBody": {"ids": ["$response.body#/results/0/id"]}}),
+    ("/v1/events/failed", "get", "200", "RetryFailed", "/v1/events/retry",
+     {"operationMethod": "post", "requestBody": {"ids": ["$response.body#/events/0/id"]}}),
+)
+"""OpenAPI links between the event operations: what a client (and a stateful test) can do next."""
+
+
+def _add_links(doc: dict[str, Any]) -> None:
+    paths = doc.get("paths", {})
+    for path, method, status, name, target, spec in _LINKS:
+        answer = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        target_method = spec["operationMethod"]
+        if answer is None or target_method not in paths.get(target, {}):
+            continue
+        link = {k: v for k, v in spec.items() if k != "operationMethod"}
+        answer.setdefault("links", {})[name] = {"operationRef": _ref(target, target_method), **link}
 
 
 class Ingesting(Protocol):
