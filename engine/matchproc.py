@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 from multiprocessing.connection import Connection
 from typing import Any
@@ -42,7 +44,8 @@ class MatchWorker:
 
     def __init__(self, timeout: float = MATCH_TIMEOUT) -> None:
         self.timeout = timeout
-        self._proc: Any = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._send: Connection | None = None
         self._conn: Connection | None = None
         self._turn = threading.Lock()
         self._queue = asyncio.Lock()
@@ -60,7 +63,8 @@ class MatchWorker:
     def _call(self, args: tuple[Playbook, Signal, Facts]) -> Decision | None:
         with self._turn:
             conn = self._ready()
-            conn.send(args)
+            assert self._send is not None
+            self._send.send(args)
             if not conn.poll(self.timeout):
                 self._stop()
                 raise MatchTimeout(f"checking the triggers of playbook {args[0].id!r} took over {self.timeout:g} s "
@@ -77,28 +81,38 @@ class MatchWorker:
         raise value
 
     def _ready(self) -> Connection:
-        if self._proc is not None and self._proc.is_alive() and self._conn is not None:
+        if self._proc is not None and self._proc.poll() is None and self._conn is not None:
             return self._conn
         self._stop()
-        ctx = multiprocessing.get_context("spawn")  # never fork a process with threads and an event loop
-        mine, theirs = ctx.Pipe()
-        proc = ctx.Process(target=serve, args=(theirs,), name="csops-match", daemon=True)
-        proc.start()
-        theirs.close()
-        if not mine.poll(START_TIMEOUT):
-            proc.kill()
+        # A fresh interpreter (``python -m engine.matchproc``), not multiprocessing's fork (unsafe
+        # beside threads and an event loop) nor its spawn (which re-runs the parent's main script).
+        proc = subprocess.Popen([sys.executable, "-m", "engine.matchproc"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, close_fds=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        send = Connection(os.dup(proc.stdin.fileno()), readable=False)
+        conn = Connection(os.dup(proc.stdout.fileno()), writable=False)
+        proc.stdin.close()
+        proc.stdout.close()
+        self._proc, self._send, self._conn = proc, send, conn
+        if not conn.poll(START_TIMEOUT):
+            self._stop()
             raise RuntimeError("the trigger matching process did not start")
-        mine.recv()
-        self._proc, self._conn = proc, mine
-        return mine
+        try:
+            conn.recv()
+        except (EOFError, OSError):
+            self._stop()
+            raise RuntimeError("the trigger matching process could not start (python -m engine.matchproc)") from None
+        return conn
 
     def _stop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        for end in (self._send, self._conn):
+            if end is not None:
+                with contextlib.suppress(OSError):
+                    end.close()
         if self._proc is not None:
             self._proc.kill()
-            self._proc.join(5)
-        self._proc = self._conn = None
+            self._proc.wait(5)
+        self._proc = self._send = self._conn = None
 
     def close(self) -> None:
         """Stop the child (it also ends by itself when this process goes away: its pipe closes)."""
@@ -106,13 +120,13 @@ class MatchWorker:
             self._stop()
 
 
-def serve(conn: Connection) -> None:
-    """The child: answer ``decide`` calls until the pipe closes."""
+def serve(requests: Connection, replies: Connection) -> None:
+    """The child: answer ``decide`` calls until the parent closes its end."""
     _cap_memory()
-    conn.send("ready")
+    replies.send("ready")
     while True:
         try:
-            args = conn.recv()
+            args = requests.recv()
         except (EOFError, OSError):
             return
         try:
@@ -120,9 +134,16 @@ def serve(conn: Connection) -> None:
         except Exception as exc:  # noqa: BLE001 - handed back to the caller as it was
             reply = (False, exc)
         try:
-            conn.send(reply)
+            replies.send(reply)
         except Exception as exc:  # noqa: BLE001 - an exception that does not pickle: say it in words
-            conn.send((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+            replies.send((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+def main() -> None:
+    """Entry point of the child: requests on stdin, replies on the real stdout; anything printed goes to stderr."""
+    replies = Connection(os.dup(1), readable=False)
+    os.dup2(2, 1)  # a stray print must not corrupt the replies
+    serve(Connection(os.dup(0), writable=False), replies)
 
 
 def _cap_memory() -> None:
@@ -134,3 +155,7 @@ def _cap_memory() -> None:
         want = pages * resource.getpagesize() + MATCH_MEMORY
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+
+
+if __name__ == "__main__":
+    main()

@@ -69,3 +69,22 @@ async def test_a_malformed_body_gets_its_exact_answer(client: httpx.AsyncClient,
     r = await post(client, case)
     assert (r.status_code, r.json()) == (case["status"], case["body"])
     assert r.headers["content-type"] == "application/json"
+
+
+async def test_a_body_without_content_type_is_taken_as_json(client: httpx.AsyncClient) -> None:
+    event = {"id": "no-type", "type": "nps.submitted", "account_id": "acme", "occurred_at": "2026-11-23T09:00:00Z"}
+    r = await client.post("/v1/events", content=json.dumps(event), headers=AUTH)
+    assert "content-type" not in r.request.headers
+    assert r.status_code == 202 and r.json()["results"] == [{"id": "no-type", "status": "accepted", "errors": []}]
+
+
+async def test_a_body_at_the_limits_is_accepted(client: httpx.AsyncClient) -> None:
+    # 32 levels in all: body, data, then 30 more; a 100-character number; a 65,536-character string.
+    data: Any = 1
+    for _ in range(30):
+        data = {"a": data}
+    event = {"id": "at-limits", "type": "x.y", "account_id": "acme", "occurred_at": "2026-11-23T09:00:00Z",
+             "data": {"deep": data, "n": int("9" * 100), "text": "t" * 65_536}}
+    # "deep" makes data level 2, its value level 3 ... the innermost object level 32.
+    r = await client.post("/v1/events", content=json.dumps(event), headers=AUTH)
+    assert r.status_code == 202, r.json()
