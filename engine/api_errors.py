@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.base import RetryableError
@@ -82,6 +83,8 @@ class JsonErrors:
 
         try:
             await self.app(scope, receive, sending)
+        except ClientDisconnect:  # the client went away mid-body: nobody to answer
+            return
         except Exception:
             ref = uuid.uuid4().hex[:12]
             log.exception("%s %s failed (ref %s)", scope.get("method", ""), scope.get("path", ""), ref)

@@ -139,6 +139,8 @@ class Ingestor:
         self._flusher: asyncio.Task[None] | None = None
         self._known: dict[str, float] = {}
         """Account ids the CRM had, with when it was asked (``time.monotonic``)."""
+        self._missing: dict[str, float] = {}
+        """Account ids the CRM did not have, with when it was asked."""
         self._matcher: MatchWorker | None = None
         """Set while ``run`` goes: where trigger conditions are evaluated (a child process)."""
 
@@ -186,29 +188,32 @@ class Ingestor:
     async def _unknown_accounts(self, results: list[IngestResult], accounts: Mapping[str, str]) -> list[IngestResult]:
         """Mark the stored events whose account the CRM does not have as ``unknown_account``.
 
-        The CRM is asked once per account (known ones are remembered for KNOWN_FOR seconds) and for
-        at most ACCOUNT_CHECK seconds: when it does not answer, the events stay ``accepted``
+        The CRM is asked once per account (an answer is remembered: KNOWN_FOR seconds for an account
+        it has, MISSING_FOR for one it has not, so a flood of events for a typo costs few calls) and
+        for at most ACCOUNT_CHECK seconds: when it does not answer, the events stay ``accepted``
         (processing tells the rest).
         """
-        now = time.monotonic()
+        now = monotonic()
         ask = {accounts[r.id] for r in results if r.status == "accepted"}
-        ask = {a for a in ask if now - self._known.get(a, -KNOWN_FOR) >= KNOWN_FOR}
-        if not ask:
-            return results
+        missing = {a for a in ask if now - self._missing.get(a, -MISSING_FOR) < MISSING_FOR}
+        ask = {a for a in ask - missing if now - self._known.get(a, -KNOWN_FOR) >= KNOWN_FOR}
         names = sorted(ask)
         try:
             found = await asyncio.wait_for(asyncio.gather(*(self.crm.get_account(a) for a in names),
                                                           return_exceptions=True), ACCOUNT_CHECK)
         except TimeoutError:
-            return results
-        missing = set()
+            found = [TimeoutError()] * len(names)
         for name, account in zip(names, found, strict=True):
             if account is None:
                 missing.add(name)
+                self._missing[name] = now
             elif not isinstance(account, BaseException):
                 self._known[name] = now
-        if len(self._known) > 100_000:  # a bound on memory, not a policy
-            self._known.clear()
+        for cache in (self._known, self._missing):
+            if len(cache) > 100_000:  # a bound on memory, not a policy
+                cache.clear()
+        if not missing:
+            return results
         return [replace(r, status="unknown_account", errors=(UNKNOWN.format(account=accounts[r.id]),))
                 if r.status == "accepted" and accounts[r.id] in missing else r for r in results]
 
@@ -452,8 +457,12 @@ def _outage(exc: BaseException) -> bool:
                                                         RPCStatusCode.RESOURCE_EXHAUSTED)
 
 
+monotonic = time.monotonic
+"""The clock of the account answers' memory (tests move it)."""
 KNOWN_FOR = 600.0
 """Seconds an account the CRM had is taken as known without asking again (at ingest)."""
+MISSING_FOR = 30.0
+"""Seconds an account the CRM did not have is taken as unknown without asking again (at ingest)."""
 ACCOUNT_CHECK = 2.0
 """Seconds ingest waits for the CRM to say which accounts it has."""
 UNKNOWN = ("account_id: the CRM has no account {account!r}; the event is stored and its facts kept, but it starts "

@@ -180,3 +180,27 @@ async def test_an_event_for_an_unknown_account_is_stored_and_answered_unknown_ac
     assert stored is not None and stored.account_id == "nobody"
     r = await api.client.post("/v1/events", json=event("u-1", account="nobody"), headers=AUTH)
     assert r.status_code == 202 and r.json()["results"][0]["status"] == "duplicate"
+
+
+async def test_the_crm_is_asked_once_per_account_while_its_answer_is_remembered(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    ingestor = api.app.state.deps.ingestor
+    asked: list[str] = []
+    real = ingestor.crm.get_account
+
+    async def counting(account_id: str) -> Any:
+        asked.append(account_id)
+        return await real(account_id)
+
+    monkeypatch.setattr(ingestor.crm, "get_account", counting)
+    for i in range(3):
+        r = await api.client.post("/v1/events", json={"events": [event(f"f-{i}", account="nobody"),
+                                                                 event(f"g-{i}")]}, headers=AUTH)
+        assert [x["status"] for x in r.json()["results"]] == ["unknown_account", "accepted"]
+    assert sorted(asked) == ["acme", "nobody"]
+    # After 30 s an unknown account is asked about again (it may have been imported meanwhile).
+    clock = time.monotonic() + 31
+    monkeypatch.setattr(ingest_module, "monotonic", lambda: clock)
+    r = await api.client.post("/v1/events", json=event("f-9", account="nobody"), headers=AUTH)
+    assert r.json()["results"][0]["status"] == "unknown_account"
+    assert sorted(asked) == ["acme", "nobody", "nobody"]
