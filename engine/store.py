@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar, cast
 
@@ -69,6 +71,10 @@ MAX_ERROR = 2000
 API_WRITE_WAIT = 5.0
 """Seconds an API write (storing events) waits for a lock another writer holds before giving up with
 RetryableError, which the API answers 503 with Retry-After; other writes wait 30 s."""
+
+_QUICK_WRITES = ThreadPoolExecutor(max_workers=2, thread_name_prefix="csops-quick-write")
+"""Threads of the writes with a ``wait`` (the API's): never queued behind the shared pool's threads,
+which the event processor may all have waiting 30 s on the same lock."""
 
 RequeueOutcome = Literal["requeued", "unknown", "queued", "processed"]
 """What ``Store.requeue`` did with an id."""
@@ -172,12 +178,13 @@ class Store:
         if wait is None or (engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")):
             return await self.db.run(work)
         ms = max(1, int(wait * 1000))
+        loop = asyncio.get_running_loop()
         if engine.dialect.name != "sqlite":
             def limited(s: Session) -> T:
                 s.execute(text(f"SET LOCAL lock_timeout = '{ms}ms'"))
                 return work(s)
 
-            return await self.db.run(limited)
+            return await loop.run_in_executor(_QUICK_WRITES, functools.partial(self.db.call, limited))
 
         def call() -> T:
             with engine.connect() as conn:
@@ -191,7 +198,7 @@ class Store:
                 finally:
                     raw.execute(f"PRAGMA busy_timeout = {int(before)}")
 
-        return await asyncio.to_thread(call)
+        return await loop.run_in_executor(_QUICK_WRITES, call)
 
     async def get_event(self, event_id: str) -> EventRecord | None:
         """The stored event with this id, or None."""
