@@ -379,6 +379,11 @@ async def parse_events(body: bytes) -> list[Any]:
     if "events" not in doc:
         return [doc]
     events = doc["events"]
+    others = sorted(k for k in doc if k != "events")
+    if others:
+        named = ", ".join(map(repr, others))[:200]
+        raise ApiError(422, "invalid_body", f"a batch body holds only 'events', not also {named}; "
+                       "send the events' fields inside each event")
     if not isinstance(events, list):
         raise ApiError(422, "invalid_body", f"'events' is a JSON {_kind(events)}; it must be an array of events")
     if not events or len(events) > MAX_BATCH:
