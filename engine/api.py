@@ -31,6 +31,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from engine.api_body import MAX_BODY, BodyError, json_media_type, parse_json, read_limited
+from engine.api_errors import install as install_error_handlers
 from engine.context import Calendar
 from engine.model import Playbook
 from engine.store import Store
@@ -40,9 +42,7 @@ __all__ = ["MAX_BATCH", "MAX_BODY", "ApiError", "Deps", "Ingesting", "create_app
 log = logging.getLogger("csops.api")
 
 MAX_BATCH = 1000
-"""Most events in one POST /v1/events."""
-MAX_BODY = 4 * 1024 * 1024
-"""Largest request body in bytes (413 above it): room for a full batch of ~4 KB events."""
+"""Most events in one POST /v1/events (the other limits are in engine/api_body.py)."""
 PROCESS_IDLE = 1.0
 """Seconds the processing loop waits for new events before looking again (another API process or
 a restart may have stored some; the ingestor wakes it at once for events it accepted)."""
@@ -66,7 +66,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text} for code, text in (
         (400, "Malformed request (not JSON, a bad cursor)"), (401, "Missing or wrong bearer token"),
         (404, "No such thing"), (409, "Conflicts with the current state"), (413, "Body too large"),
-        (422, "Invalid input; details say which"), (503, "A backend (Temporal, the CRM) is not available"))}
+        (415, "Content-Type is not JSON"), (422, "Invalid input, or over a limit; details say which"),
+        (503, "A backend (the store, Temporal, the CRM) is busy or not available; Retry-After says when to retry"))}
 """The error answers, documented on every operation (each lists those it can give)."""
 
 
@@ -79,14 +80,16 @@ class EventResultOut(BaseModel):
     """What became of one event."""
 
     id: str = Field(description="The event id ('' when it had none)")
-    status: str = Field(description="accepted, duplicate (the id was stored before) or rejected")
-    errors: list[str] = Field(description="Why it was rejected, one line per problem")
+    status: str = Field(description="accepted, unknown_account (stored, but the CRM has no such account: it "
+                                    "starts nothing), duplicate (the id was stored before) or rejected")
+    errors: list[str] = Field(description="Why it was rejected (one line per problem), or the unknown_account warning")
 
 
 class EventsOut(BaseModel):
     """The answer to POST /v1/events: counts and one result per event, in the order sent."""
 
-    accepted: int
+    accepted: int = Field(description="Stored, for an account the CRM has")
+    unknown_accounts: int = Field(description="Stored, but for an account the CRM does not have (yet)")
     duplicates: int
     rejected: int
     results: list[EventResultOut]
@@ -135,10 +138,39 @@ def _with_event_schema(app: FastAPI) -> None:
         if app.openapi_schema is None:
             doc = plain()
             doc.setdefault("components", {}).setdefault("schemas", {}).update(event_components())
+            _add_links(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _ref(path: str, method: str) -> str:
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+_LINKS: tuple[tuple[str, str, str, str, str, dict[str, Any]], ...] = (
+    ("/v1/events", "post", "202", "ExplainAccount", "/v1/accounts/{account_id}/explain",
+     {"operationMethod": "get", "parameters": {"account_id": "$request.body#/account_id"}}),
+    ("/v1/events", "post", "202", "AccountDecisions", "/v1/decisions",
+     {"operationMethod": "get", "parameters": {"account": "$request.body#/account_id"}}),
+    ("/v1/events", "post", "202", "RetryEvent", "/v1/events/retry",
+     {"operationMethod": "post", "requestBody": {"ids": ["$response.body#/results/0/id"]}}),
+    ("/v1/events/failed", "get", "200", "RetryFailed", "/v1/events/retry",
+     {"operationMethod": "post", "requestBody": {"ids": ["$response.body#/events/0/id"]}}),
+)
+"""OpenAPI links between the event operations: what a client (and a stateful test) can do next."""
+
+
+def _add_links(doc: dict[str, Any]) -> None:
+    paths = doc.get("paths", {})
+    for path, method, status, name, target, spec in _LINKS:
+        answer = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        target_method = spec["operationMethod"]
+        if answer is None or target_method not in paths.get(target, {}):
+            continue
+        link = {k: v for k, v in spec.items() if k != "operationMethod"}
+        answer.setdefault("links", {})[name] = {"operationRef": _ref(target, target_method), **link}
 
 
 class Ingesting(Protocol):
@@ -297,6 +329,7 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
                               "operation except health and unsubscribe. Errors: {error: {code, message, details}}.")
     app.state.deps = d
     _handlers(app)
+    install_error_handlers(app)
     _routes(app)
     from engine.api_runs import router
     from engine.api_start import router as start_router
@@ -330,38 +363,32 @@ def _handlers(app: FastAPI) -> None:
 
 
 async def read_body(request: Request) -> bytes:
-    """The body, refusing (413) one over MAX_BODY bytes without reading it all."""
-    too_big = ApiError(413, "body_too_large", f"the body is over {MAX_BODY} bytes: send at most {MAX_BATCH} "
-                       "events per request, in several requests")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY:
-        raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """The body, refusing (413) one over MAX_BODY bytes without reading it all, and (415) one that is not JSON."""
+    if not json_media_type(request.headers.get("content-type")):
+        raise BodyError(415, "unsupported_media_type", f"the Content-Type is {request.headers['content-type'][:80]!r}; "
+                        "send JSON with Content-Type: application/json")
+    return await read_limited(request.stream(), request.headers.get("content-length"), limit=MAX_BODY)
 
 
-def parse_events(body: bytes) -> list[Any]:
-    """The events of a body: one event object, or ``{"events": [...]}``.
+async def parse_events(body: bytes) -> list[Any]:
+    """The events of a body: one event object, or ``{"events": [...]}`` (parsed off the event loop when big).
 
     Raises:
-        ApiError: 400 for malformed JSON, 422 for another shape or a batch of 0 or over MAX_BATCH.
+        BodyError: 400 for malformed JSON, 422 over a limit (engine/api_body.py).
+        ApiError: 422 for another shape or a batch of 0 or over MAX_BATCH.
     """
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON ({exc}); send one event object or "
-                       '{"events": [...]} with Content-Type: application/json') from None
+    doc = await asyncio.to_thread(parse_json, body) if len(body) > 65_536 else parse_json(body)
     if not isinstance(doc, dict):
         raise ApiError(422, "invalid_body", f"the body is a JSON {_kind(doc)}; send one event object or "
                        '{"events": [...]}')
     if "events" not in doc:
         return [doc]
     events = doc["events"]
+    others = sorted(k for k in doc if k != "events")
+    if others:
+        named = ", ".join(map(repr, others))[:200]
+        raise ApiError(422, "invalid_body", f"a batch body holds only 'events', not also {named}; "
+                       "send the events' fields inside each event")
     if not isinstance(events, list):
         raise ApiError(422, "invalid_body", f"'events' is a JSON {_kind(events)}; it must be an array of events")
     if not events or len(events) > MAX_BATCH:
@@ -378,19 +405,18 @@ def _kind(value: Any) -> str:
 def _routes(app: FastAPI) -> None:
     @app.post("/v1/events", status_code=202, response_model=EventsOut, tags=["events"],
               summary="Send one event or a batch of up to 1,000",
-              responses={**errors(400, 401, 413, 422), 202: {"description": "Per-event results"}},
+              responses={**errors(400, 401, 413, 415, 422, 503), 202: {"description": "Per-event results"}},
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": event_body_schema(MAX_BATCH)}}}})
     async def post_events(request: Request, d: Authorised) -> Response:
-        items = parse_events(await read_body(request))
-        try:
-            answers = await d.ingestor.ingest(items)
-        except ValueError as exc:  # the store refused an event validation let through
-            raise ApiError(422, "invalid_events", f"an event could not be stored: {exc}") from None
+        items = await parse_events(await read_body(request))
+        # A locked or unreachable store raises RetryableError: 503 with Retry-After (engine/api_errors.py).
+        answers = await d.ingestor.ingest(items)
         done = [{"id": r.id, "status": r.status, "errors": list(r.errors)} for r in answers]
-        counts = {s: sum(1 for r in done if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
-        body = {"accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
-                "results": done}
+        counts = {s: sum(1 for r in done if r["status"] == s)
+                  for s in ("accepted", "unknown_account", "duplicate", "rejected")}
+        body = {"accepted": counts["accepted"], "unknown_accounts": counts["unknown_account"],
+                "duplicates": counts["duplicate"], "rejected": counts["rejected"], "results": done}
         if counts["rejected"] == len(done):
             first = done[0]["errors"][0] if done[0]["errors"] else "invalid"
             return error_response(422, "invalid_events", f"no event was accepted: {first}"

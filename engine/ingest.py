@@ -30,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -40,12 +42,13 @@ from connectors.base import CRM, RetryableError
 from engine import model as m
 from engine.context import Calendar
 from engine.enrol import Start, enrol, facts_for
-from engine.ingest_facts import Change, apply_facts, parse_event, validate_event
+from engine.ingest_facts import Change, apply_facts, parse_event, parse_time, validate_event
 from engine.matcher import decide
+from engine.matchproc import MatchTimeout, MatchWorker
 from engine.runcontext import read_view, view_data
-from engine.runtypes import Event
-from engine.signals import Decision, EventSignal
-from engine.store import LEASE, MAX_ATTEMPTS, EventRecord, Store, retry_delay
+from engine.runtypes import Event, run_id_for
+from engine.signals import Decision, EventSignal, Facts, TriggerRef
+from engine.store import API_WRITE_WAIT, LEASE, MAX_ATTEMPTS, EventRecord, Store, retry_delay
 
 __all__ = ["IngestResult", "Ingestor", "Processed", "SignalRun", "temporal_signaller", "temporal_starter",
            "validate_event"]
@@ -65,10 +68,12 @@ class IngestResult:
 
     id: str
     """The event's id ("" when it had none)."""
-    status: Literal["accepted", "duplicate", "rejected"]
-    """accepted: stored for processing; duplicate: that id was stored before; rejected: invalid, not stored."""
+    status: Literal["accepted", "unknown_account", "duplicate", "rejected"]
+    """accepted: stored for processing; unknown_account: stored for processing too, but the CRM has no
+    account with that id (it starts nothing until the account exists; its facts are kept); duplicate:
+    that id was stored before; rejected: invalid, or refused by the store, and not stored."""
     errors: tuple[str, ...] = ()
-    """Why it was rejected, each as "path: what is wrong"."""
+    """Why it was rejected, each as "path: what is wrong"; for unknown_account, the warning."""
     decisions: tuple[str, ...] = ()
     """With ``process=True``: the trigger decisions it led to, one line each."""
     notes: tuple[str, ...] = ()
@@ -130,8 +135,14 @@ class Ingestor:
         self.signal_run, self.calendar, self.now, self.lease = signal_run, calendar or Calendar(), now, lease
         self.parallel = parallel
         self.wake = asyncio.Event()
-        self._waiting: list[tuple[list[EventSignal], asyncio.Future[list[bool]]]] = []
+        self._waiting: list[tuple[list[EventSignal], asyncio.Future[list[bool | str]]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._known: dict[str, float] = {}
+        """Account ids the CRM had, with when it was asked (``time.monotonic``)."""
+        self._missing: dict[str, float] = {}
+        """Account ids the CRM did not have, with when it was asked."""
+        self._matcher: MatchWorker | None = None
+        """Set while ``run`` goes: where trigger conditions are evaluated (a child process)."""
 
     # --- in --------------------------------------------------------------------------------------
 
@@ -147,7 +158,7 @@ class Ingestor:
         valid: list[EventSignal] = []
         problems: list[list[str]] = []
         for obj in events:
-            errors = validate_event(obj)
+            errors = validate_event(obj) or _storable(obj)
             problems.append(errors)
             if not errors:
                 valid.append(parse_event(obj))
@@ -156,23 +167,66 @@ class Ingestor:
         for obj, errors in zip(events, problems, strict=True):
             ident = obj.get("id") if isinstance(obj, Mapping) else None
             ident = ident if isinstance(ident, str) else ""
+            outcome = None if errors else next(stored)
+            if isinstance(outcome, str):  # the store refused this one event; its neighbours went in
+                errors = [outcome]
             if errors:
                 results.append(IngestResult(id=ident, status="rejected", errors=tuple(errors)))
             else:
-                results.append(IngestResult(id=ident, status="accepted" if next(stored) else "duplicate"))
-        accepted = [r.id for r in results if r.status == "accepted"]
+                results.append(IngestResult(id=ident, status="accepted" if outcome else "duplicate"))
+        results = await self._unknown_accounts(results, {e.id: e.account_id for e in valid})
+        accepted = [r.id for r in results if r.status in ("accepted", "unknown_account")]
         if accepted and process:
             done = {p.id: p for p in await self._process(await self.store.unprocessed(
                 len(accepted), ids=accepted, now=self.now(), lease=self.lease))}
             results = [replace(r, decisions=done[r.id].decisions, notes=_notes(done[r.id])) if r.id in done
-                       else replace(r, notes=(WAITING,)) if r.status == "accepted" else r for r in results]
+                       else replace(r, notes=(WAITING,)) if r.id in accepted else r for r in results]
         elif accepted:
             self.wake.set()
         return results
 
-    async def _store(self, events: list[EventSignal]) -> list[bool]:
-        """Store through the shared transaction: callers arriving while one commits go in the next."""
-        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+    async def _unknown_accounts(self, results: list[IngestResult], accounts: Mapping[str, str]) -> list[IngestResult]:
+        """Mark the stored events whose account the CRM does not have as ``unknown_account``.
+
+        The CRM is asked once per account (an answer is remembered: KNOWN_FOR seconds for an account
+        it has, MISSING_FOR for one it has not, so a flood of events for a typo costs few calls) and
+        for at most ACCOUNT_CHECK seconds: when it does not answer, the events stay ``accepted``
+        (processing tells the rest).
+        """
+        now = monotonic()
+        ask = {accounts[r.id] for r in results if r.status == "accepted"}
+        missing = {a for a in ask if now - self._missing.get(a, -MISSING_FOR) < MISSING_FOR}
+        ask = {a for a in ask - missing if now - self._known.get(a, -KNOWN_FOR) >= KNOWN_FOR}
+        names = sorted(ask)
+        try:
+            found = await asyncio.wait_for(asyncio.gather(*(self.crm.get_account(a) for a in names),
+                                                          return_exceptions=True), ACCOUNT_CHECK)
+        except TimeoutError:
+            found = [TimeoutError()] * len(names)
+        for name, account in zip(names, found, strict=True):
+            if account is None:
+                missing.add(name)
+                self._missing[name] = now
+            elif not isinstance(account, BaseException):
+                self._known[name] = now
+        for cache in (self._known, self._missing):
+            if len(cache) > 100_000:  # a bound on memory, not a policy
+                cache.clear()
+        if not missing:
+            return results
+        return [replace(r, status="unknown_account", errors=(UNKNOWN.format(account=accounts[r.id]),))
+                if r.status == "accepted" and accounts[r.id] in missing else r for r in results]
+
+    async def _store(self, events: list[EventSignal]) -> list[bool | str]:
+        """Store through the shared transaction: callers arriving while one commits go in the next.
+
+        One result per event: True stored, False a duplicate, or why the store refused that event
+        (the others of the group are stored all the same: see ``_write``).
+
+        Raises:
+            RetryableError: the store is locked or unreachable (for this caller nothing may have gone in).
+        """
+        future: asyncio.Future[list[bool | str]] = asyncio.get_running_loop().create_future()
         self._waiting.append((events, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -182,18 +236,43 @@ class Ingestor:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                stored = await self.store.add_events([e for events, _ in batch for e in events],
-                                                     received_at=self.now())
-            except Exception as exc:  # noqa: BLE001 - handed to every caller of this batch
+                outcomes = await self._write([e for events, _ in batch for e in events])
+            except BaseException as exc:  # cancelled: no caller may wait for ever
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(exc)
-                continue
+                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                raise
             at = 0
             for events, future in batch:
-                if not future.done():
-                    future.set_result(stored[at:at + len(events)])
-                at += len(events)
+                mine, at = outcomes[at:at + len(events)], at + len(events)
+                outage = next((o for o in mine if isinstance(o, RetryableError)), None)
+                if future.done():
+                    continue
+                if outage is not None:
+                    future.set_exception(outage)
+                else:
+                    future.set_result([o if isinstance(o, bool) else _refusal(o) for o in mine])
+
+    async def _write(self, events: list[EventSignal]) -> list[bool | Exception]:
+        """Store events in one transaction; when the store refuses it, each half again, down to the event at fault.
+
+        So one bad event costs a few more transactions, never its neighbours' place: for each event,
+        True (stored), False (duplicate) or the exception that refused it alone. An outage (locked or
+        unreachable store) is not any event's fault: it ends the write, given to all not yet written.
+        """
+        try:
+            return list(await self.store.add_events(events, received_at=self.now(), wait=API_WRITE_WAIT))
+        except RetryableError as exc:
+            return [exc] * len(events)
+        except Exception as exc:  # noqa: BLE001 - find the event at fault
+            if len(events) == 1:
+                return [exc]
+        half = len(events) // 2
+        first = await self._write(events[:half])
+        outage = next((o for o in first if isinstance(o, RetryableError)), None)
+        if outage is not None:
+            return first + [outage] * (len(events) - half)
+        return first + await self._write(events[half:])
 
     # --- processing ------------------------------------------------------------------------------
 
@@ -203,7 +282,18 @@ class Ingestor:
 
     async def run(self, *, poll: float = 1.0, limit: int = 200) -> None:
         """Process queued events until cancelled: at once when ``ingest`` wakes it, else every ``poll`` seconds
-        (events another process stored, and retries after a lease)."""
+        (events another process stored, and retries after a lease).
+
+        Meanwhile trigger conditions are evaluated in a child process with a time bound
+        (engine/matchproc.py), so a slow one never blocks this event loop (the API's)."""
+        self._matcher = MatchWorker()
+        try:
+            await self._loop(poll=poll, limit=limit)
+        finally:
+            matcher, self._matcher = self._matcher, None
+            await asyncio.to_thread(matcher.close)
+
+    async def _loop(self, *, poll: float, limit: int) -> None:
         while True:
             self.wake.clear()
             try:
@@ -308,12 +398,12 @@ class Ingestor:
                                       previous_band=change.previous_band, first_feature_use=change.first_feature_use,
                                       first_product_use=change.first_product_use)
             seen = await facts()
-            decision = decide(pb, ev, seen)
+            decision = await self._match(pb, ev, seen)
             if (decision is not None and decision.reason == "already_active" and seen.active_run
                     and self.still_running is not None and not await self.still_running(seen.active_run)):
                 # The store had a run as active that Temporal says has ended (its record is now up to
                 # date): decide again. Asked only here, so an event costs no Temporal call otherwise.
-                decision = decide(pb, ev, await facts())
+                decision = await self._match(pb, ev, await facts())
             if decision is None:
                 continue
             done = await enrol(decision, pb, store=self.store, start=self.start, signal=signal, now=now)
@@ -324,18 +414,35 @@ class Ingestor:
         return lines
 
 
+    async def _match(self, pb: m.Playbook, ev: EventSignal, seen: Facts) -> Decision | None:
+        """``decide``: in the child process while ``run`` goes (a time-out is a suppressed decision), else here."""
+        if self._matcher is None:
+            return decide(pb, ev, seen)
+        try:
+            return await self._matcher.decide(pb, ev, seen)
+        except MatchTimeout as exc:
+            index = next((i for i, t in enumerate(pb.triggers) if listens_one(t, ev.type)), 0)
+            return Decision(outcome="suppressed", reason="expression_error", message=f"suppressed: {exc}",
+                            playbook=pb.id, account_id=ev.account_id,
+                            trigger=TriggerRef(index=index, kind=pb.triggers[index].kind), occurrence="",
+                            run_id=run_id_for(pb.id, ev.account_id, ""), trigger_data={},
+                            seen={"timeout_s": self._matcher.timeout})
+
+
 def listens(playbook: m.Playbook, event_type: str) -> bool:
     """Whether a trigger of the playbook can fire on an event of this type (others are not asked)."""
-    for trig in playbook.triggers:
-        if isinstance(trig, m.EventTrigger) and trig.type == event_type:
-            return True
-        if isinstance(trig, m.HealthDrop) and event_type == "health.updated":
-            return True
-        if isinstance(trig, m.NewUsage) and event_type == "usage.feature_used":
-            return True
-        if isinstance(trig, m.LifecycleChange | m.ContractMilestone) and event_type == "account.updated":
-            return True
-    return False
+    return any(listens_one(trig, event_type) for trig in playbook.triggers)
+
+
+def listens_one(trig: Any, event_type: str) -> bool:
+    """Whether this trigger can fire on an event of this type."""
+    if isinstance(trig, m.EventTrigger) and trig.type == event_type:
+        return True
+    if isinstance(trig, m.HealthDrop) and event_type == "health.updated":
+        return True
+    if isinstance(trig, m.NewUsage) and event_type == "usage.feature_used":
+        return True
+    return isinstance(trig, m.LifecycleChange | m.ContractMilestone) and event_type == "account.updated"
 
 
 def _outage(exc: BaseException) -> bool:
@@ -348,6 +455,47 @@ def _outage(exc: BaseException) -> bool:
         return True
     return isinstance(exc, RPCError) and exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
                                                         RPCStatusCode.RESOURCE_EXHAUSTED)
+
+
+monotonic = time.monotonic
+"""The clock of the account answers' memory (tests move it)."""
+KNOWN_FOR = 600.0
+"""Seconds an account the CRM had is taken as known without asking again (at ingest)."""
+MISSING_FOR = 30.0
+"""Seconds an account the CRM did not have is taken as unknown without asking again (at ingest)."""
+ACCOUNT_CHECK = 2.0
+"""Seconds ingest waits for the CRM to say which accounts it has."""
+UNKNOWN = ("account_id: the CRM has no account {account!r}; the event is stored and its facts kept, but it starts "
+           "nothing until the account exists (check the id, or import the account first)")
+"""The warning of an ``unknown_account`` result."""
+
+
+def _storable(obj: Mapping[str, Any]) -> list[str]:
+    """What ``validate_event`` lets through but the store cannot keep: a time outside years 1-9999 once in
+    UTC, data that is not plain JSON (NaN, infinity, nested past Python's limit)."""
+    when = parse_time(obj["occurred_at"])
+    problems = []
+    try:
+        if when is not None:
+            when.astimezone(UTC)
+    except OverflowError:
+        problems.append(f"occurred_at: is outside the years 1 to 9999 once converted to UTC "
+                        f"({obj['occurred_at']!r:.60}); send a real date-time")
+    try:
+        json.dumps(obj.get("data", {}), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        problems.append(f"data: must be plain JSON (text, finite numbers, true/false, null, lists, objects): "
+                        f"{str(exc)[:120]}")
+    return problems
+
+
+def _refusal(exc: Exception) -> str:
+    """Why the store refused one event, in words (a database error's own message, not its SQL)."""
+    orig = getattr(exc, "orig", None)
+    said = str(orig if orig is not None else exc) or type(exc).__name__
+    if getattr(exc, "detail", ""):  # PermanentError: what the database said is in the detail
+        said = f"{said}: {exc.detail}"  # type: ignore[attr-defined]
+    return f"(event): the store refused it: {said[:300]}"
 
 
 WAITING = ("not processed yet: an earlier event of the account is still queued (being retried, or taken by "

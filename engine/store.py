@@ -13,13 +13,16 @@ in UTC; a naive time is refused with a ValueError.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Engine, and_, exists, func, inspect, not_, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, exists, func, inspect, not_, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, make_url
@@ -49,8 +52,8 @@ from engine.store_models import (
 
 T = TypeVar("T")
 
-__all__ = ["LEASE", "MAX_ATTEMPTS", "AuditRow", "DecisionRecord", "EventLike", "EventRecord", "RequeueOutcome",
-           "RunPage", "RunRecord", "Store", "retry_delay"]
+__all__ = ["API_WRITE_WAIT", "LEASE", "MAX_ATTEMPTS", "AuditRow", "DecisionRecord", "EventLike", "EventRecord",
+           "RequeueOutcome", "RunPage", "RunRecord", "Store", "retry_delay"]
 
 ENDED_STATUSES = frozenset({"completed", "failed", "exited", "cancelled"})
 USE_KINDS = frozenset({"feature", "product"})
@@ -64,6 +67,14 @@ FIRST_RETRY = timedelta(seconds=30)
 """The back-off after an event's first failed attempt; it doubles with each further one, up to the lease."""
 MAX_ERROR = 2000
 """A failed attempt's error text longer than this many characters is cut."""
+
+API_WRITE_WAIT = 5.0
+"""Seconds an API write (storing events) waits for a lock another writer holds before giving up with
+RetryableError, which the API answers 503 with Retry-After; other writes wait 30 s."""
+
+_QUICK_WRITES = ThreadPoolExecutor(max_workers=2, thread_name_prefix="csops-quick-write")
+"""Threads of the writes with a ``wait`` (the API's): never queued behind the shared pool's threads,
+which the event processor may all have waiting 30 s on the same lock."""
 
 RequeueOutcome = Literal["requeued", "unknown", "queued", "processed"]
 """What ``Store.requeue`` did with an id."""
@@ -126,15 +137,18 @@ class Store:
         """Store ``event`` unless its id is stored already; True only for the call that stored it."""
         return (await self.add_events([event], received_at=received_at))[0]
 
-    async def add_events(self, events: Sequence[EventLike], *, received_at: datetime | None = None) -> list[bool]:
+    async def add_events(self, events: Sequence[EventLike], *, received_at: datetime | None = None,
+                         wait: float | None = None) -> list[bool]:
         """Store a batch in one transaction; for each event (in order), whether this call stored it.
 
         An id repeated within the batch counts once, for its first event. ``received_at`` is the
         time noted for all of them (now when None; an ``EventRecord``'s own is not used).
+        ``wait``: seconds to wait at most for a lock another writer holds (None: the usual 30 s).
 
         Raises:
             ValueError: an event has an empty or over-long id, type or account id, or a naive time.
             TypeError: an event's data is not JSON.
+            RetryableError: the store is locked (past ``wait``) or unreachable.
         """
         now = utc(received_at or datetime.now(UTC), "received_at")
         rows: dict[str, dict[str, Any]] = {}
@@ -146,13 +160,45 @@ class Store:
         # Sorted, so two batches sharing ids take PostgreSQL's row locks in the same order.
         batch = [rows[key] for key in sorted(rows)]
         stmt = self._insert(EventRow).on_conflict_do_nothing().returning(EventRow.id)
-        inserted = set(await self.db.run(lambda s: _commit(s, s.scalars(stmt, batch).all())))
+        inserted = set(await self._write(lambda s: _commit(s, s.scalars(stmt, batch).all()), wait))
         firsts: set[str] = set()
         answer = []
         for event in events:
             answer.append(event.id in inserted and event.id not in firsts)
             firsts.add(event.id)
         return answer
+
+    async def _write(self, work: Callable[[Session], T], wait: float | None) -> T:
+        """``db.run(work)``, waiting at most ``wait`` seconds for another writer's lock.
+
+        SQLite: the connection's busy timeout, set before ``BEGIN IMMEDIATE`` takes the lock and
+        restored after. PostgreSQL: ``SET LOCAL lock_timeout`` for the transaction.
+        """
+        engine = self.db.engine
+        if wait is None or (engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")):
+            return await self.db.run(work)
+        ms = max(1, int(wait * 1000))
+        loop = asyncio.get_running_loop()
+        if engine.dialect.name != "sqlite":
+            def limited(s: Session) -> T:
+                s.execute(text(f"SET LOCAL lock_timeout = '{ms}ms'"))
+                return work(s)
+
+            return await loop.run_in_executor(_QUICK_WRITES, functools.partial(self.db.call, limited))
+
+        def call() -> T:
+            with engine.connect() as conn:
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                before = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+                raw.execute(f"PRAGMA busy_timeout = {ms}")
+                try:
+                    # A Session over this connection begins it (BEGIN IMMEDIATE) and commits it.
+                    return self.db.call(work, engine=cast(Engine, conn))
+                finally:
+                    raw.execute(f"PRAGMA busy_timeout = {int(before)}")
+
+        return await loop.run_in_executor(_QUICK_WRITES, call)
 
     async def get_event(self, event_id: str) -> EventRecord | None:
         """The stored event with this id, or None."""

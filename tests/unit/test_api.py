@@ -153,7 +153,7 @@ async def test_missing_and_wrong_token_are_401_with_a_challenge(api: Api) -> Non
 async def test_one_event_is_accepted_then_a_duplicate(api: Api) -> None:
     r = await api.client.post("/v1/events", json=event(), headers=AUTH)
     assert r.status_code == 202
-    assert r.json() == {"accepted": 1, "duplicates": 0, "rejected": 0,
+    assert r.json() == {"accepted": 1, "unknown_accounts": 0, "duplicates": 0, "rejected": 0,
                         "results": [{"id": "ev-1", "status": "accepted", "errors": []}]}
     stored = await api.store.get_event("ev-1")
     assert stored is not None and stored.data == {"score": 3} and stored.account_id == "acme"

@@ -272,7 +272,9 @@ async def test_a_lifecycle_change_sees_the_stage_before_the_edit(rig: Rig) -> No
 async def test_an_unknown_account_keeps_the_facts_and_says_so(rig: Rig) -> None:
     rig.add(playbook("risk", "health_drop: {below: 50}"))
     [res] = await rig.ingestor().ingest([ev("h1", "health.updated", {"score": 10}, account="nobody")], process=True)
-    assert res.status == "accepted" and res.decisions == () and rig.starts == []
+    assert res.status == "unknown_account" and res.decisions == () and rig.starts == []
+    assert res.errors == ("account_id: the CRM has no account 'nobody'; the event is stored and its facts kept, but "
+                          "it starts nothing until the account exists (check the id, or import the account first)",)
     assert res.notes[0].startswith("account nobody is not in the CRM")
     assert await rig.store.last_health("nobody") == (10.0, "")
 
