@@ -336,6 +336,9 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
 
     app.include_router(router)
     app.include_router(start_router)
+    from engine.console import install as install_console
+
+    install_console(app)  # the web console under /console (engine/console/, docs/console.md)
     _with_event_schema(app)
     return app
 

@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     from engine.cli_sim import add_parsers as add_sim_parsers
 
     add_sim_parsers(sub)
+    from engine.console.cli import add_parsers as add_console_parsers
+
+    add_console_parsers(sub)
     return parser
 
 

@@ -119,6 +119,8 @@ class Store:
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"the store runs on SQLite or PostgreSQL, not {backend}; use a sqlite:/// "
                              "or postgresql+psycopg:// URL")
+        import engine.console.models  # noqa: F401 - the console's tables (sign-in, sessions) live in the store too
+
         self.db = Database(database_url, Base.metadata)
         _add_missing(self.db.engine)
         self._insert = pg_insert if backend == "postgresql" else sqlite_insert

@@ -1,0 +1,32 @@
+"""The web console: the runs, accounts, playbooks, tasks and decisions of csops, for people, in a browser.
+
+Served by the API process under ``/console`` (engine/api.py calls :func:`install`); server-rendered
+HTML (Jinja2) with a little optional JavaScript, everything served from this package. Nothing is
+shown before sign-in: per-person passwords (users in the store, ``csops console user add``) or,
+behind an identity proxy, a trusted header (off by default). docs/console.md is the user's guide.
+
+This module imports nothing heavy at import time: engine/store.py imports ``engine.console.models``
+(the console's tables live in the store), which runs this file first.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from engine.console.web import ConsoleConfig
+
+__all__ = ["PREFIX", "install"]
+
+PREFIX = "/console"
+"""Where the console is served on the API's address."""
+
+
+def install(app: FastAPI, config: ConsoleConfig | None = None) -> None:
+    """Serve the console on ``app`` under ``/console`` (settings from CSOPS_CONSOLE_* when ``config`` is None)."""
+    from engine.console.routes import mount
+
+    mount(app, config)
+

@@ -1,0 +1,104 @@
+"""The console's actions, each a POST with the CSRF token, checked against the person's role, and audited.
+
+ops may act on everything; a csm only on tasks assigned to them and runs of accounts they own.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from engine.console import PREFIX
+from engine.console.auth import Person, audit, snooze
+from engine.console.pages import _owns
+from engine.console.web import Forbidden, deps, form, person, render
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+MAX_REASON = 1000
+"""Longest cancel reason kept (as the API's)."""
+MAX_SNOOZE = 90
+"""A task can be snoozed at most this many days ahead."""
+
+
+@router.post("/runs/{run_id:path}/cancel")
+async def cancel(request: Request, run_id: str) -> Response:
+    from engine.api import ApiError
+    from engine.api_runs import cancel_run
+
+    who = await person(request)
+    fields = await form(request, who.csrf)
+    d = deps(request)
+    run = await d.store.get_run(run_id)
+    if run is not None and not who.ops and not await _owns(d, who.crm_user, run.account_id):
+        raise Forbidden(f"only ops, or the account's owner, may cancel runs of {run.account_id}")
+    reason = fields.get("reason", "").strip()[:MAX_REASON]
+    if not reason:
+        return _back(request, who, "Say why the run is cancelled (the reason is kept with the run).", status=422)
+    try:
+        await cancel_run(d.store, d.workflows, run_id, f"{reason} (by {who.email})")
+    except ApiError as exc:
+        return _back(request, who, exc.message, status=exc.status)
+    await audit(d.store, actor=who.email, action="cancel_run", target=run_id, detail=reason)
+    return RedirectResponse(f"{PREFIX}/runs/{quote(run_id, safe=':')}?note=cancelling", status_code=303)
+
+
+async def _task(request: Request, who: Person, task_id: str) -> Any:
+    d = deps(request)
+    task = await d.crm.get_task(task_id) if d.crm is not None else None
+    if task is None:
+        raise Forbidden(f"the CRM has no task {task_id}")
+    if not who.ops and (not who.crm_user or task.assignee_id != who.crm_user):
+        raise Forbidden("a csm may complete or snooze only their own tasks")
+    return task
+
+
+@router.post("/tasks/{task_id}/complete")
+async def complete(request: Request, task_id: str) -> Response:
+    who = await person(request)
+    await form(request, who.csrf)
+    task = await _task(request, who, task_id)
+    d = deps(request)
+    if task.status != "open":
+        return _back(request, who, f"That task is already {task.status}.", status=409)
+    # The run that created the task completes it in the CRM (once) and goes on: the same path as a
+    # task.completed event from the CRM's webhook. The event id is the task's, so a double click
+    # stores one event.
+    event = {"id": f"console:{task_id}:completed", "type": "task.completed", "account_id": task.account_id,
+             "occurred_at": datetime.now(UTC).isoformat(), "data": {"task_id": task_id, "by": who.email}}
+    [result] = await d.ingestor.ingest([event])
+    if result.status == "rejected":
+        return _back(request, who, "; ".join(result.errors), status=422)
+    await audit(d.store, actor=who.email, action="complete_task", target=task_id, detail=task.title)
+    return RedirectResponse(f"{PREFIX}/inbox?note=completed", status_code=303)
+
+
+@router.post("/tasks/{task_id}/snooze")
+async def snooze_task(request: Request, task_id: str) -> Response:
+    who = await person(request)
+    fields = await form(request, who.csrf)
+    task = await _task(request, who, task_id)
+    d = deps(request)
+    today = d.now().date()
+    try:
+        until = date.fromisoformat(fields.get("until", ""))
+    except ValueError:
+        until = today
+    if not today < until <= today + timedelta(days=MAX_SNOOZE):
+        return _back(request, who, f"Snooze to a day after today and at most {MAX_SNOOZE} days ahead.", status=422)
+    await snooze(d.store, task_id, until, who.email)
+    await audit(d.store, actor=who.email, action="snooze_task", target=task_id, detail=f"until {until}: {task.title}")
+    return RedirectResponse(f"{PREFIX}/inbox?note=snoozed", status_code=303)
+
+
+def _back(request: Request, who: Person, message: str, status: int) -> Response:
+    return render(request, "error.html", who, status=status, title="Not done", message=message,
+                  back=request.headers.get("referer", ""))
+
+
+

@@ -1,0 +1,84 @@
+"""``csops console user add EMAIL``: create (or update) a person who may sign in to the web console.
+
+The password comes from CSOPS_CONSOLE_PASSWORD when set (scripts), else from a prompt (typed
+twice, not echoed); ``--no-password`` makes a user for the trusted-header mode only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from typing import Any
+
+__all__ = ["add_parsers"]
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def add_parsers(sub: Any) -> None:
+    """Add ``console`` to the ``csops`` subcommands."""
+    console = sub.add_parser("console", help="web console users (the console is served by csops api at /console)",
+                             description="Manage who may sign in to the web console (docs/console.md).")
+    actions = console.add_subparsers(dest="console_action", metavar="ACTION")
+    user = actions.add_parser("user", help="console users").add_subparsers(dest="user_action", metavar="ACTION")
+    add = user.add_parser("add", help="create a console user, or change one's role, name, CRM link or password",
+                          description="Create a console user (or update one). The password is read from "
+                                      "CSOPS_CONSOLE_PASSWORD, else asked for twice.")
+    add.add_argument("email", metavar="EMAIL", help="what they sign in with")
+    add.add_argument("--role", choices=("ops", "csm"), default="csm",
+                     help="ops: everything; csm: acts on own tasks and accounts, reads the rest (default csm)")
+    add.add_argument("--name", default="", help="display name")
+    add.add_argument("--crm-user", default="", metavar="ID",
+                     help="their user id in the CRM: their tasks are their inbox, their accounts are theirs")
+    add.add_argument("--no-password", action="store_true",
+                     help="no password: signs in only through a trusted identity proxy header")
+    console.set_defaults(runs_handler=cmd_console)
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if args.no_password:
+        return ""
+    given = os.environ.get("CSOPS_CONSOLE_PASSWORD", "")
+    if given:
+        return given
+    if not sys.stdin.isatty():
+        print("csops console: set CSOPS_CONSOLE_PASSWORD, or run this in a terminal to type the password",
+              file=sys.stderr)
+        return None
+    first = getpass.getpass(f"Password for {args.email}: ")
+    if getpass.getpass("Again: ") != first:
+        print("csops console: the two passwords differ; nothing was changed", file=sys.stderr)
+        return None
+    return first
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    """Run ``csops console user add``."""
+    if getattr(args, "console_action", None) != "user" or getattr(args, "user_action", None) != "add":
+        print("usage: csops console user add EMAIL [--role ops|csm] [--name NAME] [--crm-user ID]", file=sys.stderr)
+        return EXIT_USAGE
+    from engine.cli import _settings
+    from engine.console.auth import add_user
+    from engine.store import Store
+
+    settings = _settings("console")
+    if settings is None:
+        return EXIT_USAGE
+    password = _password(args)
+    if password is None:
+        return EXIT_USAGE
+    store = Store(settings.database_url)
+    try:
+        new = asyncio.run(add_user(store, args.email, role=args.role, password=password, name=args.name,
+                                   crm_user=args.crm_user))
+    except ValueError as exc:
+        print(f"csops console: {exc}; nothing was changed", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        store.close()
+    print(f"csops console: {'created' if new else 'updated'} {args.email.strip().lower()} ({args.role}"
+          f"{', CRM user ' + args.crm_user if args.crm_user else ''}); sign in at /console on the API's address")
+    return EXIT_OK

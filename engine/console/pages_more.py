@@ -1,0 +1,164 @@
+"""The console's pages on accounts, playbooks and tasks: Accounts, an account, Playbooks, a playbook, Inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from engine.console import PREFIX, queries
+from engine.console.auth import snoozed
+from engine.console.charts import columns, line
+from engine.console.web import deps, person, render
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+HEALTH_DAYS = 90
+"""The account page's health chart covers this many days back."""
+RUN_DAYS = 30
+"""The playbook page's runs chart covers this many days back."""
+_reports: dict[str, tuple[Any, Any]] = {}
+"""Folder → (fingerprint, validation report): validated again only when a file changed."""
+
+
+@router.get("/accounts")
+async def accounts(request: Request, q: str = "") -> Response:
+    who = await person(request)
+    d = deps(request)
+    db = queries.sql_crm(d.crm)
+    found: list[Any] | None = None
+    if db is not None:
+        found = await queries.account_search(db, q.strip()[:200])
+    elif q.strip() and d.crm is not None:  # another CRM: look the id up as typed
+        account = await d.crm.get_account(q.strip())
+        found = [account] if account is not None else []
+    names = await queries.user_names(db) if db is not None else {}
+    return render(request, "accounts.html", who, q=q, accounts=found, names=names, searchable=db is not None)
+
+
+@router.get("/accounts/{account_id}")
+async def account(request: Request, account_id: str) -> Response:
+    from engine.api import ApiError
+    from engine.api_runs import explain_account
+
+    who = await person(request)
+    d = deps(request)
+    found = await d.crm.get_account(account_id) if d.crm is not None else None
+    if found is None:
+        return render(request, "error.html", who, status=404, title="No such account",
+                      message=f"The CRM has no account {account_id}.")
+    now = d.now()
+    history = await d.store.health_since(account_id, now - timedelta(days=HEALTH_DAYS), prior=True)
+    runs = (await d.store.runs(account_id=account_id, limit=50)).runs
+    events = await d.store.events_for(account_id, limit=30, newest_first=True)
+    try:
+        explained = (await explain_account(store=d.store, crm=d.crm, playbooks=d.playbooks(), account_id=account_id,
+                                           playbook=None, now=now, calendar=d.calendar)).checks
+        explain_error = ""
+    except ApiError as exc:
+        explained, explain_error = {}, exc.message
+    db = queries.sql_crm(d.crm)
+    tasks = await queries.tasks(db, account=account_id) if db is not None else None
+    names = await queries.user_names(db) if db is not None else {}
+    return render(request, "account.html", who, account=found, owner=names.get(found.owner_id or "", ""),
+                  chart=line(f"Health score of {found.name}, last {HEALTH_DAYS} days", history), history=history,
+                  active=[r for r in runs if r.ended_at is None], past=[r for r in runs if r.ended_at is not None],
+                  events=events, explained=explained, explain_error=explain_error, tasks=tasks,
+                  decisions=await d.store.decisions(account_id=account_id, limit=20))
+
+
+def _folder(d: Any) -> Path | None:
+    folder = getattr(d.playbooks, "folder", None)
+    return Path(folder) if folder is not None else None
+
+
+def _validate(folder: Path) -> Any:
+    from engine.root import fingerprint
+    from engine.validate import validate_paths
+
+    now = fingerprint(folder)
+    cached = _reports.get(str(folder))
+    if cached is None or cached[0] != now:
+        cached = (now, validate_paths([str(folder)]))
+        _reports[str(folder)] = cached
+    return cached[1]
+
+
+async def _files(d: Any) -> list[Any]:
+    folder = _folder(d)
+    if folder is None or not folder.is_dir():
+        return []
+    from engine.validate import UsageError
+
+    try:
+        report = await asyncio.to_thread(_validate, folder)
+    except UsageError:
+        return []
+    return list(report.files)
+
+
+@router.get("/playbooks")
+async def playbooks(request: Request) -> Response:
+    who = await person(request)
+    d = deps(request)
+    files = await _files(d)
+    active = dict(await queries.active_by_playbook(d.store))
+    rows = []
+    for f in files:
+        pid = f.playbook.id if f.playbook else (f.declared[0] if f.declared else "")
+        errors = [p for p in f.problems if p.severity == "error"]
+        rows.append({"id": pid, "file": os.path.basename(f.path), "title": f.playbook.title if f.playbook else "",
+                     "valid": not errors, "errors": len(errors), "warnings": len(f.problems) - len(errors),
+                     "active": active.get(pid, 0), "enabled": f.playbook.enabled if f.playbook else False})
+    if not files:  # no folder to read (a test app, or playbooks given as a mapping): the loaded ones
+        rows = [{"id": pid, "file": "", "title": pb.title, "valid": True, "errors": 0, "warnings": 0,
+                 "active": active.get(pid, 0), "enabled": pb.enabled} for pid, pb in sorted(d.playbooks().items())]
+    return render(request, "playbooks.html", who, rows=rows, folder=_folder(d))
+
+
+@router.get("/playbooks/{name}")
+async def playbook(request: Request, name: str) -> Response:
+    who = await person(request)
+    d = deps(request)
+    files = await _files(d)
+    found = next((f for f in files if os.path.basename(f.path) == name), None)
+    found = found or next((f for f in files if f.playbook is not None and f.playbook.id == name), None)
+    loaded = d.playbooks().get(name) if found is None else found.playbook
+    if found is None and loaded is None:
+        return render(request, "error.html", who, status=404, title="No such playbook",
+                      message=f"There is no playbook {name} in the playbooks folder.")
+    text = Path(found.path).read_text(encoding="utf-8") if found is not None else ""
+    problems = sorted(found.problems, key=lambda p: (p.line, p.col)) if found is not None else []
+    marked = {p.line for p in problems}
+    pid = loaded.id if loaded is not None else (found.declared[0] if found and found.declared else name)
+    since = d.now().date() - timedelta(days=RUN_DAYS - 1)
+    per_day = await queries.runs_by_day(d.store, pid, since)
+    return render(request, "playbook.html", who, pid=pid, playbook=loaded, file=found, problems=problems,
+                  lines=list(enumerate(text.splitlines(), start=1)), marked=marked,
+                  versions=await queries.versions(d.store, pid),
+                  runs_chart=columns(f"Runs of {pid} started per day, last {RUN_DAYS} days", per_day),
+                  runs_total=sum(n for _, n in per_day))
+
+
+@router.get("/inbox")
+async def inbox(request: Request, note: str = "") -> Response:
+    from engine.console.pages import NOTES
+
+    who = await person(request)
+    d = deps(request)
+    db = queries.sql_crm(d.crm)
+    today = d.now().date()
+    mine = await queries.tasks(db, assignee=who.crm_user) if db is not None and who.crm_user else []
+    hidden = await snoozed(d.store, today)
+    shown = [t for t in mine if t.id not in hidden]
+    return render(request, "inbox.html", who, supported=db is not None, today=today,
+                  overdue=[t for t in shown if t.due is not None and t.due < today],
+                  upcoming=[t for t in shown if t.due is None or t.due >= today],
+                  snoozed=[(t, hidden[t.id]) for t in mine if t.id in hidden], note=NOTES.get(note, ""),
+                  tomorrow=today + timedelta(days=1))

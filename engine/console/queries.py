@@ -1,0 +1,179 @@
+"""The counts and lists the console's pages need that the store and the CRM do not offer one by one.
+
+Store queries read the engine's tables (runs, step_audit, health_history). Task and account
+queries need the built-in SQL CRM (connectors/sqlcrm.py): with another CRM (HubSpot, Salesforce)
+``sql_crm`` is None and the pages leave those sections out rather than show partial figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from connectors.sqlcrm_models import AccountRow, TaskRow, UserRow
+from engine.store import Store
+from engine.store_models import RunRecord, RunRow, StepAuditRow
+
+__all__ = ["Task", "account_search", "active_by_playbook", "bands", "escalations_since", "failed_runs",
+           "owned_accounts", "runs_by_day", "runs_of_accounts", "sql_crm", "task_counts", "tasks", "user_names",
+           "versions"]
+
+ESCALATION = "%/escalate/%"
+"""Step audit rows of escalations are named ``{task step}/escalate/{n}`` (engine/workflow.py)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """A CRM task as the inbox shows it."""
+
+    id: str
+    account_id: str
+    account_name: str
+    assignee_id: str
+    title: str
+    status: str
+    priority: str
+    due: date | None
+    run_id: str
+    """The run that created it ("" when it was not a run)."""
+
+
+def sql_crm(crm: Any) -> Any:
+    """The built-in SQL CRM's database when ``crm`` is the built-in CRM, else None."""
+    from connectors.sqlcrm import SQLCRM
+
+    return crm.db if isinstance(crm, SQLCRM) else None
+
+
+async def active_by_playbook(store: Store) -> list[tuple[str, int]]:
+    """Running runs per playbook, most first."""
+    n = func.count().label("n")
+    query = (select(RunRow.playbook, n).where(RunRow.ended_at.is_(None)).group_by(RunRow.playbook)
+             .order_by(n.desc(), RunRow.playbook))
+    return [(r[0], int(r[1])) for r in await store.db.read(lambda s: s.execute(query).all())]
+
+
+async def escalations_since(store: Store, since: datetime) -> int:
+    """Escalations fired at or after ``since``."""
+    query = select(func.count()).select_from(StepAuditRow).where(StepAuditRow.step.like(ESCALATION),
+                                                                 StepAuditRow.at >= since)
+    found: int | None = await store.db.read(lambda s: s.scalar(query))
+    return int(found or 0)
+
+
+async def failed_runs(store: Store, limit: int = 20) -> list[RunRecord]:
+    """Runs that failed, latest first."""
+    query = (select(RunRow).where(RunRow.status == "failed").order_by(RunRow.ended_at.desc(), RunRow.id.desc())
+             .limit(limit))
+    return [r.record() for r in await store.db.read(lambda s: s.scalars(query).all())]
+
+
+async def runs_by_day(store: Store, playbook: str, since: date) -> list[tuple[date, int]]:
+    """Runs of the playbook started per day from ``since`` (days without runs included, as 0)."""
+    day = func.date(RunRow.started_at)
+    start = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    query = (select(day, func.count()).where(RunRow.playbook == playbook, RunRow.started_at >= start)
+             .group_by(day))
+    found = {str(r[0])[:10]: int(r[1]) for r in await store.db.read(lambda s: s.execute(query).all())}
+    today = datetime.now(UTC).date()
+    days = [since + timedelta(days=i) for i in range((today - since).days + 1)]
+    return [(d, found.get(d.isoformat(), 0)) for d in days]
+
+
+async def versions(store: Store, playbook: str) -> list[tuple[str, datetime, int]]:
+    """Each version of the playbook runs were started with: (version, first run's start, runs), newest first."""
+    first = func.min(RunRow.started_at)
+    query = (select(RunRow.version, first, func.count()).where(RunRow.playbook == playbook)
+             .group_by(RunRow.version).order_by(first.desc()))
+    return [(r[0], r[1], int(r[2])) for r in await store.db.read(lambda s: s.execute(query).all())]
+
+
+async def runs_of_accounts(store: Store, accounts: list[str], *, playbook: str | None, status: str | None,
+                           limit: int) -> list[RunRecord]:
+    """The latest runs of any of ``accounts`` (for the owner filter)."""
+    if not accounts:
+        return []
+    query = select(RunRow).where(RunRow.account_id.in_(accounts))
+    if playbook:
+        query = query.where(RunRow.playbook == playbook)
+    if status:
+        query = query.where(RunRow.status == status)
+    query = query.order_by(RunRow.started_at.desc(), RunRow.id.desc()).limit(limit)
+    return [r.record() for r in await store.db.read(lambda s: s.scalars(query).all())]
+
+
+async def owned_accounts(db: Any, owner: str, limit: int = 5000) -> list[str]:
+    """Ids of the accounts ``owner`` (a CRM user id or email) owns."""
+    def work(s: Session) -> list[str]:
+        ids = {owner, *s.scalars(select(UserRow.id).where(func.lower(UserRow.email) == owner.lower())).all()}
+        return list(s.scalars(select(AccountRow.id).where(AccountRow.owner_id.in_(ids)).limit(limit)).all())
+    result: list[str] = await db.read(work)
+    return result
+
+
+async def account_search(db: Any, text: str, limit: int = 50) -> list[Any]:
+    """Accounts whose id or name contains ``text`` (any case), by name; every account (first ``limit``) for ''."""
+    cols = (AccountRow.id, AccountRow.name, AccountRow.segment, AccountRow.owner_id, AccountRow.health_score,
+            AccountRow.health_band, AccountRow.arr, AccountRow.renewal_date)
+    query = select(*cols)
+    if text:
+        like = f"%{text.lower().replace('%', '').replace('_', '')}%"
+        query = query.where(or_(func.lower(AccountRow.name).like(like), func.lower(AccountRow.id).like(like)))
+    query = query.order_by(AccountRow.name, AccountRow.id).limit(limit)
+    result: list[Any] = await db.read(lambda s: list(s.execute(query).all()))
+    return result
+
+
+async def bands(db: Any) -> list[tuple[str, int]]:
+    """Accounts per health band as the CRM has it ("" = no band yet)."""
+    query = select(AccountRow.health_band, func.count()).group_by(AccountRow.health_band)
+    rows: list[Any] = await db.read(lambda s: s.execute(query).all())
+    order = {"red": 0, "yellow": 1, "green": 2}
+    return sorted(((r[0] or "", int(r[1])) for r in rows), key=lambda b: (order.get(b[0], 3), b[0]))
+
+
+async def tasks(db: Any, *, assignee: str | None = None, account: str | None = None, open_only: bool = True,
+                limit: int = 500) -> list[Task]:
+    """CRM tasks (open ones by default), due first, with their account's name."""
+    query = select(TaskRow, AccountRow.name).join(AccountRow, AccountRow.id == TaskRow.account_id)
+    if assignee is not None:
+        query = query.where(TaskRow.assignee_id == assignee)
+    if account is not None:
+        query = query.where(TaskRow.account_id == account)
+    if open_only:
+        query = query.where(TaskRow.status == "open")
+    query = query.order_by(TaskRow.due.is_(None), TaskRow.due, TaskRow.created_at).limit(limit)
+
+    def work(s: Session) -> list[Task]:
+        return [Task(id=t.id, account_id=t.account_id, account_name=name, assignee_id=t.assignee_id, title=t.title,
+                     status=t.status, priority=t.priority, due=t.due, run_id=_run_of(t.idempotency_key))
+                for t, name in s.execute(query).all()]
+    result: list[Task] = await db.read(work)
+    return result
+
+
+async def task_counts(db: Any, today: date) -> tuple[int, int]:
+    """Open tasks due today, and open tasks overdue (due before today)."""
+    base = select(func.count()).select_from(TaskRow).where(TaskRow.status == "open")
+    due = base.where(TaskRow.due == today)
+    late = base.where(TaskRow.due < today)
+
+    def work(s: Session) -> tuple[int, int]:
+        return int(s.scalar(due) or 0), int(s.scalar(late) or 0)
+    result: tuple[int, int] = await db.read(work)
+    return result
+
+
+async def user_names(db: Any) -> dict[str, str]:
+    """CRM user ids to display names (the email when a user has no name)."""
+    rows: list[Any] = await db.read(lambda s: s.execute(select(UserRow.id, UserRow.name, UserRow.email)).all())
+    return {r[0]: r[1] or r[2] for r in rows}
+
+
+def _run_of(key: str) -> str:
+    """The run (workflow id) in a task's idempotency key ``{run id}/{step path}``, or ''."""
+    return key.split("/", 1)[0] if key.startswith("pb:") and "/" in key else ""
