@@ -80,7 +80,11 @@ async def run_page(request: Request, run_id: str, note: str = "") -> Response:
     db = queries.sql_crm(d.crm)
     tasks = [t for t in await queries.tasks(db, account=run.account_id, open_only=False)
              if t.run_id == run_id] if db is not None else None
-    rows = sorted([("step", a.at, a.step, a.status, a.detail) for a in detail.timeline]
+    decided = await d.store.decisions(account_id=run.account_id, playbook=run.playbook, limit=50)
+    start = next((x for x in reversed(decided) if x.run_id == run_id and x.outcome == "started"), None)
+    first = [("decision", start.at, str(start.signal.get("type") or start.signal.get("kind") or "trigger"),
+              "started", start.message)] if start is not None else []
+    rows = first + sorted([("step", a.at, a.step, a.status, a.detail) for a in detail.timeline]
                   + [("event", e.occurred_at, e.type, "received", e.id) for e in events], key=lambda r: r[1])
     may_cancel = run.ended_at is None and (who.ops or await _owns(d, who.crm_user, run.account_id))
     return render(request, "run.html", who, run=run, live=detail.live, live_error=detail.live_error, rows=rows,

@@ -14,6 +14,7 @@ come from this site's own host: anything else is 403.
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import secrets
 from collections.abc import Mapping
@@ -152,8 +153,22 @@ def _env() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["when"] = lambda t: "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     env.filters["day"] = lambda t: "" if t is None else t.isoformat()[:10]
+    env.filters["detail"] = _detail
     env.globals["prefix"] = PREFIX
     return env
+
+
+def _detail(text: str) -> str:
+    """A step's recorded result in words: a JSON object as ``key: value · ...``, anything else as it is."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(value, dict):
+        return text
+    parts = [f"{k.replace('_', ' ')}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
+             for k, v in value.items() if v not in ("", None, [], {})]
+    return " · ".join(parts)
 
 
 def render(request: Request, name: str, who: Person | None, status: int = 200, **context: Any) -> HTMLResponse:
