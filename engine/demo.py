@@ -144,6 +144,9 @@ async def _live(say: Clock, opts: DemoOptions, api: str, token: str, expected: E
             done = await import_csv(crm, kind, opts.samples / f"{kind}.csv")
             bad = "".join(f"\n      line {r.line}: {r.column}: {r.why}" for r in done.rejected)
             say(f"    {done.imported} of {done.rows} {kind} imported{bad}")
+        from engine.console.cli import demo_sign_in
+
+        say(f"    web console {api}/console: {await demo_sign_in()}")
         say("4/7 sending three events to POST /v1/events")
         await send_events(say, api, token, expected)
         say(f"5/7 watching the built-in CRM and the outboxes (up to {opts.wait:.0f} s)")
@@ -283,6 +286,7 @@ def _summary(say: Clock, opts: DemoOptions, stack: Stack, found: Expected | None
     print(f"""
 Where to look:
   Temporal UI   http://127.0.0.1:{stack.ports['ui']} (stopped now; see below to bring the runs back up)
+  web console   http://127.0.0.1:8000/console once csops up runs (below); sign in as printed in step 3
   emails        {rel}/outbox/mail/*.eml
   Slack alerts  {rel}/outbox/chat.jsonl
   CRM, store    {rel}/csops.db (SQLite); logs {rel}/temporal.log, worker.log, api.log

@@ -82,3 +82,27 @@ def cmd_console(args: argparse.Namespace) -> int:
     print(f"csops console: {'created' if new else 'updated'} {args.email.strip().lower()} ({args.role}"
           f"{', CRM user ' + args.crm_user if args.crm_user else ''}); sign in at /console on the API's address")
     return EXIT_OK
+
+
+DEMO_USER = "demo@example.com"
+"""The console user ``csops demo`` creates in its own store (ops, linked to the sample CSM Daniel Wu, Acme's owner)."""
+
+
+async def demo_sign_in() -> str:
+    """Create the demo's console user with a fresh random password; the sign-in line the demo prints.
+
+    Reads the demo's settings (CSOPS_CONFIG points at its csops.yaml), so it writes to the demo's store only.
+    """
+    import secrets
+
+    from engine.console.auth import add_user
+    from engine.settings import Settings
+    from engine.store import Store
+
+    password = secrets.token_urlsafe(12)
+    store = Store(Settings.load().database_url)
+    try:
+        await add_user(store, DEMO_USER, role="ops", password=password, name="Demo", crm_user="u-daniel")
+    finally:
+        store.close()
+    return f"sign in as {DEMO_USER} with password {password}"
