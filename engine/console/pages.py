@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from engine.console import PREFIX, queries
+from engine.console.auth import recent_audit
 from engine.console.charts import bars
 from engine.console.web import deps, person, render
 
@@ -34,7 +35,8 @@ async def home(request: Request) -> Response:
                   active_chart=bars("Active runs by playbook", active), tasks=tasks, week=week,
                   escalations=await queries.escalations_since(d.store, week), bands=bands,
                   band_chart=bars("Accounts by health band", [(b or "no band", n) for b, n in bands or []]),
-                  failed=await queries.failed_runs(d.store, 10), failed_events=len(await d.store.failed_events(100)))
+                  failed=await queries.failed_runs(d.store, 10), failed_events=len(await d.store.failed_events(100)),
+                  actions=await recent_audit(d.store, 10) if who.ops else [])
 
 
 @router.get("/runs")

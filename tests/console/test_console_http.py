@@ -255,3 +255,15 @@ async def test_an_invalid_playbook_shows_its_problem_with_line_and_column(consol
     page = (await console.client.get("/console/playbooks/broken-play.yaml")).text
     assert "line 10:12" in page and "unknown unit" in page
     assert 'id="L10" class="line marked"' in page
+
+
+async def test_ops_see_who_did_what_on_the_home_page(console: Console) -> None:
+    await sign_in(console.client, CSM)
+    inbox = await console.client.get("/console/inbox")
+    task = await _task_of(console, "u-carl")
+    await console.client.post(f"/console/tasks/{task.id}/complete", data={"csrf": csrf_of(inbox.text)})
+    assert "Recent console actions" not in (await console.client.get("/console")).text  # csm: not theirs to see
+    console.client.cookies.clear()
+    await sign_in(console.client, OPS)
+    home = (await console.client.get("/console")).text
+    assert f"<strong>{CSM}</strong> complete task <code>{task.id}</code>" in home
