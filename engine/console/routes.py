@@ -5,7 +5,7 @@ Anonymous visitors get a redirect to the sign-in page (303, with where they were
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
@@ -31,6 +31,21 @@ from engine.console.web import (
 __all__ = ["mount"]
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+MAX_FAILURES = 5
+"""Failed sign-ins for one email within FAILURE_WINDOW after which it is refused for the rest of the window."""
+FAILURE_WINDOW = timedelta(minutes=15)
+
+
+def _failures(request: Request) -> dict[str, list[datetime]]:
+    """Recent failed sign-ins by email, kept by the app (this process's memory: a restart forgets them)."""
+    found: dict[str, list[datetime]] = request.app.state.console_failures
+    return found
+
+
+def _throttled(failures: dict[str, list[datetime]], email: str, now: datetime) -> bool:
+    recent = [t for t in failures.get(email, []) if now - t < FAILURE_WINDOW]
+    failures[email] = recent
+    return len(recent) >= MAX_FAILURES
 
 
 def mount(app: FastAPI, cfg: ConsoleConfig | None) -> None:
@@ -38,6 +53,7 @@ def mount(app: FastAPI, cfg: ConsoleConfig | None) -> None:
     from engine.console import actions, pages, pages_more
 
     app.state.console = cfg or ConsoleConfig.from_env()
+    app.state.console_failures = {}
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(_static())), name="console-static")
     app.include_router(router)
     app.include_router(pages.router)
@@ -80,8 +96,14 @@ async def login(request: Request) -> Response:
     email, password = fields.get("email", "").strip(), fields.get("password", "")
     target = _safe_next(fields.get("next", PREFIX))
     now = datetime.now(UTC)
+    key = email.lower()
+    if _throttled(_failures(request), key, now):
+        return render(request, "login.html", None, status=429, next=target, email=email,
+                      error=f"Too many failed sign-ins for this email: try again in {FAILURE_WINDOW.seconds // 60} "
+                            "minutes.")
     opened = await new_session(deps(request).store, email, password, now=now) if email and password else None
     if opened is None:
+        _failures(request).setdefault(key, []).append(now)
         return render(request, "login.html", None, status=401, next=target, email=email,
                       error="That email and password do not match a console user.")
     token, who = opened

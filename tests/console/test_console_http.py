@@ -267,3 +267,13 @@ async def test_ops_see_who_did_what_on_the_home_page(console: Console) -> None:
     await sign_in(console.client, OPS)
     home = (await console.client.get("/console")).text
     assert f"<strong>{CSM}</strong> complete task <code>{task.id}</code>" in home
+
+
+async def test_repeated_wrong_passwords_lock_that_email_for_a_while(console: Console) -> None:
+    from engine.console import routes
+
+    for _ in range(routes.MAX_FAILURES):
+        assert (await sign_in(console.client, CSM, "guessing, guessing")).status_code == 401
+    locked = await sign_in(console.client, CSM)  # even the right password, for the rest of the window
+    assert locked.status_code == 429 and "Too many failed sign-ins" in locked.text
+    assert (await sign_in(console.client, OPS)).status_code == 303  # other people are not locked out
