@@ -28,18 +28,19 @@ _reports: dict[str, tuple[Any, Any]] = {}
 
 
 @router.get("/accounts")
-async def accounts(request: Request, q: str = "") -> Response:
+async def accounts(request: Request, q: str = "", mine: str = "") -> Response:
     who = await person(request)
     d = deps(request)
     db = queries.sql_crm(d.crm)
     found: list[Any] | None = None
     if db is not None:
-        found = await queries.account_search(db, q.strip()[:200])
+        found = await queries.account_search(db, q.strip()[:200], owner=who.crm_user if mine else "")
     elif q.strip() and d.crm is not None:  # another CRM: look the id up as typed
         account = await d.crm.get_account(q.strip())
         found = [account] if account is not None else []
     names = await queries.user_names(db) if db is not None else {}
-    return render(request, "accounts.html", who, q=q, accounts=found, names=names, searchable=db is not None)
+    return render(request, "accounts.html", who, q=q, accounts=found, names=names, searchable=db is not None,
+                  mine=bool(mine and who.crm_user))
 
 
 @router.get("/accounts/{account_id}")

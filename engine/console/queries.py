@@ -115,14 +115,17 @@ async def owned_accounts(db: Any, owner: str, limit: int = 5000) -> list[str]:
     return result
 
 
-async def account_search(db: Any, text: str, limit: int = 50) -> list[Any]:
-    """Accounts whose id or name contains ``text`` (any case), by name; every account (first ``limit``) for ''."""
+async def account_search(db: Any, text: str, limit: int = 50, owner: str = "") -> list[Any]:
+    """Accounts whose id or name contains ``text`` (any case), by name; every account (first ``limit``) for ''.
+    Only those of ``owner`` (a CRM user id) when given."""
     cols = (AccountRow.id, AccountRow.name, AccountRow.segment, AccountRow.owner_id, AccountRow.health_score,
             AccountRow.health_band, AccountRow.arr, AccountRow.renewal_date)
     query = select(*cols)
     if text:
         like = f"%{text.lower().replace('%', '').replace('_', '')}%"
         query = query.where(or_(func.lower(AccountRow.name).like(like), func.lower(AccountRow.id).like(like)))
+    if owner:
+        query = query.where(AccountRow.owner_id == owner)
     query = query.order_by(AccountRow.name, AccountRow.id).limit(limit)
     result: list[Any] = await db.read(lambda s: list(s.execute(query).all()))
     return result

@@ -277,3 +277,13 @@ async def test_repeated_wrong_passwords_lock_that_email_for_a_while(console: Con
     locked = await sign_in(console.client, CSM)  # even the right password, for the rest of the window
     assert locked.status_code == 429 and "Too many failed sign-ins" in locked.text
     assert (await sign_in(console.client, OPS)).status_code == 303  # other people are not locked out
+
+
+async def test_a_csm_narrows_accounts_and_runs_to_their_own(console: Console) -> None:
+    await sign_in(console.client, CSM)
+    everyone = (await console.client.get("/console/accounts")).text
+    assert all(f"/console/accounts/{a}" in everyone for a in ("acme", "globex", "initech"))
+    mine = (await console.client.get("/console/accounts?mine=1")).text
+    assert "/console/accounts/acme" in mine and "/console/accounts/globex" not in mine
+    runs = (await console.client.get("/console/runs?owner=u-carl")).text
+    assert console.runs["acme"] in runs and console.runs["globex"] not in runs
