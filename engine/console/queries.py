@@ -122,8 +122,11 @@ async def account_search(db: Any, text: str, limit: int = 50, owner: str = "") -
             AccountRow.health_band, AccountRow.arr, AccountRow.renewal_date)
     query = select(*cols)
     if text:
-        like = f"%{text.lower().replace('%', '').replace('_', '')}%"
-        query = query.where(or_(func.lower(AccountRow.name).like(like), func.lower(AccountRow.id).like(like)))
+        # The text is matched as typed: LIKE's own wildcards in it are escaped.
+        safe = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{safe}%"
+        query = query.where(or_(func.lower(AccountRow.name).like(like, escape="\\"),
+                                func.lower(AccountRow.id).like(like, escape="\\")))
     if owner:
         query = query.where(AccountRow.owner_id == owner)
     query = query.order_by(AccountRow.name, AccountRow.id).limit(limit)
