@@ -34,6 +34,7 @@ async def home(request: Request) -> Response:
     return render(request, "home.html", who, active=active, active_total=sum(n for _, n in active),
                   active_chart=bars("Active runs by playbook", active), tasks=tasks, week=week,
                   escalations=await queries.escalations_since(d.store, week), bands=bands,
+                  movers=await queries.movers(d.store, week),
                   band_chart=bars("Accounts by health band", [(b or "no band", n) for b, n in bands or []]),
                   failed=await queries.failed_runs(d.store, 10), failed_events=len(await d.store.failed_events(100)),
                   actions=await recent_audit(d.store, 10) if who.ops else [])

@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from connectors.sqlcrm_models import AccountRow, TaskRow, UserRow
 from engine.store import Store
-from engine.store_models import RunRecord, RunRow, StepAuditRow
+from engine.store_models import HealthRow, RunRecord, RunRow, StepAuditRow
 
 __all__ = ["Task", "account_search", "active_by_playbook", "bands", "escalations_since", "failed_runs",
-           "owned_accounts", "runs_by_day", "runs_of_accounts", "sql_crm", "task_counts", "tasks", "user_names",
-           "versions"]
+           "movers", "owned_accounts", "runs_by_day", "runs_of_accounts", "sql_crm", "task_counts", "tasks",
+           "user_names", "versions"]
 
 ESCALATION = "%/escalate/%"
 """Step audit rows of escalations are named ``{task step}/escalate/{n}`` (engine/workflow.py)."""
@@ -140,6 +140,22 @@ async def bands(db: Any) -> list[tuple[str, int]]:
     rows: list[Any] = await db.read(lambda s: s.execute(query).all())
     order = {"red": 0, "yellow": 1, "green": 2}
     return sorted(((r[0] or "", int(r[1])) for r in rows), key=lambda b: (order.get(b[0], 3), b[0]))
+
+
+async def movers(store: Store, since: datetime, limit: int = 5) -> list[tuple[str, float, float]]:
+    """Accounts whose health score moved most since ``since``: (account, first score, last score) in that
+    window, biggest move first (only accounts with at least two scores in it)."""
+    first = func.row_number().over(partition_by=HealthRow.account_id, order_by=(HealthRow.at, HealthRow.id))
+    last = func.row_number().over(partition_by=HealthRow.account_id,
+                                  order_by=(HealthRow.at.desc(), HealthRow.id.desc()))
+    w = (select(HealthRow.account_id, HealthRow.score, first.label("f"), last.label("l"))
+         .where(HealthRow.at >= since).subquery())
+    start = func.max(case((w.c.f == 1, w.c.score)))
+    end = func.max(case((w.c.l == 1, w.c.score)))
+    query = (select(w.c.account_id, start, end).group_by(w.c.account_id).having(func.count() > 1)
+             .order_by(func.abs(end - start).desc(), w.c.account_id).limit(limit))
+    rows: list[Any] = await store.db.read(lambda s: list(s.execute(query).all()))
+    return [(r[0], float(r[1]), float(r[2])) for r in rows if r[1] != r[2]]
 
 
 async def tasks(db: Any, *, assignee: str | None = None, account: str | None = None, open_only: bool = True,

@@ -241,11 +241,18 @@ async def test_bad_users_are_refused_with_the_reason(console: Console, email: st
 
 
 async def test_home_counts_match_the_store(console: Console) -> None:
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    monday = (now - dt.timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+    await console.store.add_health("acme", monday, 80.0, "green")
+    await console.store.add_health("acme", now, 35.0, "red")
     await sign_in(console.client, OPS)
     home = (await console.client.get("/console")).text
     assert re.search(r'id="n-active">2<', home)  # the two recorded runs, both running
     assert re.search(r'id="n-due">1<', home) and re.search(r'id="n-overdue">1<', home)
     assert re.search(r'id="n-failed">0<', home)
+    assert re.search(r'/console/accounts/acme">acme</a>\s*80 → 35 <strong>↓ -45</strong>', home)
 
 
 async def test_an_invalid_playbook_shows_its_problem_with_line_and_column(console: Console) -> None:

@@ -74,6 +74,12 @@ async def test_home_and_playbook_figures(db_url: str) -> None:
         assert await queries.owned_accounts(crm.db, "cora@example.com") == ["globex", "initech"]
         assert [a.id for a in await queries.account_search(crm.db, "GLO")] == ["globex"]
         assert [a.id for a in await queries.account_search(crm.db, "%")] == []  # LIKE wildcards are not special
+        for account, at, score in (("acme", monday - timedelta(days=1), 90.0), ("acme", monday, 80.0),
+                                   ("acme", NOW, 35.0), ("globex", monday, 70.0), ("globex", NOW, 75.0),
+                                   ("initech", NOW, 50.0)):
+            await store.add_health(account, at, score)
+        # Moves within the week, biggest first; the score before Monday and a lone score do not count.
+        assert await queries.movers(store, monday) == [("acme", 80.0, 35.0), ("globex", 70.0, 75.0)]
     finally:
         store.close()
         crm.close()
