@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,17 +28,21 @@ async def home(request: Request) -> Response:
     d = deps(request)
     now: datetime = d.now()
     week = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
-    active = await queries.active_by_playbook(d.store)
     db = queries.sql_crm(d.crm)
-    tasks = await queries.task_counts(db, now.date()) if db is not None else None
-    bands = await queries.bands(db) if db is not None else None
+
+    async def none() -> None:
+        return None
+    # Independent reads, each on its own thread: the page costs the slowest, not the sum.
+    active, tasks, bands, escalations, movers, failed, failed_events, actions = await asyncio.gather(
+        queries.active_by_playbook(d.store), queries.task_counts(db, now.date()) if db is not None else none(),
+        queries.bands(db) if db is not None else none(), queries.escalations_since(d.store, week),
+        queries.movers(d.store, week), queries.failed_runs(d.store, 10), d.store.failed_events(100),
+        recent_audit(d.store, 10) if who.ops else none())
     return render(request, "home.html", who, active=active, active_total=sum(n for _, n in active),
                   active_chart=bars("Active runs by playbook", active), tasks=tasks, week=week,
-                  escalations=await queries.escalations_since(d.store, week), bands=bands,
-                  movers=await queries.movers(d.store, week),
+                  escalations=escalations, bands=bands, movers=movers,
                   band_chart=bars("Accounts by health band", [(b or "no band", n) for b, n in bands or []]),
-                  failed=await queries.failed_runs(d.store, 10), failed_events=len(await d.store.failed_events(100)),
-                  actions=await recent_audit(d.store, 10) if who.ops else [])
+                  failed=failed, failed_events=len(failed_events), actions=actions or [])
 
 
 @router.get("/runs")
