@@ -36,6 +36,7 @@ from engine.coverage import Coverage
 from engine.coverage_resolve import CoverageError, NextInPool
 from engine.parties import parse_party
 from engine.runcontext import contact_data, guard, read_view, scoped_context, user_data, view_data
+from engine.sandbox import ACTIVITY_SECONDS
 from engine.runtypes import (
     AlertInput,
     ContextInput,
@@ -104,11 +105,11 @@ class Renderer:
         ctx = self.ctx
         if ctx is None:
             return src
-        return _expr(lambda: render(src, {**ctx, **extra} if extra else ctx))
+        return _expr(lambda: render(src, {**ctx, **extra} if extra else ctx, ACTIVITY_SECONDS))
 
     def json(self, value: Any) -> Any:
         ctx = self.ctx
-        return value if ctx is None else _expr(lambda: render_json(value, ctx))
+        return value if ctx is None else _expr(lambda: render_json(value, ctx, ACTIVITY_SECONDS))
 
     @property
     def today(self) -> date | None:
@@ -120,7 +121,7 @@ class Renderer:
     def date(self, src: str) -> str:
         """A date expression's value as an ISO date, in the run's calendar."""
         cal = Calendar.from_dict(self.scope.calendar if self.scope else {})
-        return _expr(lambda: as_datetime(evaluate(src, self.ctx or {}), cal).date().isoformat())
+        return _expr(lambda: as_datetime(evaluate(src, self.ctx or {}, ACTIVITY_SECONDS), cal).date().isoformat())
 
 
 def _expr(fn: Callable[[], T]) -> T:

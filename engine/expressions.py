@@ -14,9 +14,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from jinja2 import StrictUndefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.refs import Ref, SyntaxProblem, expression_refs, template_refs
+from engine.sandbox import BoundedEnvironment, bound
 
 # A spec is a dict of known attributes (closed), or None: anything goes below it (custom fields,
 # scalars whose own attributes such as date.year we do not police).
@@ -87,14 +87,16 @@ def to_date(text: str) -> date:
     return date.fromisoformat(text)
 
 
-def make_env() -> ImmutableSandboxedEnvironment:
-    """The sandbox every expression and template runs in: strict undefined, no autoescape."""
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+def make_env() -> BoundedEnvironment:
+    """The sandbox every expression and template runs in: strict undefined, no autoescape, and the
+    limits of engine.sandbox on size and work."""
+    env = BoundedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters["date"] = date_filter
     env.globals["days"] = lambda n: timedelta(days=n)
     env.globals["business_days"] = BusinessDays
     env.globals["date"] = to_date
-    return env
+    env.day_types = (BusinessDays,)
+    return bound(env)
 
 
 ENV = make_env()
