@@ -36,7 +36,6 @@ from engine.coverage import Coverage
 from engine.coverage_resolve import CoverageError, NextInPool
 from engine.parties import parse_party
 from engine.runcontext import contact_data, guard, read_view, scoped_context, user_data, view_data
-from engine.sandbox import ACTIVITY_SECONDS
 from engine.runtypes import (
     AlertInput,
     ContextInput,
@@ -51,6 +50,7 @@ from engine.runtypes import (
     TaskInput,
     UpdateInput,
 )
+from engine.sandbox import ACTIVITY_SECONDS
 
 T = TypeVar("T")
 Starter = Callable[[StartInput], Awaitable[str]]

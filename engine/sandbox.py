@@ -214,12 +214,9 @@ def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str, defau
 
 
 def _replace_size(s: Any, old: Any, new: Any, count: Any) -> None:
-    if isinstance(s, str) and isinstance(old, str) and isinstance(new, str):
-        times = s.count(old) if old else len(s) + 1
-    elif isinstance(s, bytes) and isinstance(old, bytes) and isinstance(new, bytes):
-        times = s.count(old) if old else len(s) + 1
-    else:
+    if not (all(isinstance(x, str) for x in (s, old, new)) or all(isinstance(x, bytes) for x in (s, old, new))):
         return
+    times = s.count(old) if old else len(s) + 1
     if isinstance(count, int) and count >= 0:
         times = min(times, count)
     _text_size(len(s) + times * max(len(new) - len(old), 0), "a replaced text")
