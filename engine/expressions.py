@@ -209,9 +209,15 @@ def _failing_block(line: str) -> str:
 def _check_refs(refs: tuple[Ref, ...], scope: Scope) -> list[Finding]:
     found: list[Finding] = []
     tails: set[str] = set()  # steps.risk-alert reads as steps.risk - alert: "alert" is part of that mistake
+    unsafe = {r.name for r in refs if r.kind == "unsafe"}
     for ref in refs:
+        if ref.kind in ("unsafe", "unbounded"):
+            found.append(_limit_finding(ref))
+            continue
         if ref.kind == "name":
-            if ref.name in _JINJA_GLOBALS or ref.name in tails:
+            if ref.name in _JINJA_GLOBALS or ref.name in tails or ref.name == "lipsum":
+                continue
+            if unsafe.intersection(map(str, ref.attrs)):  # reported as unsafe-attribute
                 continue
             if ref.name == "steps" and ref.attrs and isinstance(ref.attrs[0], str):
                 sid = ref.attrs[0].replace("_", "-")
@@ -233,6 +239,17 @@ def _check_refs(refs: tuple[Ref, ...], scope: Scope) -> list[Finding]:
         if finding:
             found.append(finding)
     return found
+
+
+def _limit_finding(ref: Ref) -> Finding:
+    needles = tuple(str(a) for a in ref.attrs)
+    if ref.kind == "unsafe":
+        hint = ("a custom field whose name starts with _ is written fields['_name']" if not ref.name.startswith("__")
+                else "templates cannot reach Python's internals")
+        return Finding("unsafe-attribute", f'"{ref.name}" is not allowed: the sandbox refuses attributes that start '
+                       "with _ and Python internals", needles, ref.line, hint)
+    return Finding("unbounded-expression", ref.name, needles, ref.line,
+                   "use smaller constants: docs/playbook-reference.md lists the limits of expressions and templates")
 
 
 def _unknown_root(ref: Ref, scope: Scope) -> Finding:
