@@ -74,12 +74,16 @@ def _int(node: nodes.Node) -> int | None:
         if isinstance(node, nodes.Pow):
             if right < 0:
                 return None
-            if abs(left) > 1 and max(abs(left).bit_length(), 1) * right > MAX_INT_BITS:
+            if abs(left) > 1 and (abs(left).bit_length() - 1) * right >= MAX_INT_BITS:
                 return _HUGE
-            return int(left**right)
-        if isinstance(node, nodes.Mul):
-            return left * right
-        return left + right if isinstance(node, nodes.Add) else left - right
+            value = int(left**right)
+        elif isinstance(node, nodes.Mul):
+            if abs(left).bit_length() + abs(right).bit_length() > MAX_INT_BITS + 1:
+                return _HUGE
+            value = left * right
+        else:
+            value = left + right if isinstance(node, nodes.Add) else left - right
+        return _HUGE if value.bit_length() > MAX_INT_BITS else value
     return None
 
 
@@ -173,13 +177,13 @@ class _Reader:
                 self.add(f"a {what} repeated {shown} times is over the limit of {seq[1]:,}", (str(n), "*"), node)
                 return
         if _int(node) == _HUGE:
-            self.add(f"this product has more than {MAX_INT_BITS:,} bits", ("*",), node)
+            self.add(f"this product has more than {MAX_INT_BITS:,} bits", (" \0* ", "*"), node)
 
     def power(self, node: nodes.Pow) -> None:
         base, exp = _int(node.left), _int(node.right)
         if exp is None or exp <= 0:
             return
-        if (base is None and exp > MAX_INT_BITS) or (base is not None and _int(node) == _HUGE):
+        if (base is None and exp >= MAX_INT_BITS) or (base is not None and _int(node) == _HUGE):
             shown = f"{exp:,}" if exp < _HUGE else "a huge number"
             self.add(f"a power with exponent {shown} has more than {MAX_INT_BITS:,} bits", ("**",), node)
 
@@ -202,7 +206,7 @@ class _Reader:
         elif isinstance(fn, nodes.Getattr) and fn.attr in _WIDTH_METHODS:
             width = _int(_arg(node, 0, "width") or nodes.Const(0))
             if width is not None and width > MAX_TEXT:
-                self.add(f"{fn.attr}() width over the limit of {MAX_TEXT:,}", (fn.attr,), node)
+                self.add(f"{fn.attr}() width over the limit of {MAX_TEXT:,}", (f".\0{fn.attr}", fn.attr), node)
         elif isinstance(fn, nodes.Getattr) and fn.attr in ("format", "format_map"):
             fmt = _const_str(fn.node)
             if fmt is not None:

@@ -101,6 +101,8 @@ class _Extract:
                 self._walk(child, local)
             local |= _targets(node.target)
         elif isinstance(node, (nodes.Macro, nodes.CallBlock)):
+            if isinstance(node, nodes.Macro):
+                local |= {node.name}  # a macro may call itself, and is defined after its block
             inner = local | {a.name for a in node.args} | {"caller", "varargs", "kwargs"}
             for child in node.body:
                 self._walk(child, inner)

@@ -167,7 +167,8 @@ def _bits(n: int) -> int:
 def check_binop(op: str, left: Any, right: Any) -> None:
     """Refuse an operation whose result would be too big, before Python builds it."""
     ints = isinstance(left, int) and isinstance(right, int)
-    if op == "**" and ints and right > 0 and abs(left) > 1 and _bits(left) * right > MAX_INT_BITS:
+    # a power of a b-bit number has at least (b - 1) * exponent + 1 bits, at most b * exponent
+    if op == "**" and ints and right > 0 and abs(left) > 1 and (_bits(left) - 1) * right >= MAX_INT_BITS:
         raise LimitExceeded(f"a power with exponent {right:,} would have more than {MAX_INT_BITS:,} bits")
     if op == "*":
         if ints and _bits(left) + _bits(right) > MAX_INT_BITS + 1:
@@ -404,6 +405,8 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         check_binop(operator, left, right)
         result = super().call_binop(context, operator, left, right)
+        if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:  # a power near the limit
+            raise LimitExceeded(f"a number of more than {MAX_INT_BITS:,} bits")
         charge(1 + weight(result) // 100)
         return result
 
@@ -440,11 +443,16 @@ def bounded_range(*args: int) -> range:
     return rng
 
 
+def no_lipsum(*_: Any, **__: Any) -> str:
+    """``lipsum()`` is not available: it makes text of any length."""
+    raise LimitExceeded("lipsum() is not available: it makes text of any length")
+
+
 def bound(env: BoundedEnvironment) -> BoundedEnvironment:
     """Finish the bounded sandbox once its own filters are in: guard every filter, bound range,
     drop lipsum, add the guard filters."""
     env.globals["range"] = bounded_range
-    env.globals.pop("lipsum", None)  # lorem ipsum of any length: no use in a playbook
+    env.globals["lipsum"] = no_lipsum  # lorem ipsum of any length: no use in a playbook
     env.filters = {name: guard_filter(name, fn) for name, fn in env.filters.items()}
     env.filters.update({LOOP: loop_guard, OUT: out_guard, TEXT: text_guard})
     return env
