@@ -8,7 +8,7 @@ The corpus is tests/data/dos_corpus.yaml; its header says what each entry holds.
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ CORPUS: list[dict[str, Any]] = yaml.safe_load(
 ACCOUNT = {"id": "acme", "name": "Acme", "segment": "smb", "lifecycle_stage": "adopt", "owner": None,
            "arr": 4_000_000_000, "renewal_date": date(2027, 3, 1), "contract_start": None, "renewal_status": "",
            "health": {"score": 42, "band": "red", "previous_score": 60}, "usage": {}, "fields": {}}
-CTX = {"account": ACCOUNT, "contacts": [], "trigger": {}, "now": datetime(2027, 1, 15, tzinfo=timezone.utc),
+CTX = {"account": ACCOUNT, "contacts": [], "trigger": {}, "now": datetime(2027, 1, 15, tzinfo=UTC),
        "today": date(2027, 1, 15), "steps": {}, "run": {"id": "r", "playbook": "dos", "version": "1"}}
 HEAD = "playbook: dos\ntitle: DoS\ntriggers:\n  - manual: {}\nsteps:\n  - id: a\n"
 
