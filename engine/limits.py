@@ -129,8 +129,9 @@ class _Reader:
         if isinstance(node, nodes.For):
             times = self.loop_len(node.iter)
             if times is not None and loops * times > MAX_WORK >= loops:
+                target = node.target.name if isinstance(node.target, nodes.Name) else ""
                 self.add(f"these nested loops would run {loops * times:,} times; the limit is {MAX_WORK:,} "
-                         "steps of work", ("for",), node)
+                         "steps of work", (f"for {target} in", "for"), node)
             self.walk(node.iter, loops)
             for child in [*node.body, *node.else_, *([node.test] if node.test else [])]:
                 self.walk(child, loops * (times or 1))
