@@ -233,7 +233,7 @@ def _check_refs(refs: tuple[Ref, ...], scope: Scope) -> list[Finding]:
             table, what = (ENV.filters, "filter") if ref.kind == "filter" else (ENV.tests, "test")
             finding = None
             if ref.name not in table:
-                near = difflib.get_close_matches(ref.name, list(table), n=1)
+                near = difflib.get_close_matches(ref.name, [n for n in table if not n.startswith("_")], n=1)
                 finding = Finding("unknown-filter", f'there is no {what} named "{ref.name}"', ref.name, ref.line,
                                   f'did you mean "{near[0]}"?' if near else "")
         if finding:
