@@ -17,7 +17,7 @@ import yaml
 from jinja2.exceptions import SecurityError
 from temporalio.exceptions import ApplicationError
 
-from engine.activities import _expr
+from engine.activities import Renderer, _expr
 from engine.context import evaluate, render
 from engine.sandbox import MAX_TEXT, LimitExceeded
 from engine.validate import check_text
@@ -94,3 +94,14 @@ def test_unsafe_attributes_are_refused_by_validation_and_at_run_time(src: str) -
     assert rules == {(line, "unsafe-attribute")}
     with pytest.raises(SecurityError):
         render(src, CTX)
+
+
+def test_activities_add_a_wall_clock_guard_the_workflow_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = "{% for i in range(100) %}{{ i }}{% endfor %}"
+    assert len(render(loop, CTX)) == 190  # no clock: the counts alone (as in the workflow)
+    with pytest.raises(LimitExceeded, match="the evaluation took too long"):
+        render(loop, CTX, seconds=0.0)
+    monkeypatch.setattr("engine.activities.ACTIVITY_SECONDS", 0.0)
+    with pytest.raises(ApplicationError, match="took too long") as caught:
+        Renderer(CTX, None, None).text(loop)
+    assert caught.value.type == "ExpressionError" and caught.value.non_retryable
