@@ -327,7 +327,7 @@ def guard_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 # --- loops, printing, concatenation --------------------------------------------------------------
 
-LOOP, OUT, TEXT = "_csops_loop", "_csops_out", "_csops_text"
+LOOP, OUT, TEXT, COMPARED = "_csops_loop", "_csops_out", "_csops_text", "_csops_compared"
 
 
 @pass_context
@@ -365,6 +365,27 @@ def text_guard(_: Context, value: Any) -> str:
     return value
 
 
+def _length(value: Any) -> int:
+    return len(value) if isinstance(value, (str, bytes, list, tuple, dict, set, frozenset, range)) else 1
+
+
+@pass_context
+def compared_guard(_: Context, value: Any) -> Any:
+    """A side of a comparison (``==``, ``<``, ``in``...): comparing long values costs work too."""
+    charge(1 + _length(value) // 100)
+    return value
+
+
+def guard_test(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A test (``is in``, ``is divisibleby``...) charged by the size of what it looks at."""
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        charge(1 + sum(_length(a) for a in args) // 100)
+        return fn(*args, **kwargs)
+
+    return run
+
+
 def _wrap(node: nodes.Node, name: str) -> nodes.Expr:
     if isinstance(node, nodes.TemplateData):
         node = nodes.Const(node.data, lineno=node.lineno)
@@ -372,7 +393,7 @@ def _wrap(node: nodes.Node, name: str) -> nodes.Expr:
 
 
 class Guards(NodeTransformer):
-    """Routes loops, printed values and ``~`` operands through the guard filters above."""
+    """Routes loops, printed values, compared values and ``~`` operands through the guard filters."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
@@ -382,6 +403,13 @@ class Guards(NodeTransformer):
     def visit_Output(self, node: nodes.Output) -> nodes.Node:
         self.generic_visit(node)
         node.nodes = [_wrap(child, OUT) for child in node.nodes]
+        return node
+
+    def visit_Compare(self, node: nodes.Compare) -> nodes.Node:
+        self.generic_visit(node)
+        node.expr = _wrap(node.expr, COMPARED)
+        for operand in node.ops:
+            operand.expr = _wrap(operand.expr, COMPARED)
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
@@ -454,5 +482,6 @@ def bound(env: BoundedEnvironment) -> BoundedEnvironment:
     env.globals["range"] = bounded_range
     env.globals["lipsum"] = no_lipsum  # lorem ipsum of any length: no use in a playbook
     env.filters = {name: guard_filter(name, fn) for name, fn in env.filters.items()}
-    env.filters.update({LOOP: loop_guard, OUT: out_guard, TEXT: text_guard})
+    env.filters.update({LOOP: loop_guard, OUT: out_guard, TEXT: text_guard, COMPARED: compared_guard})
+    env.tests = {name: guard_test(fn) for name, fn in env.tests.items()}
     return env
