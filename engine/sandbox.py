@@ -483,5 +483,5 @@ def bound(env: BoundedEnvironment) -> BoundedEnvironment:
     env.globals["lipsum"] = no_lipsum  # lorem ipsum of any length: no use in a playbook
     env.filters = {name: guard_filter(name, fn) for name, fn in env.filters.items()}
     env.filters.update({LOOP: loop_guard, OUT: out_guard, TEXT: text_guard, COMPARED: compared_guard})
-    env.tests = {name: guard_test(fn) for name, fn in env.tests.items()}
+    env.tests = {name: guard_test(fn) for name, fn in env.tests.items()}  # type: ignore[arg-type]
     return env
