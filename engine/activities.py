@@ -50,7 +50,7 @@ from engine.runtypes import (
     TaskInput,
     UpdateInput,
 )
-from engine.sandbox import ACTIVITY_SECONDS
+from engine.sizes import ACTIVITY_SECONDS
 
 T = TypeVar("T")
 Starter = Callable[[StartInput], Awaitable[str]]

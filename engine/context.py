@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 from engine.durations import Duration
 from engine.expressions import ENV, BusinessDays, is_date_literal
-from engine.sandbox import MAX_TEXT, LimitExceeded, bounded
+from engine.sandbox import bounded
+from engine.sizes import MAX_TEXT, LimitExceeded
 
 DATE_FIELDS = ("renewal_date", "contract_start")
 

@@ -22,7 +22,7 @@ from jinja2.sandbox import (
     UNSAFE_GENERATOR_ATTRIBUTES,
 )
 
-from engine.sandbox import (
+from engine.sizes import (
     MAX_BUSINESS_DAYS,
     MAX_INT_BITS,
     MAX_RANGE,

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from engine.activities import Renderer, _expr
 from engine.context import evaluate, render
-from engine.sandbox import MAX_TEXT, LimitExceeded
+from engine.sizes import MAX_TEXT, LimitExceeded
 from engine.validate import check_text
 
 CORPUS: list[dict[str, Any]] = yaml.safe_load(
