@@ -51,6 +51,7 @@ from engine.runtypes import (
     TaskInput,
     UpdateInput,
 )
+from engine.sizes import ACTIVITY_SECONDS
 
 T = TypeVar("T")
 Starter = Callable[[StartInput], Awaitable[str]]
@@ -105,11 +106,11 @@ class Renderer:
         ctx = self.ctx
         if ctx is None:
             return src
-        return _expr(lambda: render(src, {**ctx, **extra} if extra else ctx))
+        return _expr(lambda: render(src, {**ctx, **extra} if extra else ctx, ACTIVITY_SECONDS))
 
     def json(self, value: Any) -> Any:
         ctx = self.ctx
-        return value if ctx is None else _expr(lambda: render_json(value, ctx))
+        return value if ctx is None else _expr(lambda: render_json(value, ctx, ACTIVITY_SECONDS))
 
     @property
     def today(self) -> date | None:
@@ -122,7 +123,7 @@ class Renderer:
         """A date expression's value as an ISO date, in the run's calendar."""
         cal = Calendar.from_dict(self.scope.calendar if self.scope else {})
         # The local date in the calendar's zone: `now + business_days(5)` is due on the day it falls on there.
-        return _expr(lambda: cal.today(as_datetime(evaluate(src, self.ctx or {}), cal)).isoformat())
+        return _expr(lambda: cal.today(as_datetime(evaluate(src, self.ctx or {}, ACTIVITY_SECONDS), cal)).isoformat())
 
 
 def _expr(fn: Callable[[], T]) -> T:

@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path as FsPath
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -21,6 +20,7 @@ from engine import expressions as ex
 from engine.durations import DurationError, parse_duration
 from engine.parties import FORMS_HELP, Place, parse_party, why_not
 from engine.structure import Hook, Walker, label
+from engine.templatefiles import TemplateProblem, read_template
 from engine.yamlpos import Path
 
 BUILTIN_EVENTS = (
@@ -306,14 +306,9 @@ def check_email(w: Walker, value: Any, p: Path, target: dict[str, Any]) -> None:
     if not isinstance(value, dict) or not isinstance(value.get("template"), str) or not value["template"].strip():
         return
     tp = p + ("template",)
-    file = FsPath(w.doc.path).parent / value["template"]
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = ("does not exist" if isinstance(exc, FileNotFoundError)
-                  else f"cannot be read ({exc.__class__.__name__})")
-        w.report(tp, "template-file", f'template file "{value["template"]}" {reason}',
-                 "the path is relative to the playbook file")
+    text = read_template(w.doc.path, value["template"])
+    if isinstance(text, TemplateProblem):
+        w.report(tp, text.rule, text.message, text.hint)
         return
     w.ctx.files[value["template"]] = text
     for f in ex.check_template(text, scope_for(w, tp)):
