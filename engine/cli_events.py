@@ -141,7 +141,7 @@ def _run(events: Sequence[tuple[int, Any]], command: str, where: str = "") -> in
     if settings is None:
         return EXIT_USAGE
     try:
-        results, unknown = asyncio.run(_ingest(settings, [obj for _, obj in valid]))
+        results = asyncio.run(_ingest(settings, [obj for _, obj in valid]))
     except RuntimeError as exc:  # temporalio's "Failed client connect"
         said = re.search(r'message: "([^"]+)"', str(exc))  # the OS's words inside the Rust client's error
         print(f"{command}: cannot reach Temporal at {settings.temporal_address}: "
@@ -153,7 +153,7 @@ def _run(events: Sequence[tuple[int, Any]], command: str, where: str = "") -> in
             print(f"  {text}")
         if any("stays queued" in n or "set aside" in n for n in result.notes):
             status = EXIT_PROBLEMS
-        if str(result.status) == "unknown_account" or (result.status == "accepted" and obj["account_id"] in unknown):
+        if str(result.status) == "unknown_account":
             print(yellow(f"{where}:{number}: " * bool(where) + f"warning: {result.id}: the CRM has no account "
                          f"{obj['account_id']!r}, so no playbook starts for it; check the id (csops import accounts "
                          "adds accounts to the built-in CRM)", sys.stderr), file=sys.stderr)
@@ -217,33 +217,20 @@ def _line(r: IngestResult) -> str:
     if r.status == "rejected":
         return red("rejected", sys.stdout) + f" {r.id}: {'; '.join(r.errors)}"
     if str(r.status) == "unknown_account":  # the ingest's own verdict, where it gives one
-        return f"unknown account {r.id}" + (f": {'; '.join(r.errors)}" if r.errors else "")
+        return f"accepted {r.id}: unknown account, stored (it starts nothing until the account exists)"
     return f"accepted {r.id}" + ("" if r.decisions else ": no trigger fired")
 
 
-async def _unknown_accounts(crm: Any, events: list[Any]) -> set[str]:
-    """The events' accounts the CRM does not have (none when it cannot say: the event is sent anyway)."""
-    unknown = set()
-    for account_id in {e["account_id"] for e in events}:
-        try:
-            if await crm.get_account(account_id) is None:
-                unknown.add(account_id)
-        except Exception:  # noqa: BLE001 - a CRM outage is the ingest's to report, not this warning's
-            continue
-    return unknown
-
-
-async def _ingest(settings: Settings, events: list[Any]) -> tuple[list[IngestResult], set[str]]:
+async def _ingest(settings: Settings, events: list[Any]) -> list[IngestResult]:
     from engine.root import Root
 
     root = Root(settings)
     try:
         await root.client()  # Temporal first: unreachable, nothing is stored and the caller says so
         ingest = await root.ingestor()
-        unknown = await _unknown_accounts(await root.crm(), events)
         results: list[IngestResult] = []
         for at in range(0, len(events), BATCH):
             results.extend(await ingest.ingest(events[at:at + BATCH], process=True))
-        return results, unknown
+        return results
     finally:
         await root.close()

@@ -26,8 +26,8 @@ MAX_INT_BITS = 4_096
 MAX_WORK = 100_000
 """Work units of one evaluation: each loop iteration, call, operator, filter, test, comparison and
 printed value costs one, plus one per 100 characters or items it handles."""
-MAX_BUSINESS_DAYS = 10_000
-"""``business_days(n)``: at most this many (about 40 years)."""
+MAX_BUSINESS_DAYS = 3660
+"""``business_days(n)``: at most this many either way (about 14 years); engine.workcalendar enforces it too."""
 ACTIVITY_SECONDS = 10.0
 """Wall-clock guard of one render in an activity (the workflow relies on the counts alone)."""
 

@@ -28,11 +28,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.durations import Duration
+from engine.sizes import MAX_BUSINESS_DAYS, LimitExceeded
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Day names as ``csops.yaml`` writes them; the index is Python's ``weekday()`` (0 = Monday)."""
-MAX_BUSINESS_DAYS = 3660
-"""The largest ``|n|`` of ``business_days(n)``: more than ten years of workdays, and small enough to count."""
 
 
 class CalendarError(ValueError):
@@ -154,6 +153,10 @@ class Calendar:
         return self.shift(day, n) if business else day + timedelta(days=n)
 
 
+class BusinessDaysTooFar(LimitExceeded, CalendarError):
+    """``business_days(n)`` past the documented limit: an expression limit, and a calendar error."""
+
+
 def business_count(n: Any) -> int:
     """``n`` of ``business_days(n)`` as a whole number within the limit.
 
@@ -169,8 +172,8 @@ def business_count(n: Any) -> int:
     if not value.is_integer():
         raise CalendarError(f"business_days(n) needs a whole number of days; got {n!r}")
     if abs(value) > MAX_BUSINESS_DAYS:
-        raise CalendarError(f"business_days({n}) is too far: at most {MAX_BUSINESS_DAYS} business days "
-                            "(about 14 years) either way")
+        raise BusinessDaysTooFar(f"business_days({int(value):,}) is too far: at most {MAX_BUSINESS_DAYS:,} "
+                                 "business days (about 14 years) either way")
     return int(value)
 
 
