@@ -1,8 +1,8 @@
 """Trigger matching in a child process, with a time bound, so a slow ``where`` cannot freeze the API.
 
-A trigger condition such as ``(account.health.score ** (9 ** 7)) % 7 >= 0`` is one long C call
-that holds the GIL: run on the API's event loop, or even on a thread, it stops every request
-(``/v1/health`` included) for seconds. The API's event processor (``Ingestor.run``) therefore
+The sandbox bounds every evaluation by counts (engine/sandbox.py), so a condition takes about a
+second at worst; this is the second line of defence. A long C call holds the GIL: run on the API's
+event loop, or even on a thread, it would stop every request (``/v1/health`` included). The API's event processor (``Ingestor.run``) therefore
 asks ``engine.matcher.decide`` in a child process: the loop only waits on a pipe, from a thread.
 A call that takes over ``MATCH_TIMEOUT`` seconds is cut off: the child is killed (started again
 for the next call) and the caller gets ``MatchTimeout``, which the ingestor records as a
@@ -42,8 +42,8 @@ class MatchTimeout(Exception):
 class MatchWorker:
     """One child process answering ``decide`` calls, one at a time; replaced when a call runs over."""
 
-    def __init__(self, timeout: float = MATCH_TIMEOUT) -> None:
-        self.timeout = timeout
+    def __init__(self, timeout: float | None = None) -> None:
+        self.timeout = MATCH_TIMEOUT if timeout is None else timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._send: Connection | None = None
         self._conn: Connection | None = None
