@@ -2,8 +2,9 @@
 
 The sandbox bounds every evaluation by counts (engine/sandbox.py), so a condition takes about a
 second at worst; this is the second line of defence. A long C call holds the GIL: run on the API's
-event loop, or even on a thread, it would stop every request (``/v1/health`` included). The API's event processor (``Ingestor.run``) therefore
-asks ``engine.matcher.decide`` in a child process: the loop only waits on a pipe, from a thread.
+event loop, or even on a thread, it would stop every request (``/v1/health`` included). The API's
+event processor (``Ingestor.run``) therefore asks ``engine.matcher.decide`` in a child process: the
+loop only waits on a pipe, from a thread.
 A call that takes over ``MATCH_TIMEOUT`` seconds is cut off: the child is killed (started again
 for the next call) and the caller gets ``MatchTimeout``, which the ingestor records as a
 suppressed ``expression_error`` decision. The child's memory is capped too (``MATCH_MEMORY``), so

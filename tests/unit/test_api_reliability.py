@@ -136,7 +136,7 @@ triggers:
   - event: {{type: nps.submitted, where: "{SLOWEST}"}}
 steps:
   - id: call
-    task: {title: Call them}
+    task: {{title: Call them}}
 """
 
 
