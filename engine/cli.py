@@ -135,12 +135,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def started_by() -> str:
-    """Who ``csops start`` records without ``--by``: the login name (LOGNAME, USER..., else the
-    password database), else ``cli`` (a container user with no name): never an empty record."""
+    """Who ``csops start`` records without ``--by``: the login name ($USER, else as getpass finds it:
+    LOGNAME..., the password database), else ``cli`` (a container user with no name): never empty."""
     import getpass
 
     try:
-        return getpass.getuser().strip() or "cli"
+        return (os.environ.get("USER") or getpass.getuser()).strip() or "cli"
     except (OSError, KeyError, ImportError):  # no variable and no passwd entry for this uid
         return "cli"
 
