@@ -36,7 +36,15 @@ from engine.coverage import Coverage
 from engine.coverage_resolve import CoverageError, NextInPool
 from engine.parties import parse_party
 from engine.redaction import redacting
-from engine.runcontext import contact_data, guard, read_view, scoped_context, user_data, view_data
+from engine.runcontext import (
+    contact_data,
+    covered_data,
+    guard,
+    read_view,
+    scoped_context,
+    user_data,
+    view_data,
+)
 from engine.runtypes import (
     AlertInput,
     ContextInput,
@@ -115,15 +123,20 @@ class Renderer:
     @property
     def today(self) -> date | None:
         """The run's today (workflow time in the calendar's zone): who is out of office is judged on it."""
-        if self.scope is None:
-            return None
-        return Calendar.from_dict(self.scope.calendar).today(datetime.fromisoformat(self.scope.now))
+        return _run_today(self.scope)
 
     def date(self, src: str) -> str:
         """A date expression's value as an ISO date, in the run's calendar."""
         cal = Calendar.from_dict(self.scope.calendar if self.scope else {})
         # The local date in the calendar's zone: `now + business_days(5)` is due on the day it falls on there.
         return _expr(lambda: cal.today(as_datetime(evaluate(src, self.ctx or {}, ACTIVITY_SECONDS), cal)).isoformat())
+
+
+def _run_today(scope: StepScope | None) -> date | None:
+    """The run's today (workflow time in the calendar's zone), None without a scope."""
+    if scope is None:
+        return None
+    return Calendar.from_dict(scope.calendar).today(datetime.fromisoformat(scope.now))
 
 
 def _expr(fn: Callable[[], T]) -> T:
@@ -175,7 +188,7 @@ class PlaybookActivities:
         if scope is not None:
             if scope.people:
                 view = await self._view(account_id)
-                ctx = scoped_context(view_data(view), scope)
+                ctx = scoped_context(await self._data(view, _run_today(scope)), scope)
             else:  # parties (none expected) would read the people afresh: view stays None
                 ctx = scoped_context(view_data(AccountView(account=await self._account(account_id))), scope)
             stop = _expr(lambda: guard(scope, ctx))
@@ -202,7 +215,12 @@ class PlaybookActivities:
     async def load_context(self, inp: ContextInput) -> dict[str, Any]:
         """Re-read the account (with owner and manager) and its contacts, for the workflow's own
         expressions (waits until a date, branches, wait_for conditions, the exit criteria)."""
-        return view_data(await self._view(inp.account_id))
+        return await self._data(await self._view(inp.account_id), date.today())
+
+    async def _data(self, view: AccountView, today: date | None) -> dict[str, Any]:
+        """The account data of the context, ``account.owner`` per the coverage model (SPEC section 4)."""
+        return await _call(lambda: covered_data(view, self.coverage, directory=self.crm.get_user,
+                                                next_in_pool=self.next_in_pool, today=today or date.today()))
 
     async def _resolve(self, account_id: str, text: str, view: AccountView | None = None,
                        today: date | None = None) -> list[Recipient]:

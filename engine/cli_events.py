@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine.ingest import IngestResult, validate_event
+from engine.ingest import IngestResult, _storable, validate_event
 from engine.textfmt import red, yellow
 
 if TYPE_CHECKING:
@@ -92,14 +92,33 @@ def _settings(command: str) -> Settings | None:
 
 def _send(args: argparse.Namespace) -> int:
     try:
-        data = json.loads(args.data)
-    except json.JSONDecodeError as exc:
-        print(f"csops event send: --data is not JSON ({exc}); write an object like '{{\"score\": 42}}'",
-              file=sys.stderr)
+        data = parse_text(args.data, "the value")
+    except ValueError as exc:
+        print(f"csops event send: --data: {exc}; write an object like '{{\"score\": 42}}'", file=sys.stderr)
         return EXIT_USAGE
     event = {"id": args.id or f"cli-{uuid.uuid4().hex}", "type": args.type, "account_id": args.account,
              "occurred_at": args.occurred_at or datetime.now(UTC).isoformat(), "data": data}
     return _run([(0, event)], "csops event send")
+
+
+def parse_text(text: str, what: str) -> Any:
+    """JSON within the API's limits (engine/api_body.py: nesting, number and text sizes), so a hostile
+    line is one clear rejection, not a RecursionError or a minutes-long int conversion.
+
+    Raises:
+        ValueError: not JSON, or over a limit, in plain words naming ``what``.
+    """
+    from engine.api_body import BodyError, parse_json
+
+    if not text.strip():
+        raise ValueError(f"{what} is empty")
+    try:
+        return parse_json(text.encode("utf-8", "surrogatepass"))
+    except BodyError as exc:
+        syntax = exc.__context__  # parse_json raises from None, keeping the decoder's own error as context
+        if isinstance(syntax, json.JSONDecodeError):
+            raise ValueError(f"not JSON ({syntax.msg} at column {syntax.colno})") from None
+        raise ValueError(exc.message.replace("the body", what)) from None
 
 
 def _import_events(args: argparse.Namespace) -> int:
@@ -115,9 +134,9 @@ def _import_events(args: argparse.Namespace) -> int:
         if not line.strip():
             continue
         try:
-            events.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            print(f"{path}:{number}: rejected: not JSON ({exc.msg} at column {exc.colno})")
+            events.append((number, parse_text(line, "the line")))
+        except ValueError as exc:
+            print(f"{path}:{number}: rejected: {exc}")
             bad += 1
     status = _run(events, "csops event import", where=str(path))
     return EXIT_PROBLEMS if bad and status == EXIT_OK else status
@@ -128,7 +147,8 @@ def _run(events: Sequence[tuple[int, Any]], command: str, where: str = "") -> in
     status = EXIT_OK
     valid = []
     for number, obj in events:
-        problems = validate_event(obj)
+        # what ingest would reject too (a time outside years 1-9999 in UTC), said before connecting
+        problems = validate_event(obj) or _storable(obj)
         if problems:
             ident = obj.get("id") if isinstance(obj, dict) else None
             print(f"{where}:{number}: " * bool(where) + f"rejected {ident or '(no id)'}: {'; '.join(problems)}")

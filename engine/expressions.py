@@ -24,12 +24,15 @@ from engine.workcalendar import Calendar, business_count
 # scalars whose own attributes such as date.year we do not police).
 Spec = dict[str, Any] | None
 
-USER: Spec = {"id": None, "name": None, "email": None, "first_name": None, "last_name": None,
-              "title": None, "timezone": None, "manager": None}
+_USER: dict[str, Any] = {"id": None, "name": None, "email": None, "first_name": None, "last_name": None,
+                         "title": None, "timezone": None, "manager": None}
+USER: Spec = _USER
+# account.owner also says how the coverage model found an owner the CRM does not name ("" when it does)
+OWNER: Spec = {**_USER, "fallback": None}
 CONTACT: Spec = {"id": None, "email": None, "first_name": None, "last_name": None, "name": None,
                  "title": None, "role": None, "phone": None}
 ACCOUNT: Spec = {
-    "id": None, "name": None, "segment": None, "lifecycle_stage": None, "owner": USER, "arr": None,
+    "id": None, "name": None, "segment": None, "lifecycle_stage": None, "owner": OWNER, "arr": None,
     "renewal_date": None, "contract_start": None, "renewal_status": None,
     "health": {"score": None, "band": None, "previous_score": None}, "usage": None, "fields": None,
 }
