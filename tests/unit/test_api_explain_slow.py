@@ -17,20 +17,25 @@ from engine.api import create_app
 from engine.store import Store
 from tests.unit.test_api import AUTH, NOW, TOKEN, Starts, compiled, make_ingestor
 
-SLOW = """playbook: slow
+SLOWEST = " and ".join(["(range(9999)|list|sort(reverse=true)|first) > 0"] * 12)
+"""About as much work as one evaluation may do (engine/sandbox.py MAX_WORK): 0.3-1 s here."""
+SLOW = f"""playbook: slow
 title: Slow
 triggers:
-  - manual: {}
+  - manual: {{}}
 audience:
-  when: (account.health.score ** (9 ** 7)) % 7 >= 0
+  when: {SLOWEST}
 steps:
   - id: call
-    task: {title: Call them}
+    task: {{title: Call them}}
 """
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
+    # The sandbox bounds an evaluation to about a second at worst; the child's bound is cut shorter
+    # here so the slowest condition it allows runs over it.
+    monkeypatch.setattr("engine.matchproc.MATCH_TIMEOUT", 0.15)
     url = f"sqlite:///{tmp_path / 'csops.db'}"
     store, crm = Store(url), SQLCRM(url)
     crm.add_account(Account(id="acme", name="Acme", segment="strategic", health_score=72))
@@ -60,14 +65,14 @@ async def test_health_answers_while_a_slow_explain_is_cut_off(client: httpx.Asyn
         longest, last = max(longest, time.monotonic() - last), time.monotonic()
         await asyncio.sleep(0.05)
     assert longest < 1.0, f"/v1/health went unanswered for {longest:.1f} s during a slow explain"
-    assert answered >= 10
+    assert answered >= 2
     r = await slow
     took = time.monotonic() - began
     assert r.status_code == 200, r.text
     by_playbook = {p["playbook"]: p["checks"] for p in r.json()["playbooks"]}
     assert by_playbook["slow"] == [{
-        "name": "conditions", "state": "error", "seen": {"timeout_s": 2.0},
-        "text": "checking the triggers of playbook 'slow' took over 2 s and was stopped; simplify its conditions "
+        "name": "conditions", "state": "error", "seen": {"timeout_s": 0.15},
+        "text": "checking the triggers of playbook 'slow' took over 0.15 s and was stopped; simplify its conditions "
                 "(where, audience.when)"}]
     # the other playbook is explained as usual
     assert {c["name"]: c["state"] for c in by_playbook["nps-follow-up"]}["enabled"] == "pass"
