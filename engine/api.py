@@ -300,9 +300,11 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
     _routes(app)
     from engine.api_runs import router
     from engine.api_start import router as start_router
+    from engine.sources.api import router as sources_router
 
     app.include_router(router)
     app.include_router(start_router)
+    app.include_router(sources_router)
     _with_event_schema(app)
     return app
 

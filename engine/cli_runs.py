@@ -248,6 +248,7 @@ async def serve(settings: Settings, host: str, port: int, insecure: bool) -> int
                      insecure=insecure, workflows=TemporalWorkflows(root.client), crm=crm, playbooks=root.playbooks,
                      calendar=root.calendar, door=await root.door(), unsubscribe=unsubscribe,
                      suppressions=suppressions)
+    app.state.sources = settings.config.sources  # POST /v1/sources/{name} (engine/sources)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     try:
         await server.serve()

@@ -14,11 +14,14 @@ import copy
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from engine.configcheck import VAR, check_document, hide_password
 from engine.problems import Problem
 from engine.yamlpos import load, read
+
+if TYPE_CHECKING:
+    from engine.sources.settings import SourceConfig
 
 __all__ = [
     "BuiltinCRMConfig", "CalendarConfig", "Config", "ConfigError", "HubSpotConfig", "MarketingCap", "OutboxChatConfig",
@@ -326,6 +329,8 @@ class Config:
     """The business calendar."""
     scan: ScanConfig = field(default_factory=ScanConfig)
     """The daily scan."""
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    """Webhook sources by name (engine/sources)."""
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -402,11 +407,14 @@ def _typed(path: str, data: dict[str, Any], env: Mapping[str, str]) -> Config:
         allow_private=tuple(hooks.get("allow_private", ())), timeout=float(hooks.get("timeout", 10.0)))
     temporal = dict(data.get("temporal") or {})
     temporal["api_key"] = secret(temporal.get("api_key"))
+    from engine.sources.settings import parse_sources
+
     return Config(source=path, crm=crm, email=email, chat=chat, webhooks=webhooks,
                   fallback_owner=data.get("fallback_owner"), store=StoreConfig(**(data.get("store") or {})),
                   temporal=TemporalConfig(**temporal), home=data.get("home"), playbooks=data.get("playbooks"),
                   calendar=_calendar(data.get("calendar") or {}),
-                  scan=ScanConfig(**(data.get("scan") or {})))
+                  scan=ScanConfig(**(data.get("scan") or {})),
+                  sources=parse_sources(data.get("sources") or {}, secret))
 
 
 def _calendar(data: dict[str, Any]) -> CalendarConfig:

@@ -129,10 +129,15 @@ def _substitute(doc: Document, value: Any, p: Path, ctx: _Ctx) -> list[Problem]:
         kp = (*p, key)
         if isinstance(item, (dict, list)):
             problems.extend(_substitute(doc, item, kp, ctx))
-        elif isinstance(item, str) and "${" in item and kp not in SECRETS:
+        elif isinstance(item, str) and "${" in item and kp not in SECRETS and not _source_secret(kp):
             ctx.raw[kp] = item
             value[key] = _expand(doc, item, kp, ctx, problems)
     return problems
+
+
+def _source_secret(p: Path) -> bool:
+    """sources.NAME.secret: a secret too (checked and kept as ${VAR} by its hook)."""
+    return len(p) == 3 and p[0] == "sources" and p[2] == "secret"
 
 
 def _expand(doc: Document, text: str, p: Path, ctx: _Ctx, problems: list[Problem]) -> Any:
@@ -171,6 +176,8 @@ def _report(walker: Walker, p: Path, rule: str, message: str, hint: str = "") ->
 
 def _secret(walker: Walker, value: Any, p: Path, schema: dict[str, Any]) -> None:
     what, suggested = SECRETS.get(tuple(str(k) for k in p), ("secret", "A_VARIABLE"))
+    if _source_secret(p):
+        what, suggested = f"{p[1]} webhook secret", f"{str(p[1]).upper().replace('-', '_')}_WEBHOOK_SECRET"
     write = f"put the {what} in an environment variable and write ${{{suggested}}}"
     match = VAR.match(value.strip()) if isinstance(value, str) else None
     if value is None or value == "":
@@ -304,6 +311,11 @@ def _cross_checks(doc: Document, data: dict[str, Any]) -> list[Problem]:
     calendar = _calendar_problems(doc, data)
     if calendar:
         return calendar
+    from engine.sources.settings import source_problems
+
+    sources = source_problems(doc, data)
+    if sources:
+        return sources
     email = data.get("email") or {}
     if email.get("kind") == "smtp" and email.get("security") == "none" and email.get("username") \
             and email.get("host") not in _LOOPBACK:
