@@ -49,6 +49,7 @@ from engine.runtypes import (
     TaskChangeInput,
     TaskInput,
     UpdateInput,
+    WindowInput,
 )
 
 T = TypeVar("T")
@@ -155,7 +156,8 @@ class PlaybookActivities:
     def all(self) -> list[Callable[..., Any]]:
         """Every activity method, for Worker(activities=...)."""
         return [self.load_context, self.create_task, self.get_task, self.change_task, self.send_alert,
-                self.send_email, self.update_account, self.add_note, self.http_call, self.start_playbook]
+                self.send_email, self.email_window, self.update_account, self.add_note, self.http_call,
+                self.start_playbook]
 
     async def _once(self, key: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         done = await self.ledger.get(key)
@@ -318,6 +320,16 @@ class PlaybookActivities:
                                     subject=m["subject"], body=m["body"], category=inp.category)
             sent.append(await self._once(m["key"], functools.partial(self.mailer.send, message, m["key"])))
         return StepOutcome(status="done", result=sent)
+
+    @activity.defn(name="email_window")
+    async def email_window(self, inp: WindowInput) -> dict[str, str]:
+        """Before an email with a send window: the recipient's zone, whether the send is refused anyway
+        (suppressed, capped: it need not wait) and else until when it waits (engine/windowcheck.py)."""
+        from engine.windowcheck import hold
+
+        view = await self._view(inp.account_id)
+        recipients = await self._resolve(inp.account_id, inp.to, view)
+        return await hold(inp, recipients, view, self.mailer)
 
     @activity.defn(name="update_account")
     async def update_account(self, inp: UpdateInput) -> StepOutcome:

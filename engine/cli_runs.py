@@ -140,6 +140,8 @@ def _show_text(detail: Any) -> str:
              f"  started by: {_started_by(run.trigger)}"]
     if detail.live is not None:
         lines.append(f"  now at step: {detail.live.current_step or '(between steps)'}")
+        if detail.live.held:
+            lines.append(f"  email held: {detail.live.held}")
     elif detail.live_error and run.ended_at is None:
         lines.append(f"  live status unavailable: {detail.live_error}")
     lines.append("  timeline:" if detail.timeline else "  timeline: no steps recorded yet")

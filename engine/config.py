@@ -281,11 +281,16 @@ class CalendarConfig:
     """The days business days count, as mon..sun."""
     holidays: tuple[str, ...] = ()
     """Dates (YYYY-MM-DD) business days skip."""
+    send_window: dict[str, Any] | None = None
+    """The default send window of email steps ({days, hours}); None: email goes at once."""
 
     def as_dict(self) -> dict[str, Any]:
         """As runs and ``engine.context.Calendar.from_dict`` take it (workdays as 0 = Monday)."""
-        return {"timezone": self.timezone, "workdays": [WEEKDAYS.index(d) for d in self.workdays],
-                "holidays": list(self.holidays)}
+        out: dict[str, Any] = {"timezone": self.timezone, "workdays": [WEEKDAYS.index(d) for d in self.workdays],
+               "holidays": list(self.holidays)}
+        if self.send_window:
+            out["send_window"] = dict(self.send_window)
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -421,4 +426,5 @@ def _calendar(data: dict[str, Any]) -> CalendarConfig:
     defaults = CalendarConfig()
     return CalendarConfig(timezone=data.get("timezone", defaults.timezone),
                           workdays=tuple(data.get("workdays", defaults.workdays)),
-                          holidays=tuple(data.get("holidays", defaults.holidays)))
+                          holidays=tuple(data.get("holidays", defaults.holidays)),
+                          send_window=dict(data["send_window"]) if data.get("send_window") else None)

@@ -298,6 +298,11 @@ def _calendar_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
             problems.append(_problem(doc, doc.pos(("calendar", "timezone")), "calendar",
                                      f"calendar.timezone {zone!r} is not a time zone this machine knows",
                                      "write an IANA name such as Europe/Berlin or America/New_York"))
+    hours = (cal.get("send_window") or {}).get("hours") if isinstance(cal.get("send_window"), dict) else None
+    if isinstance(hours, str) and hours.partition("-")[2] <= hours.partition("-")[0]:
+        problems.append(_problem(doc, doc.pos(("calendar", "send_window", "hours")), "calendar",
+                                 f"calendar.send_window hours {hours} close before they open",
+                                 "write the opening first, e.g. 09:00-17:00 (a window cannot span midnight)"))
     for i, day in enumerate(cal.get("holidays") or ()):
         try:
             date.fromisoformat(str(day))

@@ -88,3 +88,15 @@ def test_the_schema_reports_a_bad_value_at_its_position(text: str, where: tuple[
     found = problems(text)
     assert (found[0][0], found[0][1]) == where, found
     assert fragment in found[0][2] + found[0][3]
+
+
+def test_the_calendars_send_window_is_typed_and_checked() -> None:
+    text = 'calendar:\n  timezone: Europe/Berlin\n  send_window: {days: [mon, tue], hours: "08:30-12:00"}\n'
+    cfg = parse_config(text, "csops.yaml", ENV)
+    assert cfg.calendar.send_window == {"days": ["mon", "tue"], "hours": "08:30-12:00"}
+    assert cfg.calendar.as_dict()["send_window"] == {"days": ["mon", "tue"], "hours": "08:30-12:00"}
+    assert "send_window" not in parse_config("", "csops.yaml", ENV).calendar.as_dict()
+    found = problems('calendar:\n  send_window: {hours: "18:00-09:00"}\n')
+    assert found[0][:3] == (2, 24, "calendar.send_window hours 18:00-09:00 close before they open")
+    found = problems('calendar:\n  send_window: {hours: "9-5"}\n')
+    assert found[0][:2] == (2, 24)
