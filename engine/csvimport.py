@@ -28,7 +28,8 @@ __all__ = ["COLUMNS", "ImportFileError", "ImportReport", "Rejected", "import_csv
 COLUMNS: dict[str, tuple[str, ...]] = {
     "accounts": ("id", "name", "segment", "lifecycle_stage", "owner", "arr", "renewal_date", "contract_start",
                  "renewal_status", "health_score", "health_band"),
-    "contacts": ("id", "account_id", "email", "first_name", "last_name", "title", "role", "phone", "primary"),
+    "contacts": ("id", "account_id", "email", "first_name", "last_name", "title", "role", "phone", "primary",
+                 "timezone"),
     "users": ("id", "email", "name", "title", "manager", "timezone", "out_of_office", "backup", "roles"),
 }
 """The columns each kind knows; accounts also take ``fields.NAME`` for custom fields."""
@@ -255,10 +256,12 @@ async def _contact(crm: SQLCRM, cells: dict[str, str], line: int, problems: list
     if account_id and await crm.get_account(account_id) is None:
         problems.append(Rejected(line=line, column="account_id", why=f"account {account_id!r} does not exist; "
                                  "import accounts first"))
+    zone = _cell(cells, "timezone", problems, line, _zone) if cells.get("timezone", "").strip() else ""
     if problems:
         return None
     text = {k: cells.get(k, "") for k in ("first_name", "last_name", "title", "role", "phone")}
-    return Contact(id=contact_id, account_id=account_id, email=email, primary=bool(primary), **text)
+    return Contact(id=contact_id, account_id=account_id, email=email, primary=bool(primary), timezone=zone or "",
+                   **text)
 
 
 async def _user(crm: SQLCRM, cells: dict[str, str], line: int, problems: list[Rejected],
