@@ -15,7 +15,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -394,3 +394,41 @@ async def test_generic_maps_paths_to_fields(api: Api) -> None:
     stored = await api.store.get_event("billing:b-77")
     assert stored is not None and stored.data == {"invoice": "INV-9", "amount": 1200}
     assert stored.occurred_at == datetime(2026, 11, 23, 9, tzinfo=UTC)
+
+
+async def test_a_stripe_renewal_date_and_a_zendesk_escalation_reach_the_account_and_start_a_play(
+        tmp_path: Path) -> None:
+    """The quickstart's story: the CRM gets Stripe's renewal date and ARR; Zendesk's escalation starts a play."""
+    from engine.ingest import Ingestor
+    from engine.validate import check_text
+
+    url = f"sqlite:///{tmp_path / 'csops.db'}"
+    store, crm = Store(url), SQLCRM(url)
+    crm.add_account(Account(id="acme", name="Acme"))
+    checked = check_text("playbook: escalations\ntitle: Escalations\ntriggers:\n"
+                         "  - event: {type: support.ticket_escalated}\nsteps:\n"
+                         "  - id: call\n    task: {title: Call about the escalated ticket}\n")
+    assert checked.playbook is not None
+    started: list[str] = []
+
+    async def start(playbook: Any, decision: Any) -> tuple[str, str]:
+        started.append(decision.run_id)
+        return "started", "temporal-1"
+
+    ingestor = Ingestor(store=store, crm=crm, playbooks=lambda: {"escalations": checked.playbook}, start=start,
+                        signal_run=no_signal, calendar=Calendar(), now=lambda: NOW)
+    app = create_app(store=store, ingestor=ingestor, token="t0ken-for-tests-only-0123456789", crm=crm,
+                     now=lambda: NOW, process=False)
+    app.state.sources = sources()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+        api = Api(client, store)
+        stripe, zendesk = raw(stripe_subscription()), raw(zendesk_priority())
+        assert (await post(api, "stripe", stripe, sign_stripe(stripe))).status_code == 202
+        assert (await post(api, "zendesk", zendesk, sign_zendesk(zendesk))).status_code == 202
+        done = await ingestor.process_pending()
+    assert [p.error for p in done] == ["", ""]
+    account = await crm.get_account("acme")
+    assert account is not None and account.renewal_date == date(2027, 1, 1) and account.arr == 1800.0
+    assert started == ["pb:escalations:acme:once"]
+    store.close()
+    crm.close()
