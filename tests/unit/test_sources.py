@@ -408,14 +408,15 @@ async def test_a_stripe_renewal_date_and_a_zendesk_escalation_reach_the_account_
     checked = check_text("playbook: escalations\ntitle: Escalations\ntriggers:\n"
                          "  - event: {type: support.ticket_escalated}\nsteps:\n"
                          "  - id: call\n    task: {title: Call about the escalated ticket}\n")
-    assert checked.playbook is not None
+    playbook = checked.playbook
+    assert playbook is not None
     started: list[str] = []
 
     async def start(playbook: Any, decision: Any) -> tuple[str, str]:
         started.append(decision.run_id)
         return "started", "temporal-1"
 
-    ingestor = Ingestor(store=store, crm=crm, playbooks=lambda: {"escalations": checked.playbook}, start=start,
+    ingestor = Ingestor(store=store, crm=crm, playbooks=lambda: {"escalations": playbook}, start=start,
                         signal_run=no_signal, calendar=Calendar(), now=lambda: NOW)
     app = create_app(store=store, ingestor=ingestor, token="t0ken-for-tests-only-0123456789", crm=crm,
                      now=lambda: NOW, process=False)
