@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BuiltinCRMConfig", "CalendarConfig", "Config", "ConfigError", "HubSpotConfig", "MarketingCap", "OutboxChatConfig",
-    "OutboxEmailConfig", "SMTPConfig", "SalesforceConfig", "ScanConfig", "Secret", "SlackConfig", "StoreConfig",
-    "TemporalConfig", "UnsubscribeConfig", "WebhooksConfig", "load_config", "parse_config",
+    "OutboxEmailConfig", "PipedriveConfig", "SMTPConfig", "SalesforceConfig", "ScanConfig", "Secret", "SlackConfig",
+    "StoreConfig", "TemporalConfig", "UnsubscribeConfig", "WebhooksConfig", "load_config", "parse_config",
 ]
 
 SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
@@ -129,6 +129,24 @@ class SalesforceConfig:
     """Account field to Salesforce field."""
     cancelled_task_status: str = "Completed"
     """Task Status of a task closed because its run exited or was cancelled (not done)."""
+    timeout: float = 10.0
+    """Seconds per request."""
+    max_retries: int = 5
+    """Retries inside the connector."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipedriveConfig:
+    """Pipedrive's API v1 with a user's API token."""
+
+    kind: Literal["pipedrive"] = "pipedrive"
+    """Always pipedrive."""
+    api_token: Secret
+    """The API token."""
+    base_url: str = "https://api.pipedrive.com"
+    """The API address (https://COMPANY.pipedrive.com/api)."""
+    field_map: dict[str, str] = field(default_factory=dict)
+    """Account field (or contact.role, contact.timezone) to custom field key."""
     timeout: float = 10.0
     """Seconds per request."""
     max_retries: int = 5
@@ -301,7 +319,7 @@ class ScanConfig:
     """When it runs, a cron expression in the calendar's time zone."""
 
 
-CRMConfig = BuiltinCRMConfig | HubSpotConfig | SalesforceConfig
+CRMConfig = BuiltinCRMConfig | HubSpotConfig | SalesforceConfig | PipedriveConfig
 EmailConfig = OutboxEmailConfig | SMTPConfig
 ChatConfig = OutboxChatConfig | SlackConfig
 
@@ -380,6 +398,8 @@ def _typed(path: str, data: dict[str, Any], env: Mapping[str, str]) -> Config:
     kind = crm_data.pop("kind", "builtin")
     if kind == "hubspot":
         crm = HubSpotConfig(**{**crm_data, "token": must(crm_data["token"])})
+    elif kind == "pipedrive":
+        crm = PipedriveConfig(**{**crm_data, "api_token": must(crm_data["api_token"])})
     elif kind == "salesforce":
         crm = SalesforceConfig(**{**crm_data, "access_token": secret(crm_data.get("access_token")),
                                   "client_secret": secret(crm_data.get("client_secret"))})

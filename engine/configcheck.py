@@ -39,6 +39,7 @@ SECRETS: dict[tuple[str, ...], tuple[str, str]] = {
     ("crm", "token"): ("HubSpot token", "HUBSPOT_TOKEN"),
     ("crm", "access_token"): ("Salesforce access token", "SALESFORCE_ACCESS_TOKEN"),
     ("crm", "client_secret"): ("Salesforce client secret", "SALESFORCE_CLIENT_SECRET"),
+    ("crm", "api_token"): ("Pipedrive API token", "PIPEDRIVE_API_TOKEN"),
     ("email", "password"): ("SMTP password", "SMTP_PASSWORD"),
     ("email", "unsubscribe", "secret"): ("unsubscribe secret", "CSOPS_UNSUBSCRIBE_SECRET"),
     ("chat", "token"): ("Slack token", "SLACK_BOT_TOKEN"),
