@@ -328,6 +328,11 @@ class PlaybookActivities:
         from engine.windowcheck import hold
 
         view = await self._view(inp.account_id)
+        scope = inp.scope
+        if scope is not None:  # skipped or exiting anyway: the send step says so at once, no wait
+            stop = _expr(lambda: guard(scope, scoped_context(view_data(view), scope)))
+            if stop is not None:
+                return {"zone": "", "blocked": stop.status, "until": ""}
         recipients = await self._resolve(inp.account_id, inp.to, view)
         return await hold(inp, recipients, view, self.mailer)
 

@@ -253,6 +253,8 @@ class WindowInput:
     """Workflow time (ISO): the opening is the next one after it."""
     zone: str = "UTC"
     """The calendar's zone: the last fallback."""
+    scope: StepScope | None = None
+    """The step's ``when`` and the exit criteria: a step that would not send does not wait."""
 
 
 @dataclass(kw_only=True)

@@ -254,7 +254,7 @@ class PlaybookRun:
             return
         probe = WindowInput(key=f"{self.wf_id}/{step.id}/window", account_id=self.inp.account_id, to=str(act.to),
                             category=act.category, window=window.as_dict(), now=workflow.now().isoformat(),
-                            zone=self.cal.timezone)
+                            zone=self.cal.timezone, scope=self._scope(step, _texts(act)))
         found = await self._activity("email_window", probe)
         if found.get("blocked") or not found.get("until"):
             return  # refused anyway (the send step records why), or inside the window: send now
