@@ -57,7 +57,7 @@ async def suppression_log(request: Request, d: Authorised, email: str | None = Q
 
 
 @router.post("/suppressions", tags=["suppressions"], summary="Suppress an address (201; 200 if it already was)",
-             status_code=201, responses=errors(401, 422, 503))
+             status_code=201, responses={**errors(400, 401, 422, 503), 200: {"description": "Already suppressed"}})
 async def add_suppression(body: SuppressIn, request: Request, d: Authorised) -> JSONResponse:
     try:
         new = await _list(request).add(body.email, body.reason, by=body.by or "api")

@@ -28,17 +28,19 @@ from connectors.mailpolicy import Unsubscribe
 from connectors.sqlcrm import SQLCRM
 from connectors.suppression import SuppressionList
 from engine.api import create_app
+from engine.config import Secret
 from engine.context import Calendar
 from engine.door import Door
 from engine.ingest import Ingestor
 from engine.signals import Decision
+from engine.sources import SourceConfig
 from engine.store import Store
 from tests.unit.test_api import compiled
 
 TOKEN = "schemathesis-token-0123456789"
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
 MAX_EXAMPLES = 80
-"""Per operation; twelve operations, some with few distinct requests (health has one)."""
+"""Per operation; seventeen operations, some with few distinct requests (health has one)."""
 MIN_REQUESTS = 500
 CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance)
 made: list[tuple[str, int]] = []
@@ -72,6 +74,8 @@ def build() -> tuple[Any, list[Any]]:
                      playbooks=playbooks, suppressions=suppressions, now=lambda: NOW, door=door,
                      unsubscribe=Unsubscribe("https://csops.example.com/v1/unsubscribe/{token}", "",
                                              "a-secret-of-sixteen-chars"))
+    app.state.suppression_list = suppressions  # /v1/suppressions
+    app.state.sources = {"stripe": SourceConfig(name="stripe", kind="stripe", secret=Secret("whsec_x", "S"))}
     return app, [store, crm, suppressions]
 
 
@@ -109,7 +113,7 @@ def test_enough_requests_were_made() -> None:
     for label, _ in made:
         by_operation[label] = by_operation.get(label, 0) + 1
     assert len(made) >= MIN_REQUESTS, by_operation
-    assert len(by_operation) == 12, by_operation
+    assert len(by_operation) == 17, by_operation
     assert all(status < 500 for _, status in made)
     # Not only refusals: valid requests got through too.
     assert any(label == "POST /v1/events" and status == 202 for label, status in made)
