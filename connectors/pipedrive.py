@@ -24,6 +24,7 @@ import asyncio
 import logging
 import random
 import re
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -221,6 +222,33 @@ class PipedriveCRM:
                                    f"add a note to account {account_id}", params={"org_id": account_id})
         return str(found["id"])
 
+    async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
+                            dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
+                            lifecycle_stages: Sequence[str] = ()) -> list[Account]:
+        """A page of organizations in ascending (numeric) id order after ``after``, filtered here
+        (connectors.base.AccountLister): Pipedrive's list takes no filter on custom fields.
+
+        Raises:
+            ValueError: a date field without a Pipedrive field in ``field_map``.
+        """
+        for name, _, _ in dates:
+            if name not in self.fields:
+                raise ValueError(f"{name} has no Pipedrive field: add {name}: <field key> to crm.field_map")
+        floor = int(after) if after and after.isdigit() else -1
+        out: list[Account] = []
+        start: int | None = 0
+        while start is not None and len(out) < limit:
+            res = await self._call("GET", "/v1/organizations", "list accounts",
+                                   params={"start": str(start), "limit": "500", "sort": "id ASC"})
+            page = res.json()
+            for org in page.get("data") or []:
+                account = self._account(org)
+                if int(org["id"]) > floor and _kept(account, dates, segments, lifecycle_stages):
+                    out.append(account)
+            more = (page.get("additional_data") or {}).get("pagination") or {}
+            start = int(more["next_start"]) if more.get("more_items_in_collection") else None
+        return sorted(out, key=lambda a: int(a.id))[:limit]
+
     async def check(self) -> list[str]:
         """Problems with the connection; [] when the token works."""
         try:
@@ -303,6 +331,25 @@ class PipedriveCRM:
 
 class _Lost(Exception):
     """A create's answer was lost: it may have been made."""
+
+
+def _kept(account: Account, dates: Sequence[tuple[str, date, date]], segments: Sequence[str],
+          stages: Sequence[str]) -> bool:
+    if segments and account.segment not in segments:
+        return False
+    if stages and account.lifecycle_stage not in stages:
+        return False
+    if not dates:
+        return True
+    for name, first, last in dates:
+        raw = account.fields.get(name[7:]) if name.startswith("fields.") else getattr(account, name, None)
+        try:
+            day = raw if isinstance(raw, date) else date.fromisoformat(str(raw)[:10]) if raw else None
+        except ValueError:
+            day = None
+        if day is not None and first <= day <= last:
+            return True
+    return False
 
 
 def _value(name: str, value: Any) -> Any:

@@ -150,3 +150,20 @@ async def test_chosen_in_csops_yaml_and_built_by_the_wiring(pd: Pd, tmp_path: ob
         assert account is not None and account.arr == 120000.0
     finally:
         await part.close()
+
+
+async def test_scans_page_through_organizations_by_id_with_the_filters(pd: Pd) -> None:
+    from connectors.base import AccountLister
+
+    for oid in (7, 100, 250):  # ids whose text order differs from their number order
+        pd.fake.add_org(oid, f"Org {oid}", 7, **{RENEWAL: f"2027-0{oid % 9 + 1}-01", SEGMENT: "smb"})
+    assert isinstance(pd.crm, AccountLister)
+    first = await pd.crm.list_accounts(limit=2)
+    rest = await pd.crm.list_accounts(after=first[-1].id, limit=2)
+    assert [a.id for a in first] + [a.id for a in rest] == ["7", "42", "100", "250"]
+    window = [("renewal_date", date(2027, 5, 1), date(2027, 5, 31))]
+    found = await pd.crm.list_accounts(dates=window)
+    assert [(a.id, a.renewal_date) for a in found] == [("42", date(2027, 5, 4))]
+    assert [a.id for a in await pd.crm.list_accounts(segments=["smb"])] == ["7", "100", "250"]
+    with pytest.raises(ValueError, match="contract_start has no Pipedrive field"):
+        await pd.crm.list_accounts(dates=[("contract_start", date(2027, 1, 1), date(2027, 2, 1))])

@@ -72,6 +72,7 @@ class FakePipedrive(FakeServer):
         r.add_get("/v1/users/me", self._me)
         r.add_get("/v1/users/find", self._find_user)
         r.add_get("/v1/users/{id}", self._user)
+        r.add_get("/v1/organizations", self._orgs)
         r.add_get("/v1/organizations/{id}", self._org)
         r.add_put("/v1/organizations/{id}", self._update_org)
         r.add_get("/v1/organizations/{id}/persons", self._org_persons)
@@ -127,6 +128,14 @@ class FakePipedrive(FakeServer):
         found = [u for u in self.users.values() if (u["email"].lower() == term if by_email else term in
                                                     u["name"].lower())]
         return self._ok(found or None)
+
+    async def _orgs(self, request: web.Request) -> web.Response:
+        sort = request.query.get("sort", "")
+        if sort not in ("", "id ASC", "id DESC", "name ASC"):
+            return _error(400, f"Invalid sort field {sort}")
+        items = sorted(self.orgs.values(), key=lambda o: o["id"] if sort != "name ASC" else o["name"],
+                       reverse=sort == "id DESC")
+        return self._page(request, items)
 
     async def _org(self, request: web.Request) -> web.Response:
         oid = self._num(request)
