@@ -433,3 +433,55 @@ async def test_a_stripe_renewal_date_and_a_zendesk_escalation_reach_the_account_
     assert started == ["pb:escalations:acme:once"]
     store.close()
     crm.close()
+
+
+def _with(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(base))
+    for path, value in changes.items():
+        node = out
+        *parents, last = path.split("__")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return out
+
+
+MAPPINGS: list[tuple[str, Any, Any, str | None]] = [
+    # (source, payload, signer, csops type or None for ignored)
+    ("stripe", _with(stripe_subscription(ident="evt_del"), type="customer.subscription.deleted"), sign_stripe,
+     "billing.subscription_cancelled"),
+    ("zendesk", _with(zendesk_priority(), type="zen:event-type:ticket.status_changed", id="z-2",
+                      event={"previous": "OPEN", "current": "SOLVED"}), sign_zendesk, "support.ticket_solved"),
+    ("zendesk", _with(zendesk_priority(), type="zen:event-type:ticket.tags_changed", id="z-3",
+                      event={"tags_added": ["escalated"], "tags_removed": []}), sign_zendesk,
+     "support.ticket_escalated"),
+    ("zendesk", _with(zendesk_priority(), type="zen:event-type:ticket.created", id="z-4"), sign_zendesk,
+     "support.ticket_created"),
+    ("zendesk", _with(zendesk_priority(current="LOW"), id="z-5"), sign_zendesk, None),
+    ("intercom", _with(intercom_closed(), topic="conversation.rating.added", id="notif_r",
+                       data__item__conversation_rating={"rating": 2}), sign_intercom, "support.csat"),
+    ("intercom", _with(intercom_closed(), topic="conversation.user.created", id="notif_c"), sign_intercom,
+     "support.ticket_created"),
+    ("intercom", _with(intercom_closed(), topic="contact.created", id="notif_x"), sign_intercom, None),
+    ("typeform", _with(typeform_nps(), event_id="tf-2", form_response__answers=[]), sign_typeform, None),
+    ("segment", _with(segment_track(), type="identify", messageId="m-2"), sign_segment, None),
+]
+
+
+@pytest.mark.parametrize(("source", "payload", "signer", "kind"), MAPPINGS,
+                         ids=[f"{m[0]}-{m[3]}-{i}" for i, m in enumerate(MAPPINGS)])
+async def test_each_vendor_event_maps_as_documented(api: Api, source: str, payload: Any, signer: Any,
+                                                    kind: str | None) -> None:
+    body = raw(payload)
+    r = await post(api, source, body, signer(body))
+    assert r.status_code == 202, r.text
+    if kind is None:
+        assert r.json()["status"] == "ignored" and r.json()["events"] == []
+        assert await api.store.pending_count() == 0
+    else:
+        [event] = r.json()["events"]
+        assert event["type"] == kind
+        stored = await api.store.get_event(event["id"])
+        assert stored is not None and stored.account_id == "acme"
+        if kind == "support.csat":
+            assert stored.data["rating"] == 2
