@@ -58,6 +58,7 @@ from engine.runtypes import (
     TaskChangeInput,
     TaskInput,
     UpdateInput,
+    WindowInput,
 )
 from engine.sizes import ACTIVITY_SECONDS
 
@@ -171,7 +172,8 @@ class PlaybookActivities:
         """Every activity method, for Worker(activities=...)."""
         return [redacting(a) for a in (
             self.load_context, self.create_task, self.get_task, self.change_task, self.send_alert,
-            self.send_email, self.update_account, self.add_note, self.http_call, self.start_playbook)]
+            self.send_email, self.email_window, self.update_account, self.add_note, self.http_call,
+            self.start_playbook)]
 
     async def _once(self, key: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         done = await self.ledger.get(key)
@@ -339,6 +341,21 @@ class PlaybookActivities:
                                     subject=m["subject"], body=m["body"], category=inp.category)
             sent.append(await self._once(m["key"], functools.partial(self.mailer.send, message, m["key"])))
         return StepOutcome(status="done", result=sent)
+
+    @activity.defn(name="email_window")
+    async def email_window(self, inp: WindowInput) -> dict[str, str]:
+        """Before an email with a send window: the recipient's zone, whether the send is refused anyway
+        (suppressed, capped: it need not wait) and else until when it waits (engine/windowcheck.py)."""
+        from engine.windowcheck import hold
+
+        view = await self._view(inp.account_id)
+        scope = inp.scope
+        if scope is not None:  # skipped or exiting anyway: the send step says so at once, no wait
+            stop = _expr(lambda: guard(scope, scoped_context(view_data(view), scope)))
+            if stop is not None:
+                return {"zone": "", "blocked": stop.status, "until": ""}
+        recipients = await self._resolve(inp.account_id, inp.to, view)
+        return await hold(inp, recipients, view, self.mailer)
 
     @activity.defn(name="update_account")
     async def update_account(self, inp: UpdateInput) -> StepOutcome:

@@ -197,7 +197,7 @@ class Unsubscriber(Protocol):
 class Suppressor(Protocol):
     """connectors.suppression.SuppressionList."""
 
-    async def add(self, email: str, reason: str = "") -> None:
+    async def add(self, email: str, reason: str = "", *, by: str = "") -> Any:
         """Never mail ``email`` again."""
 
 
@@ -338,9 +338,13 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
     _routes(app)
     from engine.api_runs import router
     from engine.api_start import router as start_router
+    from engine.api_suppressions import router as suppressions_router
+    from engine.sources.api import router as sources_router
 
     app.include_router(router)
     app.include_router(start_router)
+    app.include_router(sources_router)
+    app.include_router(suppressions_router)
     _with_event_schema(app)
     return app
 
@@ -454,7 +458,7 @@ def _unsubscribe_routes(app: FastAPI) -> None:
         email = address(d, token)
         assert d.suppressions is not None
         # RFC 8058 clients send List-Unsubscribe=One-Click; a form button may send nothing: both unsubscribe.
-        await d.suppressions.add(email, "unsubscribed")
+        await d.suppressions.add(email, "unsubscribed", by="unsubscribe link")
         return UnsubscribeOut(unsubscribed=True)
 
     @app.get("/v1/unsubscribe/{token}", response_class=HTMLResponse, tags=["unsubscribe"],

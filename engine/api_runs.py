@@ -160,6 +160,7 @@ class LiveOut(BaseModel):
     outcome: str
     open_tasks: list[str]
     steps_done: list[str]
+    held: str = Field(default="", description="While an email waits for its send window: step, window, until when")
 
 
 class RunDetailOut(BaseModel):
@@ -300,7 +301,7 @@ def live_out(status: Mapping[str, Any]) -> LiveOut:
     """The API shape of the status query's answer."""
     return LiveOut(current_step=str(status.get("current_step", "")), outcome=str(status.get("outcome", "")),
                    open_tasks=[str(t) for t in status.get("open_tasks", [])],
-                   steps_done=[str(s) for s in status.get("steps", {})])
+                   steps_done=[str(s) for s in status.get("steps", {})], held=str(status.get("held") or ""))
 
 
 # --- shared with the CLI ------------------------------------------------------------------------

@@ -301,6 +301,17 @@ def check_task(w: Walker, value: Any, p: Path, target: dict[str, Any]) -> None:
                  key=True)
 
 
+def check_send_window(w: Walker, value: Any, p: Path, target: dict[str, Any]) -> None:
+    """The schema's form, then what a pattern cannot say: the window closes after it opens."""
+    w.walk(value, target, p, "send_window")
+    hours = value.get("hours") if isinstance(value, dict) else None
+    if isinstance(hours, str) and re.fullmatch(target["properties"]["hours"]["pattern"], hours):
+        opening, closing = hours.split("-")
+        if closing <= opening:
+            w.report(p + ("hours",), "schema", f"send_window hours {hours} close before they open",
+                     "write the opening first, e.g. 09:00-17:00 (a window cannot span midnight)")
+
+
 def check_email(w: Walker, value: Any, p: Path, target: dict[str, Any]) -> None:
     w.walk(value, target, p, "email")
     if not isinstance(value, dict) or not isinstance(value.get("template"), str) or not value["template"].strip():
@@ -359,5 +370,6 @@ HOOKS: dict[str, Hook] = {
     "blocks": check_json_strings,
     "task": check_task,
     "email": check_email,
+    "send_window": check_send_window,
     "steps": check_steps,
 }

@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     from engine.cli_sim import add_parsers as add_sim_parsers
 
     add_sim_parsers(sub)
+    from engine.cli_suppression import add_parsers as add_suppression_parsers
+
+    add_suppression_parsers(sub)
     return parser
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from engine import model as m
 from engine.durations import Duration, parse_duration
 from engine.parties import Party, parse_party
+from engine.sendwindow import SendWindow
 from engine.templatefiles import TemplateProblem, read_template
 
 
@@ -122,7 +123,8 @@ def _action(kind: str, body: Any, source: str, files: dict[str, str]) -> m.Actio
                 files[template] = read
             text = files[template]
         return m.Email(to=_party(body["to"]), sender=_party(body.get("from", "owner")), subject=body["subject"],
-                       body=text, template=template, category=body.get("category", "operational"))
+                       body=text, template=template, category=body.get("category", "operational"),
+                       send_window=SendWindow.from_dict(body["send_window"]) if body.get("send_window") else None)
     if kind == "wait":
         if isinstance(body, str):
             return m.Wait(duration=parse_duration(body))
