@@ -17,7 +17,6 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -77,15 +76,6 @@ async def receive(name: str, request: Request) -> JSONResponse:
                        + "; ".join(e for r in done for e in r["errors"]), {"events": done})
     status = "duplicate" if all(r["status"] == "duplicate" for r in done) else "accepted"
     return JSONResponse({"source": cfg.name, "status": status, "reason": "", "events": done,
-                         "unknown_accounts": await _unknown(d.crm, done)}, status_code=202)
+                         "unknown_accounts": list(dict.fromkeys(
+                             r["account_id"] for r in done if r["status"] == "unknown_account"))}, status_code=202)
 
-
-async def _unknown(crm: Any, done: list[dict[str, Any]]) -> list[str]:
-    """Accounts of accepted events the CRM does not have (stored anyway: they start nothing)."""
-    if crm is None:
-        return []
-    out = []
-    for account in dict.fromkeys(r["account_id"] for r in done if r["status"] == "accepted"):
-        if await crm.get_account(account) is None:
-            out.append(account)
-    return out
