@@ -87,6 +87,8 @@ class Contact:
     """Phone number."""
     primary: bool = False
     """The account's primary contact."""
+    timezone: str = ""
+    """IANA time zone of the contact (send windows); "" when unknown: the account's, then the calendar's."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -97,12 +97,13 @@ class ContactRow(Base):
     phone: Mapped[str] = mapped_column(String(50), default="")
     # "primary" is an SQL reserved word; a plain column name spares every query the quoting.
     primary: Mapped[bool] = mapped_column("is_primary", default=False)
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     def record(self) -> Contact:
         """As the connectors' record."""
         return Contact(id=self.id, account_id=self.account_id, email=self.email, first_name=self.first_name,
                        last_name=self.last_name, title=self.title, role=self.role, phone=self.phone,
-                       primary=self.primary)
+                       primary=self.primary, timezone=self.timezone or "")
 
 
 class UserRow(Base):

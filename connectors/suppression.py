@@ -1,6 +1,8 @@
 """The suppression list (addresses that must never be mailed) and the log of marketing sends.
 
-Both live in SQLite or PostgreSQL beside the ledger. Addresses are kept normalised (stripped,
+Both live in SQLite or PostgreSQL beside the ledger. Every addition and removal is also written to
+``suppression_log`` (who, when, why, and the event that caused it), kept when an address is removed,
+so the list can be audited. Addresses are kept normalised (stripped,
 lower-case), so ``Bob@X.com`` and ``bob@x.com`` are one entry. The marketing log is what the
 marketing cap counts: one row per send, keyed by the idempotency key, so a retried send is
 counted once; a per-recipient lock makes "count, then record" atomic across workers.
@@ -12,12 +14,12 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import DateTime, Index, String, delete, func, select, text
+from sqlalchemy import DateTime, Index, Integer, String, delete, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from connectors.sqlcrm_models import Database
 
-__all__ = ["Suppression", "SuppressionList", "normalise"]
+__all__ = ["LogEntry", "Suppression", "SuppressionList", "normalise"]
 
 
 class _Base(DeclarativeBase):
@@ -31,6 +33,20 @@ class SuppressionRow(_Base):
     email: Mapped[str] = mapped_column(String(320), primary_key=True)
     reason: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    added_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class SuppressionLogRow(_Base):
+    """``suppression_log``: one addition or removal, never deleted."""
+
+    __tablename__ = "suppression_log"
+    __table_args__ = (Index("ix_suppression_log_email", "email"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    action: Mapped[str] = mapped_column(String(20))
+    email: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    by: Mapped[str] = mapped_column(String(200), default="")
 
 
 class MarketingSendRow(_Base):
@@ -53,6 +69,24 @@ class Suppression:
     """Why (unsubscribed, bounced, complaint, manual...)."""
     created_at: datetime
     """When it was added (UTC)."""
+    by: str = ""
+    """Who or what added it (a person, ``event:ID``, ``unsubscribe-link``); "" for entries made before it was kept."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogEntry:
+    """One addition to or removal from the list."""
+
+    at: datetime
+    """When (UTC)."""
+    action: str
+    """added, removed, or already (added again: the first entry stands)."""
+    email: str
+    """The address."""
+    reason: str
+    """Why."""
+    by: str
+    """Who or what."""
 
 
 def normalise(email: str) -> str:
@@ -81,20 +115,29 @@ class SuppressionList:
         """Release the database connections."""
         self.db.dispose()
 
-    async def add(self, email: str, reason: str = "") -> None:
-        """Suppress ``email`` (adding it again keeps the first reason and time)."""
+    async def add(self, email: str, reason: str = "", *, by: str = "") -> bool:
+        """Suppress ``email``; False when it already was (adding it again keeps the first reason and time).
+
+        Raises:
+            ValueError: ``email`` is not an address.
+        """
         address = normalise(email)
-        if "@" not in address:
-            raise ValueError(f"{email!r} is not an email address")
+        if "@" not in address or len(address) > 320:
+            raise ValueError(f"{email!r:.80} is not an email address")
+        now = datetime.now(UTC)
 
-        def work(s: Session) -> None:
-            if s.get(SuppressionRow, address) is None:
-                s.add(SuppressionRow(email=address, reason=reason[:200], created_at=datetime.now(UTC)))
+        def work(s: Session) -> bool:
+            new = s.get(SuppressionRow, address) is None
+            if new:
+                s.add(SuppressionRow(email=address, reason=reason[:200], created_at=now, added_by=by[:200]))
+            s.add(SuppressionLogRow(at=now, action="added" if new else "already", email=address, reason=reason[:200],
+                                    by=by[:200]))
             s.commit()
-        await self.db.run(work)
+            return new
+        return await self.db.run(work)
 
-    async def remove(self, email: str) -> bool:
-        """Take ``email`` off the list; False when it was not on it."""
+    async def remove(self, email: str, *, by: str = "", reason: str = "") -> bool:
+        """Take ``email`` off the list (logged with who and why); False when it was not on it."""
         address = normalise(email)
 
         def work(s: Session) -> bool:
@@ -102,9 +145,19 @@ class SuppressionList:
             if row is None:
                 return False
             s.delete(row)
+            s.add(SuppressionLogRow(at=datetime.now(UTC), action="removed", email=address, reason=reason[:200],
+                                    by=by[:200]))
             s.commit()
             return True
         return await self.db.run(work)
+
+    async def log(self, email: str | None = None, limit: int = 100) -> list[LogEntry]:
+        """The latest additions and removals, newest first (of one address, or all)."""
+        query = select(SuppressionLogRow).order_by(SuppressionLogRow.id.desc()).limit(limit)
+        if email is not None:
+            query = query.where(SuppressionLogRow.email == normalise(email))
+        rows = await self.db.run(lambda s: s.scalars(query).all())
+        return [LogEntry(at=_aware(r.at), action=r.action, email=r.email, reason=r.reason, by=r.by) for r in rows]
 
     async def contains(self, email: str) -> bool:
         """Whether ``email`` (in any letter case) is suppressed."""
@@ -122,7 +175,8 @@ class SuppressionList:
     async def list(self) -> list[Suppression]:
         """Every entry, by address."""
         rows = await self.db.run(lambda s: s.scalars(select(SuppressionRow).order_by(SuppressionRow.email)).all())
-        return [Suppression(email=r.email, reason=r.reason, created_at=_aware(r.created_at)) for r in rows]
+        return [Suppression(email=r.email, reason=r.reason, created_at=_aware(r.created_at), by=r.added_by or "")
+                for r in rows]
 
     async def reserve_marketing(self, recipient: str, key: str, *, cap: int, window: timedelta,
                                 now: datetime | None = None) -> bool:

@@ -36,7 +36,15 @@ from engine.coverage import Coverage
 from engine.coverage_resolve import CoverageError, NextInPool
 from engine.parties import parse_party
 from engine.redaction import redacting
-from engine.runcontext import contact_data, guard, read_view, scoped_context, user_data, view_data
+from engine.runcontext import (
+    contact_data,
+    covered_data,
+    guard,
+    read_view,
+    scoped_context,
+    user_data,
+    view_data,
+)
 from engine.runtypes import (
     AlertInput,
     ContextInput,
@@ -50,7 +58,9 @@ from engine.runtypes import (
     TaskChangeInput,
     TaskInput,
     UpdateInput,
+    WindowInput,
 )
+from engine.sizes import ACTIVITY_SECONDS
 
 T = TypeVar("T")
 Starter = Callable[[StartInput], Awaitable[str]]
@@ -105,24 +115,29 @@ class Renderer:
         ctx = self.ctx
         if ctx is None:
             return src
-        return _expr(lambda: render(src, {**ctx, **extra} if extra else ctx))
+        return _expr(lambda: render(src, {**ctx, **extra} if extra else ctx, ACTIVITY_SECONDS))
 
     def json(self, value: Any) -> Any:
         ctx = self.ctx
-        return value if ctx is None else _expr(lambda: render_json(value, ctx))
+        return value if ctx is None else _expr(lambda: render_json(value, ctx, ACTIVITY_SECONDS))
 
     @property
     def today(self) -> date | None:
         """The run's today (workflow time in the calendar's zone): who is out of office is judged on it."""
-        if self.scope is None:
-            return None
-        return Calendar.from_dict(self.scope.calendar).today(datetime.fromisoformat(self.scope.now))
+        return _run_today(self.scope)
 
     def date(self, src: str) -> str:
         """A date expression's value as an ISO date, in the run's calendar."""
         cal = Calendar.from_dict(self.scope.calendar if self.scope else {})
         # The local date in the calendar's zone: `now + business_days(5)` is due on the day it falls on there.
-        return _expr(lambda: cal.today(as_datetime(evaluate(src, self.ctx or {}), cal)).isoformat())
+        return _expr(lambda: cal.today(as_datetime(evaluate(src, self.ctx or {}, ACTIVITY_SECONDS), cal)).isoformat())
+
+
+def _run_today(scope: StepScope | None) -> date | None:
+    """The run's today (workflow time in the calendar's zone), None without a scope."""
+    if scope is None:
+        return None
+    return Calendar.from_dict(scope.calendar).today(datetime.fromisoformat(scope.now))
 
 
 def _expr(fn: Callable[[], T]) -> T:
@@ -157,7 +172,8 @@ class PlaybookActivities:
         """Every activity method, for Worker(activities=...)."""
         return [redacting(a) for a in (
             self.load_context, self.create_task, self.get_task, self.change_task, self.send_alert,
-            self.send_email, self.update_account, self.add_note, self.http_call, self.start_playbook)]
+            self.send_email, self.email_window, self.update_account, self.add_note, self.http_call,
+            self.start_playbook)]
 
     async def _once(self, key: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         done = await self.ledger.get(key)
@@ -174,7 +190,7 @@ class PlaybookActivities:
         if scope is not None:
             if scope.people:
                 view = await self._view(account_id)
-                ctx = scoped_context(view_data(view), scope)
+                ctx = scoped_context(await self._data(view, _run_today(scope)), scope)
             else:  # parties (none expected) would read the people afresh: view stays None
                 ctx = scoped_context(view_data(AccountView(account=await self._account(account_id))), scope)
             stop = _expr(lambda: guard(scope, ctx))
@@ -201,7 +217,12 @@ class PlaybookActivities:
     async def load_context(self, inp: ContextInput) -> dict[str, Any]:
         """Re-read the account (with owner and manager) and its contacts, for the workflow's own
         expressions (waits until a date, branches, wait_for conditions, the exit criteria)."""
-        return view_data(await self._view(inp.account_id))
+        return await self._data(await self._view(inp.account_id), date.today())
+
+    async def _data(self, view: AccountView, today: date | None) -> dict[str, Any]:
+        """The account data of the context, ``account.owner`` per the coverage model (SPEC section 4)."""
+        return await _call(lambda: covered_data(view, self.coverage, directory=self.crm.get_user,
+                                                next_in_pool=self.next_in_pool, today=today or date.today()))
 
     async def _resolve(self, account_id: str, text: str, view: AccountView | None = None,
                        today: date | None = None) -> list[Recipient]:
@@ -320,6 +341,21 @@ class PlaybookActivities:
                                     subject=m["subject"], body=m["body"], category=inp.category)
             sent.append(await self._once(m["key"], functools.partial(self.mailer.send, message, m["key"])))
         return StepOutcome(status="done", result=sent)
+
+    @activity.defn(name="email_window")
+    async def email_window(self, inp: WindowInput) -> dict[str, str]:
+        """Before an email with a send window: the recipient's zone, whether the send is refused anyway
+        (suppressed, capped: it need not wait) and else until when it waits (engine/windowcheck.py)."""
+        from engine.windowcheck import hold
+
+        view = await self._view(inp.account_id)
+        scope = inp.scope
+        if scope is not None:  # skipped or exiting anyway: the send step says so at once, no wait
+            stop = _expr(lambda: guard(scope, scoped_context(view_data(view), scope)))
+            if stop is not None:
+                return {"zone": "", "blocked": stop.status, "until": ""}
+        recipients = await self._resolve(inp.account_id, inp.to, view)
+        return await hold(inp, recipients, view, self.mailer)
 
     @activity.defn(name="update_account")
     async def update_account(self, inp: UpdateInput) -> StepOutcome:

@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine.api_body import MAX_BODY, BodyError, json_media_type, parse_json, read_limited
 from engine.api_errors import install as install_error_handlers
 from engine.context import Calendar
+from engine.matchproc import MatchWorker
 from engine.model import Playbook
 from engine.store import Store
 
@@ -196,7 +197,7 @@ class Unsubscriber(Protocol):
 class Suppressor(Protocol):
     """connectors.suppression.SuppressionList."""
 
-    async def add(self, email: str, reason: str = "") -> None:
+    async def add(self, email: str, reason: str = "", *, by: str = "") -> Any:
         """Never mail ``email`` again."""
 
 
@@ -226,6 +227,9 @@ class Deps:
     """Where unsubscribed addresses go."""
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     """The clock."""
+    explainer: Any = None
+    """engine.matchproc.MatchWorker: explain evaluates playbook conditions in its child process, with the
+    matcher's time bound, so a slow one cannot freeze the API (None: on the event loop)."""
 
     def __repr__(self) -> str:  # the token is a secret
         return f"Deps(store={self.store!r}, token={'***' if self.token else None})"
@@ -311,7 +315,7 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
     pbs = playbooks if callable(playbooks) else (lambda: dict(playbooks or {}))
     d = Deps(store=store, ingestor=ingestor, token=token or None, workflows=workflows, crm=crm, playbooks=pbs,
              calendar=calendar or Calendar(), door=door, unsubscribe=unsubscribe, suppressions=suppressions,
-             now=now or (lambda: datetime.now(UTC)))
+             now=now or (lambda: datetime.now(UTC)), explainer=MatchWorker())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -319,6 +323,7 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
         try:
             yield
         finally:
+            await asyncio.to_thread(d.explainer.close)  # its child, if an explain started one
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -333,9 +338,13 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
     _routes(app)
     from engine.api_runs import router
     from engine.api_start import router as start_router
+    from engine.api_suppressions import router as suppressions_router
+    from engine.sources.api import router as sources_router
 
     app.include_router(router)
     app.include_router(start_router)
+    app.include_router(sources_router)
+    app.include_router(suppressions_router)
     from engine.console import install as install_console
 
     install_console(app)  # the web console under /console (engine/console/, docs/console.md)
@@ -452,7 +461,7 @@ def _unsubscribe_routes(app: FastAPI) -> None:
         email = address(d, token)
         assert d.suppressions is not None
         # RFC 8058 clients send List-Unsubscribe=One-Click; a form button may send nothing: both unsubscribe.
-        await d.suppressions.add(email, "unsubscribed")
+        await d.suppressions.add(email, "unsubscribed", by="unsubscribe link")
         return UnsubscribeOut(unsubscribed=True)
 
     @app.get("/v1/unsubscribe/{token}", response_class=HTMLResponse, tags=["unsubscribe"],

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from engine.api import ApiError, Authorised, errors
 from engine.context import Calendar
+from engine.matchproc import MatchTimeout, MatchWorker
 from engine.model import Playbook
 from engine.signals import Check
 from engine.store import ENDED_STATUSES, Store
@@ -159,6 +160,7 @@ class LiveOut(BaseModel):
     outcome: str
     open_tasks: list[str]
     steps_done: list[str]
+    held: str = Field(default="", description="While an email waits for its send window: step, window, until when")
 
 
 class RunDetailOut(BaseModel):
@@ -299,7 +301,7 @@ def live_out(status: Mapping[str, Any]) -> LiveOut:
     """The API shape of the status query's answer."""
     return LiveOut(current_step=str(status.get("current_step", "")), outcome=str(status.get("outcome", "")),
                    open_tasks=[str(t) for t in status.get("open_tasks", [])],
-                   steps_done=[str(s) for s in status.get("steps", {})])
+                   steps_done=[str(s) for s in status.get("steps", {})], held=str(status.get("held") or ""))
 
 
 # --- shared with the CLI ------------------------------------------------------------------------
@@ -379,8 +381,12 @@ class Explained:
 
 
 async def explain_account(*, store: Store, crm: Any, playbooks: Mapping[str, Playbook], account_id: str,
-                          playbook: str | None, now: datetime, calendar: Calendar) -> Explained:
+                          playbook: str | None, now: datetime, calendar: Calendar,
+                          matcher: MatchWorker | None = None) -> Explained:
     """The matcher's explain for the account and each playbook (or the one named).
+
+    With ``matcher`` the conditions are evaluated in its child process, off the event loop, each
+    playbook within the matcher's time bound: one over it is explained as a single ``error`` check.
 
     Raises:
         ApiError: 404 unknown account or playbook, 503 no CRM.
@@ -404,7 +410,14 @@ async def explain_account(*, store: Store, crm: Any, playbooks: Mapping[str, Pla
     for pb in chosen:
         facts = await facts_for(store, pb, account, now=now, calendar=calendar, contacts=tuple(data["contacts"]),
                                 previous_score=account["health"].get("previous_score"))
-        checks[pb.id] = explain(pb, facts, today_of(facts))
+        if matcher is None:
+            checks[pb.id] = explain(pb, facts, today_of(facts))
+            continue
+        try:
+            checks[pb.id] = await matcher.explain(pb, facts, today_of(facts))
+        except MatchTimeout as exc:
+            checks[pb.id] = [Check(name="conditions", state="error", text=str(exc),
+                                   seen={"timeout_s": matcher.timeout})]
     return Explained(account_id=account_id, checks=checks)
 
 
@@ -451,7 +464,7 @@ async def list_decisions(d: Authorised, account: str | None = None, playbook: st
             responses=errors(401, 404, 422, 503))
 async def get_explain(account_id: str, d: Authorised, playbook: str | None = None) -> ExplainOut:
     found = await explain_account(store=d.store, crm=d.crm, playbooks=d.playbooks(), account_id=account_id,
-                                  playbook=playbook, now=d.now(), calendar=d.calendar)
+                                  playbook=playbook, now=d.now(), calendar=d.calendar, matcher=d.explainer)
     recent = await d.store.decisions(account_id=account_id, playbook=playbook, limit=20)
     return ExplainOut(account_id=account_id, decisions=[decision_out(x) for x in recent], playbooks=[
         PlaybookExplainOut(playbook=pid, checks=[CheckOut(name=c.name, state=c.state, text=c.text, seen=c.seen)

@@ -34,7 +34,7 @@ class StartIn(BaseModel):
                                                    "occurrence key or a disabled playbook); needs reason")
     reason: str = Field(default="", max_length=1000, description="Why it is forced: recorded with the decision "
                                                                  "and in the run's trigger.forced")
-    by: str = Field(default="", max_length=200, description="Who starts it, for the record")
+    by: str = Field(default="", max_length=200, description="Who starts it, for the record (default: api)")
 
 
 class StartOut(BaseModel):
@@ -55,8 +55,8 @@ async def post_run(body: StartIn, d: Authorised) -> Any:
     if d.door is None:
         raise ApiError(503, "starts_unavailable", "starting runs is not configured here (no CRM or Temporal)")
     try:
-        done = await start_by_hand(d.door, body.playbook, body.account_id, by=body.by, occurrence=body.occurrence,
-                                   force=body.force, reason=body.reason, via="api")
+        done = await start_by_hand(d.door, body.playbook, body.account_id, by=body.by.strip() or "api",
+                                   occurrence=body.occurrence, force=body.force, reason=body.reason, via="api")
     except StartRefused as exc:
         details: dict[str, Any] = {"reason": exc.code}
         if exc.enrolment is not None:

@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path as FsPath
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -21,6 +20,7 @@ from engine import expressions as ex
 from engine.durations import DurationError, parse_duration
 from engine.parties import FORMS_HELP, Place, parse_party, why_not
 from engine.structure import Hook, Walker, label
+from engine.templatefiles import TemplateProblem, read_template
 from engine.yamlpos import Path
 
 BUILTIN_EVENTS = (
@@ -301,19 +301,25 @@ def check_task(w: Walker, value: Any, p: Path, target: dict[str, Any]) -> None:
                  key=True)
 
 
+def check_send_window(w: Walker, value: Any, p: Path, target: dict[str, Any]) -> None:
+    """The schema's form, then what a pattern cannot say: the window closes after it opens."""
+    w.walk(value, target, p, "send_window")
+    hours = value.get("hours") if isinstance(value, dict) else None
+    if isinstance(hours, str) and re.fullmatch(target["properties"]["hours"]["pattern"], hours):
+        opening, closing = hours.split("-")
+        if closing <= opening:
+            w.report(p + ("hours",), "schema", f"send_window hours {hours} close before they open",
+                     "write the opening first, e.g. 09:00-17:00 (a window cannot span midnight)")
+
+
 def check_email(w: Walker, value: Any, p: Path, target: dict[str, Any]) -> None:
     w.walk(value, target, p, "email")
     if not isinstance(value, dict) or not isinstance(value.get("template"), str) or not value["template"].strip():
         return
     tp = p + ("template",)
-    file = FsPath(w.doc.path).parent / value["template"]
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = ("does not exist" if isinstance(exc, FileNotFoundError)
-                  else f"cannot be read ({exc.__class__.__name__})")
-        w.report(tp, "template-file", f'template file "{value["template"]}" {reason}',
-                 "the path is relative to the playbook file")
+    text = read_template(w.doc.path, value["template"])
+    if isinstance(text, TemplateProblem):
+        w.report(tp, text.rule, text.message, text.hint)
         return
     w.ctx.files[value["template"]] = text
     for f in ex.check_template(text, scope_for(w, tp)):
@@ -364,5 +370,6 @@ HOOKS: dict[str, Hook] = {
     "blocks": check_json_strings,
     "task": check_task,
     "email": check_email,
+    "send_window": check_send_window,
     "steps": check_steps,
 }

@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--force", action="store_true",
                        help="start past the audience, cooldown or a missing manual trigger (needs --reason)")
     start.add_argument("--reason", default="", help="why it is forced: recorded, shown by runs show and explain")
-    start.add_argument("--by", default="", help="who starts it, for the record (default: $USER)")
+    start.add_argument("--by", default="", help="who starts it, for the record (default: your login name, else cli)")
     chk = sub.add_parser("check-config", help="check csops.yaml and test each configured connection",
                          description="Read the configuration (--config, else CSOPS_CONFIG, else ./csops.yaml, else "
                                      "the embedded defaults), report every problem in it as path:line:col, then set "
@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     from engine.cli_sim import add_parsers as add_sim_parsers
 
     add_sim_parsers(sub)
+    from engine.cli_suppression import add_parsers as add_suppression_parsers
+
+    add_suppression_parsers(sub)
     from engine.console.cli import add_parsers as add_console_parsers
 
     add_console_parsers(sub)
@@ -137,6 +140,17 @@ def cmd_up(args: argparse.Namespace) -> int:
                         ui_port=args.ui_port, api_port=args.api_port or settings.api_port))
 
 
+def started_by() -> str:
+    """Who ``csops start`` records without ``--by``: the login name ($USER, else as getpass finds it:
+    LOGNAME..., the password database), else ``cli`` (a container user with no name): never empty."""
+    import getpass
+
+    try:
+        return (os.environ.get("USER") or getpass.getuser()).strip() or "cli"
+    except (OSError, KeyError, ImportError):  # no variable and no passwd entry for this uid
+        return "cli"
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     import asyncio
     import dataclasses
@@ -159,7 +173,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         async with Root(settings) as root:
             try:
                 done = await start_by_hand(await root.door(), args.playbook, args.account, occurrence=args.occurrence,
-                                           by=args.by or os.environ.get("USER", ""), force=args.force,
+                                           by=args.by.strip() or started_by(), force=args.force,
                                            reason=args.reason, via="cli")
             except StartRefused as exc:
                 print(f"csops start: not started: {exc.message}", file=sys.stderr)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine.ingest import IngestResult, validate_event
+from engine.ingest import IngestResult, _storable, validate_event
 from engine.textfmt import red, yellow
 
 if TYPE_CHECKING:
@@ -92,14 +92,33 @@ def _settings(command: str) -> Settings | None:
 
 def _send(args: argparse.Namespace) -> int:
     try:
-        data = json.loads(args.data)
-    except json.JSONDecodeError as exc:
-        print(f"csops event send: --data is not JSON ({exc}); write an object like '{{\"score\": 42}}'",
-              file=sys.stderr)
+        data = parse_text(args.data, "the value")
+    except ValueError as exc:
+        print(f"csops event send: --data: {exc}; write an object like '{{\"score\": 42}}'", file=sys.stderr)
         return EXIT_USAGE
     event = {"id": args.id or f"cli-{uuid.uuid4().hex}", "type": args.type, "account_id": args.account,
              "occurred_at": args.occurred_at or datetime.now(UTC).isoformat(), "data": data}
     return _run([(0, event)], "csops event send")
+
+
+def parse_text(text: str, what: str) -> Any:
+    """JSON within the API's limits (engine/api_body.py: nesting, number and text sizes), so a hostile
+    line is one clear rejection, not a RecursionError or a minutes-long int conversion.
+
+    Raises:
+        ValueError: not JSON, or over a limit, in plain words naming ``what``.
+    """
+    from engine.api_body import BodyError, parse_json
+
+    if not text.strip():
+        raise ValueError(f"{what} is empty")
+    try:
+        return parse_json(text.encode("utf-8", "surrogatepass"))
+    except BodyError as exc:
+        syntax = exc.__context__  # parse_json raises from None, keeping the decoder's own error as context
+        if isinstance(syntax, json.JSONDecodeError):
+            raise ValueError(f"not JSON ({syntax.msg} at column {syntax.colno})") from None
+        raise ValueError(exc.message.replace("the body", what)) from None
 
 
 def _import_events(args: argparse.Namespace) -> int:
@@ -115,9 +134,9 @@ def _import_events(args: argparse.Namespace) -> int:
         if not line.strip():
             continue
         try:
-            events.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            print(f"{path}:{number}: rejected: not JSON ({exc.msg} at column {exc.colno})")
+            events.append((number, parse_text(line, "the line")))
+        except ValueError as exc:
+            print(f"{path}:{number}: rejected: {exc}")
             bad += 1
     status = _run(events, "csops event import", where=str(path))
     return EXIT_PROBLEMS if bad and status == EXIT_OK else status
@@ -128,7 +147,8 @@ def _run(events: Sequence[tuple[int, Any]], command: str, where: str = "") -> in
     status = EXIT_OK
     valid = []
     for number, obj in events:
-        problems = validate_event(obj)
+        # what ingest would reject too (a time outside years 1-9999 in UTC), said before connecting
+        problems = validate_event(obj) or _storable(obj)
         if problems:
             ident = obj.get("id") if isinstance(obj, dict) else None
             print(f"{where}:{number}: " * bool(where) + f"rejected {ident or '(no id)'}: {'; '.join(problems)}")
@@ -141,7 +161,7 @@ def _run(events: Sequence[tuple[int, Any]], command: str, where: str = "") -> in
     if settings is None:
         return EXIT_USAGE
     try:
-        results, unknown = asyncio.run(_ingest(settings, [obj for _, obj in valid]))
+        results = asyncio.run(_ingest(settings, [obj for _, obj in valid]))
     except RuntimeError as exc:  # temporalio's "Failed client connect"
         said = re.search(r'message: "([^"]+)"', str(exc))  # the OS's words inside the Rust client's error
         print(f"{command}: cannot reach Temporal at {settings.temporal_address}: "
@@ -153,7 +173,7 @@ def _run(events: Sequence[tuple[int, Any]], command: str, where: str = "") -> in
             print(f"  {text}")
         if any("stays queued" in n or "set aside" in n for n in result.notes):
             status = EXIT_PROBLEMS
-        if str(result.status) == "unknown_account" or (result.status == "accepted" and obj["account_id"] in unknown):
+        if str(result.status) == "unknown_account":
             print(yellow(f"{where}:{number}: " * bool(where) + f"warning: {result.id}: the CRM has no account "
                          f"{obj['account_id']!r}, so no playbook starts for it; check the id (csops import accounts "
                          "adds accounts to the built-in CRM)", sys.stderr), file=sys.stderr)
@@ -217,33 +237,20 @@ def _line(r: IngestResult) -> str:
     if r.status == "rejected":
         return red("rejected", sys.stdout) + f" {r.id}: {'; '.join(r.errors)}"
     if str(r.status) == "unknown_account":  # the ingest's own verdict, where it gives one
-        return f"unknown account {r.id}" + (f": {'; '.join(r.errors)}" if r.errors else "")
+        return f"accepted {r.id}: unknown account, stored (it starts nothing until the account exists)"
     return f"accepted {r.id}" + ("" if r.decisions else ": no trigger fired")
 
 
-async def _unknown_accounts(crm: Any, events: list[Any]) -> set[str]:
-    """The events' accounts the CRM does not have (none when it cannot say: the event is sent anyway)."""
-    unknown = set()
-    for account_id in {e["account_id"] for e in events}:
-        try:
-            if await crm.get_account(account_id) is None:
-                unknown.add(account_id)
-        except Exception:  # noqa: BLE001 - a CRM outage is the ingest's to report, not this warning's
-            continue
-    return unknown
-
-
-async def _ingest(settings: Settings, events: list[Any]) -> tuple[list[IngestResult], set[str]]:
+async def _ingest(settings: Settings, events: list[Any]) -> list[IngestResult]:
     from engine.root import Root
 
     root = Root(settings)
     try:
         await root.client()  # Temporal first: unreachable, nothing is stored and the caller says so
         ingest = await root.ingestor()
-        unknown = await _unknown_accounts(await root.crm(), events)
         results: list[IngestResult] = []
         for at in range(0, len(events), BATCH):
             results.extend(await ingest.ingest(events[at:at + BATCH], process=True))
-        return results, unknown
+        return results
     finally:
         await root.close()

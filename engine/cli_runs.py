@@ -142,6 +142,8 @@ def _show_text(detail: Any) -> str:
              f"  started by: {_started_by(run.trigger)}"]
     if detail.live is not None:
         lines.append(f"  now at step: {detail.live.current_step or '(between steps)'}")
+        if detail.live.held:
+            lines.append(f"  email held: {detail.live.held}")
     elif detail.live_error and run.ended_at is None:
         lines.append(f"  live status unavailable: {detail.live_error}")
     lines.append("  timeline:" if detail.timeline else "  timeline: no steps recorded yet")
@@ -281,6 +283,8 @@ async def serve(settings: Settings, host: str, port: int, insecure: bool) -> int
                      insecure=insecure, workflows=TemporalWorkflows(root.client), crm=crm, playbooks=root.playbooks,
                      calendar=root.calendar, door=await root.door(), unsubscribe=unsubscribe,
                      suppressions=suppressions)
+    app.state.sources = settings.config.sources  # POST /v1/sources/{name} (engine/sources)
+    app.state.suppression_list = root.suppressions  # /v1/suppressions (engine/api_suppressions.py)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     try:
         await server.serve()

@@ -13,9 +13,13 @@ import os
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from connectors.base import Account
+    from engine.coverage import Coverage
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -125,7 +129,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         start = parse_start(args.start) if args.start else None
         events = read_events(args.events) if args.events else []
         trigger = read_trigger_event(args.trigger_event) if args.trigger_event else None
-        account = read_account(args.account)
+        account = read_account(args.account, coverage)
         timeline = asyncio.run(simulate(playbook, account["account"], contacts=account["contacts"],
                                         users=account["users"], events=events, start=start, days=args.days,
                                         coverage=coverage, trigger_event=trigger, calendar=layered(calendar),
@@ -183,12 +187,13 @@ def read_events(path: str) -> list[dict[str, Any]]:
     return data
 
 
-def read_account(ref: str) -> dict[str, Any]:
-    """An account file's ``account``, ``contacts`` and ``users``; an id is read from the configured CRM."""
+def read_account(ref: str, coverage: Coverage | None = None) -> dict[str, Any]:
+    """An account file's ``account``, ``contacts`` and ``users``; an id is read from the configured CRM
+    with the people it and ``coverage`` name."""
     if not os.path.isfile(ref):
         if ref.endswith((".yaml", ".yml", ".json")):
             raise ValueError(f"{ref}: no such account file")
-        return asyncio.run(_from_crm(ref))
+        return asyncio.run(_from_crm(ref, coverage))
     data = yaml.safe_load(Path(ref).read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{ref}: expected a mapping with account:, contacts: and users:")
@@ -204,8 +209,26 @@ def read_account(ref: str) -> dict[str, Any]:
     return {"account": data["account"], "contacts": data.get("contacts") or [], "users": data.get("users") or []}
 
 
-async def _from_crm(account_id: str) -> dict[str, Any]:
-    """The account, its contacts and the people it names, copied (read only) from the configured CRM."""
+def coverage_people(coverage: Coverage, account: Account) -> list[str]:
+    """Everyone ``coverage`` may resolve a party of ``account`` to (ids or emails): the holders of its
+    roles, the team pools, the fallback owners, manager overrides and out-of-office backups."""
+    refs = [seg.fallback_owner for seg in coverage.segments.values()]
+    refs.append(coverage.default_fallback_owner)
+    for role in (coverage.roles or {}).values():
+        value = account.fields.get(role.field.removeprefix("fields.")) if role.field != "owner" else account.owner_id
+        refs.append(value if isinstance(value, str) else "")
+    for team in coverage.teams.values():
+        refs += team.members
+    for who, boss in coverage.managers.items():
+        refs += [who, boss]
+    for who, absence in coverage.out_of_office.items():
+        refs += [who, absence.backup]
+    return [ref for ref in refs if ref]
+
+
+async def _from_crm(account_id: str, coverage: Coverage | None = None) -> dict[str, Any]:
+    """The account, its contacts and the people it and the coverage model name, copied (read only)
+    from the configured CRM, so parties resolve in the simulation as they would in a real run."""
     import dataclasses
 
     from engine.settings import Settings
@@ -219,14 +242,18 @@ async def _from_crm(account_id: str) -> dict[str, Any]:
             raise ValueError(f"no account {account_id!r} in the configured CRM ({part.kind}); give an account file")
         contacts = await crm.list_contacts(account_id)
         refs = [account.owner_id, *(v for k, v in account.fields.items() if k.endswith("_id") and isinstance(v, str))]
-        users: dict[str, Any] = {}
+        if coverage is not None:
+            refs += coverage_people(coverage, account)
+        users: dict[str, Any] = {}  # by id: a user named by id and by email is copied once
+        seen: set[str] = set()
         while refs:
             ref = refs.pop()
-            if not ref or ref in users:
+            if not ref or ref.casefold() in seen:
                 continue
+            seen.add(ref.casefold())
             user = await crm.get_user(ref)
             if user is not None:
-                users[ref] = user
+                users[user.id] = user
                 refs += [user.manager_id or "", user.backup_id or ""]
     finally:
         await part.close()

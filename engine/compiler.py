@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from engine import model as m
 from engine.durations import Duration, parse_duration
 from engine.parties import Party, parse_party
+from engine.sendwindow import SendWindow
+from engine.templatefiles import TemplateProblem, read_template
 
 
 def version_of(data: Any, extra: Mapping[str, str] | None = None) -> str:
@@ -116,10 +117,14 @@ def _action(kind: str, body: Any, source: str, files: dict[str, str]) -> m.Actio
         text = body.get("body", "")
         if template is not None:
             if template not in files:
-                files[template] = (Path(source).parent / template).read_text(encoding="utf-8")
+                read = read_template(source, template)
+                if isinstance(read, TemplateProblem):  # validation reports these; never read past them
+                    raise ValueError(read.message)
+                files[template] = read
             text = files[template]
         return m.Email(to=_party(body["to"]), sender=_party(body.get("from", "owner")), subject=body["subject"],
-                       body=text, template=template, category=body.get("category", "operational"))
+                       body=text, template=template, category=body.get("category", "operational"),
+                       send_window=SendWindow.from_dict(body["send_window"]) if body.get("send_window") else None)
     if kind == "wait":
         if isinstance(body, str):
             return m.Wait(duration=parse_duration(body))

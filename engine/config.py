@@ -14,16 +14,19 @@ import copy
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from engine.configcheck import VAR, check_document, hide_password
 from engine.problems import Problem
 from engine.yamlpos import load, read
 
+if TYPE_CHECKING:
+    from engine.sources.settings import SourceConfig
+
 __all__ = [
     "BuiltinCRMConfig", "CalendarConfig", "Config", "ConfigError", "HubSpotConfig", "MarketingCap", "OutboxChatConfig",
-    "OutboxEmailConfig", "SMTPConfig", "SalesforceConfig", "ScanConfig", "Secret", "SlackConfig", "StoreConfig",
-    "TemporalConfig", "UnsubscribeConfig", "WebhooksConfig", "load_config", "parse_config",
+    "OutboxEmailConfig", "PipedriveConfig", "SMTPConfig", "SalesforceConfig", "ScanConfig", "Secret", "SlackConfig",
+    "StoreConfig", "TemporalConfig", "UnsubscribeConfig", "WebhooksConfig", "load_config", "parse_config",
 ]
 
 SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
@@ -126,6 +129,24 @@ class SalesforceConfig:
     """Account field to Salesforce field."""
     cancelled_task_status: str = "Completed"
     """Task Status of a task closed because its run exited or was cancelled (not done)."""
+    timeout: float = 10.0
+    """Seconds per request."""
+    max_retries: int = 5
+    """Retries inside the connector."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipedriveConfig:
+    """Pipedrive's API v1 with a user's API token."""
+
+    kind: Literal["pipedrive"] = "pipedrive"
+    """Always pipedrive."""
+    api_token: Secret
+    """The API token."""
+    base_url: str = "https://api.pipedrive.com"
+    """The API address (https://COMPANY.pipedrive.com/api)."""
+    field_map: dict[str, str] = field(default_factory=dict)
+    """Account field (or contact.role, contact.timezone) to custom field key."""
     timeout: float = 10.0
     """Seconds per request."""
     max_retries: int = 5
@@ -278,11 +299,16 @@ class CalendarConfig:
     """The days business days count, as mon..sun."""
     holidays: tuple[str, ...] = ()
     """Dates (YYYY-MM-DD) business days skip."""
+    send_window: dict[str, Any] | None = None
+    """The default send window of email steps ({days, hours}); None: email goes at once."""
 
     def as_dict(self) -> dict[str, Any]:
         """As runs and ``engine.context.Calendar.from_dict`` take it (workdays as 0 = Monday)."""
-        return {"timezone": self.timezone, "workdays": [WEEKDAYS.index(d) for d in self.workdays],
-                "holidays": list(self.holidays)}
+        out: dict[str, Any] = {"timezone": self.timezone, "workdays": [WEEKDAYS.index(d) for d in self.workdays],
+               "holidays": list(self.holidays)}
+        if self.send_window:
+            out["send_window"] = dict(self.send_window)
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -293,7 +319,7 @@ class ScanConfig:
     """When it runs, a cron expression in the calendar's time zone."""
 
 
-CRMConfig = BuiltinCRMConfig | HubSpotConfig | SalesforceConfig
+CRMConfig = BuiltinCRMConfig | HubSpotConfig | SalesforceConfig | PipedriveConfig
 EmailConfig = OutboxEmailConfig | SMTPConfig
 ChatConfig = OutboxChatConfig | SlackConfig
 
@@ -326,6 +352,8 @@ class Config:
     """The business calendar."""
     scan: ScanConfig = field(default_factory=ScanConfig)
     """The daily scan."""
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    """Webhook sources by name (engine/sources)."""
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -370,6 +398,8 @@ def _typed(path: str, data: dict[str, Any], env: Mapping[str, str]) -> Config:
     kind = crm_data.pop("kind", "builtin")
     if kind == "hubspot":
         crm = HubSpotConfig(**{**crm_data, "token": must(crm_data["token"])})
+    elif kind == "pipedrive":
+        crm = PipedriveConfig(**{**crm_data, "api_token": must(crm_data["api_token"])})
     elif kind == "salesforce":
         crm = SalesforceConfig(**{**crm_data, "access_token": secret(crm_data.get("access_token")),
                                   "client_secret": secret(crm_data.get("client_secret"))})
@@ -402,15 +432,19 @@ def _typed(path: str, data: dict[str, Any], env: Mapping[str, str]) -> Config:
         allow_private=tuple(hooks.get("allow_private", ())), timeout=float(hooks.get("timeout", 10.0)))
     temporal = dict(data.get("temporal") or {})
     temporal["api_key"] = secret(temporal.get("api_key"))
+    from engine.sources.settings import parse_sources
+
     return Config(source=path, crm=crm, email=email, chat=chat, webhooks=webhooks,
                   fallback_owner=data.get("fallback_owner"), store=StoreConfig(**(data.get("store") or {})),
                   temporal=TemporalConfig(**temporal), home=data.get("home"), playbooks=data.get("playbooks"),
                   calendar=_calendar(data.get("calendar") or {}),
-                  scan=ScanConfig(**(data.get("scan") or {})))
+                  scan=ScanConfig(**(data.get("scan") or {})),
+                  sources=parse_sources(data.get("sources") or {}, secret))
 
 
 def _calendar(data: dict[str, Any]) -> CalendarConfig:
     defaults = CalendarConfig()
     return CalendarConfig(timezone=data.get("timezone", defaults.timezone),
                           workdays=tuple(data.get("workdays", defaults.workdays)),
-                          holidays=tuple(data.get("holidays", defaults.holidays)))
+                          holidays=tuple(data.get("holidays", defaults.holidays)),
+                          send_window=dict(data["send_window"]) if data.get("send_window") else None)

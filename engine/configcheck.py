@@ -39,6 +39,7 @@ SECRETS: dict[tuple[str, ...], tuple[str, str]] = {
     ("crm", "token"): ("HubSpot token", "HUBSPOT_TOKEN"),
     ("crm", "access_token"): ("Salesforce access token", "SALESFORCE_ACCESS_TOKEN"),
     ("crm", "client_secret"): ("Salesforce client secret", "SALESFORCE_CLIENT_SECRET"),
+    ("crm", "api_token"): ("Pipedrive API token", "PIPEDRIVE_API_TOKEN"),
     ("email", "password"): ("SMTP password", "SMTP_PASSWORD"),
     ("email", "unsubscribe", "secret"): ("unsubscribe secret", "CSOPS_UNSUBSCRIBE_SECRET"),
     ("chat", "token"): ("Slack token", "SLACK_BOT_TOKEN"),
@@ -129,10 +130,15 @@ def _substitute(doc: Document, value: Any, p: Path, ctx: _Ctx) -> list[Problem]:
         kp = (*p, key)
         if isinstance(item, (dict, list)):
             problems.extend(_substitute(doc, item, kp, ctx))
-        elif isinstance(item, str) and "${" in item and kp not in SECRETS:
+        elif isinstance(item, str) and "${" in item and kp not in SECRETS and not _source_secret(kp):
             ctx.raw[kp] = item
             value[key] = _expand(doc, item, kp, ctx, problems)
     return problems
+
+
+def _source_secret(p: Path) -> bool:
+    """sources.NAME.secret: a secret too (checked and kept as ${VAR} by its hook)."""
+    return len(p) == 3 and p[0] == "sources" and p[2] == "secret"
 
 
 def _expand(doc: Document, text: str, p: Path, ctx: _Ctx, problems: list[Problem]) -> Any:
@@ -171,6 +177,8 @@ def _report(walker: Walker, p: Path, rule: str, message: str, hint: str = "") ->
 
 def _secret(walker: Walker, value: Any, p: Path, schema: dict[str, Any]) -> None:
     what, suggested = SECRETS.get(tuple(str(k) for k in p), ("secret", "A_VARIABLE"))
+    if _source_secret(p):
+        what, suggested = f"{p[1]} webhook secret", f"{str(p[1]).upper().replace('-', '_')}_WEBHOOK_SECRET"
     write = f"put the {what} in an environment variable and write ${{{suggested}}}"
     match = VAR.match(value.strip()) if isinstance(value, str) else None
     if value is None or value == "":
@@ -291,6 +299,11 @@ def _calendar_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
             problems.append(_problem(doc, doc.pos(("calendar", "timezone")), "calendar",
                                      f"calendar.timezone {zone!r} is not a time zone this machine knows",
                                      "write an IANA name such as Europe/Berlin or America/New_York"))
+    hours = (cal.get("send_window") or {}).get("hours") if isinstance(cal.get("send_window"), dict) else None
+    if isinstance(hours, str) and hours.partition("-")[2] <= hours.partition("-")[0]:
+        problems.append(_problem(doc, doc.pos(("calendar", "send_window", "hours")), "calendar",
+                                 f"calendar.send_window hours {hours} close before they open",
+                                 "write the opening first, e.g. 09:00-17:00 (a window cannot span midnight)"))
     for i, day in enumerate(cal.get("holidays") or ()):
         try:
             date.fromisoformat(str(day))
@@ -304,6 +317,11 @@ def _cross_checks(doc: Document, data: dict[str, Any]) -> list[Problem]:
     calendar = _calendar_problems(doc, data)
     if calendar:
         return calendar
+    from engine.sources.settings import source_problems
+
+    sources = source_problems(doc, data)
+    if sources:
+        return sources
     email = data.get("email") or {}
     if email.get("kind") == "smtp" and email.get("security") == "none" and email.get("username") \
             and email.get("host") not in _LOOPBACK:

@@ -14,6 +14,8 @@ from functools import lru_cache
 from typing import Any
 
 from engine.expressions import ENV, BusinessDays, is_date_literal
+from engine.sandbox import bounded
+from engine.sizes import MAX_TEXT, LimitExceeded
 from engine.workcalendar import Calendar, CalendarError
 
 __all__ = ["DATE_FIELDS", "Calendar", "CalendarError", "as_datetime", "business_days_fn", "evaluate", "render",
@@ -50,29 +52,35 @@ def _template(src: str) -> Any:
     return ENV.from_string(src)
 
 
-def evaluate(src: str, ctx: dict[str, Any]) -> Any:
-    """Evaluate an expression; a bare ISO date is that date. Raises on undefined names."""
+def evaluate(src: str, ctx: dict[str, Any], seconds: float | None = None) -> Any:
+    """Evaluate an expression; a bare ISO date is that date. Raises on undefined names, and
+    LimitExceeded past the limits of engine.sandbox (``seconds``: a wall-clock guard too, never in
+    a workflow)."""
     if is_date_literal(src):
         text = src.strip()
         return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return _expression(src)(**ctx)
+    return bounded(lambda: _expression(src)(**ctx), seconds)
 
 
-def render(src: str, ctx: dict[str, Any]) -> str:
-    """Render a template; raises on undefined names."""
+def render(src: str, ctx: dict[str, Any], seconds: float | None = None) -> str:
+    """Render a template; raises on undefined names, and LimitExceeded past the limits (a result
+    longer than MAX_TEXT characters among them)."""
     if "{" not in src:
         return src
-    return str(_template(src).render(**ctx))
+    out = str(bounded(lambda: _template(src).render(**ctx), seconds))
+    if len(out) > MAX_TEXT:
+        raise LimitExceeded(f"a rendered text of {len(out):,} characters; the limit is {MAX_TEXT:,}")
+    return out
 
 
-def render_json(value: Any, ctx: dict[str, Any]) -> Any:
+def render_json(value: Any, ctx: dict[str, Any], seconds: float | None = None) -> Any:
     """Render every string inside a JSON value (http bodies, Block Kit blocks)."""
     if isinstance(value, str):
-        return render(value, ctx)
+        return render(value, ctx, seconds)
     if isinstance(value, list):
-        return [render_json(v, ctx) for v in value]
+        return [render_json(v, ctx, seconds) for v in value]
     if isinstance(value, dict):
-        return {k: render_json(v, ctx) for k, v in value.items()}
+        return {k: render_json(v, ctx, seconds) for k, v in value.items()}
     return value
 
 

@@ -29,7 +29,8 @@ __all__ = ["COLUMNS", "Change", "ImportFileError", "ImportReport", "Rejected", "
 COLUMNS: dict[str, tuple[str, ...]] = {
     "accounts": ("id", "name", "segment", "lifecycle_stage", "owner", "arr", "renewal_date", "contract_start",
                  "renewal_status", "health_score", "health_band"),
-    "contacts": ("id", "account_id", "email", "first_name", "last_name", "title", "role", "phone", "primary"),
+    "contacts": ("id", "account_id", "email", "first_name", "last_name", "title", "role", "phone", "primary",
+                 "timezone"),
     "users": ("id", "email", "name", "title", "manager", "timezone", "out_of_office", "backup", "roles"),
 }
 """The columns each kind knows; accounts also take ``fields.NAME`` for custom fields."""
@@ -229,6 +230,8 @@ async def _contact(crm: SQLCRM, cells: dict[str, str], line: int, problems: list
     if account_id and await crm.get_account(account_id) is None:
         problems.append(Rejected(line=line, column="account_id", why=f"account {account_id!r} does not exist; "
                                  "import accounts first"))
+    if "timezone" in cells:  # an explicitly empty cell clears it; a missing column keeps it
+        changes["timezone"] = _cell(cells, "timezone", problems, line, zone) if cells["timezone"].strip() else ""
     if problems:
         return None
     # Columns left out keep the stored values (of the contact as its account lists it).

@@ -77,6 +77,11 @@ class Door:
     """Checks a run the store has as active against Temporal (engine/runrecord.is_running)."""
 
 
+_HOW_TO_FORCE = {"cli": ("--force --reason TEXT", "--reason TEXT"),
+                 "api": ('"force": true with a "reason"', '"reason": TEXT')}
+"""How each door says "force it" (the flags, the body's fields), then "give a reason"."""
+
+
 async def start_by_hand(door: Door, playbook_id: str, account_id: str, *, by: str = "", occurrence: str = "",
                         force: bool = False, reason: str = "", via: str = "cli") -> Enrolment:
     """A person starts ``playbook_id`` for ``account_id`` (``csops start``, ``POST /v1/runs``).
@@ -99,8 +104,9 @@ async def start_by_hand(door: Door, playbook_id: str, account_id: str, *, by: st
             unknown_playbook, unknown_account, no_manual_trigger, reason_required).
     """
     reason = reason.strip()
+    how = _HOW_TO_FORCE.get(via, _HOW_TO_FORCE["cli"])
     if force and not reason:
-        raise StartRefused("reason_required", "a forced start needs a reason (--reason TEXT): it is recorded with "
+        raise StartRefused("reason_required", f"a forced start needs a reason ({how[1]}): it is recorded with "
                                               "the run")
     playbook = _playbook(door, playbook_id)
     signal_record = {"kind": "manual", "via": via, "by": by, **({"forced": reason} if force else {})}
@@ -109,7 +115,7 @@ async def start_by_hand(door: Door, playbook_id: str, account_id: str, *, by: st
         if not force:
             raise StartRefused("no_manual_trigger", f"playbook {playbook.id} has no manual trigger, so a person "
                                f"cannot start it; add `- manual: {{}}` to its triggers in {playbook.source}, or "
-                               "force it with --force --reason TEXT")
+                               f"force it with {how[0]}")
         signal = DirectStart(account_id=account_id, via="manual", details={"by": by}, occurrence=occurrence,
                              why=f"started by {by or 'a person'} (the playbook has no manual trigger)")
     decision = await _decide(door, playbook, signal)
@@ -119,7 +125,7 @@ async def start_by_hand(door: Door, playbook_id: str, account_id: str, *, by: st
     done = await enrol(decision, playbook, store=door.store, start=door.start, signal=signal_record, now=door.now())
     if done.outcome != "started":
         code = "already_active" if decision.outcome == "start" else decision.reason
-        hint = ("; --force --reason TEXT starts it anyway" if code not in UNFORCEABLE and not force
+        hint = (f"; {how[0]} starts it anyway" if code not in UNFORCEABLE and not force
                 else "; force does not pass this rule" if force else "")
         raise StartRefused(code, f"{done.message} [rule: {code}]{hint}", done)
     return done

@@ -125,7 +125,8 @@ class Ingestor:
                  signal_run: SignalRun, calendar: Calendar | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC), lease: timedelta = LEASE,
                  parallel: int = 8, still_running: Callable[[str], Awaitable[bool]] | None = None,
-                 max_attempts: int = MAX_ATTEMPTS) -> None:
+                 max_attempts: int = MAX_ATTEMPTS,
+                 suppress: Callable[[EventSignal], Awaitable[str | None]] | None = None) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be 1 or more, not {max_attempts}")
         self.max_attempts = max_attempts
@@ -134,6 +135,8 @@ class Ingestor:
         """Checks a run the store has as active against Temporal (engine/runrecord.is_running)."""
         self.signal_run, self.calendar, self.now, self.lease = signal_run, calendar or Calendar(), now, lease
         self.parallel = parallel
+        self.suppress = suppress
+        """Puts the address of a hard bounce, unsubscribe or complaint on the suppression list (engine/suppress.py)."""
         self.wake = asyncio.Event()
         self._waiting: list[tuple[list[EventSignal], asyncio.Future[list[bool | str]]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -345,6 +348,8 @@ class Ingestor:
         try:
             account = await self.crm.get_account(ev.account_id)
             change = await apply_facts(self.store, self.crm, ev, account)
+            if self.suppress is not None and (said := await self.suppress(ev)):
+                change.notes.append(said)
             if change.previous:
                 ev = replace(ev, previous=change.previous)
             delivered = await self._route(ev)

@@ -1,9 +1,10 @@
 """Trigger matching in a child process, with a time bound, so a slow ``where`` cannot freeze the API.
 
-A trigger condition such as ``(account.health.score ** (9 ** 7)) % 7 >= 0`` is one long C call
-that holds the GIL: run on the API's event loop, or even on a thread, it stops every request
-(``/v1/health`` included) for seconds. The API's event processor (``Ingestor.run``) therefore
-asks ``engine.matcher.decide`` in a child process: the loop only waits on a pipe, from a thread.
+The sandbox bounds every evaluation by counts (engine/sandbox.py), so a condition takes about a
+second at worst; this is the second line of defence. A long C call holds the GIL: run on the API's
+event loop, or even on a thread, it would stop every request (``/v1/health`` included). The API's
+event processor (``Ingestor.run``) therefore asks ``engine.matcher.decide`` in a child process: the
+loop only waits on a pipe, from a thread.
 A call that takes over ``MATCH_TIMEOUT`` seconds is cut off: the child is killed (started again
 for the next call) and the caller gets ``MatchTimeout``, which the ingestor records as a
 suppressed ``expression_error`` decision. The child's memory is capped too (``MATCH_MEMORY``), so
@@ -18,12 +19,13 @@ import os
 import subprocess
 import sys
 import threading
+from datetime import date
 from multiprocessing.connection import Connection
 from typing import Any
 
-from engine.matcher import decide
+from engine.matcher import decide, explain
 from engine.model import Playbook
-from engine.signals import Decision, Facts, Signal
+from engine.signals import Check, Decision, Facts, Signal
 
 __all__ = ["MATCH_MEMORY", "MATCH_TIMEOUT", "MatchTimeout", "MatchWorker"]
 
@@ -42,8 +44,8 @@ class MatchTimeout(Exception):
 class MatchWorker:
     """One child process answering ``decide`` calls, one at a time; replaced when a call runs over."""
 
-    def __init__(self, timeout: float = MATCH_TIMEOUT) -> None:
-        self.timeout = timeout
+    def __init__(self, timeout: float | None = None) -> None:
+        self.timeout = MATCH_TIMEOUT if timeout is None else timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._send: Connection | None = None
         self._conn: Connection | None = None
@@ -57,17 +59,31 @@ class MatchWorker:
             MatchTimeout: it took over ``timeout`` seconds (the child was killed).
             Exception: what ``decide`` raised in the child.
         """
-        async with self._queue:
-            return await asyncio.to_thread(self._call, (playbook, signal, facts))
+        answer: Decision | None = await self._ask("decide", playbook, (playbook, signal, facts))
+        return answer
 
-    def _call(self, args: tuple[Playbook, Signal, Facts]) -> Decision | None:
+    async def explain(self, playbook: Playbook, facts: Facts, today: date) -> list[Check]:
+        """``engine.matcher.explain`` in the child (the API's explain route: its conditions are as
+        slow as the matcher's).
+
+        Raises:
+            MatchTimeout: it took over ``timeout`` seconds (the child was killed).
+        """
+        checks: list[Check] = await self._ask("explain", playbook, (playbook, facts, today))
+        return checks
+
+    async def _ask(self, name: str, playbook: Playbook, args: tuple[Any, ...]) -> Any:
+        async with self._queue:
+            return await asyncio.to_thread(self._call, name, playbook, args)
+
+    def _call(self, name: str, playbook: Playbook, args: tuple[Any, ...]) -> Any:
         with self._turn:
             conn = self._ready()
             assert self._send is not None
-            self._send.send(args)
+            self._send.send((name, args))
             if not conn.poll(self.timeout):
                 self._stop()
-                raise MatchTimeout(f"checking the triggers of playbook {args[0].id!r} took over {self.timeout:g} s "
+                raise MatchTimeout(f"checking the triggers of playbook {playbook.id!r} took over {self.timeout:g} s "
                                    "and was stopped; simplify its conditions (where, audience.when)")
             try:
                 ok, value = conn.recv()
@@ -76,8 +92,7 @@ class MatchWorker:
                 raise RuntimeError("the trigger check stopped unexpectedly (out of memory?); simplify the "
                                    "playbook's conditions") from None
         if ok:
-            answer: Decision | None = value
-            return answer
+            return value
         raise value
 
     def _ready(self) -> Connection:
@@ -120,17 +135,21 @@ class MatchWorker:
             self._stop()
 
 
+_CALLS: dict[str, Any] = {"decide": decide, "explain": explain}
+"""What the child answers, by the name a request gives."""
+
+
 def serve(requests: Connection, replies: Connection) -> None:
-    """The child: answer ``decide`` calls until the parent closes its end."""
+    """The child: answer ``decide`` and ``explain`` calls until the parent closes its end."""
     _cap_memory()
     replies.send("ready")
     while True:
         try:
-            args = requests.recv()
+            name, args = requests.recv()
         except (EOFError, OSError):
             return
         try:
-            reply: tuple[bool, Any] = (True, decide(*args))
+            reply: tuple[bool, Any] = (True, _CALLS[name](*args))
         except Exception as exc:  # noqa: BLE001 - handed back to the caller as it was
             reply = (False, exc)
         try:

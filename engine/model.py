@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from engine.durations import Duration
 from engine.parties import Party
+from engine.sendwindow import SendWindow
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +170,8 @@ class Email:
     """The template file as written, for the record."""
     category: str = "operational"
     """operational or marketing."""
+    send_window: SendWindow | None = None
+    """Only send within these days and hours in the recipient's zone (None: the calendar's default, if any)."""
 
 
 @dataclass(frozen=True, kw_only=True)

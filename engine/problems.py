@@ -50,6 +50,9 @@ RULES: dict[str, tuple[Severity, str]] = {
     "wait-for-timeout": ("error", "wait_for without timeout would wait forever"),
     "escalate-without-due": ("warning", "escalations on a task that has no due date"),
     "template-file": ("error", "an email template file that cannot be read"),
+    "template-outside-folder": ("error", "an email template path that leads outside the playbook's folder"),
+    "unbounded-expression": ("error", "an expression or template that would go over a documented limit"),
+    "unsafe-attribute": ("error", "an attribute the sandbox refuses (__class__, _private, mro...)"),
     "schema": ("error", "anything else the JSON Schema rejects"),
     "internal-error": ("error", "the validator itself failed on this file (please report it)"),
 }

@@ -21,6 +21,9 @@ from jinja2 import TemplateSyntaxError, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from engine.limits import WATCHED as _WATCHED
+from engine.limits import limit_findings
+
 #: attrs: a str per ``.name`` or constant ``['key']``; "[]" for a constant index; None for a
 #: dynamic subscript (nothing after it can be checked).
 Attrs = tuple[str | None, ...]
@@ -58,7 +61,12 @@ def jinja_expression_refs(env: ImmutableSandboxedEnvironment, src: str) -> Extra
             return SyntaxProblem(f"unexpected {tok.value!r} after the expression", tok.lineno - 1)
     except TemplateSyntaxError as exc:
         return SyntaxProblem(exc.message or "syntax error", max(0, (exc.lineno or 1) - 1))
-    return tuple(_Extract().run(expr))
+    return tuple(_Extract().run(expr)) + limit_refs(expr)
+
+
+def limit_refs(tree: nodes.Node) -> tuple[Ref, ...]:
+    """What the limits reader finds in a parsed text, as refs."""
+    return tuple(Ref(kind, name, needles, line) for kind, name, needles, line in limit_findings(tree))
 
 
 def jinja_template_refs(env: ImmutableSandboxedEnvironment, src: str) -> Extracted:
@@ -67,7 +75,7 @@ def jinja_template_refs(env: ImmutableSandboxedEnvironment, src: str) -> Extract
         tree = env.parse(src)
     except TemplateSyntaxError as exc:
         return SyntaxProblem(exc.message or "syntax error", max(0, (exc.lineno or 1) - 1))
-    return tuple(_Extract().run(tree))
+    return tuple(_Extract().run(tree)) + limit_refs(tree)
 
 
 class _Extract:
@@ -93,6 +101,8 @@ class _Extract:
                 self._walk(child, local)
             local |= _targets(node.target)
         elif isinstance(node, (nodes.Macro, nodes.CallBlock)):
+            if isinstance(node, nodes.Macro):
+                local |= {node.name}  # a macro may call itself, and is defined after its block
             inner = local | {a.name for a in node.args} | {"caller", "varargs", "kwargs"}
             for child in node.body:
                 self._walk(child, inner)
@@ -299,8 +309,12 @@ class _Simple:
 
 
 def simple_expression_refs(src: str, line: int = 0) -> tuple[Ref, ...] | None:
-    """References of a simple expression, or None when it is not simple (ask Jinja2)."""
-    if "\n" in src:
+    """References of a simple expression, or None when it is not simple (ask Jinja2).
+
+    Texts the limits reader may have something to say about go to Jinja2 too: the names it
+    watches, ``._`` and ``['_``, and a repeat (``*``) of a text or list.
+    """
+    if "\n" in src or _WATCHED.search(src) or ("*" in src and ("'" in src or '"' in src or "[" in src)):
         return None
     try:
         return tuple(_Simple(src, line).run())

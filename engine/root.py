@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from temporalio.worker import Worker
 
     from connectors.ledger import Ledger
+    from connectors.suppression import SuppressionList
     from engine.coverage import Coverage
     from engine.door import Door
     from engine.ingest import Ingestor
@@ -130,6 +131,7 @@ class Root:
         self._crm: Part | None = None
         self._coverage: tuple[Coverage | None] | None = None
         self._ledger: Ledger | None = None
+        self._suppressions: SuppressionList | None = None
 
     async def __aenter__(self) -> Root:
         return self
@@ -144,6 +146,15 @@ class Root:
         if self._store is None:
             self._store = Store(self.settings.database_url)
         return self._store
+
+    @property
+    def suppressions(self) -> SuppressionList:
+        """The suppression list (the same table the worker's PolicyMailer reads)."""
+        if self._suppressions is None:
+            from connectors.suppression import SuppressionList
+
+            self._suppressions = SuppressionList(self.settings.database_url)
+        return self._suppressions
 
     def coverage(self) -> Coverage | None:
         """The coverage model (loaded once).
@@ -232,9 +243,11 @@ class Root:
     async def ingestor(self) -> Ingestor:
         """The event ingestor over this process's store, CRM, playbooks and calendar."""
         from engine.ingest import Ingestor
+        from engine.suppress import event_suppressor
 
         return Ingestor(store=self.store, crm=await self.crm(), playbooks=self.playbooks, start=self.start,
-                        signal_run=self.signal_run, still_running=self.still_running, calendar=self.calendar)
+                        signal_run=self.signal_run, still_running=self.still_running, calendar=self.calendar,
+                        suppress=event_suppressor(self.suppressions))
 
     async def worker(self) -> Worker:
         """The Temporal worker: PlaybookRun, DailyScan and ScheduleTick with their activities.
@@ -287,6 +300,9 @@ class Root:
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+        if self._suppressions is not None:
+            self._suppressions.close()
+            self._suppressions = None
         if self._store is not None:
             self._store.close()
             self._store = None

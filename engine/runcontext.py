@@ -15,6 +15,8 @@ from typing import Any
 
 from connectors.base import CRM, Account, AccountView, AccountViews, Contact, User
 from engine.context import Calendar, business_days_fn, evaluate, to_eval
+from engine.coverage import Coverage
+from engine.coverage_resolve import CoverageError, Directory, NextInPool
 from engine.runtypes import StepOutcome, StepScope
 
 
@@ -70,7 +72,35 @@ def view_data(view: AccountView) -> dict[str, Any]:
     owner = user_data(view.owner)
     if owner is not None:
         owner["manager"] = user_data(view.manager)
+        owner["fallback"] = ""  # the CRM names the owner (covered_data fills it when it does not)
     return {"account": account_data(view.account, owner), "contacts": [contact_data(c) for c in view.contacts]}
+
+
+async def covered_data(view: AccountView, coverage: Coverage, *, directory: Directory, next_in_pool: NextInPool,
+                       today: date) -> dict[str, Any]:
+    """``view_data``, with ``account.owner`` the coverage model's owner when the CRM names none.
+
+    SPEC section 4: ``owner`` is the account owner per the coverage model, so an account without an
+    owner in the CRM (a tech-touch SMB account) is owned by its team's member or the fallback owner,
+    in templates as in parties. The owner's ``fallback`` says how it was found (it is "" for an owner
+    the CRM names). Resolved only when the CRM's owner is missing: the common case costs nothing.
+    Nobody to resolve to leaves ``account.owner`` None. Connector errors propagate.
+    """
+    data = view_data(view)
+    if view.owner is not None:
+        return data
+    try:
+        found = await coverage.resolve("owner", view, directory=directory, next_in_pool=next_in_pool, today=today)
+    except CoverageError:
+        return data
+    owner = found.people[0]
+    manager = await directory(owner.manager_id) if owner.manager_id else None
+    covered = user_data(owner)
+    if covered is not None:  # always: owner is a User
+        covered["manager"] = user_data(manager)
+        covered["fallback"] = found.fallback or "the account has no owner in the CRM; " + "; ".join(found.path)
+        data["account"]["owner"] = covered
+    return data
 
 
 def full_context(data: dict[str, Any], *, now: datetime, calendar: Calendar, trigger: dict[str, Any],

@@ -98,6 +98,8 @@ class RunStatus:
     """Ids of tasks this run opened that are still open."""
     outcome: str = ""
     """success, failure, neutral or cancelled, once the run ended."""
+    held: str = ""
+    """Set while an email waits for its send window: step, window and until when (local time)."""
 
 
 @dataclass(kw_only=True)
@@ -234,6 +236,25 @@ class EmailInput:
     body: str
     category: str = "operational"
     scope: StepScope | None = None
+
+
+@dataclass(kw_only=True)
+class WindowInput:
+    """An email step with a send window, before it sends: who it goes to and the window to read."""
+
+    key: str
+    account_id: str
+    to: str
+    """A party, as EmailInput.to."""
+    category: str = "operational"
+    window: dict[str, Any] = field(default_factory=dict)
+    """engine.sendwindow.SendWindow.as_dict()."""
+    now: str = ""
+    """Workflow time (ISO): the opening is the next one after it."""
+    zone: str = "UTC"
+    """The calendar's zone: the last fallback."""
+    scope: StepScope | None = None
+    """The step's ``when`` and the exit criteria: a step that would not send does not wait."""
 
 
 @dataclass(kw_only=True)

@@ -105,9 +105,8 @@ def layered(*layers: Mapping[str, Any] | None) -> Calendar:
 
 
 def as_dict(calendar: Calendar) -> dict[str, Any]:
-    """A Calendar as runs take it (RunInput.calendar)."""
-    return {"workdays": sorted(calendar.workdays), "timezone": calendar.timezone,
-            "holidays": sorted(d.isoformat() for d in calendar.holidays)}
+    """A Calendar as runs take it (RunInput.calendar; with its default send window, when it has one)."""
+    return calendar.as_dict()
 
 
 def _zone(name: str) -> bool:

@@ -25,7 +25,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from connectors import redact
 from connectors.base import CRM, Chat, ConnectorError, Http, Mailer
 from connectors.outbox import ChatOutbox, EmailOutbox
-from engine.config import HubSpotConfig, SalesforceConfig, Secret, SlackConfig, SMTPConfig
+from engine.config import HubSpotConfig, PipedriveConfig, SalesforceConfig, Secret, SlackConfig, SMTPConfig
 from engine.configcheck import hide_password as shown_url
 from engine.settings import Settings
 
@@ -230,6 +230,13 @@ async def _build_crm(settings: Settings) -> Part:
             return HubSpotCRM(cfg.token.reveal(), base_url=cfg.base_url, property_map=dict(cfg.property_map) or None,
                               timeout=cfg.timeout, max_retries=cfg.max_retries)
         crm = _construct("crm", cfg.kind, hubspot)
+        return Part("crm", cfg.kind, crm, crm.check, crm.close)
+    if isinstance(cfg, PipedriveConfig):
+        def pipedrive() -> Any:
+            from connectors.pipedrive import PipedriveCRM
+            return PipedriveCRM(cfg.api_token.reveal(), base_url=cfg.base_url, field_map=dict(cfg.field_map) or None,
+                                timeout=cfg.timeout, max_retries=cfg.max_retries)
+        crm = _construct("crm", cfg.kind, pipedrive)
         return Part("crm", cfg.kind, crm, crm.check, crm.close)
     if isinstance(cfg, SalesforceConfig):
         def salesforce() -> Any:

@@ -22,17 +22,16 @@ Pure and deterministic (no clock, no I/O): the workflow sandbox runs it too.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.durations import Duration
+from engine.sizes import MAX_BUSINESS_DAYS, LimitExceeded
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Day names as ``csops.yaml`` writes them; the index is Python's ``weekday()`` (0 = Monday)."""
-MAX_BUSINESS_DAYS = 3660
-"""The largest ``|n|`` of ``business_days(n)``: more than ten years of workdays, and small enough to count."""
 
 
 class CalendarError(ValueError):
@@ -53,6 +52,8 @@ class Calendar:
     """Dates business days skip (local dates)."""
     timezone: str = "UTC"
     """The IANA time zone "today" and local times are taken in."""
+    send_window: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
+    """The default send window of email steps (engine/sendwindow.py form), None: send at once."""
 
     def __post_init__(self) -> None:
         if not self.workdays or not set(self.workdays) <= set(range(7)):
@@ -77,12 +78,16 @@ class Calendar:
         data = data or {}
         return cls(workdays=frozenset(_weekday(d) for d in data.get("workdays", (0, 1, 2, 3, 4))),
                    holidays=frozenset(_holiday(d) for d in data.get("holidays", ())),
-                   timezone=str(data.get("timezone") or "UTC"))
+                   timezone=str(data.get("timezone") or "UTC"),
+                   send_window=dict(data["send_window"]) if data.get("send_window") else None)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON-safe form runs carry (workdays as numbers, holidays as sorted ISO dates)."""
-        return {"workdays": sorted(self.workdays), "holidays": sorted(d.isoformat() for d in self.holidays),
-                "timezone": self.timezone}
+        out = {"workdays": sorted(self.workdays), "holidays": sorted(d.isoformat() for d in self.holidays),
+               "timezone": self.timezone}
+        if self.send_window:  # only when set: runs without one carry the calendar they always did
+            out["send_window"] = dict(self.send_window)
+        return out
 
     @property
     def zone(self) -> ZoneInfo:
@@ -154,6 +159,10 @@ class Calendar:
         return self.shift(day, n) if business else day + timedelta(days=n)
 
 
+class BusinessDaysTooFar(LimitExceeded, CalendarError):
+    """``business_days(n)`` past the documented limit: an expression limit, and a calendar error."""
+
+
 def business_count(n: Any) -> int:
     """``n`` of ``business_days(n)`` as a whole number within the limit.
 
@@ -169,8 +178,8 @@ def business_count(n: Any) -> int:
     if not value.is_integer():
         raise CalendarError(f"business_days(n) needs a whole number of days; got {n!r}")
     if abs(value) > MAX_BUSINESS_DAYS:
-        raise CalendarError(f"business_days({n}) is too far: at most {MAX_BUSINESS_DAYS} business days "
-                            "(about 14 years) either way")
+        raise BusinessDaysTooFar(f"business_days({int(value):,}) is too far: at most {MAX_BUSINESS_DAYS:,} "
+                                 "business days (about 14 years) either way")
     return int(value)
 
 

@@ -19,6 +19,7 @@ import contextlib
 import json
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -48,7 +49,9 @@ with workflow.unsafe.imports_passed_through():
         TaskChangeInput,
         TaskInput,
         UpdateInput,
+        WindowInput,
     )
+    from engine.sendwindow import SendWindow
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                     maximum_interval=timedelta(minutes=5), maximum_attempts=20)
@@ -58,6 +61,10 @@ STOP_AT_ONCE = "stop-at-once"
 """Patch id: a pending stop (exit event, exit criteria, cancel) is honoured before every step and
 wakes every wait, a task's too; tasks completed by an event are completed in the CRM. Runs whose
 history began before it keep the old behaviour, so their histories still replay."""
+SEND_WINDOW = "send-window"
+"""Patch id: an email step with a send window (its own or the calendar's default) waits for the next
+opening in the recipient's zone before it sends. Set only where a window applies, so runs without
+one record nothing new and earlier histories replay unchanged."""
 
 
 class _End(Exception):
@@ -93,6 +100,8 @@ class PlaybookRun:
         self.marked: set[str] = set()
         """Tasks this run has completed in the CRM (or is completing now)."""
         self.marking = 0
+        self.held = ""
+        """Set while an email waits for its send window: the step, the window and until when."""
 
     # --- the interface -------------------------------------------------------------------------
 
@@ -118,7 +127,8 @@ class PlaybookRun:
     def status(self) -> RunStatus:
         """The step running now and the steps done so far."""
         return RunStatus(current_step=self.current, steps=dict(self.results), outcome=self.outcome,
-                         open_tasks=[t.task_id for t in self.open_tasks if t.task_id not in self.completed])
+                         open_tasks=[t.task_id for t in self.open_tasks if t.task_id not in self.completed],
+                         held=self.held)
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunOutcome:
@@ -187,6 +197,8 @@ class PlaybookRun:
 
     async def _effect(self, step: m.Step) -> None:
         act, key, account_id = step.action, f"{self.wf_id}/{step.id}", self.inp.account_id
+        if isinstance(act, m.Email):
+            await self._send_window(step, act)  # before the scope: its `now` is the send's
         scope = self._scope(step, _texts(act))
         name: str
         arg: Any
@@ -232,6 +244,28 @@ class PlaybookRun:
                 while not await self._task_done(task, workflow.now() + POLL, recheck=True):
                     pass
                 self._halt()
+
+    async def _send_window(self, step: m.Step, act: m.Email) -> None:
+        """Wait for the next opening of the step's send window (else the calendar's default) in the
+        recipient's zone, unless the send is refused anyway (suppressed, capped: engine/windowcheck.py)."""
+        default = self.inp.calendar.get("send_window")
+        window = act.send_window or (SendWindow.from_dict(default) if default else None)
+        if window is None or not workflow.patched(SEND_WINDOW):
+            return
+        probe = WindowInput(key=f"{self.wf_id}/{step.id}/window", account_id=self.inp.account_id, to=str(act.to),
+                            category=act.category, window=window.as_dict(), now=workflow.now().isoformat(),
+                            zone=self.cal.timezone, scope=self._scope(step, _texts(act)))
+        found = await self._activity("email_window", probe)
+        if found.get("blocked") or not found.get("until"):
+            return  # refused anyway (the send step records why), or inside the window: send now
+        zone = ZoneInfo(found["zone"])
+        opening = datetime.fromisoformat(found["until"])
+        self.held = (f"{step.id}: held for its send window ({window.describe()} {zone.key}) until "
+                     f"{opening.astimezone(zone).isoformat()}")
+        try:
+            await self._sleep_until(opening)
+        finally:
+            self.held = ""
 
     async def _do(self, name: str, arg: Any) -> StepOutcome:
         """An effect step's activity. A stop (a cancel, an exit event) while it is retrying (its

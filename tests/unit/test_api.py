@@ -283,7 +283,7 @@ async def test_run_show_has_timeline_and_live_step(api: Api) -> None:
     assert body["run"]["status"] == "running"
     assert [(s["step"], s["status"]) for s in body["timeline"]] == [("call", "started"), ("call", "done")]
     assert body["live"] == {"current_step": "wait_reply", "outcome": "", "open_tasks": ["task-1"],
-                            "steps_done": ["a"]}
+                            "steps_done": ["a"], "held": ""}
     ended = (await api.client.get("/v1/runs/pb:nps-follow-up:acme:k1", headers=AUTH)).json()
     assert ended["run"]["status"] == "completed" and ended["live"] is None
     r = await api.client.get("/v1/runs/nope", headers=AUTH)

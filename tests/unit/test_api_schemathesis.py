@@ -31,17 +31,19 @@ from connectors.mailpolicy import Unsubscribe
 from connectors.sqlcrm import SQLCRM
 from connectors.suppression import SuppressionList
 from engine.api import create_app
+from engine.config import Secret
 from engine.context import Calendar
 from engine.door import Door
 from engine.ingest import Ingestor
 from engine.signals import Decision
+from engine.sources import SourceConfig
 from engine.store import Store
 from tests.unit.test_api import compiled
 
 TOKEN = "schemathesis-token-0123456789"
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
 MAX_EXAMPLES = 80
-"""Per operation; twelve operations, some with few distinct requests (health has one)."""
+"""Per operation; seventeen operations, some with few distinct requests (health has one)."""
 MIN_REQUESTS = 500
 STATEFUL_EXAMPLES = 25
 """Sequences of linked calls (each up to STATEFUL_STEPS calls)."""
@@ -78,6 +80,8 @@ def build() -> tuple[Any, list[Any]]:
                      playbooks=playbooks, suppressions=suppressions, now=lambda: NOW, door=door,
                      unsubscribe=Unsubscribe("https://csops.example.com/v1/unsubscribe/{token}", "",
                                              "a-secret-of-sixteen-chars"))
+    app.state.suppression_list = suppressions  # /v1/suppressions
+    app.state.sources = {"stripe": SourceConfig(name="stripe", kind="stripe", secret=Secret("whsec_x", "S"))}
     return app, [store, crm, suppressions]
 
 
@@ -163,7 +167,7 @@ def test_enough_requests_were_made() -> None:
     operations = {result.ok().label for result in results if isinstance(result, Ok)}
     assert len(made) >= MIN_REQUESTS, by_operation
     assert operations <= set(by_operation), by_operation  # every operation, whatever routes are added
-    assert len(operations) >= 12
+    assert len(operations) >= 17
     assert all(status < 500 for _, status in made)
     # The stateful sequences followed links: an event posted, then its account explained.
     assert {"stateful POST /v1/events", "stateful GET /v1/decisions",

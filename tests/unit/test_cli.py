@@ -181,3 +181,20 @@ def test_event_retry_queues_failed_events_and_says_what_else_it_met(tmp_path: Pa
         store.close()
     assert main(["event", "retry", "bad-1"]) == 0
     assert main(["event", "retry"]) == 2  # an id is required
+
+
+def test_csops_start_records_the_login_name_without_by_and_cli_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import getpass
+
+    from engine.cli import started_by
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LOGNAME", "ann")
+    assert started_by() == "ann"
+
+    def nobody() -> str:
+        raise OSError("No username set in the environment")
+
+    monkeypatch.setattr(getpass, "getuser", nobody)
+    assert started_by() == "cli"

@@ -122,7 +122,7 @@ def test_empty_secret_variable_is_an_error() -> None:
 
 def test_bad_kind_suggests_the_nearest() -> None:
     assert where("crm:\n  kind: hubspt\n  token: ${HUBSPOT_TOKEN}\n") == [
-        (2, 9, "unknown-value", 'crm kind must be one of builtin, hubspot, salesforce; found text "hubspt"',
+        (2, 9, "unknown-value", 'crm kind must be one of builtin, hubspot, salesforce, pipedrive; found text "hubspt"',
          'did you mean "hubspot"?')]
 
 

@@ -95,6 +95,22 @@ def test_contacts_need_an_existing_account(
     assert (pat.email, pat.first_name, pat.role, pat.primary) == ("pat@acme.example", "Pat", "champion", True)
 
 
+def test_a_contacts_time_zone_is_imported_and_checked(
+        tmp_path: Path, crm: tuple[SQLCRM, str], capsys: pytest.CaptureFixture[str]) -> None:
+    sql, url = crm
+    path = write(tmp_path, "contacts.csv", (
+        "id,account_id,email,timezone\n"
+        "c-1,acme,pat@acme.example,America/Chicago\n"
+        "c-2,acme,lee@acme.example,\n"
+        "c-3,acme,bad@acme.example,Central\n"))
+    assert main(["import", "contacts", path, "--database-url", url]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}:4: timezone: 'Central' is not a time zone; write an IANA name like Europe/Berlin",
+        "2 of 3 contacts imported, 1 rejected"]
+    zones = {c.id: c.timezone for c in asyncio.run(sql.list_contacts("acme"))}
+    assert zones == {"c-1": "America/Chicago", "c-2": ""}
+
+
 def test_an_all_good_file_exits_0(tmp_path: Path, crm: tuple[SQLCRM, str],
                                   capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "a.csv", "id,name\nzeta,Zeta\n")

@@ -143,3 +143,17 @@ async def test_a_start_playbook_step_enrols_through_the_same_rules(rig: Rig) -> 
                          ("events", "suppressed", "already_active", "start_playbook"),
                          ("events", "started", "started", "start_playbook")]
     assert [r.run_id for r in (await rig.store.runs()).runs] == ["pb:events:acme:once"]
+
+
+async def test_a_refusal_over_the_api_says_how_to_force_in_the_body_not_the_cli_flags(rig: Rig) -> None:
+    await start_by_hand(rig.door(), "manual", "acme", via="api")
+    await rig.store.end_run("pb:manual:acme:once", status="completed", at=NOW)
+    rig.clock[0] = NOW + timedelta(days=1)
+    cooling = await refused(rig, "manual", "acme", via="api")
+    assert cooling.code == "cooldown"
+    assert cooling.message.endswith('[rule: cooldown]; "force": true with a "reason" starts it anyway')
+    no_manual = await refused(rig, "events", "acme", via="api")
+    assert no_manual.message.endswith('or force it with "force": true with a "reason"')
+    no_reason = await refused(rig, "manual", "acme", via="api", force=True)
+    assert no_reason.message == 'a forced start needs a reason ("reason": TEXT): it is recorded with the run'
+    assert "--" not in cooling.message + no_manual.message + no_reason.message

@@ -30,7 +30,7 @@ def test_histories_are_committed() -> None:
     assert {p.stem for p in FILES} >= {"renewal-escalations", "wait-for-received", "exit-on-event", "step-kinds",
                                        "exit-while-waiting-on-task", "cancel-while-waiting-on-task",
                                        "task-completed-by-event", "cancel-while-effect-retries",
-                                       "exit-criteria-while-waiting-on-task"}
+                                       "exit-criteria-while-waiting-on-task", "send-window-held"}
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
