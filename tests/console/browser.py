@@ -129,17 +129,25 @@ class Browser:
 
     def __init__(self, base: str, width: int = 1280, height: int = 900) -> None:
         from selenium import webdriver
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.chrome.service import Service
 
         self.base = base
-        self.profile = tempfile.mkdtemp(prefix="csops-chromium-")
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", f"--user-data-dir={self.profile}", f"--window-size={width},{height}"):
-            options.add_argument(flag)
-        self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        for attempt in range(3):  # on a loaded machine Chromium may miss the driver's start-up deadline
+            self.profile = tempfile.mkdtemp(prefix="csops-chromium-")
+            options = webdriver.ChromeOptions()
+            options.binary_location = CHROMIUM
+            for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--no-first-run", f"--user-data-dir={self.profile}", f"--window-size={width},{height}"):
+                options.add_argument(flag)
+            try:
+                self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+                break
+            except WebDriverException:
+                shutil.rmtree(self.profile, ignore_errors=True)
+                if attempt == 2:
+                    raise
         if width < 500:  # headless windows are at least 500 px wide: emulate the phone's screen instead
             self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                         {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
