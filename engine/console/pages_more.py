@@ -140,7 +140,10 @@ async def playbook(request: Request, name: str) -> Response:
     pid = loaded.id if loaded is not None else (found.declared[0] if found and found.declared else name)
     since = d.now().date() - timedelta(days=RUN_DAYS - 1)
     per_day = await queries.runs_by_day(d.store, pid, since)
-    return render(request, "playbook.html", who, pid=pid, playbook=loaded, file=found, problems=problems,
+    folder = _folder(d)
+    file_name = os.path.relpath(found.path, folder) if found is not None and folder is not None else ""
+    return render(request, "playbook.html", who, pid=pid, playbook=loaded, file=found, file_name=file_name,
+                  problems=problems,
                   lines=list(enumerate(text.splitlines(), start=1)), marked=marked,
                   versions=await queries.versions(d.store, pid),
                   runs_chart=columns(f"Runs of {pid} started per day, last {RUN_DAYS} days", per_day),

@@ -39,6 +39,7 @@ async def test_a_morning_in_the_console(tmp_path: Path) -> None:
             await _run_and_cancel(b, live, globex_run)
             await _red_account(b)
             await _invalid_playbook(b)
+            await _decisions(b)
             await _cross_site_post(b, live, acme_run)
             await asyncio.to_thread(b.driver.delete_all_cookies)
             await _inbox_complete(b, live, acme_run)
@@ -56,6 +57,7 @@ async def _anonymous_and_sign_in(b: Browser) -> None:
     assert b.path == "/console/runs"  # back where the visitor was going
     rows = b.all("main table tbody tr")
     assert len(rows) == 2 and "save-plan" in rows[0].text
+    await asyncio.to_thread(b.shot, "runs")
 
 
 async def _home(b: Browser, live: Live) -> None:
@@ -95,6 +97,7 @@ async def _ended(live: Live, run_id: str) -> object:
 
 async def _red_account(b: Browser) -> None:
     await asyncio.to_thread(b.open, "/console/accounts?q=acm")
+    await asyncio.to_thread(b.shot, "accounts")
     await asyncio.to_thread(b.click, "main table a")
     assert b.path == "/console/accounts/acme"
     assert b.text("#health-score") == "30" and b.text("#health-band") == "red"
@@ -107,11 +110,19 @@ async def _red_account(b: Browser) -> None:
 async def _invalid_playbook(b: Browser) -> None:
     await asyncio.to_thread(b.open, "/console/playbooks")
     assert "✗ 1 error(s)" in b.text()
+    await asyncio.to_thread(b.shot, "playbooks")
     await asyncio.to_thread(b.open, "/console/playbooks/broken-play.yaml")
     problems = b.text("ul.problems")
     assert "line 10:12" in problems and 'unknown unit "dayz"' in problems
     assert "3 dayz" in b.text("#L10")
     await asyncio.to_thread(b.shot, "playbook")
+
+
+async def _decisions(b: Browser) -> None:
+    await asyncio.to_thread(b.open, "/console/decisions?outcome=started")
+    rows = b.all("main table tbody tr")
+    assert len(rows) == 2 and all("started" in r.text for r in rows)
+    await asyncio.to_thread(b.shot, "decisions")
 
 
 async def _cross_site_post(b: Browser, live: Live, run_id: str) -> None:
