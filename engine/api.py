@@ -303,6 +303,9 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
 
     app.include_router(router)
     app.include_router(start_router)
+    from engine.reports.api import router as reports_router
+
+    app.include_router(reports_router)
     _with_event_schema(app)
     return app
 

@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     from engine.cli_sim import add_parsers as add_sim_parsers
 
     add_sim_parsers(sub)
+    from engine.reports.cli import register as add_report_parsers
+
+    add_report_parsers(sub)
     return parser
 
 
