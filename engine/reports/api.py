@@ -37,17 +37,22 @@ async def get_playbook_report(d: Authorised, since: str = "90d", playbook: str =
     from datetime import timedelta
 
     from engine.reports.performance import playbook_report
-    from engine.reports.sync import refresh_open_runs
 
     start = _since(since)
-    warnings: list[str] = []
-    updater = getattr(d.workflows, "refresh", None)
-    if refresh and updater is not None:
-        count, problems = await refresh_open_runs(d.store, lambda run_id: updater(d.store, run_id))
-        if problems:
-            warnings.append(f"{len(problems)} of {count} open run(s) could not be refreshed: {problems[0]}")
+    warnings = await _refresh(d) if refresh else []
     data = await playbook_report(d.store, since=start, playbook=playbook, tolerance=timedelta(seconds=tolerance))
     return {**data, "warnings": warnings}
+
+
+async def _refresh(d: Any) -> list[str]:
+    """Refresh the store's open runs through the API's Temporal (when it has one); warnings."""
+    from engine.reports.sync import refresh_open_runs
+
+    updater = getattr(d.workflows, "refresh", None)
+    if updater is None:
+        return []
+    count, problems = await refresh_open_runs(d.store, lambda run_id: updater(d.store, run_id))
+    return [f"{len(problems)} of {count} open run(s) could not be refreshed: {problems[0]}"] if problems else []
 
 
 @router.get("/reports/workload", tags=["reports"], responses=errors(401, 503),
@@ -81,6 +86,7 @@ async def get_tasks(d: Authorised, owner: str | None = None, overdue: bool = Fal
                     limit: Annotated[int, Query(ge=1, le=500)] = 100, check: bool = True) -> dict[str, Any]:
     from engine.reports.inbox import list_tasks
 
+    await _refresh(d)
     found = await list_tasks(d.store, today=d.now().astimezone(d.calendar.zone).date(), owner=owner,
                              overdue=overdue, crm=d.crm if check else None, limit=limit)
     return {"tasks": found}

@@ -96,6 +96,8 @@ def _task_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overdue", action="store_true", help="only tasks past their due date")
     p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     p.add_argument("--no-check", action="store_true", help="do not ask the CRM whether listed tasks are still open")
+    p.add_argument("--no-refresh", action="store_true",
+                   help="do not ask Temporal about runs still open first (their newest tasks may be missing)")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
@@ -180,6 +182,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     from engine.reports.text import tasks_text
 
     async def work(root: Root) -> int:
+        if not args.no_refresh:
+            for warning in await refresh_runs(root):
+                print(f"csops tasks: {warning}", file=sys.stderr)
         found = await list_tasks(root.store, today=datetime.now(root.calendar.zone).date(), owner=args.owner,
                                  overdue=args.overdue, crm=None if args.no_check else await root.crm(),
                                  limit=args.limit)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import Date, bindparam, text
 from sqlalchemy.orm import Session
 
 from engine.store import Store
@@ -64,7 +64,7 @@ GROUP BY r.playbook, r.version, r.step""",
 SELECT t.playbook, t.version, COUNT(*) AS created,
        SUM(CASE WHEN t.status = 'completed' THEN 1 ELSE 0 END) AS completed,
        SUM(t.on_time) AS completed_on_time,
-       SUM(t.overdue) AS overdue,
+       SUM(CASE WHEN t.status = 'open' AND t.due < :today THEN 1 ELSE 0 END) AS overdue,
        SUM(CASE WHEN t.status = 'cancelled' THEN 1 ELSE 0 END) AS closed_by_exit,
        SUM(CASE WHEN t.status = 'open' THEN 1 ELSE 0 END) AS open
 FROM csops_tasks t WHERE t.created_at >= :since AND (:playbook = '' OR t.playbook = :playbook)
@@ -81,7 +81,9 @@ GROUP BY r.playbook, r.version, e.type""",
 
 
 def _rows(session: Session, name: str, params: Mapping[str, Any]) -> Sequence[Any]:
-    stmt = text(QUERIES[name]).bindparams(bindparam("since", type_=UtcDateTime()))
+    stmt = text(QUERIES[name])
+    types: dict[str, Any] = {"since": UtcDateTime(), "today": Date()}
+    stmt = stmt.bindparams(*(bindparam(k, type_=t) for k, t in types.items() if f":{k}" in QUERIES[name]))
     return session.execute(stmt, {k: v for k, v in params.items() if f":{k}" in QUERIES[name]}).all()
 
 
@@ -90,14 +92,16 @@ def _ratio(part: int, whole: int) -> float | None:
 
 
 async def playbook_report(store: Store, *, since: datetime, playbook: str = "",
-                          tolerance: timedelta = TOLERANCE) -> dict[str, Any]:
+                          tolerance: timedelta = TOLERANCE, today: date | None = None) -> dict[str, Any]:
     """Per playbook and version, the performance of runs started at or after ``since`` (JSON-able).
 
     Shape: ``{"since", "tolerance_s", "playbooks": [{"playbook", "suppressed": {reason: n},
     "versions": [{"version", "runs": {...}, "goal_conversion", "median_time_to_goal_s",
     "steps": [...], "tasks": {...}, "emails": {...}}]}]}`` (docs/reporting.md names every field).
+    A task is overdue when it is open and its due date is before ``today`` (default: today in UTC).
     """
-    params = {"since": since, "playbook": playbook, "tolerance": tolerance.total_seconds()}
+    params = {"since": since, "playbook": playbook, "tolerance": tolerance.total_seconds(),
+              "today": today or datetime.now(UTC).date()}
     parts = await store.db.read(lambda s: {name: _rows(s, name, params) for name in QUERIES})
     versions: dict[tuple[str, str], dict[str, Any]] = {}
 
