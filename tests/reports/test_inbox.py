@@ -18,8 +18,8 @@ from engine.ingest import Ingestor, temporal_signaller
 from engine.reports import TaskClosed, UnknownTask, complete_task, list_tasks
 from engine.reports.inbox import event_id_for
 from engine.runrecord import refresh
-from engine.runtypes import RunOutcome
 from engine.runtasks import get_task
+from engine.runtypes import RunOutcome
 from engine.starter import begin_run
 from engine.validate import check_text
 from tests.workflows.harness import Stack, stack

@@ -108,7 +108,7 @@ async def test_report_figures_match_the_hand_count(tmp_path: Path) -> None:
                             signal_run=temporal_signaller(s.env.client))
 
         async def sync() -> None:
-            count, problems = await refresh_open_runs(store, lambda r: refresh(store, s.env.client, r))
+            _count, problems = await refresh_open_runs(store, lambda r: refresh(store, s.env.client, r))
             assert problems == []
 
         pb, t0 = await start_all(s)
@@ -174,4 +174,3 @@ async def _no_start(playbook: Any, decision: Any) -> tuple[str, str]:
     raise AssertionError("nothing should start")
 
 
-_ = UTC

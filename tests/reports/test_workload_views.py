@@ -108,8 +108,8 @@ async def test_the_views_answer_the_same_figures_as_the_report(store_url: str) -
         run_id = "pb:x:acme:once"
         await store.add_run(run_id=run_id, playbook="x", version="v1", account_id="acme", started_at=T0)
         steps = {
-            "call": StepResult(status="done", result={"task_id": "t9", "assignee": "ann@example.com", "due": "2026-03-03",
-                                                      "title": "Call"},
+            "call": StepResult(status="done", result={"task_id": "t9", "assignee": "ann@example.com",
+                                                      "due": "2026-03-03", "title": "Call"},
                                at=(T0 + timedelta(seconds=5)).isoformat(), kind="task", planned=T0.isoformat()),
             "call/escalate/0": StepResult(status="done", result="done", at=(T0 + timedelta(days=3)).isoformat(),
                                           kind="escalate", planned=(T0 + timedelta(days=3)).isoformat()),
