@@ -15,7 +15,7 @@ the store, the ingestor delivering events. Hand-counted:
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 

@@ -126,7 +126,7 @@ async def test_the_views_answer_the_same_figures_as_the_report(store_url: str) -
         with store.db.engine.connect() as conn:
             counts = {v: conn.execute(text(f"SELECT COUNT(*) FROM {v}")).scalar() for v in VIEWS}
             run = conn.execute(text("SELECT goal, duration_s FROM csops_runs")).one()
-            delays = dict(conn.execute(text("SELECT step, delay_s FROM csops_steps")).all())
+            delays: dict[str, float] = {r[0]: r[1] for r in conn.execute(text("SELECT step, delay_s FROM csops_steps"))}
             mail = conn.execute(text("SELECT sent, suppressed FROM csops_steps WHERE kind = 'email'")).one()
             decision = conn.execute(text("SELECT reason, signal_kind, event_type FROM csops_decisions")).one()
             task = conn.execute(text("SELECT status, due, escalations FROM csops_tasks")).one()
