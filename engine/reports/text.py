@@ -90,7 +90,8 @@ def forecast_text(report: dict[str, Any]) -> str:
     replay = report.get("replay")
     if replay:
         lines.append("")
-        lines.append(f"replaying {replay['events']} event(s) from {replay['from']} to {replay['to']}: "
+        lines.append(f"replayed {replay['events']} event(s) from {replay['from'][:10]} to {replay['to'][:10]} "
+                     f"in {replay.get('seconds', 0)} s: "
                      f"{replay['runs']} run(s) would have started")
         totals = replay["totals"]
         lines.append(f"  totals: {totals['tasks']} tasks, {totals['alerts']} alerts, {totals['emails']} emails, "
