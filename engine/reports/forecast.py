@@ -98,13 +98,15 @@ async def would_start_today(store: Store, crm: Any, playbook: Playbook, *, now: 
 
 
 async def load_fleet(crm: Any, coverage: Coverage | None) -> tuple[list[Account], list[Contact], list[User]]:
-    """Every account with its contacts, and every user parties may resolve to (owners, their managers
-    and backups, coverage teams and fallbacks), read from the CRM."""
+    """Every account with its contacts, and every user parties may resolve to (owners, people named
+    in account fields, their managers and backups, coverage teams and fallbacks), read from the CRM."""
     accounts = await _accounts(crm)
     contacts: list[Contact] = []
     for account in accounts:
         contacts.extend(await crm.list_contacts(account.id))
     wanted = {a.owner_id for a in accounts if a.owner_id}
+    # Roles name people in account fields (ae_id, exec_sponsor...): any text value may be one.
+    wanted |= {v for a in accounts for v in a.fields.values() if isinstance(v, str) and 0 < len(v) <= 320}
     if coverage is not None:
         wanted |= {m for t in coverage.teams.values() for m in t.members}
         wanted |= {s.fallback_owner for s in coverage.segments.values() if s.fallback_owner}
