@@ -283,8 +283,10 @@ class PlaybookRun:
                 deadline = self.cal.add(workflow.now(), act.duration)
             else:
                 deadline = as_datetime(evaluate(str(act.until), ctx), self.cal)
+            # A wait cannot end before it began: one until a moment already past is due at once.
+            planned = max(deadline, datetime.fromisoformat(self.reached)) if self.reached else deadline
             await self._sleep_until(deadline)
-            self._record(step, "done", deadline.isoformat(), planned=deadline.isoformat())
+            self._record(step, "done", deadline.isoformat(), planned=planned.isoformat())
         elif isinstance(act, m.WaitFor):
             await self._wait_for(step, act, ctx)
         elif isinstance(act, m.Branch):
