@@ -9,7 +9,7 @@ records their steps and tasks in its store; the report then reads that store wit
 - new-usage-expansion for globex: flag-signal, log-signal, ae-outreach (a task), then a 2-day wait.
 - renewal-reminders for initech, 90 days before its renewal: kickoff skipped (its ``when`` is for
   runs started at 120 days), wait-90 done at once (on schedule: its moment had come), the
-  health-check branch's renewal email (1 sent), then the wait for 60 days out.
+  health-check branch done with its renewal email (1 sent), then the wait for 60 days out.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def test_the_report_after_the_demo_counts_its_runs(tmp_path: Path) -> None:
         "health-drop-risk": {"risk-alert": (1, 1, 0), "save-plan": (1, 1, 0), "flag-risk": (1, 1, 0),
                              "log-risk": (1, 1, 0)},
         "new-usage-expansion": {"flag-signal": (1, 1, 0), "log-signal": (1, 1, 0), "ae-outreach": (1, 1, 0)},
-        "renewal-reminders": {"kickoff": (1, 0, 1), "wait-90": (1, 1, 0), "renewal-email": (1, 1, 0)}}
+        "renewal-reminders": {"kickoff": (1, 0, 1), "wait-90": (1, 1, 0), "renewal-email": (1, 1, 0),
+                              "health-check": (1, 1, 0)}}
     assert books["health-drop-risk"]["alerts"]["sent"] == 2
     assert books["renewal-reminders"]["emails"]["sent"] == 1
     assert [books[pb]["tasks"]["created"] for pb in sorted(books)] == [1, 1, 0]
