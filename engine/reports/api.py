@@ -7,6 +7,7 @@ the console can render them as they are.
 from __future__ import annotations
 
 import argparse
+import time
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -44,13 +45,24 @@ async def get_playbook_report(d: Authorised, since: str = "90d", playbook: str =
     return {**data, "warnings": warnings}
 
 
-async def _refresh(d: Any) -> list[str]:
-    """Refresh the store's open runs through the API's Temporal (when it has one); warnings."""
+REFRESH_EVERY = 30.0
+"""Seconds between two refreshes of the open runs by the API: a console reloading a page every few
+seconds costs Temporal one pass per half minute, not one per page."""
+
+
+async def _refresh(d: Any, request: Request | None = None) -> list[str]:
+    """Refresh the store's open runs through the API's Temporal (when it has one); warnings. With
+    ``request`` (the inbox), at most every ``REFRESH_EVERY`` seconds per app."""
     from engine.reports.sync import refresh_open_runs
 
     updater = getattr(d.workflows, "refresh", None)
     if updater is None:
         return []
+    if request is not None:
+        state = request.app.state
+        if time.monotonic() - getattr(state, "reports_refreshed", -REFRESH_EVERY) < REFRESH_EVERY:
+            return []
+        state.reports_refreshed = time.monotonic()
     count, problems = await refresh_open_runs(d.store, lambda run_id: updater(d.store, run_id))
     return [f"{len(problems)} of {count} open run(s) could not be refreshed: {problems[0]}"] if problems else []
 
@@ -82,11 +94,11 @@ def _coverage(request: Request) -> Any:
 
 @router.get("/tasks", tags=["tasks"], responses=errors(401, 422),
             summary="Open tasks of runs, soonest due first (a CSM's inbox)")
-async def get_tasks(d: Authorised, owner: str | None = None, overdue: bool = False,
+async def get_tasks(d: Authorised, request: Request, owner: str | None = None, overdue: bool = False,
                     limit: Annotated[int, Query(ge=1, le=500)] = 100, check: bool = True) -> dict[str, Any]:
     from engine.reports.inbox import list_tasks
 
-    await _refresh(d)
+    await _refresh(d, request)
     found = await list_tasks(d.store, today=d.now().astimezone(d.calendar.zone).date(), owner=owner,
                              overdue=overdue, crm=d.crm if check else None, limit=limit)
     return {"tasks": found}

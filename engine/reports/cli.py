@@ -25,6 +25,8 @@ __all__ = ["parse_since", "parse_span", "register"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 CONNECT_TIMEOUT = 5.0
 _SPAN = re.compile(r"^(\d+)([mhdw])$")
+LONGEST = timedelta(days=36525)
+"""The longest span taken (100 years)."""
 _UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
@@ -35,10 +37,11 @@ def parse_span(text: str) -> timedelta:
         argparse.ArgumentTypeError: anything else.
     """
     found = _SPAN.match(text.strip())
-    if not found or int(found.group(1)) == 0:
+    span = int(found.group(1)) * _UNIT[found.group(2)] if found and len(found.group(1)) <= 7 else None
+    if span is None or not timedelta(0) < span <= LONGEST:
         raise argparse.ArgumentTypeError(f"{text!r} is not a span: write a positive number and a unit m, h, d or w "
-                                         "(e.g. 90d)")
-    return int(found.group(1)) * _UNIT[found.group(2)]
+                                         "(e.g. 90d), at most 100 years")
+    return span
 
 
 def parse_since(text: str) -> datetime:

@@ -109,3 +109,28 @@ def test_user_mistakes_exit_non_zero_with_a_reason(home: Path, capsys: pytest.Ca
     status = main(argv)
     assert status in (1, 2)
     assert said in capsys.readouterr().err
+
+
+BAD_SPANS = ["", "0d", "-3d", "3x", "d", "1.5d", "90 days", "P90D", "9999999999999999999999d", "36526d", "5300w"]
+"""Spans ``--since`` and ``--tolerance`` refuse (a corpus of user mistakes)."""
+
+
+@pytest.mark.parametrize("text", BAD_SPANS)
+def test_bad_spans_are_refused_with_what_to_write(text: str) -> None:
+    import argparse
+
+    from engine.reports.cli import parse_since, parse_span
+
+    with pytest.raises(argparse.ArgumentTypeError, match="90d"):
+        parse_span(text)
+    with pytest.raises(argparse.ArgumentTypeError, match="90d"):
+        parse_since(text)
+
+
+def test_good_spans_and_dates() -> None:
+    from engine.reports.cli import parse_since, parse_span
+
+    assert [parse_span(t) for t in ("15m", "36h", "90d", "12w")] == [
+        timedelta(minutes=15), timedelta(hours=36), timedelta(days=90), timedelta(weeks=12)]
+    assert parse_since("2026-01-31") == datetime(2026, 1, 31, tzinfo=UTC)
+    assert parse_since("2026-01-31T09:00:00+01:00") == datetime(2026, 1, 31, 8, tzinfo=UTC)
