@@ -206,11 +206,13 @@ async def _email(crm: _SandboxCRM, user_id: str | None) -> str:
 
 
 def count_effects(recorder: Recorder, owners: Mapping[str, str], shift: timedelta) -> dict[str, Any]:
-    """Tasks, alerts, emails and escalations per week (ISO week of the original time) and per person."""
+    """Tasks, alerts, emails and escalations in total, per week (ISO week of the original time), per
+    person, and per person and week."""
     zero = {"tasks": 0, "alerts": 0, "emails": 0, "escalations": 0}
     totals = dict(zero)
     per_week: dict[str, dict[str, int]] = {}
     per_person: dict[str, dict[str, int]] = {}
+    per_person_week: dict[str, dict[str, dict[str, int]]] = {}
     for r in recorder.records:
         kind = {"task": "tasks", "alert": "alerts", "email": "emails"}.get(r.action)
         escalation = "/escalate/" in r.path and r.action in ("alert", "reassign")
@@ -220,12 +222,14 @@ def count_effects(recorder: Recorder, owners: Mapping[str, str], shift: timedelt
         account = run_id.split(":")[2] if run_id.count(":") >= 3 else ""
         who = owners.get(account, "") if r.action == "email" else r.to
         week = "{}-W{:02}".format(*(r.at - shift).astimezone(UTC).isocalendar()[:2])
-        for box in (totals, per_week.setdefault(week, dict(zero)), per_person.setdefault(who or "(nobody)",
-                                                                                           dict(zero))):
+        person = who or "(nobody)"
+        for box in (totals, per_week.setdefault(week, dict(zero)), per_person.setdefault(person, dict(zero)),
+                    per_person_week.setdefault(person, {}).setdefault(week, dict(zero))):
             if kind is not None:
                 box[kind] += 1
             if escalation:
                 box["escalations"] += 1
     return {"totals": totals, "per_week": dict(sorted(per_week.items())),
+            "per_person_week": {p: dict(sorted(w.items())) for p, w in sorted(per_person_week.items())},
             "per_person": dict(sorted(per_person.items(), key=lambda kv: (-kv[1]["tasks"] - kv[1]["alerts"]
                                                                            - kv[1]["emails"], kv[0])))}

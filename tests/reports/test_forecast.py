@@ -138,6 +138,7 @@ async def test_the_forecast_counts_what_a_live_replay_does(tmp_path: Path) -> No
     assert forecast["per_person"]["carl@example.com"]["tasks"] + forecast["per_person"]["dana@example.com"][
         "tasks"] == 5
     assert list(forecast["per_week"]) == ["2026-W37", "2026-W38", "2026-W39"]
+    assert sum(n["tasks"] for weeks in forecast["per_person_week"].values() for n in weeks.values()) == 5
 
 
 async def test_today_names_the_check_that_stops_each_account(tmp_path: Path) -> None:
