@@ -8,7 +8,9 @@ __all__ = ["forecast_text", "performance_text", "tasks_text", "workload_text"]
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.0f}%"
+    if value is None:
+        return "-"
+    return f"{value * 100:.1f}%" if 0 < value < 0.1 else f"{value * 100:.0f}%"  # 0.4 % is not 0 %
 
 
 def _duration(seconds: float | None) -> str:
