@@ -134,3 +134,38 @@ def test_good_spans_and_dates() -> None:
         timedelta(minutes=15), timedelta(hours=36), timedelta(days=90), timedelta(weeks=12)]
     assert parse_since("2026-01-31") == datetime(2026, 1, 31, tzinfo=UTC)
     assert parse_since("2026-01-31T09:00:00+01:00") == datetime(2026, 1, 31, 8, tzinfo=UTC)
+
+
+WATCH = """\
+playbook: watch
+title: Watch
+triggers: [{manual: {}}]
+audience: {segments: [strategic]}
+steps:
+  - id: hello
+    note: {text: hi}
+"""
+
+
+def test_forecast_today_through_main(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(seed(home))
+    (home / "playbooks" / "watch.yaml").write_text(WATCH, encoding="utf-8")
+    assert main(["forecast", "watch", "--no-replay", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {"playbook": "watch", "today": {"accounts": 1, "start": [],
+                                                  "not_started": {"audience.segments": ["acme"]}}}
+
+
+async def test_stored_events_are_read_from_since_oldest_first(home: Path) -> None:
+    from engine.reports.forecast_cli import stored_events
+    from engine.store_models import EventRecord
+
+    store = Store(f"sqlite:///{home / 'csops.db'}")
+    try:
+        for i, days in enumerate((40, 5, 10)):
+            await store.add_event(EventRecord(id=f"e{i}", type="x.y", account_id="acme", received_at=NOW,
+                                              occurred_at=NOW - timedelta(days=days), data={"n": i}))
+        found = await stored_events(store, NOW - timedelta(days=30))
+    finally:
+        store.close()
+    assert [(e["id"], e["data"]) for e in found] == [("e2", {"n": 2}), ("e1", {"n": 1})]
