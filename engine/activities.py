@@ -267,7 +267,8 @@ class PlaybookActivities:
             task = await self.crm.create_task(
                 NewTask(account_id=inp.account_id, assignee_id=who.id, title=title, notes=notes,
                         due=date.fromisoformat(due) if due else None, priority=inp.priority), inp.key)
-            return {"task_id": task.id, "assignee": who.email, "fallback": who.fallback, "resolved": who.path}
+            return {"task_id": task.id, "assignee": who.email, "fallback": who.fallback, "resolved": who.path,
+                    "title": title, "due": due}
         return await self._effect(inp.key, inp.account_id, inp.scope, create)
 
     @activity.defn(name="get_task")

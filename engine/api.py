@@ -345,6 +345,9 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
     app.include_router(start_router)
     app.include_router(sources_router)
     app.include_router(suppressions_router)
+    from engine.reports.api import router as reports_router
+
+    app.include_router(reports_router)
     from engine.console import install as install_console
 
     install_console(app)  # the web console under /console (engine/console/, docs/console.md)

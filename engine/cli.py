@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     from engine.cli_suppression import add_parsers as add_suppression_parsers
 
     add_suppression_parsers(sub)
+    from engine.reports.cli import register as add_report_parsers
+
+    add_report_parsers(sub)
     from engine.console.cli import add_parsers as add_console_parsers
 
     add_console_parsers(sub)

@@ -63,6 +63,8 @@ class Segment:
     """The team whose members own accounts the owner role leaves without anyone; empty: none."""
     fallback_owner: str = ""
     """Who gets work nobody else gets, for this segment; empty: the default fallback owner."""
+    capacity: int = 0
+    """Target accounts of this segment per CSM (``csops report workload``); 0: none set."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -367,6 +367,10 @@ async def send_events(say: Say, api: str, token: str, expected: Expected) -> Non
             say(f"    {event['type']:<19} {what}: {status}")
 
 
+SETTLE = 0.5
+"""Seconds the demo waits after the last effect before it lists the runs (see show_effects)."""
+
+
 async def show_effects(say: Say, crm: Any, home: Path, expected: Expected, wait: float, api: str = "",
                        token: str = "", dead: Callable[[], str] = str) -> None:
     """Print decisions, tasks, alerts and emails as they appear, until all expected arrived or ``wait`` passed."""
@@ -387,6 +391,9 @@ async def show_effects(say: Say, crm: Any, home: Path, expected: Expected, wait:
                 say(f"    {dead()}: nothing more will arrive")
                 break
             await asyncio.sleep(0.25)
+        # A run records a step a moment after its effect shows: let the last ones land, so that listing
+        # the runs (which records their steps in the store) leaves csops report the whole picture.
+        await asyncio.sleep(SETTLE)
         with contextlib.suppress(httpx.HTTPError, ValueError):
             expected.runs = len((await http.get("/v1/runs", params={"limit": 500})).json().get("runs", []))
     expected.counts["decisions"] = sum(k.startswith("decision:") for k in seen)

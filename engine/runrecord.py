@@ -17,6 +17,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from engine.runtasks import save_tasks, task_rows
 from engine.runtypes import RunOutcome, RunStatus, StepResult
 from engine.store import Store
 from engine.store_models import AuditRow, RunRecord
@@ -39,15 +40,32 @@ def store_status(outcome: str) -> str:
 
 
 def audit_rows(run_id: str, steps: dict[str, StepResult]) -> list[AuditRow]:
-    """One row per step transition the run reports, oldest first."""
+    """One row per step transition the run reports, oldest first (with the step's kind, planned
+    time and, for email and alert steps, the messages sent, suppressed and capped)."""
     rows = []
     for step, res in steps.items():
         if not res.at:
             continue
         detail = res.result if isinstance(res.result, str) else json.dumps(res.result, default=str)
         rows.append(AuditRow(run_id=run_id, step=step, status=res.status, at=datetime.fromisoformat(res.at),
-                             detail=(detail or "")[:DETAIL]))
+                             detail=(detail or "")[:DETAIL], kind=res.kind,
+                             planned_at=datetime.fromisoformat(res.planned) if res.planned else None,
+                             **_messages(res)))
     return sorted(rows, key=lambda r: r.at)
+
+
+def _messages(res: StepResult) -> dict[str, int]:
+    """Messages an email or alert step sent, and emails the mail policy held back (its markers)."""
+    if res.status != "done" or res.kind not in ("email", "alert") or not isinstance(res.result, list):
+        return {}
+    held = {marker: sum(1 for r in res.result if r == marker) for marker in ("suppressed", "capped")}
+    return {"sent": len(res.result) - sum(held.values()), **held}
+
+
+async def _record_steps(store: Store, record: RunRecord, steps: dict[str, StepResult]) -> None:
+    """The step audit and the tasks the run created (engine.runtasks)."""
+    await store.add_audit(audit_rows(record.run_id, steps))
+    await save_tasks(store, task_rows(record, steps))
 
 
 async def refresh(store: Store, client: Client, run_id: str) -> RunRecord | None:
@@ -68,7 +86,7 @@ async def refresh(store: Store, client: Client, run_id: str) -> RunRecord | None
     ended = _ENDED.get(described.status) if described.status is not None else None
     if ended is None:
         status: RunStatus = await handle.query("status", result_type=RunStatus)
-        await store.add_audit(audit_rows(run_id, status.steps))
+        await _record_steps(store, record, status.steps)
         return record
     at = described.close_time or datetime.now(UTC)
     reason = ended
@@ -77,7 +95,7 @@ async def refresh(store: Store, client: Client, run_id: str) -> RunRecord | None
             outcome = await handle.result()
         except WorkflowFailureError as exc:
             outcome = RunOutcome(outcome="failed", reason=str(exc.cause or exc))
-        await store.add_audit(audit_rows(run_id, outcome.steps))
+        await _record_steps(store, record, outcome.steps)
         ended, reason = store_status(outcome.outcome), f"{outcome.outcome}: {outcome.reason}"
     await store.end_run(run_id, status=ended, reason=reason, at=at)
     return await store.get_run(run_id)

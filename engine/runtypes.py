@@ -52,6 +52,12 @@ class StepResult:
     """The step's output: task id, message id, the event, the branch case taken..."""
     at: str = ""
     """When it finished (ISO 8601, workflow time)."""
+    kind: str = ""
+    """The step's kind (task, email, alert, wait...; escalate for an escalation, task_completed and
+    task_closed for a task's end) for the performance report; "" in runs recorded before it."""
+    planned: str = ""
+    """When the step was due by the plan (ISO 8601): the deadline of a ``wait``, else the time the
+    run reached the step. "On schedule" compares ``at`` with it (docs/reporting.md)."""
 
 
 @dataclass(kw_only=True)

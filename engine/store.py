@@ -49,6 +49,7 @@ from engine.store_models import (
     to_json,
     utc,
 )
+from engine.store_views import create_views
 
 T = TypeVar("T")
 
@@ -123,6 +124,7 @@ class Store:
 
         self.db = Database(database_url, Base.metadata)
         _add_missing(self.db.engine)
+        create_views(self.db.engine)
         self._insert = pg_insert if backend == "postgresql" else sqlite_insert
 
     def close(self) -> None:
@@ -530,7 +532,9 @@ class Store:
             at = utc(r.at)
             detail = r.detail if len(r.detail) <= MAX_DETAIL else r.detail[:MAX_DETAIL - 1] + "…"
             values.setdefault((r.run_id, r.step, r.status, at),
-                              {"run_id": r.run_id, "step": r.step, "status": r.status, "at": at, "detail": detail})
+                              {"run_id": r.run_id, "step": r.step, "status": r.status, "at": at, "detail": detail,
+                               "kind": r.kind, "planned_at": None if r.planned_at is None else utc(r.planned_at),
+                               "sent": r.sent, "suppressed": r.suppressed, "capped": r.capped})
         if not values:
             return 0
         batch = [values[key] for key in sorted(values)]

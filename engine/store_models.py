@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, Date, DateTime, Dialect, Float, Index, Intege
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["DECISION_OUTCOMES", "AuditRow", "Base", "DecisionRecord", "EventRecord", "RunPage", "RunRecord",
-           "UtcDateTime", "to_json", "utc"]
+           "RunTaskRow", "UtcDateTime", "to_json", "utc"]
 
 
 DECISION_OUTCOMES = frozenset({"start", "suppressed", "started", "failed"})
@@ -220,11 +220,49 @@ class StepAuditRow(Base):
     status: Mapped[str] = mapped_column(String(30))
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     detail: Mapped[str] = mapped_column(Text, default="")
+    # Added for the performance report (engine/reports): older stores get them when opened.
+    kind: Mapped[str] = mapped_column(String(30), default="", server_default="")
+    """task, email, alert, wait, waitfor, branch, update, note, http, startplaybook, exit, escalate,
+    task_completed, task_closed ("" for rows recorded before kinds were)."""
+    planned_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    """When the step was due by the plan (None for rows recorded before it was)."""
+    sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Messages an email or alert step sent."""
+    suppressed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Emails not sent: the recipient is on the suppression list."""
+    capped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Marketing emails not sent: over the recipient's cap."""
 
     def record(self) -> AuditRow:
         """As the store's record."""
         return AuditRow(id=self.id, run_id=self.run_id, step=self.step, status=self.status, at=self.at,
-                        detail=self.detail)
+                        detail=self.detail, kind=self.kind, planned_at=self.planned_at, sent=self.sent,
+                        suppressed=self.suppressed, capped=self.capped)
+
+
+class RunTaskRow(Base):
+    """``run_tasks``: the CRM tasks runs created, as csops last saw them (the task inbox and the report)."""
+
+    __tablename__ = "run_tasks"
+    __table_args__ = (Index("ix_run_tasks_assignee", "assignee", "status"),
+                      Index("ix_run_tasks_run", "run_id"))
+    task_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(1000))
+    step: Mapped[str] = mapped_column(String(500))
+    playbook: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(100), default="")
+    account_id: Mapped[str] = mapped_column(String(255))
+    assignee: Mapped[str] = mapped_column(String(320), default="")
+    """The assignee's email when the task was created."""
+    title: Mapped[str] = mapped_column(Text, default="")
+    due: Mapped[date | None] = mapped_column(Date, default=None)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    """open, completed or cancelled (closed because its run exited or was cancelled)."""
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    """When it was completed or cancelled, as first seen by csops."""
+    escalations: Mapped[int] = mapped_column(Integer, default=0)
+    """How many of its step's escalations fired."""
 
 
 class ScanStateRow(Base):
@@ -352,3 +390,13 @@ class AuditRow:
     """Details in plain words (cut to the store's limit)."""
     id: int = 0
     """The row id (0 on a row not stored yet)."""
+    kind: str = ""
+    """The step's kind (see ``StepAuditRow.kind``)."""
+    planned_at: datetime | None = None
+    """When the step was due by the plan."""
+    sent: int = 0
+    """Messages an email or alert step sent."""
+    suppressed: int = 0
+    """Emails not sent (suppression list)."""
+    capped: int = 0
+    """Marketing emails not sent (over the cap)."""

@@ -102,6 +102,8 @@ class PlaybookRun:
         self.marking = 0
         self.held = ""
         """Set while an email waits for its send window: the step, the window and until when."""
+        self.reached = ""
+        """When the walker reached the current step (its planned time unless it is a wait)."""
 
     # --- the interface -------------------------------------------------------------------------
 
@@ -112,6 +114,9 @@ class PlaybookRun:
         if event.type == "task.completed" and event.data.get("task_id"):
             self.by_event.add(str(event.data["task_id"]))
             self.completed.add(str(event.data["task_id"]))
+            for task in self.open_tasks:
+                if task.task_id == str(event.data["task_id"]):
+                    self._record_task_end(task, "task_completed")
         pb = getattr(self, "pb", None)  # a signal can arrive before run() has compiled the playbook
         if self.stop is None and pb is not None and event.type in pb.exit.on_events:
             self.stop = _End("exited", f"event {event.type} arrived")
@@ -175,6 +180,7 @@ class PlaybookRun:
             self._halt()
             self._maybe_continue_as_new()
             self.current = step.id
+            self.reached = workflow.now().isoformat()
             try:
                 if isinstance(step.action, EFFECTS):
                     # Its activity re-reads the account, checks the exit criteria and `when`,
@@ -311,8 +317,10 @@ class PlaybookRun:
                 deadline = self.cal.add(workflow.now(), act.duration)
             else:
                 deadline = as_datetime(evaluate(str(act.until), ctx), self.cal)
+            # A wait cannot end before it began: one until a moment already past is due at once.
+            planned = max(deadline, datetime.fromisoformat(self.reached)) if self.reached else deadline
             await self._sleep_until(deadline)
-            self._record(step, "done", deadline.isoformat())
+            self._record(step, "done", deadline.isoformat(), planned=planned.isoformat())
         elif isinstance(act, m.WaitFor):
             await self._wait_for(step, act, ctx)
         elif isinstance(act, m.Branch):
@@ -348,8 +356,9 @@ class PlaybookRun:
             except (ActivityError, ApplicationError) as exc:
                 result = f"failed: {_why(exc)}"
             task.escalations_done = i + 1
-            self.results[f"{task.step_id}/escalate/{i}"] = StepResult(status=result.split(":")[0], result=result,
-                                                                       at=workflow.now().isoformat())
+            self.results[f"{task.step_id}/escalate/{i}"] = StepResult(
+                status=result.split(":")[0], result=result, at=workflow.now().isoformat(), kind="escalate",
+                planned=self.cal.add(created, esc.after).isoformat())
 
     async def _task_done(self, task: OpenTask, until: datetime, *, recheck: bool = False) -> bool:
         """Wait until ``until`` or the task's completion; at ``until`` ask the CRM (polling).
@@ -370,6 +379,7 @@ class PlaybookRun:
             return True
         if task.task_id not in self.completed and await self._activity("get_task", task.task_id) == "completed":
             self.completed.add(task.task_id)
+            self._record_task_end(task, "task_completed")
         return task.task_id in self.completed
 
     def _stopping(self) -> bool:
@@ -495,8 +505,17 @@ class PlaybookRun:
     async def _activity(self, name: str, arg: Any) -> Any:
         return await workflow.execute_activity(name, arg, start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
 
-    def _record(self, step: m.Step, status: str, result: Any = None) -> None:
-        self.results[step.id] = StepResult(status=status, result=result, at=workflow.now().isoformat())
+    def _record(self, step: m.Step, status: str, result: Any = None, *, planned: str = "") -> None:
+        # kind and planned feed the performance report only: recording them issues no command.
+        self.results[step.id] = StepResult(status=status, result=result, at=workflow.now().isoformat(),
+                                           kind=_kind(step.action), planned=planned or self.reached or "")
+
+    def _record_task_end(self, task: OpenTask, kind: str) -> None:
+        """Note that one of this run's tasks was completed or closed (for the report; no command)."""
+        key = f"{task.step_id}/{'completed' if kind == 'task_completed' else 'closed'}"
+        if key not in self.results:
+            now = workflow.now().isoformat()
+            self.results[key] = StepResult(status="done", result=task.task_id, at=now, kind=kind, planned=now)
 
     async def _close_open_tasks(self, end: _End) -> None:
         """Close this run's open tasks as ``cancelled`` (not done work), with why the run ended."""
@@ -506,10 +525,12 @@ class PlaybookRun:
             if task.task_id in self.completed:
                 continue
             try:
-                await self._activity("change_task", TaskChangeInput(
+                closed = await self._activity("change_task", TaskChangeInput(
                     key=f"{self.wf_id}/{task.step_id}/close", task_id=task.task_id, status="cancelled",
                     reason=reason, account_id=self.inp.account_id))
                 self.completed.add(task.task_id)
+                done = isinstance(closed, dict) and closed.get("status") == "completed"
+                self._record_task_end(task, "task_completed" if done else "task_closed")
             except ActivityError as exc:
                 workflow.logger.warning("could not close task %s: %s", task.task_id, _why(exc))
 
@@ -535,6 +556,11 @@ class PlaybookRun:
 
 EFFECTS = (m.Task, m.Alert, m.Email, m.Update, m.Note, m.Http, m.StartPlaybook)
 """Step kinds with a side effect: their activity checks and renders against the account it reads."""
+
+
+def _kind(act: m.Action) -> str:
+    """A step's kind as the report names it: the action's class name in lower case (task, email, wait...)."""
+    return type(act).__name__.lower()
 
 
 def _needs_context(step: m.Step) -> bool:

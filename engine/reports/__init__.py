@@ -1,0 +1,17 @@
+"""Reports over the store: playbook performance, CSM workload, the task inbox and the forecast.
+
+Every function returns plain data (dicts and lists of JSON values) that the CLI prints, the API
+answers and the console renders. The figures are defined in docs/reporting.md, with the SQL of
+the views they read (engine/store_views.py). Hooks: ``engine.reports.cli.register`` adds the commands to
+``csops``, ``engine.reports.api.router`` the routes to the API.
+"""
+
+from __future__ import annotations
+
+from engine.reports.inbox import Completed, TaskClosed, UnknownTask, complete_task, list_tasks
+from engine.reports.performance import TOLERANCE, playbook_report
+from engine.reports.sync import refresh_open_runs
+from engine.reports.workload import flag, workload_report
+
+__all__ = ["TOLERANCE", "Completed", "TaskClosed", "UnknownTask", "complete_task", "flag", "list_tasks",
+           "playbook_report", "refresh_open_runs", "workload_report"]

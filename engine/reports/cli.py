@@ -1,0 +1,216 @@
+"""``csops report playbooks|workload``, ``csops tasks [done ID]`` and ``csops forecast``.
+
+Each command builds its parts from the composition root (engine/root.py) and prints the plain
+data of engine/reports as text or JSON. Exit 0 done, 1 a task could not be completed, 2 a usage
+or configuration problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engine.config import ConfigError
+from engine.root import Root
+from engine.settings import Settings
+
+__all__ = ["parse_since", "parse_span", "register"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+CONNECT_TIMEOUT = 5.0
+_SPAN = re.compile(r"^(\d+)([mhdw])$")
+LONGEST = timedelta(days=36525)
+"""The longest span taken (100 years)."""
+_UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_span(text: str) -> timedelta:
+    """``90d``, ``12w``, ``36h`` or ``15m`` as a timedelta.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    found = _SPAN.match(text.strip())
+    span = int(found.group(1)) * _UNIT[found.group(2)] if found and len(found.group(1)) <= 7 else None
+    if span is None or not timedelta(0) < span <= LONGEST:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a span: write a positive number and a unit m, h, d or w "
+                                         "(e.g. 90d), at most 100 years")
+    return span
+
+
+def parse_since(text: str) -> datetime:
+    """A span back from now (``90d``) or a date or time (``2026-01-31``, ``2026-01-31T09:00:00Z``), aware in UTC.
+
+    Raises:
+        argparse.ArgumentTypeError: neither.
+    """
+    if _SPAN.match(text.strip()):
+        return datetime.now(UTC) - parse_span(text)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a span (90d) nor a date (2026-01-31)") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def register(sub: Any) -> None:
+    """Add the commands to ``csops``'s subparsers (each sets ``runs_handler``, which csops calls)."""
+    rep = sub.add_parser("report", help="playbook performance and CSM workload",
+                         description="Reports over the store: see docs/reporting.md for every figure.")
+    rep_sub = rep.add_subparsers(dest="report_kind", metavar="REPORT", required=True)
+    pbs = rep_sub.add_parser("playbooks", help="per playbook and version: runs, goal conversion, step execution "
+                                               "rate, tasks and emails")
+    pbs.add_argument("--since", type=parse_since, default="90d", help="runs started since: a span (90d, the default) "
+                                                                      "or a date")
+    pbs.add_argument("--playbook", default="", help="only this playbook")
+    pbs.add_argument("--tolerance", type=parse_span, default="15m",
+                     help="how late a step may be and still count as on schedule (default 15m)")
+    pbs.add_argument("--no-refresh", action="store_true",
+                     help="report what the store has; do not ask Temporal about runs still open first")
+    pbs.add_argument("--format", choices=("text", "json"), default="text")
+    pbs.set_defaults(runs_handler=cmd_playbooks)
+    wl = rep_sub.add_parser("workload", help="per person: open and overdue tasks, escalations, accounts by segment, "
+                                             "capacity utilisation (targets in coverage.yaml)")
+    wl.add_argument("--format", choices=("text", "json"), default="text")
+    wl.set_defaults(runs_handler=cmd_workload)
+    tasks = sub.add_parser("tasks", help="open tasks of runs (a CSM's inbox); tasks done ID completes one",
+                           description="List open tasks, soonest due first, or complete one as a task.completed "
+                                       "event would (the run moves on; the CRM task is completed once).")
+    _task_options(tasks)
+    tasks.set_defaults(runs_handler=cmd_tasks)
+    tasks_sub = tasks.add_subparsers(dest="tasks_action", metavar="ACTION")
+    _task_options(tasks_sub.add_parser("list", help="list open tasks (the default)"))
+    done = tasks_sub.add_parser("done", help="complete a task")
+    done.add_argument("task_id", metavar="ID")
+    done.set_defaults(runs_handler=cmd_task_done)
+    from engine.reports.forecast_cli import add_forecast
+
+    add_forecast(sub)
+
+
+def _task_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--owner", default=None, metavar="EMAIL", help="only this person's tasks")
+    p.add_argument("--overdue", action="store_true", help="only tasks past their due date")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--no-check", action="store_true", help="do not ask the CRM whether listed tasks are still open")
+    p.add_argument("--no-refresh", action="store_true",
+                   help="do not ask Temporal about runs still open first (their newest tasks may be missing)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def settings_or_none(command: str) -> Settings | None:
+    """The settings; None (after saying why on stderr) when the configuration is unusable."""
+    try:
+        return Settings.load()
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(f"{p.path}:{p.line}:{p.col}: {p.message}", file=sys.stderr)
+        print(f"csops {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def with_root(command: str, work: Callable[[Root], Awaitable[int]]) -> int:
+    """Run ``work`` with a root built from the settings; configuration and build errors exit 2."""
+    from engine.wiring import BuildError
+
+    settings = settings_or_none(command)
+    if settings is None:
+        return EXIT_USAGE
+
+    async def go() -> int:
+        async with Root(settings) as root:
+            return await work(root)
+    try:
+        return asyncio.run(go())
+    except (BuildError, ConfigError) as exc:
+        print(f"csops {command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def emit(data: Any, fmt: str, as_text: Callable[[Any], str]) -> None:
+    """Print the data as JSON or text."""
+    print(json.dumps(data, indent=2) if fmt == "json" else as_text(data))
+
+
+async def refresh_runs(root: Root) -> list[str]:
+    """Refresh the store's open runs from Temporal; warnings to print (none when all went well)."""
+    from engine.reports.sync import open_runs, refresh_open_runs
+    from engine.runrecord import refresh
+
+    if not await open_runs(root.store):
+        return []
+    try:
+        client = await asyncio.wait_for(root.client(), CONNECT_TIMEOUT)
+    except (RuntimeError, OSError, TimeoutError) as exc:
+        return [f"cannot reach Temporal at {root.settings.temporal_address} ({str(exc).splitlines()[0][:120]}): "
+                "runs still open are shown as the store last saw them"]
+    count, problems = await refresh_open_runs(root.store, lambda run_id: refresh(root.store, client, run_id))
+    return [f"{len(problems)} of {count} open run(s) could not be refreshed: {problems[0]}"] if problems else []
+
+
+def cmd_playbooks(args: argparse.Namespace) -> int:
+    from engine.reports.performance import playbook_report
+    from engine.reports.text import performance_text
+
+    async def work(root: Root) -> int:
+        if not args.no_refresh:
+            for warning in await refresh_runs(root):
+                print(f"csops report: {warning}", file=sys.stderr)
+        data = await playbook_report(root.store, since=args.since, playbook=args.playbook, tolerance=args.tolerance)
+        emit(data, args.format, performance_text)
+        return EXIT_OK
+    return with_root("report", work)
+
+
+def cmd_workload(args: argparse.Namespace) -> int:
+    from engine.reports.text import workload_text
+    from engine.reports.workload import workload_report
+
+    async def work(root: Root) -> int:
+        data = await workload_report(root.store, await root.crm(), root.coverage(),
+                                     today=datetime.now(root.calendar.zone).date())
+        emit(data, args.format, workload_text)
+        return EXIT_OK
+    return with_root("report", work)
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from engine.reports.inbox import list_tasks
+    from engine.reports.text import tasks_text
+
+    async def work(root: Root) -> int:
+        if not args.no_refresh:
+            for warning in await refresh_runs(root):
+                print(f"csops tasks: {warning}", file=sys.stderr)
+        found = await list_tasks(root.store, today=datetime.now(root.calendar.zone).date(), owner=args.owner,
+                                 overdue=args.overdue, crm=None if args.no_check else await root.crm(),
+                                 limit=args.limit)
+        emit(found, args.format, tasks_text)
+        return EXIT_OK
+    return with_root("tasks", work)
+
+
+def cmd_task_done(args: argparse.Namespace) -> int:
+    from engine.reports.inbox import TaskClosed, UnknownTask, complete_task
+
+    async def work(root: Root) -> int:
+        ingestor = await root.ingestor()
+        try:
+            done = await complete_task(root.store, args.task_id, crm=await root.crm(),
+                                       ingest=lambda events: ingestor.ingest(events, process=True))
+        except (UnknownTask, TaskClosed) as exc:
+            print(f"csops tasks done: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        said = {"event": f"completed: the run {done.run_id} was told (event {done.event_id}) and completes it in the "
+                         "CRM",
+                "crm": f"completed in the CRM (its run {done.run_id} has ended)",
+                "already": "already completed: nothing done again"}
+        print(f"task {done.task_id} {said[done.how]}")
+        return EXIT_OK
+    return with_root("tasks", work)
