@@ -34,7 +34,7 @@ async def home(request: Request) -> Response:
         return None
     # Independent reads, each on its own thread: the page costs the slowest, not the sum.
     active, tasks, bands, escalations, movers, failed, failed_events, actions = await asyncio.gather(
-        queries.active_by_playbook(d.store), queries.task_counts(db, now.date()) if db is not None else none(),
+        queries.active_by_playbook(d.store), queries.task_counts(d.store, now.date()),
         queries.bands(db) if db is not None else none(), queries.escalations_since(d.store, week),
         queries.movers(d.store, week), queries.failed_runs(d.store, 10), d.store.failed_events(100),
         recent_audit(d.store, 10) if who.ops else none())
@@ -85,9 +85,7 @@ async def run_page(request: Request, run_id: str, note: str = "") -> Response:
                       message=f"There is no run {run_id}.")
     run = detail.run
     events = await d.store.events_for(run.account_id, since=run.started_at, limit=100)
-    db = queries.sql_crm(d.crm)
-    tasks = [t for t in await queries.tasks(db, account=run.account_id, open_only=False)
-             if t.run_id == run_id] if db is not None else None
+    tasks = await queries.run_tasks(d.store, run_id=run_id)
     decided = await d.store.decisions(account_id=run.account_id, playbook=run.playbook, limit=50)
     start = next((x for x in reversed(decided) if x.run_id == run_id and x.outcome == "started"), None)
     first = [("decision", start.at, str(start.signal.get("type") or start.signal.get("kind") or "trigger"),

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from engine.console import PREFIX, queries
 from engine.console.auth import snoozed
-from engine.console.charts import columns, line
+from engine.console.charts import bars, columns, line
 from engine.console.web import deps, person, render
 
 __all__ = ["router"]
@@ -21,7 +21,11 @@ __all__ = ["router"]
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 HEALTH_DAYS = 90
 """The account page's health chart covers this many days back."""
+INBOX = 200
+"""Most tasks the inbox lists."""
 RUN_DAYS = 30
+PERF_DAYS = 90
+"""The playbook page's performance covers runs started this many days back (as csops report's default)."""
 """The playbook page's runs chart covers this many days back."""
 _reports: dict[str, tuple[Any, Any]] = {}
 """Folder → (fingerprint, validation report): validated again only when a file changed."""
@@ -65,7 +69,7 @@ async def account(request: Request, account_id: str) -> Response:
     except ApiError as exc:
         explained, explain_error = {}, exc.message
     db = queries.sql_crm(d.crm)
-    tasks = await queries.tasks(db, account=account_id) if db is not None else None
+    tasks = await queries.run_tasks(d.store, account=account_id, open_only=True)
     names = await queries.user_names(db) if db is not None else {}
     return render(request, "account.html", who, account=found, owner=names.get(found.owner_id or "", ""),
                   chart=line(f"Health score of {found.name}, last {HEALTH_DAYS} days", history), history=history,
@@ -140,6 +144,7 @@ async def playbook(request: Request, name: str) -> Response:
     pid = loaded.id if loaded is not None else (found.declared[0] if found and found.declared else name)
     since = d.now().date() - timedelta(days=RUN_DAYS - 1)
     per_day = await queries.runs_by_day(d.store, pid, since)
+    performance = await _performance(request, d, pid)
     folder = _folder(d)
     file_name = os.path.relpath(found.path, folder) if found is not None and folder is not None else ""
     return render(request, "playbook.html", who, pid=pid, playbook=loaded, file=found, file_name=file_name,
@@ -147,22 +152,44 @@ async def playbook(request: Request, name: str) -> Response:
                   lines=list(enumerate(text.splitlines(), start=1)), marked=marked,
                   versions=await queries.versions(d.store, pid),
                   runs_chart=columns(f"Runs of {pid} started per day, last {RUN_DAYS} days", per_day),
-                  runs_total=sum(n for _, n in per_day))
+                  runs_total=sum(n for _, n in per_day), performance=performance, perf_days=PERF_DAYS)
+
+
+async def _performance(request: Request, d: Any, pid: str) -> list[dict[str, Any]]:
+    """Each version's figures from the performance report (engine/reports), with its step bars."""
+    from engine.reports.api import _refresh
+    from engine.reports.performance import playbook_report
+
+    await _refresh(d, request)  # open runs brought up to date first (at most every 30 s)
+    report = await playbook_report(d.store, since=d.now() - timedelta(days=PERF_DAYS), playbook=pid)
+    out = []
+    for book in report["playbooks"]:
+        for v in book["versions"] if book["playbook"] == pid else []:
+            rated = [(s["step"], round(s["execution_rate"] * 100)) for s in v["steps"]
+                     if s["execution_rate"] is not None]
+            out.append({**v, "chart": bars(f"Step execution rate of version {v['version'][:12]}", rated, unit="%"),
+                        "suppressed": book["suppressed"]})
+    return out
 
 
 @router.get("/inbox")
 async def inbox(request: Request, note: str = "") -> Response:
     from engine.console.pages import NOTES
+    from engine.reports.api import _refresh
+    from engine.reports.inbox import list_tasks
 
     who = await person(request)
     d = deps(request)
-    db = queries.sql_crm(d.crm)
     today = d.now().date()
-    mine = await queries.tasks(db, assignee=who.crm_user) if db is not None and who.crm_user else []
+    # Tasks runs created, as the store last saw them: open runs are refreshed from Temporal first
+    # (at most every 30 s per API process, as GET /v1/tasks does), each listed task checked in the CRM.
+    warnings = await _refresh(d, request)
+    mine = await list_tasks(d.store, today=today, owner=who.email, crm=d.crm, limit=INBOX)
     hidden = await snoozed(d.store, today)
-    shown = [t for t in mine if t.id not in hidden]
-    return render(request, "inbox.html", who, supported=db is not None, today=today,
-                  overdue=[t for t in shown if t.due is not None and t.due < today],
-                  upcoming=[t for t in shown if t.due is None or t.due >= today],
-                  snoozed=[(t, hidden[t.id]) for t in mine if t.id in hidden], note=NOTES.get(note, ""),
-                  tomorrow=today + timedelta(days=1))
+    shown = [t for t in mine if t["task_id"] not in hidden]
+    db = queries.sql_crm(d.crm)
+    names = await queries.account_names(db, [t["account_id"] for t in mine]) if db is not None else {}
+    return render(request, "inbox.html", who, today=today, names=names, warnings=warnings,
+                  overdue=[t for t in shown if t["overdue"]], upcoming=[t for t in shown if not t["overdue"]],
+                  snoozed=[(t, hidden[t["task_id"]]) for t in mine if t["task_id"] in hidden],
+                  note=NOTES.get(note, ""), tomorrow=today + timedelta(days=1))

@@ -1,45 +1,29 @@
 """The counts and lists the console's pages need that the store and the CRM do not offer one by one.
 
-Store queries read the engine's tables (runs, step_audit, health_history). Task and account
-queries need the built-in SQL CRM (connectors/sqlcrm.py): with another CRM (HubSpot, Salesforce)
-``sql_crm`` is None and the pages leave those sections out rather than show partial figures.
+Store queries read the engine's tables (runs, step_audit, run_tasks, health_history), whatever
+the CRM. Account queries (search, bands, owners) need the built-in SQL CRM (connectors/sqlcrm.py):
+with another CRM (HubSpot, Salesforce) ``sql_crm`` is None and the pages leave those sections out
+rather than show partial figures.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
-from connectors.sqlcrm_models import AccountRow, TaskRow, UserRow
+from connectors.sqlcrm_models import AccountRow, UserRow
 from engine.store import Store
-from engine.store_models import HealthRow, RunRecord, RunRow, StepAuditRow
+from engine.store_models import HealthRow, RunRecord, RunRow, RunTaskRow, StepAuditRow
 
-__all__ = ["Task", "account_search", "active_by_playbook", "bands", "escalations_since", "failed_runs",
-           "movers", "owned_accounts", "runs_by_day", "runs_of_accounts", "sql_crm", "task_counts", "tasks",
+__all__ = ["account_names", "account_search", "active_by_playbook", "bands", "escalations_since", "failed_runs",
+           "movers", "owned_accounts", "run_tasks", "runs_by_day", "runs_of_accounts", "sql_crm", "task_counts",
            "user_names", "versions"]
 
 ESCALATION = "%/escalate/%"
 """Step audit rows of escalations are named ``{task step}/escalate/{n}`` (engine/workflow.py)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Task:
-    """A CRM task as the inbox shows it."""
-
-    id: str
-    account_id: str
-    account_name: str
-    assignee_id: str
-    title: str
-    status: str
-    priority: str
-    due: date | None
-    run_id: str
-    """The run that created it ("" when it was not a run)."""
 
 
 def sql_crm(crm: Any) -> Any:
@@ -158,44 +142,46 @@ async def movers(store: Store, since: datetime, limit: int = 5) -> list[tuple[st
     return [(r[0], float(r[1]), float(r[2])) for r in rows if r[1] != r[2]]
 
 
-async def tasks(db: Any, *, assignee: str | None = None, account: str | None = None, open_only: bool = True,
-                limit: int = 500) -> list[Task]:
-    """CRM tasks (open ones by default), due first, with their account's name."""
-    query = select(TaskRow, AccountRow.name).join(AccountRow, AccountRow.id == TaskRow.account_id)
-    if assignee is not None:
-        query = query.where(TaskRow.assignee_id == assignee)
+async def run_tasks(store: Store, *, run_id: str | None = None, account: str | None = None,
+                    open_only: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+    """The tasks runs created (the store's ``run_tasks``, any CRM), of a run or an account, due first;
+    each as engine.reports.inbox.task_data gives it."""
+    from engine.reports.inbox import task_data
+
+    query = select(RunTaskRow)
+    if run_id is not None:
+        query = query.where(RunTaskRow.run_id == run_id)
     if account is not None:
-        query = query.where(TaskRow.account_id == account)
+        query = query.where(RunTaskRow.account_id == account)
     if open_only:
-        query = query.where(TaskRow.status == "open")
-    query = query.order_by(TaskRow.due.is_(None), TaskRow.due, TaskRow.created_at).limit(limit)
+        query = query.where(RunTaskRow.status == "open")
+    query = query.order_by(RunTaskRow.due.is_(None), RunTaskRow.due, RunTaskRow.created_at, RunTaskRow.task_id)
+    today = datetime.now(UTC).date()
 
-    def work(s: Session) -> list[Task]:
-        return [Task(id=t.id, account_id=t.account_id, account_name=name, assignee_id=t.assignee_id, title=t.title,
-                     status=t.status, priority=t.priority, due=t.due, run_id=_run_of(t.idempotency_key))
-                for t, name in s.execute(query).all()]
-    result: list[Task] = await db.read(work)
-    return result
+    def work(s: Session) -> list[dict[str, Any]]:
+        return [task_data(r, today) for r in s.scalars(query.limit(limit)).all()]
+    return await store.db.read(work)
 
 
-async def task_counts(db: Any, today: date) -> tuple[int, int]:
-    """Open tasks due today, and open tasks overdue (due before today)."""
-    base = select(func.count()).select_from(TaskRow).where(TaskRow.status == "open")
-    due = base.where(TaskRow.due == today)
-    late = base.where(TaskRow.due < today)
+async def task_counts(store: Store, today: date) -> tuple[int, int]:
+    """Open tasks of runs due today, and overdue (due before today)."""
+    base = select(func.count()).select_from(RunTaskRow).where(RunTaskRow.status == "open")
+    due = base.where(RunTaskRow.due == today)
+    late = base.where(RunTaskRow.due < today)
 
     def work(s: Session) -> tuple[int, int]:
         return int(s.scalar(due) or 0), int(s.scalar(late) or 0)
-    result: tuple[int, int] = await db.read(work)
-    return result
+    return await store.db.read(work)
+
+
+async def account_names(db: Any, ids: list[str]) -> dict[str, str]:
+    """Account ids to names (the built-in CRM)."""
+    query = select(AccountRow.id, AccountRow.name).where(AccountRow.id.in_(sorted(set(ids))))
+    rows: list[Any] = await db.read(lambda s: list(s.execute(query).all())) if ids else []
+    return {r[0]: r[1] for r in rows}
 
 
 async def user_names(db: Any) -> dict[str, str]:
     """CRM user ids to display names (the email when a user has no name)."""
     rows: list[Any] = await db.read(lambda s: s.execute(select(UserRow.id, UserRow.name, UserRow.email)).all())
     return {r[0]: r[1] or r[2] for r in rows}
-
-
-def _run_of(key: str) -> str:
-    """The run (workflow id) in a task's idempotency key ``{run id}/{step path}``, or ''."""
-    return key.split("/", 1)[0] if key.startswith("pb:") and "/" in key else ""

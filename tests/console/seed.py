@@ -73,14 +73,24 @@ async def seed_users(store: Store) -> None:
     await add_user(store, OTHER, role="csm", password=PASSWORD, name="Cora CSM", crm_user="u-cora")
 
 
+EMAILS = {"u-carl": CSM, "u-cora": OTHER}
+
+
 async def recorded_run(store: Store, crm: SQLCRM, playbook: str, account: str, assignee: str, *,
                        started: datetime, due: date | None = None) -> str:
-    """A run as the starter records it, with the task its first step creates (keyed by the run, as activities do)."""
+    """A run as the starter records it, with the task its first step creates (keyed by the run, as
+    activities do) and recorded in the store's run_tasks as a refresh records it."""
+    from engine.runtasks import save_tasks
+
     run_id = f"pb:{playbook}:{account}:once"
     await store.add_run(run_id=run_id, temporal_run_id="t-1", playbook=playbook, version="v" * 64,
                         account_id=account, trigger={"type": "health_drop"}, started_at=started)
-    await crm.create_task(NewTask(account_id=account, assignee_id=assignee, title=f"Save plan for {account}",
-                                  due=due), idempotency_key=f"{run_id}/plan")
+    task = await crm.create_task(NewTask(account_id=account, assignee_id=assignee, title=f"Save plan for {account}",
+                                         due=due), idempotency_key=f"{run_id}/plan")
+    await save_tasks(store, [{"task_id": task.id, "run_id": run_id, "step": "plan", "playbook": playbook,
+                              "version": "v" * 64, "account_id": account, "assignee": EMAILS[assignee],
+                              "title": task.title, "due": due, "created_at": started, "status": "open",
+                              "closed_at": None, "escalations": 0}])
     return run_id
 
 

@@ -29,7 +29,11 @@ async def started(live: Live) -> tuple[str, str]:
     return "pb:save-plan:acme:once", "pb:save-plan:globex:once"
 
 
-async def test_a_morning_in_the_console(tmp_path: Path) -> None:
+async def test_a_morning_in_the_console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.reports.api
+
+    # The inbox refreshes open runs at most every 30 s; here each visit does, to see the next task at once.
+    monkeypatch.setattr(engine.reports.api, "REFRESH_EVERY", 0.0)
     async with live_console(tmp_path) as live:
         acme_run, globex_run = await started(live)
         b = await asyncio.to_thread(Browser, live.base, 1280, 1000)

@@ -146,12 +146,14 @@ async def test_completing_a_task_sends_one_task_completed_event_and_is_audited(c
     for _ in range(2):  # a double click stores one event
         r = await console.client.post(f"/console/tasks/{task.id}/complete", data={"csrf": csrf_of(inbox.text)})
         assert (r.status_code, r.headers["location"]) == (303, "/console/inbox?note=completed")
-    event = await console.store.get_event(f"console:{task.id}:completed")
+    event = await console.store.get_event(f"csops-task-completed:{task.id}")
     assert event is not None and (event.type, event.account_id) == ("task.completed", "acme")
-    assert event.data == {"task_id": task.id, "by": CSM}
+    assert event.data["task_id"] == task.id
+    assert console.store.counts()["events"] == 1
     rows = await console.store.db.read(lambda s: s.scalars(select(AuditActionRow).where(
         AuditActionRow.action == "complete_task")).all())
-    assert [(a.actor, a.target) for a in rows] == [(CSM, task.id)] * 2
+    assert [(a.actor, a.target) for a in rows] == [(CSM, task.id)]  # the second click did nothing
+    assert f'id="task-{task.id}"' not in (await console.client.get("/console/inbox")).text
 
 
 async def test_a_csm_acting_on_another_csms_task_is_refused(console: Console) -> None:
@@ -161,7 +163,7 @@ async def test_a_csm_acting_on_another_csms_task_is_refused(console: Console) ->
     for action, data in (("complete", {}), ("snooze", {"until": "2099-01-01"})):
         r = await console.client.post(f"/console/tasks/{theirs.id}/{action}", data={"csrf": token, **data})
         assert r.status_code == 403
-    assert await console.store.get_event(f"console:{theirs.id}:completed") is None
+    assert await console.store.get_event(f"csops-task-completed:{theirs.id}") is None
 
 
 async def test_snooze_hides_a_task_until_the_day_chosen(console: Console) -> None:
@@ -294,3 +296,11 @@ async def test_a_csm_narrows_accounts_and_runs_to_their_own(console: Console) ->
     assert "/console/accounts/acme" in mine and "/console/accounts/globex" not in mine
     runs = (await console.client.get("/console/runs?owner=u-carl")).text
     assert console.runs["acme"] in runs and console.runs["globex"] not in runs
+
+
+async def test_a_playbook_page_shows_its_performance_from_the_report(console: Console) -> None:
+    await sign_in(console.client, OPS)
+    page = (await console.client.get("/console/playbooks/save-plan")).text
+    assert 'id="performance"' in page
+    assert re.search(r"2 started · 2 running · 0 completed · 0 exited · 0 cancelled · 0 failed", page)
+    assert "Tasks: 2 created, 0 completed (0 on time), 2 open, 1 overdue" in page

@@ -65,12 +65,13 @@ async def test_home_and_playbook_figures(db_url: str) -> None:
         monday = datetime(2026, 11, 30, tzinfo=UTC)
         assert await queries.escalations_since(store, monday) == 1
         assert [r.run_id for r in await queries.failed_runs(store)] == ["pb:other:initech:once"]
-        assert await queries.task_counts(crm.db, NOW.date()) == (1, 1)
+        assert await queries.task_counts(store, NOW.date()) == (1, 1)
         assert await queries.bands(crm.db) == [("green", 2), ("", 1)]
         assert [(v, n) for v, _, n in await queries.versions(store, "save-plan")] == [("v" * 64, 2)]
         days = dict(await queries.runs_by_day(store, "save-plan", (NOW - timedelta(days=5)).date()))
         assert days[(NOW - timedelta(days=3)).date()] == 1 and sum(days.values()) == 2
-        assert [t.run_id for t in await queries.tasks(crm.db, assignee="u-carl")] == [acme]
+        assert [t["run_id"] for t in await queries.run_tasks(store, account="acme")] == [acme]
+        assert [t["account_id"] for t in await queries.run_tasks(store, open_only=True)] == ["globex", "acme", "initech"]
         assert await queries.owned_accounts(crm.db, "cora@example.com") == ["globex", "initech"]
         assert [a.id for a in await queries.account_search(crm.db, "GLO")] == ["globex"]
         assert [a.id for a in await queries.account_search(crm.db, "%")] == []  # LIKE wildcards are not special
