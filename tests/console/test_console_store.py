@@ -71,7 +71,8 @@ async def test_home_and_playbook_figures(db_url: str) -> None:
         days = dict(await queries.runs_by_day(store, "save-plan", (NOW - timedelta(days=5)).date()))
         assert days[(NOW - timedelta(days=3)).date()] == 1 and sum(days.values()) == 2
         assert [t["run_id"] for t in await queries.run_tasks(store, account="acme")] == [acme]
-        assert [t["account_id"] for t in await queries.run_tasks(store, open_only=True)] == ["globex", "acme", "initech"]
+        opened = await queries.run_tasks(store, open_only=True)
+        assert [t["account_id"] for t in opened] == ["globex", "acme", "initech"]
         assert await queries.owned_accounts(crm.db, "cora@example.com") == ["globex", "initech"]
         assert [a.id for a in await queries.account_search(crm.db, "GLO")] == ["globex"]
         assert [a.id for a in await queries.account_search(crm.db, "%")] == []  # LIKE wildcards are not special
