@@ -36,8 +36,9 @@ from engine.api import create_app
 from engine.console import queries
 from engine.console.auth import add_user
 from engine.context import Calendar
+from engine.reports.inbox import list_tasks
 from engine.store import Store
-from engine.store_models import DecisionRow, HealthRow, RunRow, StepAuditRow
+from engine.store_models import DecisionRow, HealthRow, RunRow, RunTaskRow, StepAuditRow
 
 PASSWORD = "bench password, long enough"
 CHUNK = 20_000
@@ -74,6 +75,11 @@ def fill(store: Store, crm: SQLCRM, accounts: int, runs: int, steps: int) -> Non
                           "priority": "normal", "status": "open" if i % 3 else "completed", "created_at": now})
     _bulk(store.db, RunRow, run_rows)
     _bulk(crm.db, TaskRow, task_rows)
+    _bulk(store.db, RunTaskRow, [{"task_id": t["id"], "run_id": str(t["idempotency_key"]).split("/")[0], "step": "plan",
+                                  "playbook": books[i % 8], "version": "v1", "account_id": t["account_id"],
+                                  "assignee": f"csm{i % 50}@example.com", "title": t["title"], "due": t["due"],
+                                  "created_at": now, "status": t["status"], "escalations": 0}
+                                 for i, t in enumerate(task_rows)])
     per = max(1, steps // max(runs, 1))
     _bulk(store.db, StepAuditRow, [{"run_id": run_rows[i // per % runs]["run_id"], "step": f"s{i % per}" if i % 50 else
                                     f"s/escalate/{i}", "status": "done", "at": now - timedelta(seconds=i),
@@ -96,13 +102,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
     fill(store, crm, args.accounts, args.runs, args.steps)
     filled = time.monotonic() - t0
-    await add_user(store, "ops@example.com", role="ops", password=PASSWORD, crm_user="u-1")
+    await add_user(store, "csm1@example.com", role="ops", password=PASSWORD, crm_user="u-1")
     app = create_app(store=store, ingestor=object(), token="bench-token-0123456789", crm=crm, calendar=Calendar(),  # type: ignore[arg-type]
                      process=False)
     db = crm.db
     now = datetime.now(UTC)
     bare: dict[str, Callable[[], Awaitable[Any]]] = {
-        "/console": lambda: asyncio.gather(queries.active_by_playbook(store), queries.task_counts(db, now.date()),
+        "/console": lambda: asyncio.gather(queries.active_by_playbook(store), queries.task_counts(store, now.date()),
                                            queries.bands(db), queries.escalations_since(store, now - timedelta(days=7)),
                                            queries.failed_runs(store, 10)),
         "/console/runs": lambda: store.runs(limit=50),
@@ -111,7 +117,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "/console/accounts/a000123": lambda: asyncio.gather(
             crm.get_account("a000123"), store.runs(account_id="a000123"),
             store.events_for("a000123", limit=30, newest_first=True)),
-        "/console/inbox": lambda: queries.tasks(db, assignee="u-1"),
+        "/console/inbox": lambda: list_tasks(store, today=now.date(), owner="csm1@example.com", crm=crm),
         "/console/decisions": lambda: store.decisions(limit=200),
         "/console/playbooks/play-3": lambda: asyncio.gather(queries.versions(store, "play-3"),
                                                             queries.runs_by_day(store, "play-3", now.date())),
@@ -121,7 +127,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         page = await client.get("/console/login")
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
         assert csrf is not None
-        r = await client.post("/console/login", data={"csrf": csrf.group(1), "email": "ops@example.com",
+        r = await client.post("/console/login", data={"csrf": csrf.group(1), "email": "csm1@example.com",
                                                       "password": PASSWORD})
         assert r.status_code == 303, r.text
         for path, query in bare.items():
