@@ -13,7 +13,18 @@ docs/health.md is the user's guide.
 
 from engine.health.checks import RULES
 from engine.health.loader import HEALTH_NAMES, SCHEMA_FILE, check_health, health_beside, load_health, parse_health
-from engine.health.model import BUCKETS, Bands, Bucket, HealthModel, Measure, Missing, Override, Range, Source, Threshold
+from engine.health.model import (
+           BUCKETS,
+           Bands,
+           Bucket,
+           HealthModel,
+           Measure,
+           Missing,
+           Override,
+           Range,
+           Source,
+           Threshold,
+)
 from engine.health.score import Line, Score, points, score, trend, weights_for
 
 __all__ = ["BUCKETS", "HEALTH_NAMES", "RULES", "SCHEMA_FILE", "Bands", "Bucket", "HealthModel", "Line", "Measure",

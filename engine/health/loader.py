@@ -35,8 +35,8 @@ from engine.problems import Problem, make
 from engine.structure import Hook, Walker, describe, walk_top_level
 from engine.yamlpos import Document, Path, load, read
 
-__all__ = ["HEALTH_NAMES", "SCHEMA_FILE", "check_health", "health_beside", "health_results", "health_schema", "load_health",
-           "parse_health"]
+__all__ = ["HEALTH_NAMES", "SCHEMA_FILE", "check_health", "health_beside", "health_results", "health_schema",
+           "load_health", "parse_health"]
 
 SCHEMA_FILE = FsPath(__file__).resolve().parent.parent.parent / "schemas" / "health.schema.json"
 HEALTH_NAMES = ("health.yaml", "health.yml")

@@ -1,0 +1,231 @@
+"""Recomputing health: after an input changes (an event) and in the daily scan.
+
+A recomputed score that differs from the account's last recorded one (its rounded value or its
+band) goes in as a ``health.updated`` event (``data.source: model``) through the event pipeline:
+its facts record it in the health history and the CRM, and ``health_drop`` triggers fire from it
+exactly as from a sent score. The event id is derived from the model version, the account and
+what caused the recompute (the input event's id, or the scan's day), so a retry never sends a
+second one.
+
+Which wins: the latest recorded score is the account's score. A score sent by another system is
+recorded and fires triggers as before; the model records its own score again at the account's
+next input change or daily scan, when it differs. Without a ``health.yaml`` beside the playbooks
+nothing is computed, and sent scores are the only ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from connectors.base import CRM, Account
+from engine.health.inputs import read_raw, values
+from engine.health.loader import health_beside, load_health
+from engine.health.model import HealthModel
+from engine.health.score import Score, score
+from engine.store import Store
+from engine.store_models import EventRow
+
+__all__ = ["Recomputed", "changed", "health_event", "input_types", "latest_health", "model_beside",
+           "recompute_account", "recompute_after", "recompute_all", "recompute_in_scan"]
+
+log = logging.getLogger(__name__)
+SOURCE = "model"
+"""``data.source`` of the health.updated events the model sends."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recomputed:
+    """One account's recomputed health."""
+
+    account_id: str
+    """The account."""
+    result: Score
+    """The score and its breakdown."""
+    previous: tuple[float, str] | None
+    """The last recorded (score, band), None if none."""
+    values: Mapping[str, float | None]
+    """The measures' values."""
+
+    @property
+    def changed(self) -> bool:
+        """Whether it should be recorded: a score, and a different rounded score or band than the last."""
+        return changed(self.previous, self.result)
+
+
+def changed(previous: tuple[float, str] | None, result: Score) -> bool:
+    """Whether ``result`` differs from the last recorded (score, band): rounded score or band."""
+    if result.score is None:
+        return False
+    return previous is None or round(previous[0]) != round(result.score) or previous[1] != result.band
+
+
+def health_event(model: HealthModel, account_id: str, result: Score, *, cause: str, at: datetime) -> dict[str, Any]:
+    """The ``health.updated`` event of a recomputed score; its id is the same for the same model, account and cause."""
+    key = hashlib.sha256(f"{model.version}|{account_id}|{cause}".encode()).hexdigest()[:20]
+    low = sorted((line for line in result.lines if line.weight > 0 and line.points is not None),
+                 key=lambda line: (line.points or 0.0) * line.weight - line.weight * 100)[:3]
+    why = "; ".join(f"{line.measure} {_show(line.value)} → {line.points:g} pts" for line in low)
+    return {"id": f"health:{account_id}:{key}", "type": "health.updated", "account_id": account_id,
+            "occurred_at": at.isoformat(),
+            "data": {"score": result.score, "band": result.band, "source": SOURCE, "model": model.name,
+                     "cause": cause, "why": why,
+                     "buckets": {b: s for b, s, _ in result.buckets}}}
+
+
+def _show(value: float | None) -> str:
+    return "missing" if value is None else f"{value:g}"
+
+
+def input_types(model: HealthModel) -> frozenset[str]:
+    """The event types whose arrival can change a score: the model's event sources, account and usage updates."""
+    named = {m.source.name for m in model.measures if m.source.kind in ("count", "days_since", "latest", "trend")}
+    return frozenset({*named, "account.updated", "usage.feature_used"})
+
+
+async def latest_health(store: Store, only: str | None = None) -> dict[str, tuple[float, str]]:
+    """The last (score, band) of every account (or of ``only``): its latest health.updated event, processed or not.
+
+    Read from the events rather than the history, so a score still queued counts: a second input
+    event processed before it does not send the same score again.
+    """
+    ranked = select(EventRow.account_id, EventRow.data, func.row_number().over(
+        partition_by=EventRow.account_id, order_by=(EventRow.occurred_at.desc(), EventRow.received_at.desc(),
+                                                    EventRow.id.desc())).label("rn")
+                    ).where(EventRow.type == "health.updated")
+    if only is not None:
+        ranked = ranked.where(EventRow.account_id == only)
+    sub = ranked.subquery()
+    query = select(sub.c.account_id, sub.c.data).where(sub.c.rn == 1)
+    rows = await store.db.read(lambda s: s.execute(query).all())
+    out = {}
+    for account_id, text in rows:
+        data = json.loads(text)
+        out[account_id] = (float(data.get("score", 0)), str(data.get("band") or ""))
+    return out
+
+
+async def recompute_account(store: Store, crm: CRM, model: HealthModel, account_id: str,
+                            now: datetime) -> Recomputed | None:
+    """The account's health now; None when the CRM does not know the account."""
+    account = await crm.get_account(account_id)
+    if account is None:
+        return None
+    raw = await read_raw(store, model, now, only=account_id)
+    found = values(model, account, raw.get(account_id, {}), now)
+    previous = (await latest_health(store, account_id)).get(account_id)
+    result = score(model, found, segment=account.segment, lifecycle_stage=account.lifecycle_stage)
+    return Recomputed(account_id=account_id, result=result, previous=previous, values=found)
+
+
+async def recompute_all(store: Store, accounts: Iterable[Account], model: HealthModel,
+                        now: datetime) -> list[Recomputed]:
+    """The health of every account given, reading the store once for all of them."""
+    raw = await read_raw(store, model, now)
+    last = await latest_health(store)
+    out = []
+    for account in accounts:
+        found = values(model, account, raw.get(account.id, {}), now)
+        out.append(Recomputed(account_id=account.id, previous=last.get(account.id), values=found,
+                              result=score(model, found, segment=account.segment,
+                                           lifecycle_stage=account.lifecycle_stage)))
+    return out
+
+
+_MODELS: dict[str, tuple[float, HealthModel | None]] = {}
+FOLDER_TTL = 30.0
+"""Seconds the folder of an ingestor's playbooks is remembered (reading the playbooks costs a validation)."""
+
+
+def model_at(path: str) -> HealthModel | None:
+    """The model in a file, read again when the file changes; None (logged) when it has problems."""
+    try:
+        stamp = os.stat(path).st_mtime
+    except OSError:
+        return None
+    cached = _MODELS.get(path)
+    if cached is None or cached[0] != stamp:
+        model, problems = load_health(path)
+        if problems:
+            log.error("%s has %d problem(s); health is not computed until they are fixed (csops validate says "
+                      "where): %s", path, len(problems), problems[0].message)
+        _MODELS[path] = cached = (stamp, model)
+    return cached[1]
+
+
+def model_beside(playbooks: Mapping[str, Any]) -> HealthModel | None:
+    """The model in the folder of the playbooks (their ``source`` files), if there is one."""
+    for folder in dict.fromkeys(os.path.dirname(getattr(pb, "source", "") or "") for pb in playbooks.values()):
+        path = health_beside(folder or ".")
+        if path is not None:
+            return model_at(path)
+    return None
+
+
+def _model_of(ingestor: Any) -> HealthModel | None:
+    given = getattr(ingestor, "health_model", None)
+    if given is not None:
+        return given if isinstance(given, HealthModel) else None
+    cached: tuple[float, str | None] | None = getattr(ingestor, "_health_file", None)
+    if cached is None or time.monotonic() - cached[0] > FOLDER_TTL:
+        folders = {os.path.dirname(getattr(pb, "source", "") or "") for pb in ingestor.playbooks().values()}
+        path = next((p for f in sorted(folders) if (p := health_beside(f or ".")) is not None), None)
+        cached = (time.monotonic(), path)
+        ingestor._health_file = cached  # remembered on the ingestor: its playbooks' folder rarely moves
+    return model_at(cached[1]) if cached[1] else None
+
+
+async def recompute_after(ingestor: Any, ev: Any) -> None:
+    """engine.ingest's hook: after an input event of an account, recompute it; a change goes in as health.updated.
+
+    ``ingestor`` is the engine.ingest.Ingestor (its store, CRM, clock and ``ingest``); its
+    ``health_model`` attribute, when set, is the model, else health.yaml beside its playbooks.
+    Never raises: health is recomputed again at the next input or daily scan.
+    """
+    try:
+        model = _model_of(ingestor)
+        if model is None or ev.type not in input_types(model):
+            return
+        now = ingestor.now()
+        done = await recompute_account(ingestor.store, ingestor.crm, model, ev.account_id, now)
+        if done is not None and done.changed:
+            await ingestor.ingest([health_event(model, ev.account_id, done.result, cause=f"event:{ev.id}", at=now)])
+    except Exception:  # the event itself was processed; health catches up at the next input or scan
+        log.exception("recomputing the health of %s after event %s failed; the daily scan tries again",
+                      ev.account_id, ev.id)
+
+
+async def recompute_in_scan(crm: Any, store: Store, playbooks: Mapping[str, Any], now: datetime, *,
+                            page: int = 1000) -> int:
+    """The daily scan's hook: recompute every account; changed scores are stored as health.updated events.
+
+    The API's event processor takes them up like any stored event. Returns how many changed.
+    """
+    model = model_beside(playbooks)
+    if model is None or not hasattr(crm, "list_accounts"):
+        return 0
+    from engine.ingest_facts import parse_event
+
+    accounts: list[Account] = []
+    after: str | None = None
+    while True:
+        batch: Sequence[Account] = await crm.list_accounts(after, page)
+        accounts.extend(batch)
+        if len(batch) < page:
+            break
+        after = batch[-1].id
+    day = now.date().isoformat()
+    events = [parse_event(health_event(model, r.account_id, r.result, cause=f"scan:{day}", at=now))
+              for r in await recompute_all(store, accounts, model, now) if r.changed]
+    for at in range(0, len(events), 500):
+        await store.add_events(events[at:at + 500], received_at=now)
+    return len(events)
