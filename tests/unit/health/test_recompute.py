@@ -152,4 +152,4 @@ async def test_the_daily_scan_stores_changed_scores_once_per_day(rig: Rig) -> No
     sent = await rig.store.events_for("acme", types=["health.updated"])
     assert len(sent) == 1 and sent[0].data["model"] == "default-health"
     done = await recompute_all(rig.store, [Account(id="acme", name="Acme")], model(), NOW)
-    assert done[0].result.score == 5.0  # no champion field, no logins
+    assert done[0].result.score == 10.0  # no logins: 10 points; no champion field: skipped, usage alone counts
