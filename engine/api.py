@@ -298,6 +298,9 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
     from engine.api_runs import router
 
     app.include_router(router)
+    from engine.health.api import router as health_router
+
+    app.include_router(health_router)
     _with_event_schema(app)
     return app
 

@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     from engine.cli_sim import add_parsers as add_sim_parsers
 
     add_sim_parsers(sub)
+    from engine.health.cli import register as add_health_parsers
+
+    add_health_parsers(sub)
     return parser
 
 

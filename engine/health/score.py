@@ -127,7 +127,7 @@ def score(model: HealthModel, facts: Mapping[str, object], *, segment: str = "",
         share = 0.0
         if got is not None and m.bucket in shares and measure_w[m.name] > 0:
             share = shares[m.bucket] * measure_w[m.name] / per_bucket[m.bucket][1]
-        if value is not None and not share:
+        if got is not None and not share:
             note = "weight 0 for this account"
         lines.append(Line(measure=m.name, bucket=m.bucket, value=value, points=got, weight=share, note=note))
     bucket_scores = tuple((b.name, round(per_bucket[b.name][0] / per_bucket[b.name][1], 1)
