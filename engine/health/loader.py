@@ -123,13 +123,31 @@ def _account_field(walker: Walker, value: Any, p: Path, schema: dict[str, Any]) 
         return
     bare = value.removeprefix("account.")
     guess = bare if _FIELD.match(bare) else f"fields.{bare}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", bare) else ""
-    walker.flagged.append(p)
+    walker.flagged.append(p)  # health-field is this file's own rule, not the playbook catalogue's
     walker.problems.append(problem(walker.doc, p, "health-field", f'"{value}" is not an account field with a number',
                                    f'did you mean "{guess}"?' if guess else
                                    "write arr, renewal_date, contract_start, fields.NAME or usage.NAME"))
 
 
-_HOOKS: dict[str, Hook] = {"account_field": _account_field}
+def _event_type(walker: Walker, value: Any, p: Path, schema: dict[str, Any]) -> None:
+    if not walker.check_type(value, schema, p) or re.match(schema["pattern"], value):
+        return
+    guess = re.sub(r"[^a-z0-9_.]+", "_", value.strip().lower()).strip("._")
+    hint = (f'did you mean "{guess}"?' if re.match(schema["pattern"], guess)
+            else "event types are dotted lower-case names, e.g. usage.login or support.escalated")
+    walker.report(p, "event-type", f'"{value}" is not an event type', hint)
+
+
+def _window(walker: Walker, value: Any, p: Path, schema: dict[str, Any]) -> None:
+    if not walker.check_type(value, schema, p) or re.match(schema["pattern"], value):
+        return
+    days = re.match(r"^\s*(\d+)\s*(d|days?)?\s*$", str(value))
+    walker.report(p, "duration", f'within "{value}" is not a window in days',
+                  f'write it as "{int(days.group(1))}d"' if days and 0 < int(days.group(1)) < 1000
+                  else "e.g. within: 30d (1 to 999 days)")
+
+
+_HOOKS: dict[str, Hook] = {"account_field": _account_field, "event_type": _event_type, "window": _window}
 
 
 def _missing(raw: Any, default: Missing) -> Missing:
