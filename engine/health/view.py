@@ -35,10 +35,10 @@ async def account_health(store: Store, crm: CRM, model: HealthModel, account_id:
             "recorded": None if recorded is None else {"score": recorded[0], "band": recorded[1]}}
 
 
-def _num(value: Any, unit: str = "") -> str:
+def _num(value: Any, sign: str = "") -> str:
     if value is None:
         return "-"
-    return f"{value:+g}{unit}" if unit == "+" else f"{value:g}"
+    return f"{value:+g}" if sign else f"{value:g}"
 
 
 def as_text(view: dict[str, Any]) -> str:

@@ -71,7 +71,8 @@ def model() -> HealthModel:
 
 @pytest.mark.parametrize("kind", ["csv", "jsonl"])
 def test_figures_match_the_hand_worked_ones(files: dict[str, Path], kind: str) -> None:
-    result = backtest(model(), read_history(files[f"history.{kind}"], model()), read_outcomes(files[f"outcomes.{kind}"]))
+    history = read_history(files[f"history.{kind}"], model())
+    result = backtest(model(), history, read_outcomes(files[f"outcomes.{kind}"]))
     assert result.as_dict() == EXPECTED
 
 

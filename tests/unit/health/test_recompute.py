@@ -90,7 +90,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 async def test_a_computed_drop_goes_in_as_health_updated_and_starts_the_health_drop_play(rig: Rig) -> None:
     clock = [NOW]
     ingestor = rig.ingestor(model())
-    ingestor.now = lambda: clock[0]  # type: ignore[method-assign]
+    ingestor.now = lambda: clock[0]
     logins = [ev(f"l{i}", "usage.login", at=NOW - timedelta(days=i + 1)) for i in range(12)]
     await ingestor.ingest(logins, process=True)
     await ingestor.process_pending()  # the computed score, queued behind the logins
