@@ -26,7 +26,7 @@ from engine.health.model import HealthModel, Source
 from engine.store import Store
 from engine.store_models import EventRow, FirstUseRow, UtcDateTime, utc
 
-__all__ = ["Raw", "field_value", "gather", "number", "read_raw", "values"]
+__all__ = ["Raw", "field_value", "gather", "number", "read_raw", "since", "values"]
 
 Raw = dict[str, dict[tuple[str, str, int], Any]]
 """The store's answers per account id (``read_raw``), for ``values``."""
@@ -136,16 +136,20 @@ def _value(src: Source, raw: Mapping[tuple[str, str, int], Any], account: Accoun
         before = raw.get(("before", src.name, src.days)) or 0
         return None if not before else float(raw.get(("count", src.name, src.days)) or 0) / before
     if src.kind == "days_since":
-        last = raw.get(("last", src.name, 0))
-        if last is None:
-            return None
-        return round((now - utc(last if isinstance(last, datetime) else _when(last))).total_seconds() / 86400, 2)
+        return since(raw.get(("last", src.name, 0)), now)
     if src.kind == "latest":
         data = raw.get(("latest", src.name, 0))
         found = json.loads(data).get(src.value) if data else None
         return None if isinstance(found, bool) else number(found) if isinstance(found, int | float) else None
     used = raw.get(("features", ",".join(src.features), 0)) or 0
     return used / len(src.features)
+
+
+def since(last: Any, now: datetime) -> float | None:
+    """Days from ``last`` (a stored time, or None) to ``now``, two decimals."""
+    if last is None:
+        return None
+    return round((now - utc(last if isinstance(last, datetime) else _when(last))).total_seconds() / 86400, 2)
 
 
 def _when(text: str) -> datetime:

@@ -15,6 +15,7 @@ nothing is computed, and sent scores are the only ones.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -28,15 +29,28 @@ from typing import Any
 from sqlalchemy import func, select
 
 from connectors.base import CRM, Account
-from engine.health.inputs import read_raw, values
+from engine.health.fast import Reader, Scorer
+from engine.health.inputs import Raw, read_raw, values
 from engine.health.loader import health_beside, load_health
 from engine.health.model import HealthModel
 from engine.health.score import Score, score
 from engine.store import Store
 from engine.store_models import EventRow
 
-__all__ = ["Recomputed", "changed", "health_event", "input_types", "latest_health", "model_beside",
-           "recompute_account", "recompute_after", "recompute_all", "recompute_in_scan"]
+__all__ = [
+    "Recomputed",
+    "changed",
+    "health_event",
+    "input_types",
+    "latest_health",
+    "list_all",
+    "model_beside",
+    "recompute_account",
+    "recompute_after",
+    "recompute_all",
+    "recompute_crm",
+    "recompute_in_scan",
+]
 
 log = logging.getLogger(__name__)
 SOURCE = "model"
@@ -127,18 +141,46 @@ async def recompute_account(store: Store, crm: CRM, model: HealthModel, account_
     return Recomputed(account_id=account_id, result=result, previous=previous, values=found)
 
 
-async def recompute_all(store: Store, accounts: Iterable[Account], model: HealthModel,
-                        now: datetime) -> list[Recomputed]:
-    """The health of every account given, reading the store once for all of them."""
-    raw = await read_raw(store, model, now)
-    last = await latest_health(store)
+async def recompute_all(store: Store, accounts: Iterable[Account], model: HealthModel, now: datetime, *,
+                        raw: Raw | None = None,
+                        last: Mapping[str, tuple[float, str]] | None = None) -> list[Recomputed]:
+    """The health of every account given, reading the store once for all of them (``raw`` and ``last``
+    when the caller read them already). Only a changed score carries its breakdown (``result.lines``)."""
+    if raw is None:
+        raw = await read_raw(store, model, now)
+    if last is None:
+        last = await latest_health(store)
+    reader, scorer = Reader(model, now), Scorer(model)
+    names = scorer.names
     out = []
     for account in accounts:
-        found = values(model, account, raw.get(account.id, {}), now)
-        out.append(Recomputed(account_id=account.id, previous=last.get(account.id), values=found,
-                              result=score(model, found, segment=account.segment,
-                                           lifecycle_stage=account.lifecycle_stage)))
+        found = reader.values(account, raw.get(account.id, {}))
+        total = scorer.total(found, account.segment, account.lifecycle_stage)
+        result = Score(score=total, band="" if total is None else scorer.band(total), lines=(), buckets=())
+        previous = last.get(account.id)
+        facts = dict(zip(names, found, strict=True))
+        if changed(previous, result):
+            result = score(model, facts, segment=account.segment, lifecycle_stage=account.lifecycle_stage)
+        out.append(Recomputed(account_id=account.id, result=result, previous=previous, values=facts))
     return out
+
+
+async def list_all(crm: Any, page: int = 1000) -> list[Account]:
+    """Every account of a CRM that can list them (``AccountLister``), a page at a time."""
+    accounts: list[Account] = []
+    after: str | None = None
+    while True:
+        batch: Sequence[Account] = await crm.list_accounts(after, page)
+        accounts.extend(batch)
+        if len(batch) < page:
+            return accounts
+        after = batch[-1].id
+
+
+async def recompute_crm(crm: Any, store: Store, model: HealthModel, now: datetime) -> list[Recomputed]:
+    """Every account of the CRM recomputed: the CRM's pages and the store's reads at the same time."""
+    accounts, raw, last = await asyncio.gather(list_all(crm), read_raw(store, model, now), latest_health(store))
+    return await recompute_all(store, accounts, model, now, raw=raw, last=last)
 
 
 _MODELS: dict[str, tuple[float, HealthModel | None]] = {}
@@ -204,8 +246,7 @@ async def recompute_after(ingestor: Any, ev: Any) -> None:
                       ev.account_id, ev.id)
 
 
-async def recompute_in_scan(crm: Any, store: Store, playbooks: Mapping[str, Any], now: datetime, *,
-                            page: int = 1000) -> int:
+async def recompute_in_scan(crm: Any, store: Store, playbooks: Mapping[str, Any], now: datetime) -> int:
     """The daily scan's hook: recompute every account; changed scores are stored as health.updated events.
 
     The API's event processor takes them up like any stored event. Returns how many changed.
@@ -215,17 +256,9 @@ async def recompute_in_scan(crm: Any, store: Store, playbooks: Mapping[str, Any]
         return 0
     from engine.ingest_facts import parse_event
 
-    accounts: list[Account] = []
-    after: str | None = None
-    while True:
-        batch: Sequence[Account] = await crm.list_accounts(after, page)
-        accounts.extend(batch)
-        if len(batch) < page:
-            break
-        after = batch[-1].id
     day = now.date().isoformat()
     events = [parse_event(health_event(model, r.account_id, r.result, cause=f"scan:{day}", at=now))
-              for r in await recompute_all(store, accounts, model, now) if r.changed]
+              for r in await recompute_crm(crm, store, model, now) if r.changed]
     for at in range(0, len(events), 500):
         await store.add_events(events[at:at + 500], received_at=now)
     return len(events)
