@@ -24,9 +24,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from engine.health.fast import Scorer
 from engine.health.inputs import number
 from engine.health.model import HealthModel
-from engine.health.score import score
 
 __all__ = ["BacktestError", "Outcome", "Result", "Snapshot", "auc", "backtest", "read_history", "read_outcomes"]
 
@@ -183,19 +183,20 @@ def backtest(model: HealthModel, history: Sequence[Snapshot], outcomes: Mapping[
     """Score every snapshot and compare with the outcomes (accounts without one count as still customers)."""
     scored: list[tuple[float, bool]] = []
     red = red_hits = unscored = 0
+    scorer = Scorer(model)
     first_red: dict[str, date] = {}
     for snap in sorted(history, key=lambda s: (s.account_id, s.day)):
         end = outcomes.get(snap.account_id)
         churn = end.day if end is not None and end.outcome == "churned" else None
         if churn is not None and snap.day >= churn:
             continue
-        result = score(model, snap.values, segment=snap.segment, lifecycle_stage=snap.lifecycle_stage)
-        if result.score is None:
+        total = scorer.total([snap.values.get(name) for name in scorer.names], snap.segment, snap.lifecycle_stage)
+        if total is None:
             unscored += 1
             continue
         positive = churn is not None and (churn - snap.day).days <= within
-        scored.append((100.0 - result.score, positive))
-        if result.band == "red":
+        scored.append((100.0 - total, positive))
+        if scorer.band(total) == "red":
             red += 1
             red_hits += positive
             if positive:

@@ -79,7 +79,7 @@ class Scorer:
         total_w = sum(bucket_w[b] for b in live)
         if not live:
             return None
-        total = sum(bucket_w[b] / total_w * (acc[b] / wsum[b]) for b in live)
+        total = sum(bucket_w[b] / total_w * acc[b] / wsum[b] for b in live)  # as score() associates it
         return round(min(max(total, 0.0), 100.0), 1)
 
     def band(self, value: float) -> str:
