@@ -40,11 +40,17 @@ def register(sub: Any) -> None:
     show.add_argument("--account", required=True, help="account id")
     _model_arg(show)
     show.add_argument("--format", choices=("text", "json"), default="text", help="output format")
-    sim = actions.add_parser("simulate", help="score given measure values (no store, no CRM)",
-                             description="Score an account from measure values given on the command line. Exit 0, "
-                                         "2 bad input.")
+    sim = actions.add_parser("simulate", help="score given measure values, or run the model over timed events",
+                             description="With --facts: score measure values given on the command line. With "
+                                         "--account and --events: feed timed events through the event pipeline on a "
+                                         "simulated clock, print each computed score, and with --playbook simulate "
+                                         "the run a computed drop starts. Exit 0, 2 bad input.")
     _model_arg(sim)
     sim.add_argument("--facts", default="{}", help='measure values as a JSON object, e.g. \'{"logins_30d": 3}\'')
+    sim.add_argument("--account", default="", metavar="FILE", help="an account file (as csops simulate reads it)")
+    sim.add_argument("--events", default="", metavar="FILE", help="timed events (as csops simulate reads them)")
+    sim.add_argument("--playbook", default="", metavar="FILE", help="a playbook a computed score may start")
+    sim.add_argument("--days", type=int, default=30, help="days to simulate with --events (default 30)")
     sim.add_argument("--segment", default="", help="the account's segment (for the weight overrides)")
     sim.add_argument("--lifecycle-stage", default="", help="the account's lifecycle stage")
     sim.add_argument("--format", choices=("text", "json"), default="text", help="output format")
@@ -101,6 +107,8 @@ def _simulate(args: argparse.Namespace) -> int:
     model = _model(args.model, Path("playbooks"))
     if model is None:
         return EXIT_USAGE
+    if args.account or args.events:
+        return _simulate_events(args, model)
     try:
         facts = json.loads(args.facts)
     except json.JSONDecodeError as exc:
@@ -113,6 +121,37 @@ def _simulate(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     view = score_view(model, score(model, facts, segment=args.segment, lifecycle_stage=args.lifecycle_stage))
     print(json.dumps(view) if args.format == "json" else as_text({**view, "account_id": "(simulated)"}))
+    return EXIT_OK
+
+
+def _simulate_events(args: argparse.Namespace, model: HealthModel) -> int:
+    from engine.cli_sim import read_account, read_events
+    from engine.health.simulate import simulate_health
+    from engine.simulate import SimulationError
+    from engine.validate import UsageError, validate_paths
+
+    try:
+        account: dict[str, Any] = (read_account(args.account) if args.account
+                                   else {"account": {"id": "sim"}, "contacts": [], "users": []})
+        events = read_events(args.events) if args.events else []
+        playbook = None
+        if args.playbook:
+            found = validate_paths([args.playbook]).playbooks
+            if not found:
+                raise ValueError(f"{args.playbook} is not a valid playbook (csops validate {args.playbook} says why)")
+            playbook = next(iter(found.values()))
+        timeline = asyncio.run(simulate_health(model, account["account"], contacts=account["contacts"],
+                                               users=account["users"], events=events, playbook=playbook,
+                                               days=args.days))
+    except (ValueError, SimulationError, UsageError) as exc:
+        print(f"csops health simulate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"health of {account['account'].get('id')} by model {model.name} from {timeline.begin.isoformat()}, "
+          f"{args.days} days")
+    for line in timeline.lines or ["  (no score: no measure had an input)"]:
+        print("  " + line)
+    if playbook is not None:
+        print(timeline.play or f"{playbook.id}: no computed score started it")
     return EXIT_OK
 
 
