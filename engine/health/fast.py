@@ -33,7 +33,7 @@ def _mapper(measure: Measure) -> Callable[[float], float]:
 
         def line(value: float) -> float:
             share = (value - start) / span
-            return round(100.0 * min(max(share, 0.0), 1.0), 2) + 0.0
+            return 100.0 * min(max(share, 0.0), 1.0) + 0.0
         return line
     return lambda value: points(measure, value)
 

@@ -88,7 +88,7 @@ def health_event(model: HealthModel, account_id: str, result: Score, *, cause: s
     key = hashlib.sha256(f"{model.version}|{account_id}|{cause}".encode()).hexdigest()[:20]
     low = sorted((line for line in result.lines if line.weight > 0 and line.points is not None),
                  key=lambda line: (line.points or 0.0) * line.weight - line.weight * 100)[:3]
-    why = "; ".join(f"{line.measure} {_show(line.value)} → {line.points:g} pts" for line in low)
+    why = "; ".join(f"{line.measure} {_show(line.value)} → {round(line.points or 0.0, 2):g} pts" for line in low)
     return {"id": f"health:{account_id}:{key}", "type": "health.updated", "account_id": account_id,
             "occurred_at": at.isoformat(),
             "data": {"score": result.score, "band": result.band, "source": SOURCE, "model": model.name,

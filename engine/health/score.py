@@ -39,7 +39,8 @@ class Line:
 
     def as_dict(self) -> dict[str, object]:
         """As JSON."""
-        return {"measure": self.measure, "bucket": self.bucket, "value": self.value, "points": self.points,
+        shown = None if self.points is None else round(self.points, 2)
+        return {"measure": self.measure, "bucket": self.bucket, "value": self.value, "points": shown,
                 "weight": round(self.weight, 4), "note": self.note}
 
 
@@ -68,7 +69,8 @@ def points(measure: Measure, value: float) -> float:
     if measure.range is not None:
         start, end = measure.range.start, measure.range.end
         share = (value - start) / (end - start)
-        return round(100.0 * min(max(share, 0.0), 1.0), 2) + 0.0  # never -0.0
+        # Not rounded: the SQL scorer (engine.health.sqlscore) does the same arithmetic to the last bit.
+        return 100.0 * min(max(share, 0.0), 1.0) + 0.0  # never -0.0
     for step in measure.thresholds:
         if step.holds(value):
             return step.points

@@ -69,7 +69,7 @@ def test_thresholds_take_the_first_step_that_holds_and_none_is_zero(model: Healt
 def test_ranges_are_linear_and_clamped_both_ways(model: HealthModel, measure: str, value: float,
                                                  expected: float) -> None:
     found = model.measure(measure)
-    assert found is not None and points(found, value) == expected
+    assert found is not None and points(found, value) == pytest.approx(expected, abs=1e-9)
 
 
 def test_weights_average_measures_in_a_bucket_then_buckets(model: HealthModel) -> None:
