@@ -146,10 +146,11 @@ def _value(src: Source, raw: Mapping[tuple[str, str, int], Any], account: Accoun
 
 
 def since(last: Any, now: datetime) -> float | None:
-    """Days from ``last`` (a stored time, or None) to ``now``, two decimals."""
+    """Whole days from ``last`` (a stored time, or None) to ``now``, counted on whole seconds (as SQL counts them)."""
     if last is None:
         return None
-    return round((now - utc(last if isinstance(last, datetime) else _when(last))).total_seconds() / 86400, 2)
+    then = utc(last if isinstance(last, datetime) else _when(last))
+    return float((int(now.timestamp()) - int(then.timestamp())) // 86400)
 
 
 def _when(text: str) -> datetime:

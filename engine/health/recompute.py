@@ -177,10 +177,41 @@ async def list_all(crm: Any, page: int = 1000) -> list[Account]:
         after = batch[-1].id
 
 
-async def recompute_crm(crm: Any, store: Store, model: HealthModel, now: datetime) -> list[Recomputed]:
-    """Every account of the CRM recomputed: the CRM's pages and the store's reads at the same time."""
-    accounts, raw, last = await asyncio.gather(list_all(crm), read_raw(store, model, now), latest_health(store))
-    return await recompute_all(store, accounts, model, now, raw=raw, last=last)
+async def recompute_crm(crm: Any, store: Store, model: HealthModel, now: datetime, *,
+                        changed_only: bool = False) -> list[Recomputed]:
+    """Every account of the CRM recomputed (with ``changed_only``, only those whose score changed: the scan's need).
+
+    With the built-in CRM in the store's SQLite database the scores come from one SQL statement
+    (engine.health.sqlscore) and only changed scores get their values and breakdown; otherwise the
+    CRM's pages and the store's reads are done at the same time and every account scored in Python.
+    """
+    from engine.health import sqlscore
+
+    if not sqlscore.usable(crm, store):
+        accounts, raw, last = await asyncio.gather(list_all(crm), read_raw(store, model, now), latest_health(store))
+        done = await recompute_all(store, accounts, model, now, raw=raw, last=last)
+        return [r for r in done if r.changed] if changed_only else done
+    bands = model.bands
+    out = []
+    for ident, total, prev, prev_band in await sqlscore.scores(store, model, now):
+        value = None if total is None else round(min(max(total, 0.0), 100.0), 1)
+        band = "" if value is None else bands.band(value)
+        previous = None if prev is None else (prev, prev_band)
+        if changed_only and (value is None or (previous is not None and round(prev or 0.0) == round(value)
+                                               and prev_band == band)):
+            continue  # unchanged (or no score): the scan has nothing to record
+        out.append(Recomputed(account_id=ident, previous=previous, values={},
+                              result=Score(score=value, band=band, lines=(), buckets=())))
+    changed_ids = {r.account_id for r in out if r.changed}
+    if not changed_ids:
+        return out
+    if len(changed_ids) > 100:
+        accounts = [a for a in await list_all(crm) if a.id in changed_ids]
+    else:
+        accounts = [a for a in [await crm.get_account(i) for i in sorted(changed_ids)] if a is not None]
+    last = {r.account_id: r.previous for r in out if r.account_id in changed_ids and r.previous is not None}
+    full = {r.account_id: r for r in await recompute_all(store, accounts, model, now, last=last)}
+    return [full.get(r.account_id, r) for r in out]
 
 
 _MODELS: dict[str, tuple[float, HealthModel | None]] = {}
@@ -258,7 +289,7 @@ async def recompute_in_scan(crm: Any, store: Store, playbooks: Mapping[str, Any]
 
     day = now.date().isoformat()
     events = [parse_event(health_event(model, r.account_id, r.result, cause=f"scan:{day}", at=now))
-              for r in await recompute_crm(crm, store, model, now) if r.changed]
+              for r in await recompute_crm(crm, store, model, now, changed_only=True) if r.changed]
     for at in range(0, len(events), 500):
         await store.add_events(events[at:at + 500], received_at=now)
     return len(events)
