@@ -111,6 +111,9 @@ def _import(args: argparse.Namespace) -> int:
     crm = SQLCRM(url)
     try:
         report = asyncio.run(import_csv(crm, args.kind, Path(args.file)))
+        from engine.health.recompute import after_import  # engine/health: scores the import changed
+
+        health_note = asyncio.run(after_import(crm, args.kind))
     except ImportFileError as exc:
         print(f"csops import: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -119,6 +122,8 @@ def _import(args: argparse.Namespace) -> int:
     for r in report.rejected:
         print(f"{args.file}:{r.line}: {r.column}: {r.why}")
     print(f"{report.imported} of {report.rows} {args.kind} imported, {report.rejected_rows} rejected")
+    if health_note:
+        print(health_note)
     return EXIT_PROBLEMS if report.rejected else EXIT_OK
 
 

@@ -23,10 +23,11 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from connectors.base import CRM, Account
 from engine.health.fast import Reader, Scorer
@@ -277,6 +278,51 @@ async def recompute_after(ingestor: Any, ev: Any) -> None:
                       ev.account_id, ev.id)
 
 
+async def recompute_and_store(crm: Any, store: Store, model: HealthModel, now: datetime, cause: str) -> int:
+    """Recompute every account; store the changed scores as health.updated events (``cause`` in their ids). How many."""
+    from engine.ingest_facts import parse_event
+
+    events = [parse_event(health_event(model, r.account_id, r.result, cause=cause, at=now))
+              for r in await recompute_crm(crm, store, model, now, changed_only=True) if r.changed]
+    for at in range(0, len(events), 500):
+        await store.add_events(events[at:at + 500], received_at=now)
+    return len(events)
+
+
+async def after_import(crm: Any, kind: str) -> str:
+    """``csops import accounts``'s hook: recompute every account with the model beside the settings' playbooks.
+
+    Only for an import into the settings' built-in CRM (not one given with --database-url).
+
+    The changed scores are stored as health.updated events; the API's event processor records them
+    and fires triggers. Returns a line to print ("" when there is no model or nothing changed).
+    Never raises: the import itself is done; the daily scan catches up.
+    """
+    if kind != "accounts":
+        return ""
+    try:
+        from engine.settings import Settings
+
+        settings = Settings.load()
+        crm_url = getattr(settings.config.crm, "database_url", "") or settings.database_url
+        if str(crm.db.engine.url) != str(make_url(crm_url)):
+            return ""  # an import into another database (--database-url): not the settings' accounts
+        path = health_beside(settings.playbooks)
+        model = model_at(path) if path else None
+        if model is None:
+            return ""
+        now = datetime.now(UTC)
+        store = Store(settings.database_url)
+        try:
+            changed = await recompute_and_store(crm, store, model, now, f"import:{now.isoformat()}")
+        finally:
+            store.close()
+    except Exception as exc:  # noqa: BLE001 - the import is done; the daily scan recomputes
+        log.warning("recomputing health after the import failed: %s", exc)
+        return f"health: not recomputed after the import ({exc}); the daily scan will"
+    return f"health: {changed} account score(s) changed by the import, queued as health.updated" if changed else ""
+
+
 async def recompute_in_scan(crm: Any, store: Store, playbooks: Mapping[str, Any], now: datetime) -> int:
     """The daily scan's hook: recompute every account; changed scores are stored as health.updated events.
 
@@ -285,11 +331,4 @@ async def recompute_in_scan(crm: Any, store: Store, playbooks: Mapping[str, Any]
     model = model_beside(playbooks)
     if model is None or not hasattr(crm, "list_accounts"):
         return 0
-    from engine.ingest_facts import parse_event
-
-    day = now.date().isoformat()
-    events = [parse_event(health_event(model, r.account_id, r.result, cause=f"scan:{day}", at=now))
-              for r in await recompute_crm(crm, store, model, now, changed_only=True) if r.changed]
-    for at in range(0, len(events), 500):
-        await store.add_events(events[at:at + 500], received_at=now)
-    return len(events)
+    return await recompute_and_store(crm, store, model, now, f"scan:{now.date().isoformat()}")

@@ -187,3 +187,21 @@ async def test_api_answers_the_breakdown_and_404s(client: httpx.AsyncClient) -> 
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     unauthorised = await client.get("/v1/accounts/acme/health", headers={"Authorization": "Bearer wrong"})
     assert unauthorised.status_code == 401
+
+
+def test_an_accounts_import_recomputes_and_queues_the_changed_scores(env: Path) -> None:
+    assert run(["import", "users", str(ROOT / "samples" / "users.csv")])[0] == 0
+    status, text = run(["import", "accounts", str(ROOT / "samples" / "accounts.csv")])
+    assert status == 0, text
+    assert text.splitlines()[-2:] == ["7 of 7 accounts imported, 0 rejected",
+                                      "health: 7 account score(s) changed by the import, queued as health.updated"]
+    store = Store(f"sqlite:///{env / 'csops.db'}")
+    try:
+        queued = asyncio.run(store.events_for("acme", types=["health.updated"]))
+    finally:
+        store.close()
+    # Acme has its custom fields and no events: seats 150/200, a champion, ARR +8%, nothing overdue, but no
+    # logins, meetings or key features yet.
+    assert [(e.data["source"], e.data["cause"].split(":")[0]) for e in queued] == [("model", "import")]
+    status, text = run(["import", "accounts", str(ROOT / "samples" / "accounts.csv")])
+    assert text.splitlines()[-1] == "7 of 7 accounts imported, 0 rejected"  # nothing changed the second time
