@@ -111,7 +111,7 @@ def _import(args: argparse.Namespace) -> int:
     crm = SQLCRM(url)
     try:
         report = asyncio.run(import_csv(crm, args.kind, Path(args.file)))
-        from engine.health.recompute import after_import  # engine/health: scores the import changed
+        from engine.health.hooks import after_import  # engine/health: scores the import changed
 
         health_note = asyncio.run(after_import(crm, args.kind))
     except ImportFileError as exc:

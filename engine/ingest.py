@@ -40,7 +40,7 @@ from connectors.base import CRM, RetryableError
 from engine import model as m
 from engine.context import Calendar
 from engine.enrol import Start, enrol, facts_for
-from engine.health.recompute import recompute_after
+from engine.health.hooks import recompute_after
 from engine.ingest_facts import Change, apply_facts, parse_event, validate_event
 from engine.matcher import decide
 from engine.runcontext import read_view, view_data

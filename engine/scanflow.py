@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
 
     from engine import scan
     from engine.context import Calendar
-    from engine.health.recompute import recompute_in_scan
+    from engine.health.hooks import recompute_in_scan
     from engine.model import Playbook
     from engine.settings import Settings
     from engine.signals import Decision

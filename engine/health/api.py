@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from engine.api import ApiError, Authorised, errors
+from engine.health.hooks import model_beside
 from engine.health.model import HealthModel
-from engine.health.recompute import model_beside
 from engine.health.view import account_health
 
 __all__ = ["router"]

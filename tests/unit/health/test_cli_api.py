@@ -32,7 +32,7 @@ from connectors.base import Account
 from connectors.sqlcrm import SQLCRM
 from engine.api import create_app
 from engine.cli import main
-from engine.health.recompute import model_at
+from engine.health.hooks import model_at
 from engine.health.view import account_health
 from engine.signals import EventSignal
 from engine.store import Store

@@ -15,7 +15,8 @@ import pytest
 from connectors.base import Account, User
 from connectors.sqlcrm import SQLCRM
 from engine.health import HealthModel, parse_health
-from engine.health.recompute import health_event, recompute_account, recompute_all, recompute_in_scan
+from engine.health.hooks import recompute_in_scan
+from engine.health.recompute import health_event, recompute_account, recompute_all
 from engine.ingest import Ingestor
 from engine.model import Playbook
 from engine.runtypes import Event

@@ -1,0 +1,134 @@
+"""Where recompute hooks into the engine: after an input event, after an accounts import, in the daily scan.
+
+Each is one call from the engine's own code (engine/ingest.py ``Ingestor._one``,
+engine/cli_events.py ``csops import``, engine/scanflow.py ``csops_daily_scan``), and none raises:
+a failed recompute is logged and caught up at the next input or daily scan. The model is the
+``health.yaml`` beside the playbooks (``model_beside``), read again when the file changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from engine.health.loader import health_beside, load_health
+from engine.health.model import HealthModel
+from engine.health.recompute import health_event, input_types, recompute_account, recompute_and_store
+from engine.store import Store
+
+__all__ = ["after_import", "model_at", "model_beside", "recompute_after", "recompute_in_scan"]
+
+log = logging.getLogger(__name__)
+
+_MODELS: dict[str, tuple[float, HealthModel | None]] = {}
+FOLDER_TTL = 30.0
+"""Seconds the folder of an ingestor's playbooks is remembered (reading the playbooks costs a validation)."""
+
+
+def model_at(path: str) -> HealthModel | None:
+    """The model in a file, read again when the file changes; None (logged) when it has problems."""
+    try:
+        stamp = os.stat(path).st_mtime
+    except OSError:
+        return None
+    cached = _MODELS.get(path)
+    if cached is None or cached[0] != stamp:
+        model, problems = load_health(path)
+        if problems:
+            log.error("%s has %d problem(s); health is not computed until they are fixed (csops validate says "
+                      "where): %s", path, len(problems), problems[0].message)
+        _MODELS[path] = cached = (stamp, model)
+    return cached[1]
+
+
+def model_beside(playbooks: Mapping[str, Any]) -> HealthModel | None:
+    """The model in the folder of the playbooks (their ``source`` files), if there is one."""
+    for folder in dict.fromkeys(os.path.dirname(getattr(pb, "source", "") or "") for pb in playbooks.values()):
+        path = health_beside(folder or ".")
+        if path is not None:
+            return model_at(path)
+    return None
+
+
+def _model_of(ingestor: Any) -> HealthModel | None:
+    given = getattr(ingestor, "health_model", None)
+    if given is not None:
+        return given if isinstance(given, HealthModel) else None
+    cached: tuple[float, str | None] | None = getattr(ingestor, "_health_file", None)
+    if cached is None or time.monotonic() - cached[0] > FOLDER_TTL:
+        folders = {os.path.dirname(getattr(pb, "source", "") or "") for pb in ingestor.playbooks().values()}
+        path = next((p for f in sorted(folders) if (p := health_beside(f or ".")) is not None), None)
+        cached = (time.monotonic(), path)
+        ingestor._health_file = cached  # remembered on the ingestor: its playbooks' folder rarely moves
+    return model_at(cached[1]) if cached[1] else None
+
+
+async def recompute_after(ingestor: Any, ev: Any) -> None:
+    """engine.ingest's hook: after an input event of an account, recompute it; a change goes in as health.updated.
+
+    ``ingestor`` is the engine.ingest.Ingestor (its store, CRM, clock and ``ingest``); its
+    ``health_model`` attribute, when set, is the model, else health.yaml beside its playbooks.
+    Never raises: health is recomputed again at the next input or daily scan.
+    """
+    try:
+        model = _model_of(ingestor)
+        if model is None or ev.type not in input_types(model):
+            return
+        now = ingestor.now()
+        done = await recompute_account(ingestor.store, ingestor.crm, model, ev.account_id, now)
+        if done is not None and done.changed:
+            await ingestor.ingest([health_event(model, ev.account_id, done.result, cause=f"event:{ev.id}", at=now)])
+    except Exception:  # the event itself was processed; health catches up at the next input or scan
+        log.exception("recomputing the health of %s after event %s failed; the daily scan tries again",
+                      ev.account_id, ev.id)
+
+
+async def after_import(crm: Any, kind: str) -> str:
+    """``csops import accounts``'s hook: recompute every account with the model beside the settings' playbooks.
+
+    Only for an import into the settings' built-in CRM (not one given with --database-url).
+
+    The changed scores are stored as health.updated events; the API's event processor records them
+    and fires triggers. Returns a line to print ("" when there is no model or nothing changed).
+    Never raises: the import itself is done; the daily scan catches up.
+    """
+    if kind != "accounts":
+        return ""
+    try:
+        from engine.settings import Settings
+
+        settings = Settings.load()
+        crm_url = getattr(settings.config.crm, "database_url", "") or settings.database_url
+        if str(crm.db.engine.url) != str(make_url(crm_url)):
+            return ""  # an import into another database (--database-url): not the settings' accounts
+        path = health_beside(settings.playbooks)
+        model = model_at(path) if path else None
+        if model is None:
+            return ""
+        now = datetime.now(UTC)
+        store = Store(settings.database_url)
+        try:
+            changed = await recompute_and_store(crm, store, model, now, f"import:{now.isoformat()}")
+        finally:
+            store.close()
+    except Exception as exc:  # noqa: BLE001 - the import is done; the daily scan recomputes
+        log.warning("recomputing health after the import failed: %s", exc)
+        return f"health: not recomputed after the import ({exc}); the daily scan will"
+    return f"health: {changed} account score(s) changed by the import, queued as health.updated" if changed else ""
+
+
+async def recompute_in_scan(crm: Any, store: Store, playbooks: Mapping[str, Any], now: datetime) -> int:
+    """The daily scan's hook: recompute every account; changed scores are stored as health.updated events.
+
+    The API's event processor takes them up like any stored event. Returns how many changed.
+    """
+    model = model_beside(playbooks)
+    if model is None or not hasattr(crm, "list_accounts"):
+        return 0
+    return await recompute_and_store(crm, store, model, now, f"scan:{now.date().isoformat()}")
