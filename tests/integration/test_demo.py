@@ -79,8 +79,8 @@ def test_demo_shows_the_effects_and_leaves_nothing_running(tmp_path: Path) -> No
                  "(5 events)          Acme Corp's champion leaves, seats go unused, invoices are overdue, four "
                  "escalations: 5 accepted",
                  "usage.feature_used  Globex uses Advanced Analytics for the first time: accepted",
-                 "decision   health-drop-risk for acme: run started (health_drop trigger: score fell from 85.9 to 43.8, "
-                 "below 50)",
+                 "decision   health-drop-risk for acme: run started (health_drop trigger: score fell from 85.9 to "
+                 "43.8, below 50)",
                  "decision   new-usage-expansion for globex: run started (new_usage trigger: first use of feature "
                  "advanced_analytics)",
                  "decision   renewal-reminders for initech: run started (contract_milestone trigger: renewal_date is ",
