@@ -17,13 +17,15 @@ Timed, in the same run:
   ``incremental_share`` = incremental / full (target at most 0.01).
 
 The engine's measure values are checked against the baseline's on every account (``agree``).
-BENCH_DATABASE_URL runs it on PostgreSQL instead (an empty database: its tables are dropped).
+BENCH_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) runs it on PostgreSQL
+instead, in a schema of its own that is dropped afterwards.
 Prints figures, and as the JSON object on its last line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -31,11 +33,12 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import create_engine, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -169,11 +172,30 @@ def agree(engine: list[Any], baseline: dict[str, tuple[Any, ...]], model: Health
     return True
 
 
+@contextlib.contextmanager
+def _database(tmp: str) -> Iterator[str]:
+    """A SQLite file, or with BENCH_DATABASE_URL a fresh schema of that PostgreSQL database (dropped after)."""
+    given = os.environ.get("BENCH_DATABASE_URL")
+    if not given:
+        yield f"sqlite:///{Path(tmp) / 'bench.db'}"
+        return
+    server = create_engine(given, isolation_level="AUTOCOMMIT")
+    schema = f"health_bench_{os.getpid()}"
+    with server.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield server.url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
+    finally:
+        with server.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        server.dispose()
+
+
 async def main() -> None:
     model, problems = load_health(ROOT / "playbooks" / "health.yaml")
     assert model is not None, problems
-    with tempfile.TemporaryDirectory() as tmp:
-        url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{Path(tmp) / 'bench.db'}"
+    with tempfile.TemporaryDirectory() as tmp, _database(tmp) as url:
         store, crm = Store(url), SQLCRM(url)
         t0 = time.perf_counter()
         events = generate(crm, store, random.Random(13))
@@ -212,7 +234,8 @@ async def main() -> None:
         red = sum(1 for d in python if d.result.band == "red")
         store.close()
         crm.close()
-    figures = {"accounts": COUNT, "events": events, "database": url.split(":", 1)[0], "seconds": round(engine_s, 3),
+    database = "postgresql" if "postgresql" in url else "sqlite"
+    figures = {"accounts": COUNT, "events": events, "database": database, "seconds": round(engine_s, 3),
                "accounts_per_s": round(COUNT / engine_s), "baseline_seconds": round(base_s, 3),
                "ratio": round(base_s / engine_s, 3), "incremental_seconds": round(one, 5),
                "incremental_share": round(one / engine_s, 6), "python_path_seconds": round(python_s, 3),

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, and_, case, cast, func, literal, select
+from sqlalchemy import BigInteger, Date, Float, Integer, and_, case, cast, func, literal, select
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.orm import Session
 
 from engine.health.inputs import _event_columns, number
@@ -30,36 +31,87 @@ from engine.store_models import EventRow, FirstUseRow, UtcDateTime, utc
 
 __all__ = ["scores", "usable"]
 
-_FIELDS = ("arr", "renewal_date", "contract_start")
-
-
 def usable(crm: Any, store: Store) -> bool:
-    """Whether the SQL path applies: the built-in CRM in the store's SQLite database."""
+    """Whether the SQL path applies: the built-in CRM in the store's own database (SQLite or PostgreSQL)."""
     from connectors.sqlcrm import SQLCRM
 
-    return (isinstance(crm, SQLCRM) and store.db.engine.dialect.name == "sqlite"
-            and str(crm.db.engine.url) == str(store.db.engine.url))
+    return isinstance(crm, SQLCRM) and str(crm.db.engine.url) == str(store.db.engine.url)
 
 
 def _text_number(value: Any) -> float | None:
     return number(value)
 
 
-def _json_number(column: Any, key: str) -> Any:
-    """number() of one key of a JSON text column (SQLite): a simple CASE, so json_type runs once."""
-    path = f'$."{key}"'
-    raw = func.json_extract(column, path)
-    return case({"integer": cast(raw, Float), "real": cast(raw, Float), "true": literal(1.0), "false": literal(0.0),
-                 "text": func.csops_number(raw)}, value=func.json_type(column, path), else_=None)
+_PG_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?%*$"
+_SPACE = " \t\n\r\f\v"
 
 
-def _field_expr(acc: Any, name: str, today: str) -> Any:
+class _Sql:
+    """The few expressions SQLite and PostgreSQL spell differently."""
+
+    def __init__(self, dialect: str) -> None:
+        self.pg = dialect == "postgresql"
+
+    def json_number(self, column: Any, key: str) -> Any:
+        """number() of one key of a JSON text column: a simple CASE, so the JSON type is read once."""
+        if not self.pg:
+            path = f'$."{key}"'
+            raw = func.json_extract(column, path)
+            return case({"integer": cast(raw, Float), "real": cast(raw, Float), "true": literal(1.0),
+                         "false": literal(0.0), "text": func.csops_number(raw)}, value=func.json_type(column, path),
+                        else_=None)
+        doc = cast(column, JSON)
+        raw = doc[key].astext
+        text = func.btrim(raw, _SPACE)
+        word = func.lower(text)
+        parsed = case((word.in_(("true", "yes", "y")), literal(1.0)), (word.in_(("false", "no", "n")), literal(0.0)),
+                      (text.regexp_match(_PG_NUMBER), cast(func.rtrim(text, "%"), Float)), else_=None)
+        return case({"number": cast(raw, Float), "boolean": case((raw == "true", literal(1.0)), else_=literal(0.0)),
+                     "string": parsed}, value=func.json_typeof(doc[key]), else_=None)
+
+    def number_key(self, data: Any, key: str) -> Any:
+        """A JSON number (not true/false, not text) at ``key`` of an event's data, else NULL."""
+        if not self.pg:
+            kind = func.json_type(data, f'$."{key}"')
+            return case((kind.in_(("integer", "real")), cast(func.json_extract(data, f'$."{key}"'), Float)),
+                        else_=None)
+        doc = cast(data, JSON)
+        return case((func.json_typeof(doc[key]) == "number", cast(doc[key].astext, Float)), else_=None)
+
+    def text_key(self, data: Any, key: str) -> Any:
+        """The value at ``key`` of an event's data, as SQL reads it."""
+        return cast(data, JSON)[key].astext if self.pg else func.json_extract(data, f"$.{key}")
+
+    def days_from(self, day: Any, today: str) -> Any:
+        """Days from ``today`` to a date column."""
+        if self.pg:
+            return cast(day - cast(literal(today), Date), Float)
+        return func.julianday(day) - func.julianday(today)
+
+    def clamp(self, share: Any) -> Any:
+        """min(max(share, 0), 1)."""
+        if self.pg:
+            return func.least(func.greatest(share, literal(0.0)), literal(1.0))
+        return func.min(func.max(share, literal(0.0)), literal(1.0))
+
+    def whole_days(self, last: Any, now: datetime) -> Any:
+        """Whole days from ``last`` to ``now``, on whole seconds (as engine.health.inputs.since)."""
+        if self.pg:
+            seconds = cast(func.floor(func.extract("epoch", literal(now, UtcDateTime))), BigInteger) - \
+                cast(func.floor(func.extract("epoch", last)), BigInteger)
+        else:
+            seconds = cast(func.strftime("%s", literal(now.strftime("%Y-%m-%d %H:%M:%S"))), Integer) - \
+                cast(func.strftime("%s", last), Integer)
+        return case((last.is_(None), None), else_=cast(seconds // literal(86400), Float))
+
+
+def _field_expr(sql: _Sql, acc: Any, name: str, today: str) -> Any:
     if name == "arr":
         return cast(acc.c.arr, Float)
     if name in ("renewal_date", "contract_start"):
-        return func.julianday(acc.c[name]) - func.julianday(today)
+        return sql.days_from(acc.c[name], today)
     column = acc.c.fields if name.startswith("fields.") else acc.c.usage
-    return _json_number(column, name.split(".", 1)[1])
+    return sql.json_number(column, name.split(".", 1)[1])
 
 
 def _field_names(model: HealthModel) -> list[str]:
@@ -73,11 +125,11 @@ def _field(acc: Any, names: list[str], name: str) -> Any:
     return acc.c[f"f{names.index(name)}"]
 
 
-def _points(measure: Measure, value: Any) -> Any:
+def _points(sql: _Sql, measure: Measure, value: Any) -> Any:
     if measure.range is not None:
         start, end = measure.range.start, measure.range.end
         share = (value - literal(start)) / literal(end - start)
-        return literal(100.0) * func.min(func.max(share, literal(0.0)), literal(1.0))
+        return literal(100.0) * sql.clamp(share)
     whens = []
     for step in measure.thresholds:
         conds = [value >= literal(step.at_least)] if step.at_least is not None else []
@@ -86,12 +138,12 @@ def _points(measure: Measure, value: Any) -> Any:
     return case(*whens, else_=literal(0.0)) if whens else literal(0.0)
 
 
-def _counted(measure: Measure, value: Any) -> Any:
+def _counted(sql: _Sql, measure: Measure, value: Any) -> Any:
     """The measure's points, or what a missing value counts as (NULL: skipped)."""
     missing = measure.missing
     instead = (None if missing.mode == "skip" else literal(missing.number) if missing.mode == "points"
                else literal(points(measure, missing.number)))
-    return case((value.is_(None), instead), else_=_points(measure, value))
+    return case((value.is_(None), instead), else_=_points(sql, measure, value))
 
 
 def _weight(model: HealthModel, kind: str, name: str, base: float, row: Any) -> Any:
@@ -110,7 +162,7 @@ def _weight(model: HealthModel, kind: str, name: str, base: float, row: Any) -> 
     return case(*whens, else_=literal(base)) if whens else literal(base)
 
 
-def _value(src: Source, acc: Any, names: list[str], ev: Any, keys: list[tuple[str, str, int]],
+def _value(sql: _Sql, src: Source, acc: Any, names: list[str], ev: Any, keys: list[tuple[str, str, int]],
            latest: dict[Source, Any], used: dict[Source, Any], now: datetime) -> Any:
     def col(key: tuple[str, str, int]) -> Any:
         return ev.c[f"c{keys.index(key)}"]
@@ -128,27 +180,22 @@ def _value(src: Source, acc: Any, names: list[str], ev: Any, keys: list[tuple[st
         return case((before == 0, None),
                     else_=cast(func.coalesce(col(("count", src.name, src.days)), 0), Float) / cast(before, Float))
     if src.kind == "days_since":
-        last = col(("last", src.name, 0))
-        seconds = cast(func.strftime("%s", literal(now.strftime("%Y-%m-%d %H:%M:%S"))), Integer) - \
-            cast(func.strftime("%s", last), Integer)
-        return case((last.is_(None), None), else_=cast(seconds // literal(86400), Float))  # whole days, as since()
+        return sql.whole_days(col(("last", src.name, 0)), now)
     if src.kind == "latest":
-        data = latest[src].c.data
-        kind = func.json_type(data, f'$."{src.value}"')
-        return case((kind.in_(("integer", "real")), cast(func.json_extract(data, f'$."{src.value}"'), Float)),
-                    else_=None)
+        return sql.number_key(latest[src].c.data, src.value)
     return cast(func.coalesce(used[src].c.n, 0), Float) / literal(float(len(src.features)))
 
 
-def _statement(model: HealthModel, now: datetime) -> Any:
+def _statement(model: HealthModel, now: datetime, dialect: str = "sqlite") -> Any:
     from connectors.sqlcrm_models import AccountRow
 
+    sql = _Sql(dialect)
     table = AccountRow.__table__.alias("accounts")
     names = _field_names(model)
     today = now.date().isoformat()
     # The account fields as numbers, each read from its JSON once (materialised: SQLite would inline it).
     acc = select(table.c.id, table.c.segment, table.c.lifecycle_stage,
-                 *(_field_expr(table, n, today).label(f"f{i}") for i, n in enumerate(names))
+                 *(_field_expr(sql, table, n, today).label(f"f{i}") for i, n in enumerate(names))
                  ).cte("health_fields").prefix_with("MATERIALIZED")
     cols, keys, types = _event_columns(model, now)
     ev = (select(EventRow.account_id, *cols).where(EventRow.type.in_(sorted(types))).group_by(EventRow.account_id)
@@ -181,13 +228,14 @@ def _statement(model: HealthModel, now: datetime) -> Any:
     measures = model.measures
     values = query.add_columns(
         acc.c.segment, acc.c.lifecycle_stage,
-        *(_value(m.source, acc, names, ev, keys, latest, used, now).label(f"v{i}") for i, m in enumerate(measures)),
-        func.json_extract(last.c.data, "$.score").label("prev"), func.json_extract(last.c.data, "$.band").label("band")
+        *(_value(sql, m.source, acc, names, ev, keys, latest, used, now).label(f"v{i}")
+          for i, m in enumerate(measures)),
+        sql.text_key(last.c.data, "score").label("prev"), sql.text_key(last.c.data, "band").label("band")
     ).select_from(joined).cte("health_values").prefix_with("MATERIALIZED")
     base_b, base_m = weights_for(model)
     counted = select(
         values.c.id, values.c.prev, values.c.band,
-        *(_counted(m, values.c[f"v{i}"]).label(f"p{i}") for i, m in enumerate(measures)),
+        *(_counted(sql, m, values.c[f"v{i}"]).label(f"p{i}") for i, m in enumerate(measures)),
         *(_weight(model, "measure", m.name, base_m[m.name], values).label(f"w{i}") for i, m in enumerate(measures)),
         *(_weight(model, "bucket", b.name, base_b[b.name], values).label(f"b{j}") for j, b in enumerate(model.buckets))
     ).cte("health_points").prefix_with("MATERIALIZED")
@@ -220,14 +268,15 @@ def _statement(model: HealthModel, now: datetime) -> Any:
 def scores(store: Store, model: HealthModel, now: datetime) -> Any:
     """A coroutine answering (account id, unrounded score or None, last score or None, last band) for every account."""
     at = utc(now, "now")
-    statement = _statement(model, at)
+    dialect = store.db.engine.dialect.name
+    statement = _statement(model, at, dialect)
 
     def work(s: Session) -> Sequence[tuple[str, float | None, float | None, str]]:
-        raw = s.connection().connection.driver_connection
-        assert raw is not None, "a live SQLite connection"
-        raw.create_function("csops_number", 1, _text_number, deterministic=True)
+        if dialect == "sqlite":
+            raw = s.connection().connection.driver_connection
+            assert raw is not None, "a live SQLite connection"
+            raw.create_function("csops_number", 1, _text_number, deterministic=True)
         return [(r[0], r[1], None if r[2] is None else float(r[2]), str(r[3] or "")) for r in s.execute(statement)]
     return store.db.read(work)
 
 
-_ = UtcDateTime  # the events' times compare as the store writes them (engine.store_models)

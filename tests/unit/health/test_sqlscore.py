@@ -1,6 +1,6 @@
 """The one-statement SQL scorer gives the Python scorer's scores to the last digit, on varied random accounts.
 
-400 accounts in one SQLite database (the built-in CRM and the store): custom fields as numbers, as
+400 accounts in one database (the built-in CRM and the store; SQLite, and PostgreSQL): custom fields as numbers, as
 text ("12", "12%", "yes", "n/a"), true/false, missing or null; renewal dates; logins over 90 days,
 meetings, NPS answers (some not numbers), escalations; first uses; some earlier scores. Two models:
 the shipped one, and one with every source kind, thresholds, every missing rule and overrides.
@@ -98,8 +98,8 @@ async def _seed(url: str, rng: random.Random) -> None:
 
 
 @pytest.mark.parametrize("which", ["shipped", "every"])
-async def test_sql_scores_equal_python_scores_to_the_last_digit(tmp_path: Path, which: str) -> None:
-    url = f"sqlite:///{tmp_path / 'csops.db'}"
+async def test_sql_scores_equal_python_scores_to_the_last_digit(db_url: str, which: str) -> None:
+    url = db_url  # SQLite, and a fresh PostgreSQL schema
     await _seed(url, random.Random(13))
     found, problems = (load_health(ROOT / "playbooks" / "health.yaml") if which == "shipped" else parse_health(EVERY))
     assert problems == [] and found is not None
