@@ -1,4 +1,5 @@
-"""The full recompute as one SQL statement, when the CRM is the built-in one in the store's database.
+"""The full recompute as one SQL statement, when the CRM is the built-in one in the store's database (SQLite or
+PostgreSQL).
 
 The daily scan recomputes every account. With the built-in CRM sharing the store's database
 (the default layout), the model is compiled into one query over the accounts, events, first uses
@@ -6,11 +7,13 @@ and the last recorded scores: every measure's value, its points, the weights of 
 segment and stage, the bucket averages and the score, with the same arithmetic in the same order
 as engine.health.score, so the two give the same score to the last bit (tests/unit/health/
 test_sqlscore.py checks it). Python then rounds, bands and compares with the last score; only the
-accounts whose score changed get their breakdown, through the Python path. Other CRMs, and
-PostgreSQL for now, use the Python path (engine.health.recompute.recompute_all).
+accounts whose score changed get their breakdown, through the Python path. Other CRMs use the
+Python path (engine.health.recompute.recompute_all).
 
-Text in custom fields is read as engine.health.inputs.number reads it: a SQLite function
-registered on the connection calls that very function.
+Text in custom fields is read as engine.health.inputs.number reads it: on SQLite a function
+registered on the connection calls that very function; on PostgreSQL a regular expression reads
+plain decimal numbers (sign, digits, point, exponent, trailing %) and true/false/yes/no/y/n, which
+leaves out only what Python's float() alone also accepts (``1_000``, digits of other scripts).
 """
 
 from __future__ import annotations
