@@ -40,7 +40,7 @@ from connectors.base import CRM, RetryableError
 from engine import model as m
 from engine.context import Calendar
 from engine.enrol import Start, enrol, facts_for
-from engine.health.hooks import recompute_after
+from engine.health.hooks import recompute_processed
 from engine.ingest_facts import Change, apply_facts, parse_event, validate_event
 from engine.matcher import decide
 from engine.runcontext import read_view, view_data
@@ -247,6 +247,7 @@ class Ingestor:
                 log.error("event %s (%s, account %s) failed %d times and is set aside; the account's later events "
                           "go on. Last error: %s. `csops event retry %s` queues it again", p.id, p.type,
                           p.account_id, gave_up[p.id].attempts, p.cause, p.id)
+        await recompute_processed(self, done)  # engine/health: changed computed scores go in as health.updated
         return [replace(p, error=_failure(p, attempts[p.id], gave_up=p.id in gave_up, lease=self.lease))
                 if p.error else p for p in done]
 
@@ -260,7 +261,6 @@ class Ingestor:
                 ev = replace(ev, previous=change.previous)
             delivered = await self._route(ev)
             decisions = await self._decide(ev, change) if account is not None else []
-            await recompute_after(self, ev)  # engine/health: a changed computed score goes in as health.updated
         except Exception as exc:  # noqa: BLE001 - one event's failure must not stop the others
             # Kept as the event's last_error and shown by the CLI and API: the exception's own
             # words only (connectors keep secrets out of them), no request headers or URLs.

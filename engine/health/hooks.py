@@ -1,6 +1,6 @@
 """Where recompute hooks into the engine: after an input event, after an accounts import, in the daily scan.
 
-Each is one call from the engine's own code (engine/ingest.py ``Ingestor._one``,
+Each is one call from the engine's own code (engine/ingest.py ``Ingestor._process``,
 engine/cli_events.py ``csops import``, engine/scanflow.py ``csops_daily_scan``), and none raises:
 a failed recompute is logged and caught up at the next input or daily scan. The model is the
 ``health.yaml`` beside the playbooks (``model_beside``), read again when the file changes.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from engine.health.model import HealthModel
 from engine.health.recompute import health_event, input_types, recompute_account, recompute_and_store
 from engine.store import Store
 
-__all__ = ["after_import", "model_at", "model_beside", "recompute_after", "recompute_in_scan"]
+__all__ = ["after_import", "model_at", "model_beside", "recompute_in_scan", "recompute_processed"]
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +69,43 @@ def _model_of(ingestor: Any) -> HealthModel | None:
     return model_at(cached[1]) if cached[1] else None
 
 
-async def recompute_after(ingestor: Any, ev: Any) -> None:
-    """engine.ingest's hook: after an input event of an account, recompute it; a change goes in as health.updated.
+async def recompute_processed(ingestor: Any, done: Sequence[Any]) -> None:
+    """engine.ingest's hook, after a batch of events is processed: recompute each account an input event of
+    the batch was about, once, and put a changed score in as health.updated, processed at once.
 
     ``ingestor`` is the engine.ingest.Ingestor (its store, CRM, clock and ``ingest``); its
-    ``health_model`` attribute, when set, is the model, else health.yaml beside its playbooks.
-    Never raises: health is recomputed again at the next input or daily scan.
+    ``health_model`` attribute, when set, is the model, else the health.yaml beside its playbooks.
+    The score's event is processed right away (its triggers fire) unless an earlier event of the
+    account still waits in the queue; then it waits its turn. Never raises: health is recomputed
+    again at the next input or daily scan.
     """
     try:
         model = _model_of(ingestor)
-        if model is None or ev.type not in input_types(model):
-            return
-        now = ingestor.now()
-        done = await recompute_account(ingestor.store, ingestor.crm, model, ev.account_id, now)
-        if done is not None and done.changed:
-            await ingestor.ingest([health_event(model, ev.account_id, done.result, cause=f"event:{ev.id}", at=now)])
-    except Exception:  # the event itself was processed; health catches up at the next input or scan
-        log.exception("recomputing the health of %s after event %s failed; the daily scan tries again",
-                      ev.account_id, ev.id)
+    except Exception:  # the events themselves were processed
+        log.exception("the health model could not be read; health is not recomputed")
+        return
+    if model is None:
+        return
+    kinds = input_types(model)
+    last: dict[str, str] = {}  # account → the batch's last input event of it (the cause, in the score's id)
+    for p in done:
+        if not p.error and p.type in kinds:
+            last[p.account_id] = p.id
+    events = []
+    for account_id, cause in last.items():
+        try:
+            now = ingestor.now()
+            found = await recompute_account(ingestor.store, ingestor.crm, model, account_id, now)
+            if found is not None and found.changed:
+                events.append(health_event(model, account_id, found.result, cause=f"event:{cause}", at=now))
+        except Exception:  # one account's failure must not stop the others
+            log.exception("recomputing the health of %s after event %s failed; the daily scan tries again",
+                          account_id, cause)
+    if events:
+        try:
+            await ingestor.ingest(events, process=True)
+        except Exception:  # as above: the daily scan catches up
+            log.exception("the recomputed health scores could not be stored; the daily scan tries again")
 
 
 async def after_import(crm: Any, kind: str) -> str:

@@ -93,21 +93,19 @@ async def test_a_computed_drop_goes_in_as_health_updated_and_starts_the_health_d
     ingestor = rig.ingestor(model())
     ingestor.now = lambda: clock[0]
     logins = [ev(f"l{i}", "usage.login", at=NOW - timedelta(days=i + 1)) for i in range(12)]
-    await ingestor.ingest(logins, process=True)
-    await ingestor.process_pending()  # the computed score, queued behind the logins
-    # 12 logins (all stored before the first is processed) and a champion: 100 points each, green.
+    await ingestor.ingest(logins, process=True)  # the computed score is processed right after the batch
+    # 12 logins and a champion: 100 points each, green; recomputed once for the batch.
     assert await rig.store.last_health("acme") == (100.0, "green")
     assert rig.starts == []
     clock[0] += timedelta(minutes=5)
     # The champion leaves: usage 100, relationship 0 → 50, yellow: no drop below 50.
     await ingestor.ingest([ev("c1", "account.updated", {"fields": {"fields.champion_present": False}})], process=True)
-    await ingestor.process_pending()
     assert await rig.store.last_health("acme") == (50.0, "yellow")
     assert rig.starts == []
     # 30 days on every login is older than 30 days: 10 points, 5 overall, red: the play starts from the computed score.
     clock[0] = NOW + timedelta(days=30)
     await ingestor.ingest([ev("l-old", "usage.login", at=NOW - timedelta(days=60))], process=True)
-    await ingestor.process_pending()
+    assert await rig.store.pending_count() == 0
     assert await rig.store.last_health("acme") == (5.0, "red")
     assert [d.playbook for d in rig.starts] == ["health-drop-risk"]
     account = await rig.crm.get_account("acme")
