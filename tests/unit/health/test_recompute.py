@@ -152,3 +152,12 @@ async def test_the_daily_scan_stores_changed_scores_once_per_day(rig: Rig) -> No
     assert len(sent) == 1 and sent[0].data["model"] == "default-health"
     done = await recompute_all(rig.store, [Account(id="acme", name="Acme")], model(), NOW)
     assert done[0].result.score == 10.0  # no logins: 10 points; no champion field: skipped, usage alone counts
+
+
+async def test_the_daily_scan_activity_recomputes_with_the_model_beside_the_playbooks(rig: Rig) -> None:
+    from engine.scanflow import ScanActivities, ScanInput
+
+    acts = ScanActivities(crm=rig.crm, store=rig.store, playbooks=lambda: rig.books, task_queue="unused")
+    await acts.daily_scan(ScanInput(now=NOW.isoformat()))
+    sent = await rig.store.events_for("acme", types=["health.updated"])
+    assert [(e.data["model"], e.data["cause"]) for e in sent] == [("default-health", "scan:2026-11-23")]
