@@ -1,12 +1,16 @@
 """The health model as code: ``health.yaml``, its scorer, its inputs, recompute, backtest, CLI and API.
 
 - ``model``: the typed model; ``loader``/``checks``: reading ``health.yaml`` with line:col problems.
-- ``score``: the pure scorer (points, weights, missing data, bands, trend).
+- ``score``: the pure scorer (points, weights, missing data, bands, trend); ``fast``: the same
+  compiled for many accounts; ``sqlscore``: the same as one SQL statement (the built-in CRM).
 - ``inputs``: the measure values of accounts, read from the CRM's account and the engine's store.
-- ``recompute``: recompute on an input change and in the daily scan; a change goes out as a
-  ``health.updated`` event through the event pipeline, so ``health_drop`` triggers fire from it.
+- ``recompute``: recomputing one account or all; a change goes out as a ``health.updated`` event
+  through the event pipeline, so ``health_drop`` triggers fire from it. ``hooks``: the one-call
+  hooks in the engine (after processed events, after an accounts import, in the daily scan).
 - ``backtest``: replay a history of inputs against churn outcomes (AUC, red share, precision...).
-- ``cli`` (``csops health ...``) and ``api`` (``GET /v1/accounts/{id}/health``).
+- ``cli`` (``csops health ...``, registered by ``register``), ``api`` (``GET /v1/accounts/{id}/health``),
+  ``view`` (the breakdown both show), ``testfile`` (``health.test.yaml``), ``simulate`` (timed events),
+  ``demo`` (the health part of ``csops demo``).
 
 docs/health.md is the user's guide.
 """

@@ -26,7 +26,7 @@ from engine.health.model import HealthModel, Source
 from engine.store import Store
 from engine.store_models import EventRow, FirstUseRow, UtcDateTime, utc
 
-__all__ = ["Raw", "field_value", "gather", "number", "read_raw", "since", "values"]
+__all__ = ["Raw", "event_columns", "field_value", "gather", "number", "read_raw", "since", "values"]
 
 Raw = dict[str, dict[tuple[str, str, int], Any]]
 """The store's answers per account id (``read_raw``), for ``values``."""
@@ -70,7 +70,7 @@ def _field(account: Account, src: Source, today: date) -> float | None:
     return None if not per else value / per
 
 
-def _event_columns(model: HealthModel, now: datetime) -> tuple[list[Any], list[tuple[str, str, int]], set[str]]:
+def event_columns(model: HealthModel, now: datetime) -> tuple[list[Any], list[tuple[str, str, int]], set[str]]:
     """The aggregate columns for every count, trend and days_since source (deduplicated), and their types."""
     cols: list[Any] = []
     keys: list[tuple[str, str, int]] = []
@@ -106,7 +106,7 @@ def _scoped(query: Any, column: Any, only: str | None) -> Any:
 def _read(s: Session, model: HealthModel, now: datetime, only: str | None) -> Raw:
     """Per account: each source's raw answer from the store, keyed by (kind, name, days)."""
     out: dict[str, dict[tuple[str, str, int], Any]] = {}
-    cols, keys, types = _event_columns(model, now)
+    cols, keys, types = event_columns(model, now)
     if cols:
         query = _scoped(select(EventRow.account_id, *cols).where(EventRow.type.in_(sorted(types))),
                         EventRow.account_id, only).group_by(EventRow.account_id)

@@ -26,7 +26,7 @@ from sqlalchemy import BigInteger, Date, Float, Integer, and_, case, cast, func,
 from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.orm import Session
 
-from engine.health.inputs import _event_columns, number
+from engine.health.inputs import event_columns, number
 from engine.health.model import HealthModel, Measure, Source
 from engine.health.score import points, weights_for
 from engine.store import Store
@@ -200,7 +200,7 @@ def _statement(model: HealthModel, now: datetime, dialect: str = "sqlite") -> An
     acc = select(table.c.id, table.c.segment, table.c.lifecycle_stage,
                  *(_field_expr(sql, table, n, today).label(f"f{i}") for i, n in enumerate(names))
                  ).cte("health_fields").prefix_with("MATERIALIZED")
-    cols, keys, types = _event_columns(model, now)
+    cols, keys, types = event_columns(model, now)
     ev = (select(EventRow.account_id, *cols).where(EventRow.type.in_(sorted(types))).group_by(EventRow.account_id)
           .subquery("ev")) if cols else None
     latest: dict[Source, Any] = {}
