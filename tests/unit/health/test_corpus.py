@@ -11,7 +11,9 @@ validator's (engine.problems.RULES) or the health model's own (engine.health.RUL
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,19 @@ def test_every_health_rule_is_shown_by_a_corpus_file() -> None:
     shown = {rule for path in FILES for (_, _, rule) in _expectations(path)[0]}
     assert set(HEALTH_RULES) <= shown
     assert shown <= set(RULES) | set(HEALTH_RULES)
+
+
+def test_csops_validate_checks_the_health_model_beside_the_playbooks(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    root = Path(__file__).resolve().parents[3]
+    shutil.copy(root / "playbooks" / "health-drop-risk.yaml", tmp_path)
+    shutil.copy(root / "playbooks" / "health.yaml", tmp_path)
+    assert main(["validate", str(tmp_path)]) == 0
+    assert "1 playbook file(s) checked: no problems" in capsys.readouterr().out
+    shutil.copy(CORPUS / "weights-total-measures.yaml", tmp_path / "health.yaml")
+    assert main(["validate", "--format", "json", str(tmp_path)]) == 1
+    found = json.loads(capsys.readouterr().out)
+    assert [(Path(p["path"]).name, p["line"], p["column"], p["rule"]) for p in found] == [
+        ("health.yaml", 7, 5, "weights-total")]
