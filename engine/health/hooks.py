@@ -22,7 +22,7 @@ from engine.health.model import HealthModel
 from engine.health.recompute import health_event, input_types, recompute_account, recompute_and_store
 from engine.store import Store
 
-__all__ = ["after_import", "model_at", "model_beside", "recompute_in_scan", "recompute_processed"]
+__all__ = ["after_import", "file_beside", "model_at", "model_beside", "recompute_in_scan", "recompute_processed"]
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,19 @@ def model_at(path: str) -> HealthModel | None:
     return cached[1]
 
 
-def model_beside(playbooks: Mapping[str, Any]) -> HealthModel | None:
-    """The model in the folder of the playbooks (their ``source`` files), if there is one."""
+def file_beside(playbooks: Mapping[str, Any]) -> str | None:
+    """The health model file in the folder of the playbooks (their ``source`` files), if there is one."""
     for folder in dict.fromkeys(os.path.dirname(getattr(pb, "source", "") or "") for pb in playbooks.values()):
         path = health_beside(folder or ".")
         if path is not None:
-            return model_at(path)
+            return path
     return None
+
+
+def model_beside(playbooks: Mapping[str, Any]) -> HealthModel | None:
+    """The model in the folder of the playbooks, if there is one and it has no problems."""
+    path = file_beside(playbooks)
+    return None if path is None else model_at(path)
 
 
 def _model_of(ingestor: Any) -> HealthModel | None:

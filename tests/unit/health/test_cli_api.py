@@ -205,3 +205,42 @@ def test_an_accounts_import_recomputes_and_queues_the_changed_scores(env: Path) 
     assert [(e.data["source"], e.data["cause"].split(":")[0]) for e in queued] == [("model", "import")]
     status, text = run(["import", "accounts", str(ROOT / "samples" / "accounts.csv")])
     assert text.splitlines()[-1] == "7 of 7 accounts imported, 0 rejected"  # nothing changed the second time
+
+
+async def test_api_says_the_model_has_problems_or_is_missing(tmp_path: Path) -> None:
+    import shutil
+
+    from engine.validate import validate_paths
+
+    url = f"sqlite:///{tmp_path / 'csops.db'}"
+    await seed(url, NOW)
+    folder = tmp_path / "playbooks"
+    folder.mkdir()
+    shutil.copy(ROOT / "playbooks" / "health-drop-risk.yaml", folder)
+    books = validate_paths([str(folder)]).playbooks
+    store, crm = Store(url), SQLCRM(url)
+
+    class NoIngest:
+        async def ingest(self, events: Any) -> list[Any]:
+            return []
+
+        async def process_pending(self) -> None:
+            return None
+
+        async def run(self, *, poll: float) -> None:
+            return None
+
+    app = create_app(store=store, ingestor=NoIngest(), token=TOKEN, crm=crm, playbooks=books, now=lambda: NOW,
+                     process=False)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            missing = await http.get("/v1/accounts/acme/health")
+            assert (missing.status_code, missing.json()["error"]["code"]) == (404, "no_health_model")
+            (folder / "health.yaml").write_text("buckets: {}\nbands: {red_below: 70, yellow_below: 50}\n")
+            broken = await http.get("/v1/accounts/acme/health")
+            assert (broken.status_code, broken.json()["error"]["code"]) == (422, "invalid_health_model")
+            assert "csops validate says where" in broken.json()["error"]["message"]
+    finally:
+        store.close()
+        crm.close()
