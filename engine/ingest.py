@@ -247,7 +247,7 @@ class Ingestor:
                 log.error("event %s (%s, account %s) failed %d times and is set aside; the account's later events "
                           "go on. Last error: %s. `csops event retry %s` queues it again", p.id, p.type,
                           p.account_id, gave_up[p.id].attempts, p.cause, p.id)
-        await recompute_processed(self, done)  # engine/health: changed computed scores go in as health.updated
+        done = await recompute_processed(self, done)  # engine/health: changed computed scores go in as health.updated
         return [replace(p, error=_failure(p, attempts[p.id], gave_up=p.id in gave_up, lease=self.lease))
                 if p.error else p for p in done]
 

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,43 +76,53 @@ def _model_of(ingestor: Any) -> HealthModel | None:
     return model_at(cached[1]) if cached[1] else None
 
 
-async def recompute_processed(ingestor: Any, done: Sequence[Any]) -> None:
+async def recompute_processed(ingestor: Any, done: Sequence[Any]) -> list[Any]:
     """engine.ingest's hook, after a batch of events is processed: recompute each account an input event of
     the batch was about, once, and put a changed score in as health.updated, processed at once.
 
     ``ingestor`` is the engine.ingest.Ingestor (its store, CRM, clock and ``ingest``); its
     ``health_model`` attribute, when set, is the model, else the health.yaml beside its playbooks.
     The score's event is processed right away (its triggers fire) unless an earlier event of the
-    account still waits in the queue; then it waits its turn. Never raises: health is recomputed
-    again at the next input or daily scan.
+    account still waits in the queue; then it waits its turn. Returns ``done`` with a note on each
+    event that changed a score (the score, and what its triggers decided), for ``csops event send``.
+    Never raises: health is recomputed again at the next input or daily scan.
     """
     try:
         model = _model_of(ingestor)
     except Exception:  # the events themselves were processed
         log.exception("the health model could not be read; health is not recomputed")
-        return
+        return list(done)
     if model is None:
-        return
+        return list(done)
     kinds = input_types(model)
     last: dict[str, str] = {}  # account → the batch's last input event of it (the cause, in the score's id)
     for p in done:
         if not p.error and p.type in kinds:
             last[p.account_id] = p.id
-    events = []
+    events, notes = [], {}
     for account_id, cause in last.items():
         try:
             now = ingestor.now()
             found = await recompute_account(ingestor.store, ingestor.crm, model, account_id, now)
             if found is not None and found.changed:
                 events.append(health_event(model, account_id, found.result, cause=f"event:{cause}", at=now))
+                was = "none" if found.previous is None else f"{found.previous[0]:g}"
+                notes[cause] = f"health recomputed by model {model.name}: {found.result.score:g} " \
+                               f"({found.result.band}), was {was}"
         except Exception:  # one account's failure must not stop the others
             log.exception("recomputing the health of %s after event %s failed; the daily scan tries again",
                           account_id, cause)
-    if events:
-        try:
-            await ingestor.ingest(events, process=True)
-        except Exception:  # as above: the daily scan catches up
-            log.exception("the recomputed health scores could not be stored; the daily scan tries again")
+    if not events:
+        return list(done)
+    try:
+        results = await ingestor.ingest(events, process=True)
+    except Exception:  # as above: the daily scan catches up
+        log.exception("the recomputed health scores could not be stored; the daily scan tries again")
+        return list(done)
+    for event, result in zip(events, results, strict=True):
+        cause = event["data"]["cause"].removeprefix("event:")
+        notes[cause] += "".join(f"; {line}" for line in getattr(result, "decisions", ()))
+    return [replace(p, notes=(*p.notes, notes[p.id])) if p.id in notes else p for p in done]
 
 
 async def after_import(crm: Any, kind: str) -> str:

@@ -104,8 +104,11 @@ async def test_a_computed_drop_goes_in_as_health_updated_and_starts_the_health_d
     assert rig.starts == []
     # 30 days on every login is older than 30 days: 10 points, 5 overall, red: the play starts from the computed score.
     clock[0] = NOW + timedelta(days=30)
-    await ingestor.ingest([ev("l-old", "usage.login", at=NOW - timedelta(days=60))], process=True)
+    results = await ingestor.ingest([ev("l-old", "usage.login", at=NOW - timedelta(days=60))], process=True)
     assert await rig.store.pending_count() == 0
+    # What csops event send prints under the event: the computed score and what its triggers decided.
+    assert results[0].notes[0].startswith("health recomputed by model test: 5 (red), was 50; health-drop-risk: "
+                                          "started (started)")
     assert await rig.store.last_health("acme") == (5.0, "red")
     assert [d.playbook for d in rig.starts] == ["health-drop-risk"]
     account = await rig.crm.get_account("acme")
