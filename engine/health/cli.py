@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    model = _model(args.model, Path("playbooks"))
+    model = _model(args.model, Path(os.environ.get("CSOPS_PLAYBOOKS") or "playbooks"))
     if model is None:
         return EXIT_USAGE
     if args.account or args.events:
