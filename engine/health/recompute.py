@@ -190,12 +190,15 @@ async def recompute_crm(crm: Any, store: Store, model: HealthModel, now: datetim
     changed_ids = {r.account_id for r in out if r.changed}
     if not changed_ids:
         return out
-    if len(changed_ids) > 100:
+    full: dict[str, Recomputed] = {}
+    if len(changed_ids) <= 100:  # a few: each on its own rows, as after an event
+        for ident in sorted(changed_ids):
+            if (one := await recompute_account(store, crm, model, ident, now)) is not None:
+                full[ident] = one
+    else:  # many (the first scan with a model): one read of the store for all
         accounts = [a for a in await list_all(crm) if a.id in changed_ids]
-    else:
-        accounts = [a for a in [await crm.get_account(i) for i in sorted(changed_ids)] if a is not None]
-    last = {r.account_id: r.previous for r in out if r.account_id in changed_ids and r.previous is not None}
-    full = {r.account_id: r for r in await recompute_all(store, accounts, model, now, last=last)}
+        last = {r.account_id: r.previous for r in out if r.account_id in changed_ids and r.previous is not None}
+        full = {r.account_id: r for r in await recompute_all(store, accounts, model, now, last=last)}
     return [full.get(r.account_id, r) for r in out]
 
 
