@@ -56,3 +56,16 @@ def test_a_plain_validator_also_rejects_an_unknown_key_and_a_source_without_kind
     assert list(validator.iter_errors({**base, "bandz": {}}))
     measure["source"] = {"within": "30d"}
     assert list(validator.iter_errors(base))
+
+
+def test_the_example_model_of_the_docs_is_valid() -> None:
+    import re
+
+    from engine.health import parse_health
+
+    text = (ROOT / "docs" / "health.md").read_text(encoding="utf-8")
+    example = re.search(r"```yaml\n(model: default-health\n.*?)```", text, re.S)
+    assert example is not None
+    model, problems = parse_health(example.group(1))
+    assert problems == [] and model is not None and [m.name for m in model.measures] == [
+        "logins_30d", "seat_utilisation", "days_since_meeting", "escalations_90d"]
