@@ -348,6 +348,9 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
     from engine.reports.api import router as reports_router
 
     app.include_router(reports_router)
+    from engine.health.api import router as health_router
+
+    app.include_router(health_router)
     from engine.console import install as install_console
 
     install_console(app)  # the web console under /console (engine/console/, docs/console.md)

@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     from engine.reports.cli import register as add_report_parsers
 
     add_report_parsers(sub)
+    from engine.health.cli import register as add_health_parsers
+
+    add_health_parsers(sub)
     from engine.console.cli import add_parsers as add_console_parsers
 
     add_console_parsers(sub)

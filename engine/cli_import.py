@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.csvimport import COLUMNS, ImportFileError, ImportReport, import_csv
 from engine.csvread import SEPARATORS, parse_delimiter
+from engine.health.hooks import after_import
 from engine.textfmt import money, red
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(import_csv(crm, args.kind, Path(args.file), dry_run=args.dry_run, mapping=mapping,
                                         delimiter=delimiter))
+        health_note = "" if report.dry_run else asyncio.run(after_import(crm, args.kind))
     except ImportFileError as exc:
         print(f"csops import: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -101,6 +103,8 @@ def run_import(args: argparse.Namespace) -> int:
     if report.dry_run:
         return _dry_run(report, args.kind)
     print(f"{report.imported} of {report.rows} {args.kind} imported, {report.rejected_rows} rejected")
+    if health_note:  # engine/health: the scores the import changed
+        print(health_note)
     return EXIT_PROBLEMS if report.rejected else EXIT_OK
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import report
+from engine.health import demo as health_demo
 from engine.up import UpError, UpOptions, port_free, start_api, start_dev_server, start_worker, stop
 from engine.validate import UsageError, validate_paths
 
@@ -147,10 +148,13 @@ async def _live(say: Clock, opts: DemoOptions, api: str, token: str, expected: E
         from engine.console.cli import demo_sign_in
 
         say(f"    web console {api}/console: {await demo_sign_in()}")
-        say("4/7 sending three events to POST /v1/events")
+        await health_demo.send_baseline(say, api, token)  # the health model's inputs (engine/health/demo.py)
+        say("4/7 sending events to POST /v1/events")
+        await health_demo.send_drop(say, api, token)
         await send_events(say, api, token, expected)
         say(f"5/7 watching the built-in CRM and the outboxes (up to {opts.wait:.0f} s)")
         await show_effects(say, crm, opts.home, expected, opts.wait, api, token, dead)
+        await health_demo.show_breakdown(say, api, token, "acme")
     finally:
         crm.close()
     return expected
@@ -330,9 +334,6 @@ class Expected:
         """(what it is, the event) for each event the demo sends; unique ids, so a rerun is not a duplicate."""
         now, tag = datetime.now(UTC).isoformat(), secrets.token_hex(4)
         return [
-            ("Acme Corp's health drops from 72 to 42",
-             {"id": f"demo-health-{tag}", "type": "health.updated", "account_id": "acme", "occurred_at": now,
-              "data": {"score": 42, "band": "red"}}),
             ("Globex uses Advanced Analytics for the first time",
              {"id": f"demo-usage-{tag}", "type": "usage.feature_used", "account_id": "globex", "occurred_at": now,
               "data": {"feature": "advanced_analytics"}}),

@@ -42,6 +42,7 @@ from connectors.base import CRM, RetryableError
 from engine import model as m
 from engine.context import Calendar
 from engine.enrol import Start, enrol, facts_for
+from engine.health.hooks import recompute_processed
 from engine.ingest_facts import Change, apply_facts, parse_event, parse_time, validate_event
 from engine.matcher import decide
 from engine.matchproc import MatchTimeout, MatchWorker
@@ -339,6 +340,7 @@ class Ingestor:
                 log.error("event %s (%s, account %s) failed %d times and is set aside; the account's later events "
                           "go on. Last error: %s. `csops event retry %s` queues it again", p.id, p.type,
                           p.account_id, gave_up[p.id].attempts, p.cause, p.id)
+        done = await recompute_processed(self, done)  # engine/health: changed computed scores go in as health.updated
         return [replace(p, error=_failure(p, attempts[p.id], gave_up=p.id in gave_up, lease=self.lease))
                 if p.error else p for p in done]
 

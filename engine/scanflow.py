@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from engine import scan
     from engine.context import Calendar
     from engine.enrol import Start
+    from engine.health.hooks import recompute_in_scan
     from engine.model import Playbook
     from engine.settings import Settings
     from engine.signals import Decision
@@ -140,6 +141,7 @@ class ScanActivities:
         now = datetime.fromisoformat(inp.now) if inp.now else datetime.now(UTC)
         report = await scan.daily_scan(self.crm, self.store, self.playbooks().values(), start=self._start, now=now,
                                        calendar=Calendar.from_dict(self.calendar))
+        await recompute_in_scan(self.crm, self.store, self.playbooks(), now)  # engine/health: computed scores
         log.info("daily scan (%s, %s]: %d due, %d started, %d suppressed", report.since, report.today, report.found,
                  report.started, report.suppressed)
         return ScanSummary(since=report.since.isoformat() if report.since else "", today=report.today.isoformat(),

@@ -14,6 +14,7 @@ from engine import checks
 from engine.compiler import compile_playbook
 from engine.coverage import Coverage, load_coverage
 from engine.hashhint import hint_hashes
+from engine.health.loader import HEALTH_NAMES, health_results
 from engine.model import Playbook
 from engine.problems import Problem, make
 from engine.structure import Walker, load_schema
@@ -138,7 +139,7 @@ COVERAGE_NAMES = ("coverage.yaml", "coverage.yml")
 
 def _is_playbook_name(name: str) -> bool:
     return (name.endswith((".yaml", ".yml")) and not name.endswith((".test.yaml", ".test.yml"))
-            and name not in COVERAGE_NAMES)
+            and name not in COVERAGE_NAMES and name not in HEALTH_NAMES)
 
 
 def validate_paths(paths: Sequence[str], json_schema: bool = False) -> Report:
@@ -154,6 +155,7 @@ def validate_paths(paths: Sequence[str], json_schema: bool = False) -> Report:
         folder = os.path.dirname(file)
         if folder not in models:
             models[folder] = _coverage_beside(folder, results)
+            results.extend(health_results(folder))
         coverage = models[folder]
         if coverage is not None and doc.data is not None:
             found = coverage.check_parties(doc)

@@ -74,16 +74,23 @@ def test_demo_shows_the_effects_and_leaves_nothing_running(tmp_path: Path) -> No
     assert re.search(r"^    \d+ playbook file\(s\) checked: no errors$", out, re.M), out
     for line in ("1/7 validating",
                  "10 of 10 users imported", "7 of 7 accounts imported", "9 of 9 contacts imported",
-                 "health.updated      Acme Corp's health drops from 72 to 42: accepted",
+                 "180 input events (logins, meetings, NPS, key features) for acme, globex, initech: 180 accepted",
+                 "health model: acme computed 85.9 (green)",
+                 "(5 events)          Acme Corp's champion leaves, seats go unused, invoices are overdue, four "
+                 "escalations: 5 accepted",
                  "usage.feature_used  Globex uses Advanced Analytics for the first time: accepted",
-                 "decision   health-drop-risk for acme: run started (health_drop trigger: score fell from 72 to 42, "
-                 "below 50)",
+                 "decision   health-drop-risk for acme: run started (health_drop trigger: score fell from 85.9 to "
+                 "43.8, below 50)",
                  "decision   new-usage-expansion for globex: run started (new_usage trigger: first use of feature "
                  "advanced_analytics)",
                  "decision   renewal-reminders for initech: run started (contract_milestone trigger: renewal_date is ",
                  "CRM task   'Health drop: save plan for Acme Corp' for Daniel Wu <daniel.wu@example.com>",
                  "CRM task   'Expansion signal: Globex started using Advanced Analytics' for Jordan Reyes",
-                 "Slack      #cs-risk: :rotating_light: Acme Corp health dropped to 42 (was 72, band red)",
+                 "Slack      #cs-risk: :rotating_light: Acme Corp health dropped to 44 (was 86, band red)",
+                 # the model's breakdown of the drop
+                 "acme: health 43.8 (red) by model default-health",
+                 "      commercial       28.3     25%",
+                 "      seat_utilisation      usage               0.2       0     22%",
                  "email      to bill.lumbergh@initech.example: 'Your Initech renewal on",
                  "6/7 simulating", "7/7 stopping", "4 of 4 expected effects arrived",
                  f"Slack alerts  {os.path.relpath(home, tmp_path / 'work')}/outbox/chat.jsonl"):

@@ -167,7 +167,7 @@ def test_enough_requests_were_made() -> None:
     operations = {result.ok().label for result in results if isinstance(result, Ok)}
     assert len(made) >= MIN_REQUESTS, by_operation
     assert operations <= set(by_operation), by_operation  # every operation, whatever routes are added
-    assert len(operations) >= 21
+    assert len(operations) >= 22
     assert all(status < 500 for _, status in made)
     # The stateful sequences followed links: an event posted, then its account explained.
     assert {"stateful POST /v1/events", "stateful GET /v1/decisions",
