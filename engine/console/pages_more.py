@@ -70,12 +70,32 @@ async def account(request: Request, account_id: str) -> Response:
         explained, explain_error = {}, exc.message
     db = queries.sql_crm(d.crm)
     tasks = await queries.run_tasks(d.store, account=account_id, open_only=True)
+    health, health_problem = await _health(request, d, account_id, now)
     names = await queries.user_names(db) if db is not None else {}
     return render(request, "account.html", who, account=found, owner=names.get(found.owner_id or "", ""),
                   chart=line(f"Health score of {found.name}, last {HEALTH_DAYS} days", history), history=history,
                   active=[r for r in runs if r.ended_at is None], past=[r for r in runs if r.ended_at is not None],
                   events=events, explained=explained, explain_error=explain_error, tasks=tasks,
-                  decisions=await d.store.decisions(account_id=account_id, limit=20))
+                  decisions=await d.store.decisions(account_id=account_id, limit=20), health=health,
+                  health_problem=health_problem,
+                  measures_chart=bars("Points per measure (0-100)", [
+                      (m["measure"], m["points"]) for m in (health or {}).get("measures", [])
+                      if m["points"] is not None]))
+
+
+async def _health(request: Request, d: Any, account_id: str, now: Any) -> tuple[dict[str, Any] | None, str]:
+    """The account's score computed now with its breakdown (engine/health, as GET /v1/accounts/{id}/health),
+    or None and why not (no health model beside the playbooks, or one with problems)."""
+    from engine.health.hooks import file_beside, model_beside
+    from engine.health.view import account_health
+
+    books = d.playbooks()
+    model = getattr(request.app.state, "health_model", None) or model_beside(books)
+    if model is None:
+        path = file_beside(books)
+        return None, (f"{os.path.basename(path)} has problems, so no score is computed (csops validate says where)"
+                      if path is not None else "")
+    return await account_health(d.store, d.crm, model, account_id, now), ""
 
 
 def _folder(d: Any) -> Path | None:

@@ -181,10 +181,18 @@ class Browser:
         return url[len(self.base):] if url.startswith(self.base) else url
 
     def sign_in(self, email: str, password: str) -> None:
-        for name, value in (("email", email), ("password", password)):
-            field = self.css(f"input[name={name}]")
-            field.clear()  # after a failed attempt the form keeps the email typed
-            field.send_keys(value)
+        from selenium.common.exceptions import WebDriverException
+
+        for attempt in range(3):
+            try:
+                for name, value in (("email", email), ("password", password)):
+                    field = self.css(f"input[name={name}]")
+                    field.clear()  # after a failed attempt the form keeps the email typed
+                    field.send_keys(value)
+                break
+            except WebDriverException:  # Chromium under load may swap the node while typing: type again
+                if attempt == 2:
+                    raise
         self.click("main form button[type=submit]")
 
     def click(self, selector: str, accept: bool = False) -> None:

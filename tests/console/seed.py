@@ -48,10 +48,36 @@ steps:
 """An invalid playbook: the duration on line 10 is a typo."""
 
 
+HEALTH = """model: console-test
+missing: skip
+weights_total: 100
+buckets:
+  usage:
+    weight: 60
+    measures:
+      logins_30d:
+        source: { count: usage.login, within: 30d }
+        weight: 100
+        range: { from: 5, to: 45 }
+  commercial:
+    weight: 40
+    measures:
+      arr:
+        source: { field: arr }
+        weight: 100
+        range: { from: 0, to: 200000 }
+bands:
+  red_below: 45
+  yellow_below: 65
+"""
+"""A health model beside the playbooks: Acme (ARR 120,000, no logins) scores 0.6 × 0 + 0.4 × 60 = 24."""
+
+
 def playbooks_folder(root: Path) -> Path:
     folder = root / "playbooks"
     folder.mkdir()
     (folder / "save-plan.yaml").write_text(VALID, encoding="utf-8")
+    (folder / "health.yaml").write_text(HEALTH, encoding="utf-8")
     (folder / "broken-play.yaml").write_text(INVALID, encoding="utf-8")
     return folder
 

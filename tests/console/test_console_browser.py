@@ -107,6 +107,8 @@ async def _red_account(b: Browser) -> None:
     assert b.text("#health-score") == "30" and b.text("#health-band") == "red"
     chart = b.css("main svg.chart")
     assert "30" in chart.text  # each score is written on the chart, not told by colour alone
+    breakdown = b.text("#breakdown")  # the score's breakdown by the health model beside the playbooks
+    assert "Why 24.0 red" in breakdown and "arr commercial 120000.0 60.0 40%" in breakdown
     assert "save-plan" in b.text() and "Explain" in b.text()
     await asyncio.to_thread(b.shot, "account")
 

@@ -304,3 +304,23 @@ async def test_a_playbook_page_shows_its_performance_from_the_report(console: Co
     assert 'id="performance"' in page
     assert re.search(r"2 started · 2 running · 0 completed · 0 exited · 0 cancelled · 0 failed", page)
     assert "Tasks: 2 created, 0 completed (0 on time), 2 open, 1 overdue" in page
+
+
+async def test_an_account_page_shows_the_health_models_breakdown(console: Console) -> None:
+    await sign_in(console.client, CSM)
+    page = (await console.client.get("/console/accounts/acme")).text
+    section = page[page.index('id="breakdown"'):]
+    # ARR 120,000 of 200,000: 60 points, 40 % of the score; no logins in 30 days: 0 points, 60 %.
+    assert "Why 24.0" in section and "band-red" in section and "console-test" in section
+    assert re.search(r"<td>arr</td><td>commercial</td><td class=\"num\">120000\.0</td><td class=\"num\">60\.0</td>",
+                     section)
+    assert re.search(r"<td>logins_30d</td><td>usage</td><td class=\"num\">0\.0</td><td class=\"num\">0\.0</td>",
+                     section)
+    assert "logins_30d 0; arr 60" in section  # the chart's description names each bar with its points
+
+
+async def test_a_health_model_with_problems_is_said_so_and_no_score_shown(console: Console, tmp_path: Any) -> None:
+    (tmp_path / "playbooks" / "health.yaml").write_text("model: broken\nbuckets: 3\n", encoding="utf-8")
+    await sign_in(console.client, OPS)
+    page = (await console.client.get("/console/accounts/acme")).text
+    assert 'id="breakdown"' not in page and "health.yaml has problems" in page
