@@ -93,8 +93,12 @@ def test_demo_shows_the_effects_and_leaves_nothing_running(tmp_path: Path) -> No
                  "      seat_utilisation      usage               0.2       0     22%",
                  "email      to bill.lumbergh@initech.example: 'Your Initech renewal on",
                  "6/7 simulating", "7/7 stopping", "4 of 4 expected effects arrived",
-                 f"Slack alerts  {os.path.relpath(home, tmp_path / 'work')}/outbox/chat.jsonl"):
+                 f"Slack alerts  {os.path.relpath(home, tmp_path / 'work')}/outbox/chat.jsonl",
+                 "web console   http://127.0.0.1:8000/console once csops up runs"):
         assert line in out, f"{line!r} not in the output:\n{out}"
+    # The console's address and a sign-in made for the demo, in the demo's own store.
+    assert re.search(r"web console http://127\.0\.0\.1:\d+/console: sign in as demo@example\.com with password \S{16}$",
+                     out, re.M), out
     # The renewal playbook's simulated 120 days: every milestone of it, in order.
     timeline = out[out.index("6/7 simulating"):out.index("7/7 stopping")]
     assert "Simulated renewal-reminders for initech (Initech)" in timeline, timeline
