@@ -29,6 +29,9 @@ async def home(request: Request) -> Response:
     now: datetime = d.now()
     week = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
     db = queries.sql_crm(d.crm)
+    from engine.reports.api import _refresh
+
+    await _refresh(d, request)  # the task figures read run_tasks: open runs first (at most every 30 s)
 
     async def none() -> None:
         return None

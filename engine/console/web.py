@@ -177,7 +177,8 @@ def render(request: Request, name: str, who: Person | None, status: int = 200, *
     fresh = ""
     if not csrf:
         csrf = fresh = secrets.token_urlsafe(32)
-    page = _env().get_template(name).render(who=who, csrf=csrf, path=request.url.path, **context)
+    page = _env().get_template(name).render(who=who, csrf=csrf, path=request.url.path,
+                                            proxied=bool(config(request).trusted_header), **context)
     response = HTMLResponse(page, status_code=status, headers={
         "Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
         "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "

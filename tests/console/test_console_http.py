@@ -206,8 +206,9 @@ async def test_trusted_header_mode_believes_the_proxy_only(console: Console) -> 
     direct = httpx.AsyncClient(transport=httpx.ASGITransport(app=console.app, client=("10.1.2.3", 5000)),
                                base_url=BASE)
     async with proxied, direct:
-        ok = await proxied.get("/console", headers={"X-Forwarded-Email": CSM.upper()})
+        ok = await proxied.get("/console/inbox", headers={"X-Forwarded-Email": CSM.upper()})
         assert ok.status_code == 200 and "Carl CSM" in ok.text
+        assert "Sign out" not in ok.text  # the proxy signs people out
         assert (await direct.get("/console", headers={"X-Forwarded-Email": OPS})).status_code == 403
         unknown = await proxied.get("/console", headers={"X-Forwarded-Email": "eve@example.com"})
         assert unknown.status_code == 403 and "not a console user" in unknown.text
