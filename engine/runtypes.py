@@ -17,6 +17,11 @@ def run_id_for(playbook: str, account_id: str, occurrence: str = "") -> str:
     return f"pb:{playbook}:{account_id}:{occurrence or 'once'}"
 
 
+RULES = 2
+"""The rules new runs start under (RunInput.rules): an input field, not a patch marker, so a run's
+history carries no extra event for it."""
+
+
 @dataclass(kw_only=True)
 class RunInput:
     """What a run starts with; the playbook itself is in it, so a run is pinned to its version."""
@@ -37,6 +42,10 @@ class RunInput:
     """Business calendar: ``holidays`` (ISO dates), ``workdays`` (0=Mon..6), ``timezone``."""
     resume: RunState | None = None
     """Set when the run continues as new: what is already done."""
+    rules: int = 1
+    """The interpreter's rules the run started under, carried across continue-as-new: 2 (new runs,
+    RULES) honours a pending stop before every step and wakes every wait at once; 1 is the older
+    behaviour, kept for runs whose histories began before it (their input has no such field)."""
     history_limit: int = 8_000
     """Continue as new past this many history events (Temporal's hard limit is far above; the
     10,240-event budget per run leaves room for a step's worth of events after the check)."""

@@ -9,7 +9,7 @@ from temporalio.client import Client, TLSConfig
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from engine.model import Playbook
-from engine.runtypes import RunInput, run_id_for
+from engine.runtypes import RULES, RunInput, run_id_for
 from engine.settings import Settings
 from engine.validate import UsageError, validate_paths
 
@@ -41,7 +41,7 @@ async def begin_run(client: Client, playbook: Playbook, *, account_id: str, task
     run_id = run_id_for(playbook.id, account_id, occurrence)
     inp = RunInput(playbook=dict(playbook.data), files=dict(playbook.files), version=playbook.version,
                    account_id=account_id, occurrence=occurrence, trigger=trigger or {"type": "manual"},
-                   calendar=calendar or {})
+                   calendar=calendar or {}, rules=RULES)
     try:
         handle = await client.start_workflow("PlaybookRun", inp, id=run_id, task_queue=task_queue)
     except WorkflowAlreadyStartedError:

@@ -57,10 +57,9 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2
                     maximum_interval=timedelta(minutes=5), maximum_attempts=20)
 TIMEOUT = timedelta(minutes=2)
 POLL = timedelta(days=1)
-STOP_AT_ONCE = "stop-at-once"
-"""Patch id: a pending stop (exit event, exit criteria, cancel) is honoured before every step and
-wakes every wait, a task's too; tasks completed by an event are completed in the CRM. Runs whose
-history began before it keep the old behaviour, so their histories still replay."""
+# RunInput.rules >= 2: a pending stop (exit event, exit criteria, cancel) is honoured before every
+# step and wakes every wait, a task's too; tasks completed by an event are completed in the CRM.
+# Runs whose history began before it (rules 1) keep the old behaviour, so their histories replay.
 SEND_WINDOW = "send-window"
 """Patch id: an email step with a send window (its own or the calendar's default) waits for the next
 opening in the recipient's zone before it sends. Set only where a window applies, so runs without
@@ -94,7 +93,7 @@ class PlaybookRun:
         self.recheck = False
         self.escalations: list[asyncio.Task[None]] = []
         self.at_once = False
-        """Whether this run honours a stop at once (see STOP_AT_ONCE); decided when it starts."""
+        """Whether this run honours a stop at once (RunInput.rules >= 2); decided when it starts."""
         self.by_event: set[str] = set()
         """Tasks a ``task.completed`` event said are done: the CRM may not know yet."""
         self.marked: set[str] = set()
@@ -138,7 +137,7 @@ class PlaybookRun:
     @workflow.run
     async def run(self, inp: RunInput) -> RunOutcome:
         self.inp = inp
-        self.at_once = workflow.patched(STOP_AT_ONCE)
+        self.at_once = inp.rules >= 2
         self.pb: m.Playbook = compile_playbook(inp.playbook, read=inp.files)
         if self.at_once and self.stop is None:  # an exit event that came before the playbook was compiled
             early = next((e for e in self.inbox if e.type in self.pb.exit.on_events), None)

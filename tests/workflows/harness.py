@@ -27,7 +27,7 @@ from engine.context import Calendar
 from engine.door import Door, start_from_step
 from engine.ingest import temporal_starter
 from engine.model import Playbook
-from engine.runtypes import RunInput, StartInput, run_id_for
+from engine.runtypes import RULES, RunInput, StartInput, run_id_for
 from engine.store import Store
 from engine.validate import check_text
 from engine.workflow import PlaybookRun, sandbox_runner
@@ -96,8 +96,8 @@ class Stack:
         import yaml
         data = yaml.safe_load(text)
         return await self.env.client.start_workflow(
-            PlaybookRun.run, RunInput(playbook=data, version=pb.version, account_id=account_id, occurrence=occurrence,
-                                      trigger=trigger or {"type": "manual"}),
+            PlaybookRun.run, RunInput(rules=RULES, playbook=data, version=pb.version, account_id=account_id,
+                                      occurrence=occurrence, trigger=trigger or {"type": "manual"}),
             id=run_id_for(pb.id, account_id, occurrence), task_queue=self.queue)
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from temporalio.client import WorkflowHandle
 
-from engine.runtypes import RunInput, RunOutcome
+from engine.runtypes import RULES, RunInput, RunOutcome
 from engine.workflow import PlaybookRun
 from tests.workflows.harness import Stack, record_history, stack
 from tests.workflows.test_playbook_run import monday
@@ -48,7 +48,7 @@ steps:
 
 async def start_run(s: Stack, calendar: dict[str, Any]) -> WorkflowHandle[Any, Any]:
     return await s.env.client.start_workflow(
-        PlaybookRun.run, RunInput(playbook=yaml.safe_load(PLAYBOOK), version="1", account_id="acme",
+        PlaybookRun.run, RunInput(rules=RULES, playbook=yaml.safe_load(PLAYBOOK), version="1", account_id="acme",
                                   trigger={"type": "manual"}, calendar=calendar),
         id=f"calendar-run-{calendar['timezone']}", task_queue=s.queue)
 

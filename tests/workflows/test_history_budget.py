@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from temporalio.client import WorkflowExecutionStatus
 
-from engine.runtypes import RunInput
+from engine.runtypes import RULES, RunInput
 from engine.validate import check_text
 from engine.workflow import PlaybookRun
 from tests.workflows.harness import stack
@@ -24,7 +24,7 @@ async def test_daily_waits_for_a_year_continue_as_new(tmp_path: Path) -> None:
     assert result.playbook is not None
     async with stack(tmp_path) as s:
         handle = await s.env.client.start_workflow(
-            PlaybookRun.run, RunInput(playbook=yaml.safe_load(text), version=result.playbook.version,
+            PlaybookRun.run, RunInput(rules=RULES, playbook=yaml.safe_load(text), version=result.playbook.version,
                                       account_id="acme", history_limit=1_500),
             id="pb:daily:acme:once", task_queue=s.queue)
         out = await handle.result()

@@ -20,7 +20,7 @@ from temporalio.testing import ActivityEnvironment
 from connectors.base import ChatMessage, NewTask, RetryableError, TaskRecord
 from connectors.sqlcrm import SQLCRM
 from engine.api_runs import TemporalWorkflows, cancel_run
-from engine.runtypes import Event, RunInput, TaskChangeInput, run_id_for
+from engine.runtypes import RULES, Event, RunInput, TaskChangeInput, run_id_for
 from engine.store import Store
 from engine.validate import check_text
 from engine.workflow import PlaybookRun
@@ -337,7 +337,7 @@ async def test_exit_event_signalled_with_the_start_ends_the_run_before_any_effec
     async with stack(tmp_path) as s:
         await monday(s)
         handle = await s.env.client.start_workflow(
-            PlaybookRun.run, RunInput(playbook=yaml.safe_load(REVIEW), version=result.playbook.version,
+            PlaybookRun.run, RunInput(rules=RULES, playbook=yaml.safe_load(REVIEW), version=result.playbook.version,
                                       account_id="acme", trigger={"type": "manual"}),
             id=run_id_for("review", "acme"), task_queue=s.queue, start_signal="deliver_event",
             start_signal_args=[Event(id="x0", type="account.churned", account_id="acme")])
