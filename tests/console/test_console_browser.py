@@ -151,6 +151,16 @@ async def _inbox_complete(b: Browser, live: Live, run_id: str) -> None:
     task = next(t for t in live.crm.list_tasks() if t.account_id == "acme")
     assert task.title in b.text(f"#task-{task.id}")
     await asyncio.to_thread(b.shot, "inbox")
+    # Carl's browser, with his session and a valid token, posting to complete Cora's task: refused.
+    theirs = next(t for t in live.crm.list_tasks() if t.account_id == "globex")
+    status = await asyncio.to_thread(b.driver.execute_async_script, """
+        const done = arguments[arguments.length - 1];
+        const csrf = document.querySelector("input[name=csrf]").value;
+        fetch("/console/tasks/" + arguments[0] + "/complete", {method: "POST", body: "csrf=" + encodeURIComponent(csrf),
+              headers: {"Content-Type": "application/x-www-form-urlencoded"}}).then(r => done(r.status));
+    """, theirs.id)
+    assert status == 403
+    assert await live.store.get_event(f"csops-task-completed:{theirs.id}") is None
     await asyncio.to_thread(b.click, f"#task-{task.id} button.complete")
     assert "Completion sent" in b.text()
     # The run completes the task in the CRM once and moves on to its next step's task.
