@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -167,8 +167,9 @@ async def playbook(request: Request, name: str) -> Response:
     performance = await _performance(request, d, pid)
     folder = _folder(d)
     file_name = os.path.relpath(found.path, folder) if found is not None and folder is not None else ""
+    changed = datetime.fromtimestamp(os.stat(found.path).st_mtime, UTC) if found is not None else None
     return render(request, "playbook.html", who, pid=pid, playbook=loaded, file=found, file_name=file_name,
-                  problems=problems,
+                  changed=changed, problems=problems,
                   lines=list(enumerate(text.splitlines(), start=1)), marked=marked,
                   versions=await queries.versions(d.store, pid),
                   runs_chart=columns(f"Runs of {pid} started per day, last {RUN_DAYS} days", per_day),

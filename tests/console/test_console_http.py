@@ -240,6 +240,7 @@ async def test_a_playbook_page_shows_its_performance_from_the_report(console: Co
     await sign_in(console.client, OPS)
     page = (await console.client.get("/console/playbooks/save-plan")).text
     assert 'id="performance"' in page
+    assert re.search(r"In force now: <code>[0-9a-f]{12}</code>, its file saved \d{4}-\d\d-\d\d \d\d:\d\d UTC", page)
     assert re.search(r"2 started · 2 running · 0 completed · 0 exited · 0 cancelled · 0 failed", page)
     assert "Tasks: 2 created, 0 completed (0 on time), 2 open, 1 overdue" in page
 
