@@ -21,7 +21,8 @@ from engine.console.models import ROLES, AuditActionRow, SessionRow, SnoozeRow, 
 from engine.store import Store
 
 __all__ = ["SESSION_HOURS", "Person", "add_user", "audit", "end_session", "find_user", "hash_password",
-           "new_session", "recent_audit", "session_person", "snooze", "snoozed", "verify_password"]
+           "list_users", "new_session", "recent_audit", "remove_user", "session_person", "snooze", "snoozed",
+           "verify_password"]
 
 SESSION_HOURS = 12
 """A session ends this many hours after sign-in (sign in again then)."""
@@ -107,6 +108,26 @@ async def add_user(store: Store, email: str, *, role: str, password: str = "", n
         s.commit()
         return new
     return await store.db.run(work)
+
+
+async def remove_user(store: Store, email: str) -> bool:
+    """Delete the console user and end every session of theirs; False when there was no such user."""
+    address = email.strip().lower()
+
+    def work(s: Session) -> bool:
+        s.execute(delete(SessionRow).where(SessionRow.email == address))
+        row = s.get(UserRow, address)
+        if row is not None:
+            s.delete(row)
+        s.commit()
+        return row is not None
+    return await store.db.run(work)
+
+
+async def list_users(store: Store) -> list[Person]:
+    """Every console user, by email."""
+    rows = await store.db.read(lambda s: s.scalars(select(UserRow).order_by(UserRow.email)).all())
+    return [_person(r) for r in rows]
 
 
 async def find_user(store: Store, email: str) -> Person | None:

@@ -1,4 +1,5 @@
-"""``csops console user add EMAIL``: create (or update) a person who may sign in to the web console.
+"""``csops console user add EMAIL``: create (or update) a person who may sign in to the web console;
+``user remove EMAIL`` deletes one (ending their sessions), ``user list`` lists them.
 
 The password comes from CSOPS_CONSOLE_PASSWORD when set (scripts), else from a prompt (typed
 twice, not echoed); ``--no-password`` makes a user for the trusted-header mode only.
@@ -15,7 +16,7 @@ from typing import Any
 
 __all__ = ["add_parsers"]
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_parsers(sub: Any) -> None:
@@ -35,6 +36,9 @@ def add_parsers(sub: Any) -> None:
                      help="their user id in the CRM: their tasks are their inbox, their accounts are theirs")
     add.add_argument("--no-password", action="store_true",
                      help="no password: signs in only through a trusted identity proxy header")
+    remove = user.add_parser("remove", help="delete a console user and end their sessions at once")
+    remove.add_argument("email", metavar="EMAIL")
+    user.add_parser("list", help="the console users with their roles")
     console.set_defaults(runs_handler=cmd_console)
 
 
@@ -57,8 +61,10 @@ def _password(args: argparse.Namespace) -> str | None:
 
 def cmd_console(args: argparse.Namespace) -> int:
     """Run ``csops console user add``."""
-    if getattr(args, "console_action", None) != "user" or getattr(args, "user_action", None) != "add":
-        print("usage: csops console user add EMAIL [--role ops|csm] [--name NAME] [--crm-user ID]", file=sys.stderr)
+    action = getattr(args, "user_action", None) if getattr(args, "console_action", None) == "user" else None
+    if action not in ("add", "remove", "list"):
+        print("usage: csops console user add EMAIL [--role ops|csm] [--name NAME] [--crm-user ID] | "
+              "user remove EMAIL | user list", file=sys.stderr)
         return EXIT_USAGE
     from engine.cli import _settings
     from engine.console.auth import add_user
@@ -67,6 +73,8 @@ def cmd_console(args: argparse.Namespace) -> int:
     settings = _settings("console")
     if settings is None:
         return EXIT_USAGE
+    if action != "add":
+        return _remove_or_list(Store(settings.database_url), action, getattr(args, "email", ""))
     password = _password(args)
     if password is None:
         return EXIT_USAGE
@@ -81,6 +89,24 @@ def cmd_console(args: argparse.Namespace) -> int:
         store.close()
     print(f"csops console: {'created' if new else 'updated'} {args.email.strip().lower()} ({args.role}"
           f"{', CRM user ' + args.crm_user if args.crm_user else ''}); sign in at /console on the API's address")
+    return EXIT_OK
+
+
+def _remove_or_list(store: Any, action: str, email: str) -> int:
+    from engine.console.auth import list_users, remove_user
+
+    try:
+        if action == "list":
+            for p in asyncio.run(list_users(store)):
+                print(f"{p.email}\t{p.role}\t{p.name}\t{p.crm_user}")
+            return EXIT_OK
+        if not asyncio.run(remove_user(store, email)):
+            print(f"csops console: there is no console user {email.strip().lower()}; csops console user list "
+                  "shows them", file=sys.stderr)
+            return EXIT_FAILED
+    finally:
+        store.close()
+    print(f"csops console: removed {email.strip().lower()}; their sessions are ended")
     return EXIT_OK
 
 

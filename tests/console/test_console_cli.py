@@ -69,3 +69,26 @@ def test_without_a_terminal_the_password_must_come_from_the_environment(home: Pa
                           env={"PATH": "/usr/bin:/bin", "CSOPS_HOME": str(home)})
     assert proc.returncode == 2
     assert "set CSOPS_CONSOLE_PASSWORD" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_user_remove_ends_their_sessions_and_list_shows_who_is_left(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.console.auth import session_person
+
+    monkeypatch.setenv("CSOPS_CONSOLE_PASSWORD", "a long enough password")
+    assert main(["console", "user", "add", "ann@example.com", "--role", "ops"]) == 0
+    assert main(["console", "user", "add", "bob@example.com", "--crm-user", "u-bob"]) == 0
+    store = _store(home)
+    try:
+        opened = asyncio.run(new_session(store, "ann@example.com", "a long enough password", now=NOW))
+        assert opened is not None
+        capsys.readouterr()
+        assert main(["console", "user", "remove", "ANN@example.com"]) == 0
+        assert "removed ann@example.com; their sessions are ended" in capsys.readouterr().out
+        assert asyncio.run(session_person(store, opened[0], now=NOW)) is None
+        assert main(["console", "user", "remove", "ann@example.com"]) == 1
+        assert "there is no console user ann@example.com" in capsys.readouterr().err
+        assert main(["console", "user", "list"]) == 0
+        assert capsys.readouterr().out == "bob@example.com\tcsm\t\tu-bob\n"
+    finally:
+        store.close()
