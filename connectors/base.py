@@ -273,7 +273,7 @@ class AccountViews(Protocol):
 @runtime_checkable
 class AccountLister(Protocol):
     """Optional for a CRM: page through its accounts, filtered, for the daily date scan and schedule
-    triggers (engine/scan.py). A CRM without it can still start runs from events."""
+    triggers (engine/triggers/scan.py). A CRM without it can still start runs from events."""
 
     async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
                             dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),

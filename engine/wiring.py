@@ -25,9 +25,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from connectors import redact
 from connectors.base import CRM, Chat, ConnectorError, Http, Mailer
 from connectors.outbox import ChatOutbox, EmailOutbox
-from engine.config import HubSpotConfig, SalesforceConfig, Secret, SlackConfig, SMTPConfig
-from engine.configcheck import hide_password as shown_url
-from engine.settings import Settings
+from engine.config.config import HubSpotConfig, SalesforceConfig, Secret, SlackConfig, SMTPConfig
+from engine.config.configcheck import hide_password as shown_url
+from engine.config.settings import Settings
 
 __all__ = ["BuildError", "Connectors", "Part", "build_connectors", "build_parts", "check_parts", "shown_url"]
 

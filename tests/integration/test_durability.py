@@ -6,7 +6,7 @@ waits: ``go-ahead`` waits for an event the test sends, which gives a determinist
 run has done some but not all of its effects and nothing is in flight; ``pause`` is a short durable
 timer (a few seconds, from the run's trigger). Processes are killed or restarted only while every
 run is idle at one of them: an activity in flight on a SIGKILLed worker is retried only after its
-2 minute start-to-close timeout (engine/workflow.py TIMEOUT), far longer than a test may take. The
+2 minute start-to-close timeout (engine/runtime/workflow.py TIMEOUT), far longer than a test may take. The
 one test that kills a worker inside an activity (between the effect and its ledger record) pins
 the worker there with file and database locks, and fails the dead attempt through the server.
 
@@ -40,10 +40,10 @@ from connectors.ledger import Ledger
 from connectors.outbox import ChatOutbox, EmailOutbox
 from connectors.sqlcrm import SQLCRM
 from connectors.sqlcrm_models import AccountRow
-from engine.runtypes import Event, RunOutcome, RunStatus
-from engine.settings import Settings
-from engine.starter import connect, load_playbooks, start_run
-from engine.workflow import PlaybookRun
+from engine.config.settings import Settings
+from engine.payloads.runtypes import Event, RunOutcome, RunStatus
+from engine.runtime.starter import connect, load_playbooks, start_run
+from engine.runtime.workflow import PlaybookRun
 from tests.integration.procs import (
     Clock,
     Proc,
@@ -531,7 +531,7 @@ async def test_csops_up_runs_a_playbook_and_stops_everything_on_ctrl_c(tmp_path:
     ui_port, api_port = free_port(), free_port()
     env = clean_env(CSOPS_HOME=str(home), CSOPS_TASK_QUEUE=site.queue, CSOPS_PLAYBOOKS=str(site.playbooks),
                     CSOPS_FALLBACK_OWNER="ops@example.com")
-    up = procs.start("csops-up", [sys.executable, "-m", "engine.cli", "up", "--port", str(site.port),
+    up = procs.start("csops-up", [sys.executable, "-m", "engine.cli.main", "up", "--port", str(site.port),
                                   "--ui-port", str(ui_port), "--api-port", str(api_port)], env=env)
     kids = await wait_until(lambda: len(children(up.pid)) >= 3 and children(up.pid), 60,
                             "csops up to start the dev server, the worker and the API")
@@ -542,14 +542,14 @@ async def test_csops_up_runs_a_playbook_and_stops_everything_on_ctrl_c(tmp_path:
     assert len(commands) == 3, commands
     assert any("server start-dev" in c and f"--db-filename {home}/temporal.db" in c for c in commands), commands
     assert any(c.endswith("-m worker") for c in commands), commands
-    assert any(f"engine.cli api --host 127.0.0.1 --port {api_port}" in c for c in commands), commands
+    assert any(f"engine.cli.main api --host 127.0.0.1 --port {api_port}" in c for c in commands), commands
     await wait_until(lambda: port_open(api_port), 30, "the API to listen")
 
     # csops up records what it serves; the other commands use it, and say so, without being told.
     assert json.loads((home / "stack.json").read_text()) == {
         "pid": up.pid, "temporal_address": f"127.0.0.1:{site.port}", "api_url": f"http://127.0.0.1:{api_port}",
         "ui_url": f"http://127.0.0.1:{ui_port}"}
-    listed = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "engine.cli", "runs"], text=True,
+    listed = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "engine.cli.main", "runs"], text=True,
                                      capture_output=True, timeout=60, env=clean_env(
                                          CSOPS_HOME=str(home), CSOPS_DATABASE_URL=f"sqlite:///{home}/csops.db"))
     assert listed.returncode == 0, listed.stderr
@@ -567,7 +567,7 @@ async def test_csops_up_runs_a_playbook_and_stops_everything_on_ctrl_c(tmp_path:
     # A second csops up on the same port fails fast, and leaves the first one running.
     started = time.monotonic()
     second_env = clean_env(CSOPS_HOME=str(tmp_path / "h2"), CSOPS_TASK_QUEUE=unique_queue("second-up"))
-    second = procs.start("csops-up-2", [sys.executable, "-m", "engine.cli", "up", "--port", str(site.port),
+    second = procs.start("csops-up-2", [sys.executable, "-m", "engine.cli.main", "up", "--port", str(site.port),
                                         "--ui-port", str(free_port()), "--api-port", str(free_port())],
                          env=second_env)
     assert await second.wait_exit(30) == 2, second.log_text()

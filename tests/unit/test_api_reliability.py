@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from engine import ingest as ingest_module
-from engine.api import create_app
-from engine.store import Store
+from engine.api.app import create_app
+from engine.store.store import Store
+from engine.triggers import ingest as ingest_module
 from tests.unit.test_api import AUTH, NOW, TOKEN, Api, Starts, api, compiled, event, make_ingestor
 
 __all__ = ["api"]

@@ -12,10 +12,10 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from connectors.base import Account, AccountView, User
-from engine.coverage import SCHEMA_FILE, Coverage, load_coverage, parse_coverage
-from engine.coverage_resolve import CoverageError, Resolution, check_people
-from engine.parties import parse_party
-from engine.yamlpos import load, read
+from engine.language.coverage import SCHEMA_FILE, Coverage, load_coverage, parse_coverage
+from engine.language.coverage_resolve import CoverageError, Resolution, check_people
+from engine.language.parties import parse_party
+from engine.language.yamlpos import load, read
 from tests.conftest import ROOT
 
 TODAY = date(2026, 11, 15)

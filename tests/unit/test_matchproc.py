@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from engine.matcher import decide
-from engine.matchproc import MatchTimeout, MatchWorker
-from engine.signals import EventSignal, Facts
+from engine.triggers.matcher import decide
+from engine.triggers.matchproc import MatchTimeout, MatchWorker
+from engine.triggers.signals import EventSignal, Facts
 from tests.unit.test_api import compiled
 
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)

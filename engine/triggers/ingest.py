@@ -1,0 +1,561 @@
+"""The event pipeline: events in (API, CLI, imports) → store → facts → triggers → runs.
+
+Two halves, joined by the store's events table, which is the queue:
+
+- ``Ingestor.ingest`` validates a batch, stores the valid events (idempotent by id: a duplicate
+  stops here, which is why 50 concurrent posts of one event start one run) and wakes the
+  processor. That is all the API waits for before it answers 202. Concurrent calls share one
+  database transaction (group commit), so many small posts cost few commits.
+- ``Ingestor.process_pending`` claims stored events not processed yet and, per event: applies
+  its facts (engine/triggers/ingest_facts.py), delivers it to the account's running runs (``deliver_event``
+  signal: wait_for, task completion, exit criteria), asks the matcher about every playbook with
+  a trigger listening to the type, and enrols (engine/triggers/enrol.py records every decision). Then it
+  marks the event processed. ``run`` does that in a loop.
+
+Nothing stored is lost when the process dies: an event is marked processed only after all of
+that, and a claim lapses after a lease (5 minutes), so another processor takes it up. Events of
+one account are processed one after another in the order they were received; accounts in
+parallel.
+
+An event whose processing fails is tried again after a back-off (30 s, doubling, at most the
+lease; ``Store.record_failures``) while the account's later events wait their turn. After
+``max_attempts`` failures it is set aside as failed (``csops event failed`` lists those, ``csops
+event retry`` queues them again) and the account's later events go on, so one event that can
+never be processed does not hold its account up for ever. Outages (Temporal, the CRM or the
+database unreachable) are retried without limit instead: they end by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from connectors.base import CRM, RetryableError
+from engine.language import model as m
+from engine.language.context import Calendar
+from engine.payloads.runcontext import read_view, view_data
+from engine.payloads.runtypes import Event, run_id_for
+from engine.store.store import API_WRITE_WAIT, LEASE, MAX_ATTEMPTS, EventRecord, Store, retry_delay
+from engine.triggers.enrol import Start, enrol, facts_for
+from engine.triggers.ingest_facts import Change, apply_facts, parse_event, parse_time, validate_event
+from engine.triggers.matcher import decide
+from engine.triggers.matchproc import MatchTimeout, MatchWorker
+from engine.triggers.signals import Decision, EventSignal, Facts, TriggerRef
+
+__all__ = ["IngestResult", "Ingestor", "Processed", "SignalRun", "temporal_signaller", "temporal_starter",
+           "validate_event"]
+
+log = logging.getLogger(__name__)
+
+SignalRun = Callable[[str, Event], Awaitable[bool | str]]
+"""Delivers an event to a run (workflow id): True when delivered; False, or the status it ended with
+(completed, failed, exited, cancelled), when the run is no longer there."""
+
+ENDED = ("completed", "failed", "exited", "cancelled")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestResult:
+    """What became of one event of a batch."""
+
+    id: str
+    """The event's id ("" when it had none)."""
+    status: Literal["accepted", "unknown_account", "duplicate", "rejected"]
+    """accepted: stored for processing; unknown_account: stored for processing too, but the CRM has no
+    account with that id (it starts nothing until the account exists; its facts are kept); duplicate:
+    that id was stored before; rejected: invalid, or refused by the store, and not stored."""
+    errors: tuple[str, ...] = ()
+    """Why it was rejected, each as "path: what is wrong"; for unknown_account, the warning."""
+    decisions: tuple[str, ...] = ()
+    """With ``process=True``: the trigger decisions it led to, one line each."""
+    notes: tuple[str, ...] = ()
+    """With ``process=True``: what could not be done (unknown account...) and where it was delivered."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Processed:
+    """What processing one stored event did."""
+
+    id: str
+    """The event id."""
+    type: str
+    """The event type."""
+    account_id: str
+    """The account."""
+    decisions: tuple[str, ...] = ()
+    """Trigger decisions, one line each: ``playbook: started (started) start pb:...``."""
+    delivered: tuple[str, ...] = ()
+    """Runs (workflow ids) the event was delivered to."""
+    notes: tuple[str, ...] = ()
+    """What could not be done, in plain words."""
+    error: str = ""
+    """Set when processing failed, in plain words: the event is tried again after a back-off, or,
+    after its last allowed attempt, set aside as failed."""
+    cause: str = ""
+    """When processing failed: the exception (type and message), as kept in the event's ``last_error``."""
+    transient: bool = False
+    """When processing failed: whether it was an outage (retried without limit, never set aside)."""
+
+
+class Ingestor:
+    """Takes events in and processes them; one per process, shared by the API and the CLI.
+
+    Args:
+        store: The engine's store (events, facts, decisions, runs).
+        crm: The CRM whose accounts the events are about.
+        playbooks: The playbooks now in force by id (called per event, so reloads are seen).
+        start: Starts a decision's run (see engine.triggers.enrol.Start).
+        signal_run: Delivers an event to a running run (see ``SignalRun``; ``temporal_signaller``).
+        calendar: Workdays, holidays and zone for cooldowns and date triggers.
+        now: The clock.
+        lease: How long a claimed event stays with its processor before another may take it.
+        parallel: How many accounts are processed at once.
+        max_attempts: Failed attempts after which an event is set aside as failed (at least 1).
+    """
+
+    def __init__(self, *, store: Store, crm: CRM, playbooks: Callable[[], Mapping[str, m.Playbook]], start: Start,
+                 signal_run: SignalRun, calendar: Calendar | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC), lease: timedelta = LEASE,
+                 parallel: int = 8, still_running: Callable[[str], Awaitable[bool]] | None = None,
+                 max_attempts: int = MAX_ATTEMPTS) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be 1 or more, not {max_attempts}")
+        self.max_attempts = max_attempts
+        self.store, self.crm, self.playbooks, self.start = store, crm, playbooks, start
+        self.still_running = still_running
+        """Checks a run the store has as active against Temporal (engine/runrecord.is_running)."""
+        self.signal_run, self.calendar, self.now, self.lease = signal_run, calendar or Calendar(), now, lease
+        self.parallel = parallel
+        self.wake = asyncio.Event()
+        self._waiting: list[tuple[list[EventSignal], asyncio.Future[list[bool | str]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._known: dict[str, float] = {}
+        """Account ids the CRM had, with when it was asked (``time.monotonic``)."""
+        self._missing: dict[str, float] = {}
+        """Account ids the CRM did not have, with when it was asked."""
+        self._matcher: MatchWorker | None = None
+        """Set while ``run`` goes: where trigger conditions are evaluated (a child process)."""
+
+    # --- in --------------------------------------------------------------------------------------
+
+    async def ingest(self, events: Sequence[Mapping[str, Any]], *, process: bool = False) -> list[IngestResult]:
+        """Validate and store a batch; one result per event, in order.
+
+        With ``process`` the accepted events are processed before this returns (the CLI does
+        that, to print the decisions); the API leaves it to ``run``.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the store could not be written (nothing was accepted).
+        """
+        valid: list[EventSignal] = []
+        problems: list[list[str]] = []
+        for obj in events:
+            errors = validate_event(obj) or _storable(obj)
+            problems.append(errors)
+            if not errors:
+                valid.append(parse_event(obj))
+        stored = iter(await self._store(valid) if valid else [])
+        results = []
+        for obj, errors in zip(events, problems, strict=True):
+            ident = obj.get("id") if isinstance(obj, Mapping) else None
+            ident = ident if isinstance(ident, str) else ""
+            outcome = None if errors else next(stored)
+            if isinstance(outcome, str):  # the store refused this one event; its neighbours went in
+                errors = [outcome]
+            if errors:
+                results.append(IngestResult(id=ident, status="rejected", errors=tuple(errors)))
+            else:
+                results.append(IngestResult(id=ident, status="accepted" if outcome else "duplicate"))
+        results = await self._unknown_accounts(results, {e.id: e.account_id for e in valid})
+        accepted = [r.id for r in results if r.status in ("accepted", "unknown_account")]
+        if accepted and process:
+            done = {p.id: p for p in await self._process(await self.store.unprocessed(
+                len(accepted), ids=accepted, now=self.now(), lease=self.lease))}
+            results = [replace(r, decisions=done[r.id].decisions, notes=_notes(done[r.id])) if r.id in done
+                       else replace(r, notes=(WAITING,)) if r.id in accepted else r for r in results]
+        elif accepted:
+            self.wake.set()
+        return results
+
+    async def _unknown_accounts(self, results: list[IngestResult], accounts: Mapping[str, str]) -> list[IngestResult]:
+        """Mark the stored events whose account the CRM does not have as ``unknown_account``.
+
+        The CRM is asked once per account (an answer is remembered: KNOWN_FOR seconds for an account
+        it has, MISSING_FOR for one it has not, so a flood of events for a typo costs few calls) and
+        for at most ACCOUNT_CHECK seconds: when it does not answer, the events stay ``accepted``
+        (processing tells the rest).
+        """
+        now = monotonic()
+        ask = {accounts[r.id] for r in results if r.status == "accepted"}
+        missing = {a for a in ask if now - self._missing.get(a, -MISSING_FOR) < MISSING_FOR}
+        ask = {a for a in ask - missing if now - self._known.get(a, -KNOWN_FOR) >= KNOWN_FOR}
+        names = sorted(ask)
+        try:
+            found = await asyncio.wait_for(asyncio.gather(*(self.crm.get_account(a) for a in names),
+                                                          return_exceptions=True), ACCOUNT_CHECK)
+        except TimeoutError:
+            found = [TimeoutError()] * len(names)
+        for name, account in zip(names, found, strict=True):
+            if account is None:
+                missing.add(name)
+                self._missing[name] = now
+            elif not isinstance(account, BaseException):
+                self._known[name] = now
+        for cache in (self._known, self._missing):
+            if len(cache) > 100_000:  # a bound on memory, not a policy
+                cache.clear()
+        if not missing:
+            return results
+        return [replace(r, status="unknown_account", errors=(UNKNOWN.format(account=accounts[r.id]),))
+                if r.status == "accepted" and accounts[r.id] in missing else r for r in results]
+
+    async def _store(self, events: list[EventSignal]) -> list[bool | str]:
+        """Store through the shared transaction: callers arriving while one commits go in the next.
+
+        One result per event: True stored, False a duplicate, or why the store refused that event
+        (the others of the group are stored all the same: see ``_write``).
+
+        Raises:
+            RetryableError: the store is locked or unreachable (for this caller nothing may have gone in).
+        """
+        future: asyncio.Future[list[bool | str]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((events, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                outcomes = await self._write([e for events, _ in batch for e in events])
+            except BaseException as exc:  # cancelled: no caller may wait for ever
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                raise
+            at = 0
+            for events, future in batch:
+                mine, at = outcomes[at:at + len(events)], at + len(events)
+                outage = next((o for o in mine if isinstance(o, RetryableError)), None)
+                if future.done():
+                    continue
+                if outage is not None:
+                    future.set_exception(outage)
+                else:
+                    future.set_result([o if isinstance(o, bool) else _refusal(o) for o in mine])
+
+    async def _write(self, events: list[EventSignal]) -> list[bool | Exception]:
+        """Store events in one transaction; when the store refuses it, each half again, down to the event at fault.
+
+        So one bad event costs a few more transactions, never its neighbours' place: for each event,
+        True (stored), False (duplicate) or the exception that refused it alone. An outage (locked or
+        unreachable store) is not any event's fault: it ends the write, given to all not yet written.
+        """
+        try:
+            return list(await self.store.add_events(events, received_at=self.now(), wait=API_WRITE_WAIT))
+        except RetryableError as exc:
+            return [exc] * len(events)
+        except Exception as exc:  # noqa: BLE001 - find the event at fault
+            if len(events) == 1:
+                return [exc]
+        half = len(events) // 2
+        first = await self._write(events[:half])
+        outage = next((o for o in first if isinstance(o, RetryableError)), None)
+        if outage is not None:
+            return first + [outage] * (len(events) - half)
+        return first + await self._write(events[half:])
+
+    # --- processing ------------------------------------------------------------------------------
+
+    async def process_pending(self, limit: int = 200) -> list[Processed]:
+        """Claim and process up to ``limit`` queued events; what each did."""
+        return await self._process(await self.store.unprocessed(limit, now=self.now(), lease=self.lease))
+
+    async def run(self, *, poll: float = 1.0, limit: int = 200) -> None:
+        """Process queued events until cancelled: at once when ``ingest`` wakes it, else every ``poll`` seconds
+        (events another process stored, and retries after a lease).
+
+        Meanwhile trigger conditions are evaluated in a child process with a time bound
+        (engine/triggers/matchproc.py), so a slow one never blocks this event loop (the API's)."""
+        self._matcher = MatchWorker()
+        try:
+            await self._loop(poll=poll, limit=limit)
+        finally:
+            matcher, self._matcher = self._matcher, None
+            await asyncio.to_thread(matcher.close)
+
+    async def _loop(self, *, poll: float, limit: int) -> None:
+        while True:
+            self.wake.clear()
+            try:
+                done = await self.process_pending(limit)
+            except Exception:  # the store may be back in a moment; the loop must go on
+                log.exception("processing queued events failed; trying again in %s s", poll)
+                done = []
+            if len(done) < limit:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), poll)
+
+    async def _process(self, records: Sequence[EventRecord]) -> list[Processed]:
+        by_account: dict[str, list[EventRecord]] = {}
+        for rec in records:
+            by_account.setdefault(rec.account_id, []).append(rec)
+        gate = asyncio.Semaphore(self.parallel)
+        held: list[str] = []
+
+        async def account(recs: list[EventRecord]) -> list[Processed]:
+            async with gate:
+                out = []
+                for at, rec in enumerate(recs):
+                    out.append(await self._one(rec))
+                    if out[-1].error and (out[-1].transient or rec.attempts + 1 < self.max_attempts):
+                        # Later events of the account wait for this one's retry, keeping their order.
+                        held.extend(r.id for r in recs[at + 1:])
+                        break
+                    # Succeeded, or failed for the last time (set aside below): the account goes on.
+                return out
+
+        done = [p for group in await asyncio.gather(*(account(r) for r in by_account.values())) for p in group]
+        now = self.now()
+        await self.store.mark_processed([p.id for p in done if not p.error], at=now)
+        gave_up = {r.id: r for r in await self.store.record_failures(
+            [(p.id, p.cause) for p in done if p.error], at=now, max_attempts=self.max_attempts, lease=self.lease,
+            held=held, transient=[p.id for p in done if p.error and p.transient])}
+        attempts = {r.id: r.attempts + 1 for r in records}
+        for p in done:
+            if p.id in gave_up:
+                log.error("event %s (%s, account %s) failed %d times and is set aside; the account's later events "
+                          "go on. Last error: %s. `csops event retry %s` queues it again", p.id, p.type,
+                          p.account_id, gave_up[p.id].attempts, p.cause, p.id)
+        return [replace(p, error=_failure(p, attempts[p.id], gave_up=p.id in gave_up, lease=self.lease))
+                if p.error else p for p in done]
+
+    async def _one(self, rec: EventRecord) -> Processed:
+        ev = EventSignal(id=rec.id, type=rec.type, account_id=rec.account_id, occurred_at=rec.occurred_at,
+                         data=rec.data)
+        try:
+            account = await self.crm.get_account(ev.account_id)
+            change = await apply_facts(self.store, self.crm, ev, account)
+            if change.previous:
+                ev = replace(ev, previous=change.previous)
+            delivered = await self._route(ev)
+            decisions = await self._decide(ev, change) if account is not None else []
+        except Exception as exc:  # noqa: BLE001 - one event's failure must not stop the others
+            # Kept as the event's last_error and shown by the CLI and API: the exception's own
+            # words only (connectors keep secrets out of them), no request headers or URLs.
+            cause = f"{type(exc).__name__}: {exc}"
+            log.warning("event %s could not be processed (attempt %d of %d): %s", rec.id, rec.attempts + 1,
+                        self.max_attempts, cause)
+            return Processed(id=rec.id, type=rec.type, account_id=rec.account_id, error=cause, cause=cause,
+                             transient=_outage(exc))
+        return Processed(id=rec.id, type=rec.type, account_id=rec.account_id, decisions=tuple(decisions),
+                         delivered=tuple(delivered), notes=tuple(change.notes))
+
+    async def _route(self, ev: EventSignal) -> list[str]:
+        """Deliver the event to each running run of the account; a run Temporal no longer has is marked ended."""
+        event = Event(id=ev.id, type=ev.type, account_id=ev.account_id, occurred_at=ev.occurred_at.isoformat(),
+                      data=dict(ev.data))
+        delivered, cursor = [], None
+        while True:
+            page = await self.store.runs(account_id=ev.account_id, status="running", limit=100, cursor=cursor)
+            for run in page.runs:
+                answer = await self.signal_run(run.run_id, event)
+                if answer is True:
+                    delivered.append(run.run_id)
+                    continue
+                status = answer if isinstance(answer, str) and answer in ENDED else "completed"
+                await self.store.end_run(run.run_id, status=status, temporal_run_id=run.temporal_run_id,
+                                         at=self.now(), reason=f"ended in Temporal ({status}); noticed when event "
+                                                               f"{ev.id} could not be delivered")
+            if page.next_cursor is None:
+                return delivered
+            cursor = page.next_cursor
+
+    async def _decide(self, ev: EventSignal, change: Change) -> list[str]:
+        listening = [pb for pb in self.playbooks().values() if listens(pb, ev.type)]
+        if not listening:
+            return []
+        view = await read_view(self.crm, ev.account_id)
+        if view is None:
+            return []
+        data = view_data(view)
+        account, contacts = data["account"], tuple(data["contacts"])
+        signal = {"kind": "event", "type": ev.type, "id": ev.id, "occurred_at": ev.occurred_at.isoformat()}
+        lines = []
+        for pb in listening:
+            now = self.now()
+            facts = functools.partial(facts_for, self.store, pb, account, now=now, calendar=self.calendar,
+                                      contacts=contacts, previous_score=change.previous_score,
+                                      previous_band=change.previous_band, first_feature_use=change.first_feature_use,
+                                      first_product_use=change.first_product_use)
+            seen = await facts()
+            decision = await self._match(pb, ev, seen)
+            if (decision is not None and decision.reason == "already_active" and seen.active_run
+                    and self.still_running is not None and not await self.still_running(seen.active_run)):
+                # The store had a run as active that Temporal says has ended (its record is now up to
+                # date): decide again. Asked only here, so an event costs no Temporal call otherwise.
+                decision = await self._match(pb, ev, await facts())
+            if decision is None:
+                continue
+            done = await enrol(decision, pb, store=self.store, start=self.start, signal=signal, now=now)
+            # enrol records a start Temporal refused as already running as already_active; so does this line.
+            refused = (decision.outcome, done.outcome) == ("start", "suppressed")
+            reason = "already_active" if refused else decision.reason
+            lines.append(f"{pb.id}: {done.outcome} ({reason}): {done.message}")
+        return lines
+
+
+    async def _match(self, pb: m.Playbook, ev: EventSignal, seen: Facts) -> Decision | None:
+        """``decide``: in the child process while ``run`` goes (a time-out is a suppressed decision), else here."""
+        if self._matcher is None:
+            return decide(pb, ev, seen)
+        try:
+            return await self._matcher.decide(pb, ev, seen)
+        except MatchTimeout as exc:
+            index = next((i for i, t in enumerate(pb.triggers) if listens_one(t, ev.type)), 0)
+            return Decision(outcome="suppressed", reason="expression_error", message=f"suppressed: {exc}",
+                            playbook=pb.id, account_id=ev.account_id,
+                            trigger=TriggerRef(index=index, kind=pb.triggers[index].kind), occurrence="",
+                            run_id=run_id_for(pb.id, ev.account_id, ""), trigger_data={},
+                            seen={"timeout_s": self._matcher.timeout})
+
+
+def listens(playbook: m.Playbook, event_type: str) -> bool:
+    """Whether a trigger of the playbook can fire on an event of this type (others are not asked)."""
+    return any(listens_one(trig, event_type) for trig in playbook.triggers)
+
+
+def listens_one(trig: Any, event_type: str) -> bool:
+    """Whether this trigger can fire on an event of this type."""
+    if isinstance(trig, m.EventTrigger) and trig.type == event_type:
+        return True
+    if isinstance(trig, m.HealthDrop) and event_type == "health.updated":
+        return True
+    if isinstance(trig, m.NewUsage) and event_type == "usage.feature_used":
+        return True
+    return isinstance(trig, m.LifecycleChange | m.ContractMilestone) and event_type == "account.updated"
+
+
+def _outage(exc: BaseException) -> bool:
+    """Whether a failure is an outage that ends by itself: a CRM, Temporal or the database
+    unreachable, a timeout or rate limit. Such an event is retried without limit (never set aside):
+    a Temporal restart of an hour must not turn every event of that hour into a failed one."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    if isinstance(exc, (RetryableError, ConnectionError, TimeoutError)):  # the store's own: RetryableError
+        return True
+    return isinstance(exc, RPCError) and exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
+                                                        RPCStatusCode.RESOURCE_EXHAUSTED)
+
+
+monotonic = time.monotonic
+"""The clock of the account answers' memory (tests move it)."""
+KNOWN_FOR = 600.0
+"""Seconds an account the CRM had is taken as known without asking again (at ingest)."""
+MISSING_FOR = 30.0
+"""Seconds an account the CRM did not have is taken as unknown without asking again (at ingest)."""
+ACCOUNT_CHECK = 2.0
+"""Seconds ingest waits for the CRM to say which accounts it has."""
+UNKNOWN = ("account_id: the CRM has no account {account!r}; the event is stored and its facts kept, but it starts "
+           "nothing until the account exists (check the id, or import the account first)")
+"""The warning of an ``unknown_account`` result."""
+
+
+def _storable(obj: Mapping[str, Any]) -> list[str]:
+    """What ``validate_event`` lets through but the store cannot keep: a time outside years 1-9999 once in
+    UTC, data that is not plain JSON (NaN, infinity, nested past Python's limit)."""
+    when = parse_time(obj["occurred_at"])
+    problems = []
+    try:
+        if when is not None:
+            when.astimezone(UTC)
+    except OverflowError:
+        problems.append(f"occurred_at: is outside the years 1 to 9999 once converted to UTC "
+                        f"({obj['occurred_at']!r:.60}); send a real date-time")
+    try:
+        json.dumps(obj.get("data", {}), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        problems.append(f"data: must be plain JSON (text, finite numbers, true/false, null, lists, objects): "
+                        f"{str(exc)[:120]}")
+    return problems
+
+
+def _refusal(exc: Exception) -> str:
+    """Why the store refused one event, in words (a database error's own message, not its SQL)."""
+    orig = getattr(exc, "orig", None)
+    said = str(orig if orig is not None else exc) or type(exc).__name__
+    if getattr(exc, "detail", ""):  # PermanentError: what the database said is in the detail
+        said = f"{said}: {exc.detail}"  # type: ignore[attr-defined]
+    return f"(event): the store refused it: {said[:300]}"
+
+
+WAITING = ("not processed yet: an earlier event of the account is still queued (being retried, or taken by "
+           "another processor); it stays queued and is processed after that one")
+"""The note on an accepted event ``ingest(process=True)`` could not process now."""
+
+
+def _failure(p: Processed, attempt: int, *, gave_up: bool, lease: timedelta) -> str:
+    """What became of a failed attempt, in plain words."""
+    if gave_up:
+        return (f"could not process it ({p.cause}); that was attempt {attempt}, the last: it is set aside as failed "
+                f"(csops event failed lists it; csops event retry {p.id} queues it again)")
+    wait = int(retry_delay(attempt, lease).total_seconds())
+    return (f"could not process it now ({p.cause}); it stays queued and is tried again in {wait} s "
+            f"(attempt {attempt} failed)")
+
+
+def _notes(p: Processed) -> tuple[str, ...]:
+    delivered = (f"delivered to {', '.join(p.delivered)}",) if p.delivered else ()
+    return (*p.notes, *delivered, *((p.error,) if p.error else ()))
+
+
+def temporal_starter(client: Any, task_queue: str, *, calendar: Calendar) -> Start:
+    """A ``Start`` over a temporalio Client: engine.runtime.starter.begin_run with the decision's occurrence and
+    trigger, and the calendar the run counts business days with (processes get it from engine/root.py)."""
+    from engine.runtime.starter import begin_run
+
+    cal = calendar.as_dict()
+
+    async def start(playbook: m.Playbook, decision: Decision) -> tuple[str, str]:
+        outcome, _, temporal_run_id = await begin_run(client, playbook, account_id=decision.account_id,
+                                                      task_queue=task_queue, occurrence=decision.occurrence,
+                                                      trigger=decision.trigger_data, calendar=cal)
+        return outcome, temporal_run_id
+
+    return start
+
+
+def temporal_signaller(client: Any) -> SignalRun:
+    """A ``SignalRun`` over a temporalio Client: the ``deliver_event`` signal; a run that is gone answers
+    the status Temporal reports for it."""
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError, RPCStatusCode
+
+    statuses = {WorkflowExecutionStatus.COMPLETED: "completed", WorkflowExecutionStatus.FAILED: "failed",
+                WorkflowExecutionStatus.TIMED_OUT: "failed", WorkflowExecutionStatus.CANCELED: "cancelled",
+                WorkflowExecutionStatus.TERMINATED: "cancelled", WorkflowExecutionStatus.CONTINUED_AS_NEW: "completed"}
+
+    async def signal_run(run_id: str, event: Event) -> bool | str:
+        handle = client.get_workflow_handle(run_id)
+        try:
+            await handle.signal("deliver_event", event)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            try:
+                described = await handle.describe()
+            except RPCError:
+                return False
+            return statuses.get(described.status, "completed") if described.status else False
+        return True
+
+    return signal_run
