@@ -35,6 +35,7 @@ from engine.api.api_body import MAX_BODY, BodyError, json_media_type, parse_json
 from engine.api.api_errors import install as install_error_handlers
 from engine.language.context import Calendar
 from engine.language.model import Playbook
+from engine.language.schemafiles import schema_file
 from engine.store.store import Store
 
 __all__ = ["MAX_BATCH", "MAX_BODY", "ApiError", "Deps", "Ingesting", "create_app"]
@@ -109,9 +110,7 @@ class UnsubscribeOut(BaseModel):
 
 def event_components() -> dict[str, Any]:
     """schemas/event.schema.json as OpenAPI components: ``Event`` and its ``$defs`` as ``Event_<name>``."""
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "schemas" / "event.schema.json"
+    path = schema_file("event.schema.json")
     try:
         schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

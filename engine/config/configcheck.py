@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from functools import cache
-from pathlib import Path as FsPath
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,12 +25,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from engine.language.problems import Problem, make
+from engine.language.schemafiles import schema_file
 from engine.language.structure import Hook, Walker, describe, walk_top_level
 from engine.language.yamlpos import Document, Path
 
 VAR = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 """A whole ``${NAME}``."""
-SCHEMA_FILE = FsPath(__file__).resolve().parent.parent / "schemas" / "config.schema.json"
+SCHEMA_FILE = schema_file("config.schema.json")
 _REF = re.compile(r"\$\{([^{}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Each secret field: what a message calls it, and the variable a hint suggests.
@@ -58,7 +58,7 @@ def hide_password(url: str) -> str:
 @cache
 def config_schema() -> dict[str, Any]:
     """The config schema, parsed once per process."""
-    with open(SCHEMA_FILE, encoding="utf-8") as fh:
+    with SCHEMA_FILE.open(encoding="utf-8") as fh:
         schema: dict[str, Any] = json.load(fh)
     return schema
 

@@ -19,11 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
-from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any
 
 from engine.language.parties import parse_party
 from engine.language.problems import Problem, make
+from engine.language.schemafiles import schema_file
 from engine.language.structure import Hook, Walker, describe, label, walk_top_level
 from engine.language.yamlpos import Document, Path, load, read
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["RULES", "SCHEMA_FILE", "Absence", "Coverage", "Role", "Segment", "Team", "load_coverage",
            "parse_coverage"]
 
-SCHEMA_FILE = FsPath(__file__).resolve().parent.parent / "schemas" / "coverage.schema.json"
+SCHEMA_FILE = schema_file("coverage.schema.json")
 #: The rules of this file beside the playbook validator's (unknown-key, type, ...): all errors.
 RULES: dict[str, str] = {
     "coverage-file": "the coverage file cannot be read, or is empty",
@@ -206,7 +206,7 @@ def check_coverage(doc: Document) -> tuple[Coverage | None, list[Problem]]:
 @cache
 def coverage_schema() -> dict[str, Any]:
     """The coverage schema, parsed once per process."""
-    with open(SCHEMA_FILE, encoding="utf-8") as fh:
+    with SCHEMA_FILE.open(encoding="utf-8") as fh:
         schema: dict[str, Any] = json.load(fh)
     return schema
 

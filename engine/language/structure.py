@@ -15,13 +15,13 @@ import json
 import re
 from collections.abc import Callable
 from functools import cache
-from pathlib import Path as FsPath
 from typing import Any
 
 from engine.language.problems import Problem, make
+from engine.language.schemafiles import schema_file
 from engine.language.yamlpos import Document, Path
 
-SCHEMA_FILE = FsPath(__file__).resolve().parent.parent / "schemas" / "playbook.schema.json"
+SCHEMA_FILE = schema_file("playbook.schema.json")
 
 Hook = Callable[["Walker", Any, Path, dict[str, Any]], None]
 
@@ -43,7 +43,7 @@ _PATTERN_WORDS = {"id": "is not a valid id", "name": "is not a valid name"}
 @cache
 def load_schema() -> dict[str, Any]:
     """The playbook schema, parsed once per process."""
-    with open(SCHEMA_FILE, encoding="utf-8") as fh:
+    with SCHEMA_FILE.open(encoding="utf-8") as fh:
         schema: dict[str, Any] = json.load(fh)
     return schema
 
