@@ -195,22 +195,28 @@ class Root:
 
     async def start(self, playbook: Playbook, decision: Decision) -> tuple[str, str]:
         """The ``Start`` every run begins with (engine.triggers.enrol.Start): on the task queue, with the calendar."""
-        from engine.triggers.ingest import temporal_starter
+        from engine.runtime.temporal import temporal_starter
 
         return await temporal_starter(await self.client(), self.settings.task_queue,
                                       calendar=self.calendar)(playbook, decision)
 
     async def signal_run(self, run_id: str, event: Event) -> bool | str:
         """Deliver an event to a run (engine.triggers.ingest.SignalRun)."""
-        from engine.triggers.ingest import temporal_signaller
+        from engine.runtime.temporal import temporal_signaller
 
         return await temporal_signaller(await self.client())(run_id, event)
 
     async def still_running(self, run_id: str) -> bool:
         """Whether a run the store has as running still runs in Temporal."""
-        from engine.runtime.runrecord import is_running
+        from temporalio.service import RPCError
 
-        return await is_running(self.store, await self.client(), run_id)
+        from engine.runtime.runrecord import is_running
+        from engine.runtime.temporal import outage
+
+        try:
+            return await is_running(self.store, await self.client(), run_id)
+        except RPCError as exc:
+            raise outage(exc) from exc
 
     async def door(self) -> Door:
         """The door for starts by a person or a step (engine/triggers/door.py)."""

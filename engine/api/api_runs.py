@@ -21,7 +21,8 @@ from pydantic import BaseModel, Field
 from engine.api.app import ApiError, Authorised, errors
 from engine.language.context import Calendar
 from engine.language.model import Playbook
-from engine.store.store import ENDED_STATUSES, Store
+from engine.store.runstore import ENDED_STATUSES
+from engine.store.store import Store
 from engine.store.store_models import AuditRow, DecisionRecord, EventRecord, RunRecord
 from engine.triggers.signals import Check
 

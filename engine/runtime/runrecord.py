@@ -14,20 +14,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine.payloads.runtypes import RunOutcome, RunStatus, StepResult
+from engine.runtime.temporal import ended_status
 from engine.store.store import Store
 from engine.store.store_models import AuditRow, RunRecord
 
-_ENDED = {
-    WorkflowExecutionStatus.COMPLETED: "completed",
-    WorkflowExecutionStatus.FAILED: "failed",
-    WorkflowExecutionStatus.TIMED_OUT: "failed",
-    WorkflowExecutionStatus.TERMINATED: "cancelled",
-    WorkflowExecutionStatus.CANCELED: "cancelled",
-}
 DETAIL = 500
 
 
@@ -65,7 +59,7 @@ async def refresh(store: Store, client: Client, run_id: str) -> RunRecord | None
         if exc.status == RPCStatusCode.NOT_FOUND:
             return record
         raise
-    ended = _ENDED.get(described.status) if described.status is not None else None
+    ended = ended_status(described.status)
     if ended is None:
         status: RunStatus = await handle.query("status", result_type=RunStatus)
         await store.add_audit(audit_rows(run_id, status.steps))

@@ -3,13 +3,10 @@
 
 from engine.store.store import (
     API_WRITE_WAIT,
-    ENDED_STATUSES,
     FIRST_RETRY,
     LEASE,
     MAX_ATTEMPTS,
-    MAX_DETAIL,
     MAX_ERROR,
-    USE_KINDS,
     EventLike,
     RequeueOutcome,
     Store,
@@ -27,13 +24,10 @@ from engine.store.store_models import (
 
 __all__ = [
     "API_WRITE_WAIT",
-    "ENDED_STATUSES",
     "FIRST_RETRY",
     "LEASE",
     "MAX_ATTEMPTS",
-    "MAX_DETAIL",
     "MAX_ERROR",
-    "USE_KINDS",
     "AuditRow",
     "DecisionRecord",
     "EventLike",

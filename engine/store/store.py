@@ -14,38 +14,31 @@ in UTC; a naive time is refused with a ValueError.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Engine, and_, exists, func, inspect, not_, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.schema import CreateColumn
 
 from connectors.sqlcrm_models import Database
+from engine.store.facts import FactTables
+from engine.store.runstore import RunTables, commit_then
 from engine.store.store_models import (
     AuditRow,
     Base,
     DecisionRecord,
-    DecisionRow,
     EventRecord,
     EventRow,
-    FirstUseRow,
-    HealthRow,
-    PoolCursorRow,
     RunPage,
     RunRecord,
-    RunRow,
-    ScanStateRow,
-    StepAuditRow,
     to_json,
     utc,
 )
@@ -55,10 +48,6 @@ T = TypeVar("T")
 __all__ = ["API_WRITE_WAIT", "LEASE", "MAX_ATTEMPTS", "AuditRow", "DecisionRecord", "EventLike", "EventRecord",
            "RequeueOutcome", "RunPage", "RunRecord", "Store", "retry_delay"]
 
-ENDED_STATUSES = frozenset({"completed", "failed", "exited", "cancelled"})
-USE_KINDS = frozenset({"feature", "product"})
-MAX_DETAIL = 4000
-"""Audit details longer than this many characters are cut (the full story is in Temporal's history)."""
 LEASE = timedelta(minutes=5)
 """How long a claimed event stays with its processor before another may take it."""
 MAX_ATTEMPTS = 8
@@ -104,7 +93,7 @@ class EventLike(Protocol):
     def data(self) -> Mapping[str, Any]: ...
 
 
-class Store:
+class Store(RunTables, FactTables):
     """The engine's records in SQLite or PostgreSQL; its tables are created if missing.
 
     Args:
@@ -160,7 +149,7 @@ class Store:
         # Sorted, so two batches sharing ids take PostgreSQL's row locks in the same order.
         batch = [rows[key] for key in sorted(rows)]
         stmt = self._insert(EventRow).on_conflict_do_nothing().returning(EventRow.id)
-        inserted = set(await self._write(lambda s: _commit(s, s.scalars(stmt, batch).all()), wait))
+        inserted = set(await self._write(lambda s: commit_then(s, s.scalars(stmt, batch).all()), wait))
         firsts: set[str] = set()
         answer = []
         for event in events:
@@ -234,7 +223,7 @@ class Store:
         # The condition is checked again by the UPDATE itself, so of two claimers only one gets a row.
         stmt = (update(EventRow).where(EventRow.id.in_(pick.scalar_subquery()), free).values(claimed_at=at)
                 .returning(EventRow).execution_options(synchronize_session=False))
-        rows = await self.db.run(lambda s: _commit(s, [r.record() for r in s.scalars(stmt).all()]))
+        rows = await self.db.run(lambda s: commit_then(s, [r.record() for r in s.scalars(stmt).all()]))
         return sorted(rows, key=lambda r: (r.received_at, r.id))
 
     async def mark_processed(self, ids: Sequence[str], *, at: datetime | None = None) -> None:
@@ -243,7 +232,7 @@ class Store:
             return
         stmt = (update(EventRow).where(EventRow.id.in_(list(ids)))
                 .values(processed_at=utc(at or datetime.now(UTC), "at")).execution_options(synchronize_session=False))
-        await self.db.run(lambda s: _commit(s, s.execute(stmt)))
+        await self.db.run(lambda s: commit_then(s, s.execute(stmt)))
 
     async def record_failures(self, failures: Sequence[tuple[str, str]], *, at: datetime | None = None,
                               max_attempts: int = MAX_ATTEMPTS, lease: timedelta = LEASE,
@@ -339,234 +328,6 @@ class Store:
         rows = await self.db.read(lambda s: s.scalars(query).all())
         return [r.record() for r in rows]
 
-    # --- health ----------------------------------------------------------------------------------
-
-    async def add_health(self, account_id: str, at: datetime, score: float, band: str = "") -> None:
-        """Record the account's health score at ``at``."""
-        row = HealthRow(account_id=account_id, at=utc(at), score=float(score), band=band)
-
-        def work(s: Session) -> None:
-            s.add(row)
-            s.commit()
-        await self.db.run(work)
-
-    async def health_since(self, account_id: str, since: datetime, *,
-                           prior: bool = False) -> list[tuple[datetime, float, str]]:
-        """Scores recorded at or after ``since`` as (at, score, band), in time order.
-
-        With ``prior`` the last score before ``since`` (the one in force when the window opens)
-        comes first, when there is one.
-        """
-        start = utc(since, "since")
-        cols = (HealthRow.at, HealthRow.score, HealthRow.band)
-        mine = HealthRow.account_id == account_id
-        window = select(*cols).where(mine, HealthRow.at >= start).order_by(HealthRow.at, HealthRow.id)
-        before = select(*cols).where(mine, HealthRow.at < start).order_by(HealthRow.at.desc(), HealthRow.id.desc())
-
-        def work(s: Session) -> list[tuple[datetime, float, str]]:
-            rows = [*s.execute(before.limit(1)).all(), *s.execute(window).all()] if prior else s.execute(window).all()
-            return [(r.at, r.score, r.band) for r in rows]
-        return await self.db.read(work)
-
-    async def last_health(self, account_id: str, *, before: datetime | None = None) -> tuple[float, str] | None:
-        """The latest (score, band) of the account (before ``before`` when given), or None."""
-        query = select(HealthRow.score, HealthRow.band).where(HealthRow.account_id == account_id)
-        if before is not None:
-            query = query.where(HealthRow.at < utc(before, "before"))
-        query = query.order_by(HealthRow.at.desc(), HealthRow.id.desc()).limit(1)
-        row = await self.db.read(lambda s: s.execute(query).first())
-        return None if row is None else (row.score, row.band)
-
-    # --- first uses ------------------------------------------------------------------------------
-
-    async def record_use(self, account_id: str, kind: str, name: str, at: datetime, event_id: str = "") -> bool:
-        """Note that the account used a feature or product; True only the first time ever.
-
-        Raises:
-            ValueError: ``kind`` is neither ``feature`` nor ``product``.
-        """
-        if kind not in USE_KINDS:
-            raise ValueError(f"a use is of a feature or a product, not {kind!r}")
-        row = {"account_id": account_id, "kind": kind, "name": name, "first_at": utc(at), "event_id": event_id}
-        stmt = self._insert(FirstUseRow).on_conflict_do_nothing().returning(FirstUseRow.name)
-        return await self.db.run(lambda s: _commit(s, s.scalars(stmt, [row]).first() is not None))
-
-    async def first_use(self, account_id: str, kind: str, name: str) -> tuple[datetime, str] | None:
-        """When the account first used the feature or product, and the event that said so; None if never."""
-        query = select(FirstUseRow.first_at, FirstUseRow.event_id).where(
-            FirstUseRow.account_id == account_id, FirstUseRow.kind == kind, FirstUseRow.name == name)
-        row = await self.db.read(lambda s: s.execute(query).first())
-        return None if row is None else (row.first_at, row.event_id)
-
-    # --- trigger decisions -----------------------------------------------------------------------
-
-    async def add_decision(self, *, at: datetime, playbook: str, account_id: str, signal: Mapping[str, Any],
-                           outcome: str, reason: str = "", message: str = "", occurrence: str = "",
-                           run_id: str = "", seen: Mapping[str, Any] | None = None) -> int:
-        """Record one trigger decision (fields as in ``DecisionRecord``); its id."""
-        record = DecisionRecord(at=at, playbook=playbook, account_id=account_id, signal=dict(signal), outcome=outcome,
-                                reason=reason, message=message, occurrence=occurrence, run_id=run_id,
-                                seen=dict(seen or {}))
-        return (await self.add_decisions([record]))[0]
-
-    async def add_decisions(self, records: Sequence[DecisionRecord]) -> list[int]:
-        """Record several decisions in one transaction (their ``id`` is ignored); their new ids, in order.
-
-        Raises:
-            ValueError: an outcome is not start, suppressed, started or failed; or a naive time.
-            TypeError: ``signal`` or ``seen`` is not JSON.
-        """
-        rows = [DecisionRow.of(r) for r in records]
-
-        def work(s: Session) -> list[int]:
-            s.add_all(rows)
-            s.commit()
-            return [r.id for r in rows]
-        return await self.db.run(work) if rows else []
-
-    async def decisions(self, *, account_id: str | None = None, playbook: str | None = None,
-                        limit: int = 50) -> list[DecisionRecord]:
-        """Recorded decisions, newest first, for an account and/or playbook when given."""
-        query = select(DecisionRow)
-        if account_id is not None:
-            query = query.where(DecisionRow.account_id == account_id)
-        if playbook is not None:
-            query = query.where(DecisionRow.playbook == playbook)
-        rows = await self.db.read(lambda s: s.scalars(query.order_by(DecisionRow.id.desc()).limit(limit)).all())
-        return [r.record() for r in rows]
-
-    # --- runs ------------------------------------------------------------------------------------
-
-    async def add_run(self, *, run_id: str, temporal_run_id: str = "", playbook: str, version: str, account_id: str,
-                      occurrence: str = "", trigger: Mapping[str, Any] | None = None, started_at: datetime) -> bool:
-        """Record a started run (status ``running``); True unless this execution is recorded already.
-
-        An execution is (``run_id``, ``temporal_run_id``): pass Temporal's run id, or a later run
-        under the same workflow id (after a cooldown) is taken for a repeat of the first.
-        """
-        row = {"run_id": run_id, "temporal_run_id": temporal_run_id, "playbook": playbook, "version": version,
-               "account_id": account_id, "occurrence": occurrence, "status": "running", "reason": "",
-               "trigger": to_json(trigger or {}, "a run's trigger"), "started_at": utc(started_at, "started_at"),
-               "ended_at": None}
-        stmt = self._insert(RunRow).on_conflict_do_nothing().returning(RunRow.id)
-        return await self.db.run(lambda s: _commit(s, s.scalars(stmt, [row]).first() is not None))
-
-    async def end_run(self, run_id: str, *, status: str, reason: str = "", at: datetime,
-                      temporal_run_id: str = "") -> bool:
-        """Mark the open execution of ``run_id`` (of ``temporal_run_id`` when given) ended.
-
-        Returns False when there is none open: ending twice keeps the first ending.
-
-        Raises:
-            ValueError: ``status`` is not completed, failed, exited or cancelled; or ``at`` is naive.
-        """
-        if status not in ENDED_STATUSES:
-            raise ValueError(f"a run ends completed, failed, exited or cancelled, not {status!r}")
-        stmt = update(RunRow).where(RunRow.run_id == run_id, RunRow.ended_at.is_(None))
-        if temporal_run_id:
-            stmt = stmt.where(RunRow.temporal_run_id == temporal_run_id)
-        stmt = stmt.values(status=status, reason=reason, ended_at=utc(at)).execution_options(synchronize_session=False)
-
-        def work(s: Session) -> bool:
-            result: CursorResult[Any] = s.execute(stmt)  # type: ignore[assignment]
-            s.commit()
-            return result.rowcount > 0
-        return await self.db.run(work)
-
-    async def active_run(self, playbook: str, account_id: str) -> str | None:
-        """The run id of the playbook's run for the account that is still going, or None."""
-        query = (select(RunRow.run_id).where(*_runs_of(playbook, account_id), RunRow.ended_at.is_(None))
-                 .order_by(RunRow.started_at.desc(), RunRow.id.desc()).limit(1))
-        return await self.db.read(lambda s: s.scalar(query))
-
-    async def last_ended(self, playbook: str, account_id: str) -> datetime | None:
-        """When the playbook's last run for the account ended (for the cooldown), or None."""
-        query = select(func.max(RunRow.ended_at)).where(*_runs_of(playbook, account_id))
-        return await self.db.read(lambda s: s.scalar(query))
-
-    async def occurrences(self, playbook: str, account_id: str) -> set[str]:
-        """Entry keys the playbook's runs for the account were started with ("" of keyless runs left out)."""
-        query = select(RunRow.occurrence).where(*_runs_of(playbook, account_id), RunRow.occurrence != "").distinct()
-        return set(await self.db.read(lambda s: s.scalars(query).all()))
-
-    async def runs(self, *, account_id: str | None = None, playbook: str | None = None, status: str | None = None,
-                   limit: int = 100, cursor: str | None = None) -> RunPage:
-        """A page of runs, newest first, filtered when given; ``cursor`` is a page's ``next_cursor``.
-
-        Raises:
-            ValueError: the cursor is not one this store handed out.
-        """
-        query = select(RunRow)
-        for column, value in ((RunRow.account_id, account_id), (RunRow.playbook, playbook), (RunRow.status, status)):
-            if value is not None:
-                query = query.where(column == value)
-        if cursor is not None:
-            at, row_id = _read_cursor(cursor)
-            query = query.where(or_(RunRow.started_at < at, and_(RunRow.started_at == at, RunRow.id < row_id)))
-        query = query.order_by(RunRow.started_at.desc(), RunRow.id.desc()).limit(limit + 1)
-        rows = await self.db.read(lambda s: s.scalars(query).all())
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return RunPage(runs=[r.record() for r in rows],
-                       next_cursor=_make_cursor(rows[-1].started_at, rows[-1].id) if more and rows else None)
-
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        """The run with this workflow id (its latest execution), or None."""
-        query = select(RunRow).where(RunRow.run_id == run_id).order_by(RunRow.started_at.desc(), RunRow.id.desc())
-        row = await self.db.read(lambda s: s.scalars(query.limit(1)).first())
-        return None if row is None else row.record()
-
-    # --- step audit ------------------------------------------------------------------------------
-
-    async def add_audit(self, rows: Sequence[AuditRow]) -> int:
-        """Record step transitions in one transaction (their ``id`` is ignored); how many were new.
-
-        A transition already recorded (same run, step, status and time) is not recorded again.
-        """
-        values: dict[tuple[str, str, str, datetime], dict[str, Any]] = {}
-        for r in rows:
-            at = utc(r.at)
-            detail = r.detail if len(r.detail) <= MAX_DETAIL else r.detail[:MAX_DETAIL - 1] + "…"
-            values.setdefault((r.run_id, r.step, r.status, at),
-                              {"run_id": r.run_id, "step": r.step, "status": r.status, "at": at, "detail": detail})
-        if not values:
-            return 0
-        batch = [values[key] for key in sorted(values)]
-        stmt = self._insert(StepAuditRow).on_conflict_do_nothing().returning(StepAuditRow.id)
-        return await self.db.run(lambda s: _commit(s, len(s.scalars(stmt, batch).all())))
-
-    async def timeline(self, run_id: str) -> list[AuditRow]:
-        """The run's step transitions in time order."""
-        query = select(StepAuditRow).where(StepAuditRow.run_id == run_id).order_by(StepAuditRow.at, StepAuditRow.id)
-        rows = await self.db.read(lambda s: s.scalars(query).all())
-        return [r.record() for r in rows]
-
-    # --- scan state and round-robin pools --------------------------------------------------------
-
-    async def last_scan(self, name: str) -> date | None:
-        """The last day the named scan covered, or None before its first run."""
-        return await self.db.read(lambda s: s.scalar(select(ScanStateRow.day).where(ScanStateRow.name == name)))
-
-    async def set_last_scan(self, name: str, day: date) -> None:
-        """Note that the named scan covered up to ``day`` (replacing the day noted before)."""
-        stmt = self._insert(ScanStateRow).values(name=name, day=day)
-        stmt = stmt.on_conflict_do_update(index_elements=[ScanStateRow.name], set_={"day": stmt.excluded.day})
-        await self.db.run(lambda s: _commit(s, s.execute(stmt)))
-
-    async def next_in_pool(self, team: str, size: int) -> int:
-        """The next position (0 to ``size`` - 1) in the team's round robin; concurrent callers get turns in order.
-
-        Raises:
-            ValueError: ``size`` is below 1.
-        """
-        if size < 1:
-            raise ValueError(f"team {team!r} has no one in its pool to assign to")
-        stmt = self._insert(PoolCursorRow).values(team=team, counter=0)
-        stmt = stmt.on_conflict_do_update(index_elements=[PoolCursorRow.team],
-                                          set_={"counter": PoolCursorRow.counter + 1})
-        counter = await self.db.run(lambda s: _commit(s, s.scalars(stmt.returning(PoolCursorRow.counter)).one()))
-        return counter % size
-
     def counts(self) -> dict[str, int]:
         """How many rows each of the store's tables holds (for status output and tests)."""
         def work(s: Session) -> dict[str, int]:
@@ -600,11 +361,6 @@ def _add_missing(engine: Engine) -> None:
         index.create(engine, checkfirst=True)
 
 
-def _commit(session: Session, value: T) -> T:
-    session.commit()
-    return value
-
-
 def _event_row(event: EventLike, received_at: datetime) -> dict[str, Any]:
     for what, value, longest in (("id", event.id, 255), ("type", event.type, 200),
                                  ("account_id", event.account_id, 255)):
@@ -614,21 +370,3 @@ def _event_row(event: EventLike, received_at: datetime) -> dict[str, Any]:
     return {"id": event.id, "type": event.type, "account_id": event.account_id,
             "occurred_at": utc(event.occurred_at, "occurred_at"), "received_at": received_at,
             "data": to_json(data, f"the data of event {event.id}")}
-
-
-def _runs_of(playbook: str, account_id: str) -> tuple[Any, ...]:
-    return RunRow.playbook == playbook, RunRow.account_id == account_id
-
-
-def _make_cursor(at: datetime, row_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
-
-
-def _read_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, row_id = text.split("|")
-        return utc(datetime.fromisoformat(at)), int(row_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"the cursor {cursor[:40]!r} is not one this store handed out; "
-                         "start again without a cursor") from exc

@@ -25,8 +25,7 @@ from engine.triggers.enrol import (
 from engine.triggers.ingest import (
     Ingestor,
     IngestResult,
-    temporal_signaller,
-    temporal_starter,
+    SignalRun,
 )
 from engine.triggers.ingest_facts import (
     parse_event,
@@ -65,6 +64,7 @@ __all__ = [
     "Ingestor",
     "ManualStart",
     "Scan",
+    "SignalRun",
     "Start",
     "StartRefused",
     "decide",
@@ -79,8 +79,6 @@ __all__ = [
     "probe_trigger",
     "start_by_hand",
     "start_from_step",
-    "temporal_signaller",
-    "temporal_starter",
     "today_of",
     "validate_event",
 ]

@@ -68,7 +68,7 @@ class Door:
     playbooks: Callable[[], Mapping[str, m.Playbook]]
     """The valid playbooks by id (the root's registry)."""
     start: Start
-    """Starts a decision's workflow, with the configured calendar (engine.triggers.ingest.temporal_starter)."""
+    """Starts a decision's workflow, with the configured calendar (engine.runtime.temporal.temporal_starter)."""
     calendar: Calendar = field(default_factory=Calendar)
     """For the cooldown and ``today``."""
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

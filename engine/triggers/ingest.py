@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from connectors.base import CRM, RetryableError
+from engine.errors import TemporaryOutage
 from engine.language import model as m
 from engine.language.context import Calendar
 from engine.payloads.runcontext import read_view, view_data
@@ -50,8 +51,7 @@ from engine.triggers.matcher import decide
 from engine.triggers.matchproc import MatchTimeout, MatchWorker
 from engine.triggers.signals import Decision, EventSignal, Facts, TriggerRef
 
-__all__ = ["IngestResult", "Ingestor", "Processed", "SignalRun", "temporal_signaller", "temporal_starter",
-           "validate_event"]
+__all__ = ["IngestResult", "Ingestor", "Processed", "SignalRun", "validate_event"]
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class Ingestor:
         crm: The CRM whose accounts the events are about.
         playbooks: The playbooks now in force by id (called per event, so reloads are seen).
         start: Starts a decision's run (see engine.triggers.enrol.Start).
-        signal_run: Delivers an event to a running run (see ``SignalRun``; ``temporal_signaller``).
+        signal_run: Delivers an event to a running run (see ``SignalRun``; engine.runtime.temporal.temporal_signaller).
         calendar: Workdays, holidays and zone for cooldowns and date triggers.
         now: The clock.
         lease: How long a claimed event stays with its processor before another may take it.
@@ -448,13 +448,9 @@ def listens_one(trig: Any, event_type: str) -> bool:
 def _outage(exc: BaseException) -> bool:
     """Whether a failure is an outage that ends by itself: a CRM, Temporal or the database
     unreachable, a timeout or rate limit. Such an event is retried without limit (never set aside):
-    a Temporal restart of an hour must not turn every event of that hour into a failed one."""
-    from temporalio.service import RPCError, RPCStatusCode
-
-    if isinstance(exc, (RetryableError, ConnectionError, TimeoutError)):  # the store's own: RetryableError
-        return True
-    return isinstance(exc, RPCError) and exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
-                                                        RPCStatusCode.RESOURCE_EXHAUSTED)
+    a Temporal restart of an hour must not turn every event of that hour into a failed one. (The
+    Temporal adapter, engine/runtime/temporal.py, raises TemporaryOutage for Temporal's.)"""
+    return isinstance(exc, (RetryableError, ConnectionError, TimeoutError, TemporaryOutage))
 
 
 monotonic = time.monotonic
@@ -516,46 +512,3 @@ def _failure(p: Processed, attempt: int, *, gave_up: bool, lease: timedelta) -> 
 def _notes(p: Processed) -> tuple[str, ...]:
     delivered = (f"delivered to {', '.join(p.delivered)}",) if p.delivered else ()
     return (*p.notes, *delivered, *((p.error,) if p.error else ()))
-
-
-def temporal_starter(client: Any, task_queue: str, *, calendar: Calendar) -> Start:
-    """A ``Start`` over a temporalio Client: engine.runtime.starter.begin_run with the decision's occurrence and
-    trigger, and the calendar the run counts business days with (processes get it from engine/root.py)."""
-    from engine.runtime.starter import begin_run
-
-    cal = calendar.as_dict()
-
-    async def start(playbook: m.Playbook, decision: Decision) -> tuple[str, str]:
-        outcome, _, temporal_run_id = await begin_run(client, playbook, account_id=decision.account_id,
-                                                      task_queue=task_queue, occurrence=decision.occurrence,
-                                                      trigger=decision.trigger_data, calendar=cal)
-        return outcome, temporal_run_id
-
-    return start
-
-
-def temporal_signaller(client: Any) -> SignalRun:
-    """A ``SignalRun`` over a temporalio Client: the ``deliver_event`` signal; a run that is gone answers
-    the status Temporal reports for it."""
-    from temporalio.client import WorkflowExecutionStatus
-    from temporalio.service import RPCError, RPCStatusCode
-
-    statuses = {WorkflowExecutionStatus.COMPLETED: "completed", WorkflowExecutionStatus.FAILED: "failed",
-                WorkflowExecutionStatus.TIMED_OUT: "failed", WorkflowExecutionStatus.CANCELED: "cancelled",
-                WorkflowExecutionStatus.TERMINATED: "cancelled", WorkflowExecutionStatus.CONTINUED_AS_NEW: "completed"}
-
-    async def signal_run(run_id: str, event: Event) -> bool | str:
-        handle = client.get_workflow_handle(run_id)
-        try:
-            await handle.signal("deliver_event", event)
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            try:
-                described = await handle.describe()
-            except RPCError:
-                return False
-            return statuses.get(described.status, "completed") if described.status else False
-        return True
-
-    return signal_run

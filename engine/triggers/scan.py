@@ -27,18 +27,13 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import partial
 from typing import Any, Protocol
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from connectors.base import CRM, Account, AccountLister, AccountView, User
 from engine.language import model as m
 from engine.language.context import Calendar
 from engine.payloads.runcontext import view_data, view_of
 from engine.store.store import Store
-from engine.store.store_models import RunRow
 from engine.triggers.enrol import MILESTONE_SCAN, Enrolment, Start, enrol
 from engine.triggers.matcher import decide, shift
 from engine.triggers.signals import Decision, Facts, Scan, Signal, Tick
@@ -247,7 +242,7 @@ async def _pages(crm: ScanCRM, store: Store, playbook: m.Playbook, now: datetime
         after = accounts[-1].id
         ids = [a.id for a in accounts]
         views, runs = await asyncio.gather(_views(crm, accounts, users),
-                                           store.db.read(partial(_runs, playbook=playbook.id, ids=ids)))
+                                           store.run_summaries(playbook.id, ids))
         facts: dict[str, Facts] = {}
         for account_id, view in views.items():
             data = view_data(view)
@@ -281,21 +276,3 @@ async def _views(crm: ScanCRM, accounts: Sequence[Account],
             return await view_of(crm, account, user)
 
     return {v.account.id: v for v in await asyncio.gather(*(one(a) for a in accounts))}
-
-
-def _runs(s: Session, *, playbook: str, ids: Sequence[str]) -> dict[str, tuple[str | None, datetime | None,
-                                                                             frozenset[str]]]:
-    """Per account: the active run, when the last run ended, the used occurrence keys (as the Store's
-    active_run, last_ended and occurrences answer them one account at a time)."""
-    query = (select(RunRow.account_id, RunRow.run_id, RunRow.occurrence, RunRow.ended_at)
-             .where(RunRow.playbook == playbook, RunRow.account_id.in_(list(ids)))
-             .order_by(RunRow.account_id, RunRow.started_at, RunRow.id))
-    out: dict[str, tuple[str | None, datetime | None, frozenset[str]]] = {}
-    for account_id, run_id, occurrence, ended_at in s.execute(query):
-        active, ended, keys = out.get(account_id, (None, None, frozenset()))
-        if ended_at is None:
-            active = run_id  # rows come oldest first: the newest open run wins
-        if ended_at is not None and (ended is None or ended_at > ended):
-            ended = ended_at
-        out[account_id] = (active, ended, keys | {occurrence} if occurrence else keys)
-    return out

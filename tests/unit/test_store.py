@@ -14,7 +14,8 @@ import pytest
 
 from connectors.ledger import Ledger
 from connectors.sqlcrm import SQLCRM
-from engine.store.store import MAX_DETAIL, AuditRow, DecisionRecord, EventRecord, Store
+from engine.store.runstore import MAX_DETAIL
+from engine.store.store import AuditRow, DecisionRecord, EventRecord, Store
 from engine.triggers.signals import EventSignal
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)

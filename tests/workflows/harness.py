@@ -27,10 +27,10 @@ from engine.language.model import Playbook
 from engine.language.validate import check_text
 from engine.payloads.runtypes import RunInput, StartInput, run_id_for
 from engine.runtime.activities import PlaybookActivities
+from engine.runtime.temporal import temporal_starter
 from engine.runtime.workflow import PlaybookRun, sandbox_runner
 from engine.store.store import Store
 from engine.triggers.door import Door, start_from_step
-from engine.triggers.ingest import temporal_starter
 
 TEST_SERVER = os.path.join(os.path.dirname(sys.executable), "temporal-test-server")
 HISTORIES = Path(__file__).resolve().parent / "histories"

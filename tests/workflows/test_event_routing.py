@@ -17,8 +17,9 @@ from engine.language.context import Calendar
 from engine.language.model import Playbook
 from engine.language.validate import check_text
 from engine.payloads.runtypes import RunOutcome
+from engine.runtime.temporal import temporal_signaller, temporal_starter
 from engine.store.store import Store
-from engine.triggers.ingest import Ingestor, temporal_signaller, temporal_starter
+from engine.triggers.ingest import Ingestor
 from tests.workflows.harness import Stack, stack
 
 RISK = """\

@@ -34,9 +34,9 @@ from engine.runtime.scanflow import (
     ensure_schedule,
     tick_schedule_id,
 )
+from engine.runtime.temporal import temporal_starter
 from engine.runtime.workflow import sandbox_runner
 from engine.store.store import Store
-from engine.triggers.ingest import temporal_starter
 from tests.workflows.harness import stack
 
 TEMPORAL = str(Path(sys.executable).parent / "temporal")
