@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Protocol
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from engine.api.app import ApiError, Authorised, errors
+from engine.api.deps import ApiError, Authorised, errors
 from engine.language.context import Calendar
 from engine.language.model import Playbook
 from engine.store.runstore import ENDED_STATUSES

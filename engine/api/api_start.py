@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from temporalio.service import RPCError
 
-from engine.api.app import ApiError, Authorised, errors
+from engine.api.deps import ApiError, Authorised, errors
 
 router = APIRouter(prefix="/v1")
 

@@ -15,24 +15,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import html
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.api.api_body import MAX_BODY, BodyError, json_media_type, parse_json, read_limited
 from engine.api.api_errors import install as install_error_handlers
+from engine.api.deps import (
+    ERRORS,
+    ApiError,
+    Authorised,
+    Deps,
+    Ingesting,
+    Suppressor,
+    Unsubscriber,
+    deps,
+    error_response,
+    errors,
+)
 from engine.language.context import Calendar
 from engine.language.model import Playbook
 from engine.language.schemafiles import schema_file
@@ -47,34 +56,6 @@ MAX_BATCH = 1000
 PROCESS_IDLE = 1.0
 """Seconds the processing loop waits for new events before looking again (another API process or
 a restart may have stored some; the ingestor wakes it at once for events it accepted)."""
-
-
-class ErrorDetail(BaseModel):
-    """What went wrong."""
-
-    code: str = Field(description="Machine id: unauthorized, malformed_json, invalid_events, not_found...")
-    message: str = Field(description="What is wrong and what to do, in plain words")
-    details: Any = Field(default=None, description="More: per-event results, the fields at fault...")
-
-
-class ErrorOut(BaseModel):
-    """Every error answer."""
-
-    error: ErrorDetail
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut, "description": text} for code, text in (
-        (400, "Malformed request (not JSON, a bad cursor)"), (401, "Missing or wrong bearer token"),
-        (404, "No such thing"), (409, "Conflicts with the current state"), (413, "Body too large"),
-        (415, "Content-Type is not JSON"), (422, "Invalid input, or over a limit; details say which"),
-        (503, "A backend (the store, Temporal, the CRM) is busy or not available; Retry-After says when to retry"))}
-"""The error answers, documented on every operation (each lists those it can give)."""
-
-
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The documented error answers with these status codes."""
-    return {c: ERRORS[c] for c in codes}
 
 
 class EventResultOut(BaseModel):
@@ -170,113 +151,6 @@ def _add_links(doc: dict[str, Any]) -> None:
             continue
         link = {k: v for k, v in spec.items() if k != "operationMethod"}
         answer.setdefault("links", {})[name] = {"operationRef": _ref(target, target_method), **link}
-
-
-class Ingesting(Protocol):
-    """What the API needs of engine.triggers.ingest.Ingestor."""
-
-    async def ingest(self, events: Sequence[Mapping[str, Any]]) -> Sequence[Any]:
-        """Validate and store; one result (``id``, ``status``, ``errors``) per event, in order."""
-
-    async def process_pending(self) -> Any:
-        """Match stored, unprocessed events to playbooks and start runs."""
-
-    async def run(self, *, poll: float) -> None:
-        """``process_pending`` until cancelled: at once when ``ingest`` accepted events, else every ``poll`` s."""
-
-
-class Unsubscriber(Protocol):
-    """connectors.mailpolicy.Unsubscribe: who a token was made for."""
-
-    def verify(self, token: str) -> str | None:
-        """The address, or None for a token we did not sign."""
-
-
-class Suppressor(Protocol):
-    """connectors.suppression.SuppressionList."""
-
-    async def add(self, email: str, reason: str = "") -> None:
-        """Never mail ``email`` again."""
-
-
-@dataclass(kw_only=True)
-class Deps:
-    """What the routes use; built by ``create_app``."""
-
-    store: Store
-    """Events, runs, decisions, timelines."""
-    ingestor: Ingesting
-    """Validates and stores events; processes them in the background."""
-    token: str | None
-    """The bearer token (None: no auth, ``--insecure-dev`` only)."""
-    workflows: Any = None
-    """engine.api.api_runs.Workflows: live status and cancel (None: Temporal not configured)."""
-    crm: Any = None
-    """The CRM explain reads accounts from."""
-    playbooks: Callable[[], Mapping[str, Playbook]] = dict
-    """The playbooks by id, read on each call (so a reload shows)."""
-    calendar: Calendar = field(default_factory=Calendar)
-    """Workdays and time zone for explain."""
-    door: Any = None
-    """engine.triggers.door.Door: POST /v1/runs starts runs through it (None: that route answers 503)."""
-    unsubscribe: Unsubscriber | None = None
-    """Verifies unsubscribe tokens (None: unsubscribe links not configured)."""
-    suppressions: Suppressor | None = None
-    """Where unsubscribed addresses go."""
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    """The clock."""
-
-    def __repr__(self) -> str:  # the token is a secret
-        return f"Deps(store={self.store!r}, token={'***' if self.token else None})"
-
-
-class ApiError(Exception):
-    """An answer other than success: rendered as ``{"error": {code, message, details}}``."""
-
-    def __init__(self, status: int, code: str, message: str, details: Any = None,
-                 headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
-        self.headers = dict(headers or {})
-
-
-def error_response(status: int, code: str, message: str, details: Any = None,
-                   headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """The error envelope."""
-    return JSONResponse({"error": {"code": code, "message": message, "details": details}}, status_code=status,
-                        headers=dict(headers or {}))
-
-
-_bearer = HTTPBearer(auto_error=False, description="CSOPS_API_TOKEN")
-
-
-def deps(request: Request) -> Deps:
-    """The app's dependencies."""
-    found: Deps = request.app.state.deps
-    return found
-
-
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
-
-
-async def authorised(request: Request, creds: Credentials) -> Deps:
-    """The dependencies, once the bearer token checks out (401 otherwise)."""
-    d = deps(request)
-    if d.token is None:
-        return d
-    challenge = {"WWW-Authenticate": 'Bearer realm="csops"'}
-    if creds is None:
-        raise ApiError(401, "unauthorized", "send the API token as 'Authorization: Bearer <token>' "
-                       "(the value of CSOPS_API_TOKEN)", headers=challenge)
-    # Constant time, so the token cannot be guessed byte by byte from response times.
-    if not hmac.compare_digest(creds.credentials.encode("utf-8"), d.token.encode("utf-8")):
-        raise ApiError(401, "unauthorized", "the API token is wrong: use the value of CSOPS_API_TOKEN",
-                       headers={"WWW-Authenticate": 'Bearer realm="csops", error="invalid_token"'})
-    return d
-
-
-Authorised = Annotated[Deps, Depends(authorised)]
-"""A route parameter: the dependencies, after the token check."""
 
 
 def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflows: Any = None, crm: Any = None,

@@ -1,11 +1,11 @@
 """The csops command line: the argparse builder (main) and its subcommands.
 """
 
-from engine.cli.cli_sim import (
-    parse_start,
+from engine.cli.common import (
+    TALKS_TO_TEMPORAL,
+    load_settings,
 )
 from engine.cli.main import (
-    TALKS_TO_TEMPORAL,
     cmd_check_config,
     cmd_start,
     cmd_up,
@@ -23,8 +23,8 @@ __all__ = [
     "cmd_start",
     "cmd_up",
     "cmd_validate",
+    "load_settings",
     "main",
-    "parse_start",
     "run",
     "temporal_binary",
 ]

@@ -85,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _settings(command: str) -> Settings | None:
-    from engine.cli.main import _settings as load
+    from engine.cli.common import load_settings as load
 
     return load(command)
 

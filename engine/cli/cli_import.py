@@ -45,7 +45,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _settings(command: str) -> Settings | None:
-    from engine.cli.main import _settings as load
+    from engine.cli.common import load_settings as load
 
     return load(command)
 

@@ -64,9 +64,9 @@ def _list_options(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(command: str) -> Settings | None:
-    from engine.cli.main import _settings
+    from engine.cli.common import load_settings
 
-    return _settings(command)
+    return load_settings(command)
 
 
 def _go(work: Callable[[], Awaitable[int]]) -> int:

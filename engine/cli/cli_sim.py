@@ -11,11 +11,12 @@ import asyncio
 import json
 import os
 import sys
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from engine.sim.simcalendar import parse_start
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -152,18 +153,6 @@ def cmd_test(args: argparse.Namespace) -> int:
         return _fail(f"{args.calendar}: cannot read: {exc.strerror or exc}", command="test")
     return run_tests(args.path, select=args.select, out=sys.stdout, playbooks=folder, calendar=calendar,
                      debug=args.debug)
-
-
-def parse_start(text: str) -> datetime:
-    """``YYYY-MM-DD`` (09:00 UTC that day) or an ISO time (UTC unless it says otherwise)."""
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--start {text}: write a date (2027-01-04) or a time (2027-01-04T09:00:00Z)") from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def read_events(path: str) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING
 
+from engine.cli.common import load_settings
 from engine.language import report
 from engine.language.textfmt import colour_verdicts, green, red, yellow
 from engine.language.validate import UsageError, validate_paths
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
     from engine.config.settings import Settings
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
-TALKS_TO_TEMPORAL = frozenset({"start", "event send", "event import", "runs"})
-"""The commands that say which Temporal they use when it is not the default (stderr)."""
 
 
 def _version() -> str:
@@ -97,31 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(command: str, config_file: str = "") -> Settings | None:
-    """Settings from the environment and the config file; None (after saying why) when the file is unusable."""
-    from engine.config.config import ConfigError
-    from engine.config.settings import Settings
-
-    try:
-        settings = Settings.load(config_file=config_file)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(f"{p.path}:{p.line}:{p.col}: {p.message}" + (f" (hint: {p.hint})" if p.hint else ""),
-                  file=sys.stderr)
-        print(f"csops {command}: {exc} (csops check-config says more)" if exc.problems else f"csops {command}: {exc}",
-              file=sys.stderr)
-        return None
-    if command in TALKS_TO_TEMPORAL and settings.temporal_from:
-        api = f", API {settings.stack.api_url}" if settings.stack and settings.stack.api_url else ""
-        print(f"csops {command}: using Temporal at {settings.temporal_address}{api} (from {settings.temporal_from})",
-              file=sys.stderr)
-    return settings
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     from engine.cli.up import UpOptions, check_playbooks, up
 
-    settings = _settings("up")
+    settings = load_settings("up")
     if settings is None:
         return EXIT_USAGE
     for flag, port in (("--port", args.port), ("--ui-port", args.ui_port), ("--api-port", args.api_port)):
@@ -143,7 +121,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     from engine.triggers.door import StartRefused, start_by_hand
     from engine.wiring import BuildError
 
-    settings = _settings("start")
+    settings = load_settings("start")
     if settings is None:
         return EXIT_USAGE
     if args.playbooks:

@@ -154,7 +154,7 @@ def start_api(opts: UpOptions, address: str) -> subprocess.Popen[bytes]:
         raise UpError(f"port {opts.api_port} is in use: is another csops up or csops api running? Stop it, or pass "
                       "--api-port (or set CSOPS_API_PORT)")
     env = {**os.environ, "CSOPS_TEMPORAL_ADDRESS": address, "CSOPS_HOME": str(opts.home)}
-    cmd = [sys.executable, "-m", "engine.cli.main", "api", "--host", "127.0.0.1", "--port", str(opts.api_port),
+    cmd = [sys.executable, "-m", "engine.cli", "api", "--host", "127.0.0.1", "--port", str(opts.api_port),
            "--insecure-dev"]
     return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
 

@@ -52,6 +52,9 @@ from engine.language.problems import (
 from engine.language.report import (
     as_text,
 )
+from engine.language.schemafiles import (
+    schema_file,
+)
 from engine.language.sizes import (
     ACTIVITY_SECONDS,
 )
@@ -138,6 +141,7 @@ __all__ = [
     "red",
     "render",
     "render_json",
+    "schema_file",
     "to_eval",
     "validate_paths",
     "version_of",

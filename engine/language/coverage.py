@@ -28,8 +28,7 @@ from engine.language.structure import Hook, Walker, describe, label, walk_top_le
 from engine.language.yamlpos import Document, Path, load, read
 
 if TYPE_CHECKING:
-    from connectors.base import AccountView
-    from engine.language.coverage_resolve import Directory, NextInPool, Resolution
+    pass
 
 __all__ = ["RULES", "SCHEMA_FILE", "Absence", "Coverage", "Role", "Segment", "Team", "load_coverage",
            "parse_coverage"]
@@ -127,13 +126,6 @@ class Coverage:
     def segment(self, name: str) -> Segment | None:
         """The segment of that name (any case), if the model has it."""
         return self.segments.get(name.casefold()) if name else None
-
-    async def resolve(self, party_text: str, view: AccountView, *, directory: Directory, next_in_pool: NextInPool,
-                      today: date) -> Resolution:
-        """Who ``party_text`` is for the account in ``view``; see engine.language.coverage_resolve.resolve."""
-        from engine.language.coverage_resolve import resolve  # that module builds on this one
-
-        return await resolve(self, party_text, view, directory=directory, next_in_pool=next_in_pool, today=today)
 
     def check_parties(self, doc: Document) -> list[Problem]:
         """The ``role:`` and ``team:`` parties of a playbook document that this model does not define.

@@ -24,6 +24,11 @@ from engine.runtime.starter import (
     load_playbooks,
     start_run,
 )
+from engine.runtime.temporal import (
+    outage,
+    temporal_signaller,
+    temporal_starter,
+)
 from engine.runtime.workflow import (
     EFFECTS,
     RETRY,
@@ -46,8 +51,11 @@ __all__ = [
     "ensure_schedule",
     "is_running",
     "load_playbooks",
+    "outage",
     "redacting",
     "refresh",
     "sandbox_runner",
     "start_run",
+    "temporal_signaller",
+    "temporal_starter",
 ]

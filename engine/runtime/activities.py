@@ -33,7 +33,7 @@ from connectors.base import (
 )
 from engine.language.context import Calendar, as_datetime, evaluate, render, render_json
 from engine.language.coverage import Coverage
-from engine.language.coverage_resolve import CoverageError, NextInPool
+from engine.language.coverage_resolve import CoverageError, NextInPool, resolve
 from engine.language.parties import parse_party
 from engine.language.sizes import ACTIVITY_SECONDS
 from engine.payloads.runcontext import contact_data, guard, read_view, scoped_context, user_data, view_data
@@ -227,8 +227,8 @@ class PlaybookActivities:
             return [Recipient(kind="contact", id=c.id, email=c.email, name=contact_data(c)["name"],
                               data=contact_data(c)) for c in chosen]
         try:
-            found = await self.coverage.resolve(text, view, directory=self.crm.get_user,
-                                                next_in_pool=self.next_in_pool, today=today or date.today())
+            found = await resolve(self.coverage, text, view, directory=self.crm.get_user,
+                                  next_in_pool=self.next_in_pool, today=today or date.today())
         except CoverageError as exc:
             raise ApplicationError(str(exc), type="PermanentError", non_retryable=True) from exc
         except ConnectorError as exc:  # the directory (CRM) failed: retry or not, as for any call

@@ -9,6 +9,7 @@ from engine.sim.simcalendar import (
     CalendarError,
     layered,
     load_calendar_file,
+    parse_start,
 )
 from engine.sim.simplaybooks import (
     PlaybookError,
@@ -33,6 +34,7 @@ __all__ = [
     "layered",
     "load_calendar_file",
     "load_playbook",
+    "parse_start",
     "read_trigger_event",
     "run_tests",
     "simulate",

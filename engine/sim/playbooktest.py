@@ -104,8 +104,7 @@ async def run_case(case: Case, playbook: Any, coverage: Any, playbooks: Mapping[
 
     ``playbooks`` are the ``start_playbook`` targets; ``calendar`` the configured calendar, under the case's.
     """
-    from engine.cli.cli_sim import parse_start
-    from engine.sim.simcalendar import layered
+    from engine.sim.simcalendar import layered, parse_start
     from engine.sim.simulate import simulate
 
     start = parse_start(case.start) if case.start else next_monday(datetime.now(UTC))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -125,3 +125,15 @@ def _date(value: Any) -> date | None:
         return date.fromisoformat(str(value)) if len(str(value)) == 10 else None
     except ValueError:
         return None
+
+
+def parse_start(text: str) -> datetime:
+    """``YYYY-MM-DD`` (09:00 UTC that day) or an ISO time (UTC unless it says otherwise)."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--start {text}: write a date (2027-01-04) or a time (2027-01-04T09:00:00Z)") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

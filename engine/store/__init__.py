@@ -1,6 +1,17 @@
 """The store: the SQL tables (store_models) and the Store class over them.
 """
 
+from engine.store.facts import (
+    USE_KINDS,
+    FactTables,
+)
+from engine.store.runstore import (
+    ENDED_STATUSES,
+    MAX_DETAIL,
+    RunSummary,
+    RunTables,
+    commit_then,
+)
 from engine.store.store import (
     API_WRITE_WAIT,
     FIRST_RETRY,
@@ -10,7 +21,6 @@ from engine.store.store import (
     EventLike,
     RequeueOutcome,
     Store,
-    T,
     retry_delay,
 )
 from engine.store.store_models import (
@@ -24,19 +34,25 @@ from engine.store.store_models import (
 
 __all__ = [
     "API_WRITE_WAIT",
+    "ENDED_STATUSES",
     "FIRST_RETRY",
     "LEASE",
     "MAX_ATTEMPTS",
+    "MAX_DETAIL",
     "MAX_ERROR",
+    "USE_KINDS",
     "AuditRow",
     "DecisionRecord",
     "EventLike",
     "EventRecord",
+    "FactTables",
     "HealthRow",
     "RequeueOutcome",
     "RunRecord",
     "RunRow",
+    "RunSummary",
+    "RunTables",
     "Store",
-    "T",
+    "commit_then",
     "retry_delay",
 ]

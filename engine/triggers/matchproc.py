@@ -84,9 +84,9 @@ class MatchWorker:
         if self._proc is not None and self._proc.poll() is None and self._conn is not None:
             return self._conn
         self._stop()
-        # A fresh interpreter (``python -m engine.triggers.matchproc``), not multiprocessing's fork (unsafe
+        # A fresh interpreter (``python -m engine.triggers.matchmain``), not multiprocessing's fork (unsafe
         # beside threads and an event loop) nor its spawn (which re-runs the parent's main script).
-        proc = subprocess.Popen([sys.executable, "-m", "engine.triggers.matchproc"], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", "engine.triggers.matchmain"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, close_fds=True)
         assert proc.stdin is not None and proc.stdout is not None
         send = Connection(os.dup(proc.stdin.fileno()), readable=False)
@@ -102,7 +102,7 @@ class MatchWorker:
         except (EOFError, OSError):
             self._stop()
             raise RuntimeError(
-                "the trigger matching process could not start (python -m engine.triggers.matchproc)") from None
+                "the trigger matching process could not start (python -m engine.triggers.matchmain)") from None
         return conn
 
     def _stop(self) -> None:
@@ -156,7 +156,3 @@ def _cap_memory() -> None:
         want = pages * resource.getpagesize() + MATCH_MEMORY
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
-
-
-if __name__ == "__main__":
-    main()

@@ -107,7 +107,7 @@ class Stack:
 
     def csops(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The real command line against this stack."""
-        return subprocess.run([sys.executable, "-m", "engine.cli.main", *args], env=self.env, cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "engine.cli", *args], env=self.env, cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
 
     def http(self, token: str | None = TOKEN) -> httpx.Client:
@@ -183,7 +183,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         asyncio.run(start_dev_server(procs, tmp / "temporal.db", port, free_port()))
         worker = start_worker(procs, env)
         asyncio.run(wait_ready(worker))
-        procs.start("api", [sys.executable, "-m", "engine.cli.main", "api", "--port", str(api_port)], env=env)
+        procs.start("api", [sys.executable, "-m", "engine.cli", "api", "--port", str(api_port)], env=env)
         until(lambda: port_open(api_port), "the API to listen")
         yield Stack(env=env, api=f"http://127.0.0.1:{api_port}", address=address, db_url=db_url)
     except BaseException:

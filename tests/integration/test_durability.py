@@ -531,7 +531,7 @@ async def test_csops_up_runs_a_playbook_and_stops_everything_on_ctrl_c(tmp_path:
     ui_port, api_port = free_port(), free_port()
     env = clean_env(CSOPS_HOME=str(home), CSOPS_TASK_QUEUE=site.queue, CSOPS_PLAYBOOKS=str(site.playbooks),
                     CSOPS_FALLBACK_OWNER="ops@example.com")
-    up = procs.start("csops-up", [sys.executable, "-m", "engine.cli.main", "up", "--port", str(site.port),
+    up = procs.start("csops-up", [sys.executable, "-m", "engine.cli", "up", "--port", str(site.port),
                                   "--ui-port", str(ui_port), "--api-port", str(api_port)], env=env)
     kids = await wait_until(lambda: len(children(up.pid)) >= 3 and children(up.pid), 60,
                             "csops up to start the dev server, the worker and the API")
@@ -549,7 +549,7 @@ async def test_csops_up_runs_a_playbook_and_stops_everything_on_ctrl_c(tmp_path:
     assert json.loads((home / "stack.json").read_text()) == {
         "pid": up.pid, "temporal_address": f"127.0.0.1:{site.port}", "api_url": f"http://127.0.0.1:{api_port}",
         "ui_url": f"http://127.0.0.1:{ui_port}"}
-    listed = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "engine.cli.main", "runs"], text=True,
+    listed = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "engine.cli", "runs"], text=True,
                                      capture_output=True, timeout=60, env=clean_env(
                                          CSOPS_HOME=str(home), CSOPS_DATABASE_URL=f"sqlite:///{home}/csops.db"))
     assert listed.returncode == 0, listed.stderr
@@ -567,7 +567,7 @@ async def test_csops_up_runs_a_playbook_and_stops_everything_on_ctrl_c(tmp_path:
     # A second csops up on the same port fails fast, and leaves the first one running.
     started = time.monotonic()
     second_env = clean_env(CSOPS_HOME=str(tmp_path / "h2"), CSOPS_TASK_QUEUE=unique_queue("second-up"))
-    second = procs.start("csops-up-2", [sys.executable, "-m", "engine.cli.main", "up", "--port", str(site.port),
+    second = procs.start("csops-up-2", [sys.executable, "-m", "engine.cli", "up", "--port", str(site.port),
                                         "--ui-port", str(free_port()), "--api-port", str(free_port())],
                          env=second_env)
     assert await second.wait_exit(30) == 2, second.log_text()

@@ -189,7 +189,7 @@ class socket_in_use:
 
 
 def test_version() -> None:
-    proc = subprocess.run([sys.executable, "-m", "engine.cli.main", "--version"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "--version"], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "csops 0.1.0\n", "")
 
@@ -215,11 +215,11 @@ def test_validate_colours_problems_on_a_terminal_only(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(BROKEN, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    piped = subprocess.run([sys.executable, "-m", "engine.cli.main", "validate", str(path)], capture_output=True,
+    piped = subprocess.run([sys.executable, "-m", "engine.cli", "validate", str(path)], capture_output=True,
                            text=True, cwd=ROOT, timeout=60, env=env)
     assert piped.returncode == 1 and "\033[" not in piped.stdout + piped.stderr
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli.main", "validate", str(path)], stdout=follower,
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "validate", str(path)], stdout=follower,
                             stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
     os.close(follower)
     assert proc.wait(60) == 1
@@ -305,7 +305,7 @@ def test_event_send_warns_and_exits_1_for_an_account_the_crm_does_not_have(
     env = {**os.environ, "CSOPS_TEMPORAL_ADDRESS": temporal, "NO_COLOR": "1"}
 
     def send(account: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "engine.cli.main", "event", "send", "--type", "billing.paid",
+        return subprocess.run([sys.executable, "-m", "engine.cli", "event", "send", "--type", "billing.paid",
                                "--account", account, "--id", f"e-{account}"], capture_output=True, text=True,
                               env=env, cwd=ROOT, timeout=120)
 
@@ -321,7 +321,7 @@ def test_event_send_warns_and_exits_1_for_an_account_the_crm_does_not_have(
     events.write_text("".join(f'{{"id": "i-{a}", "type": "billing.paid", "account_id": "{a}", '
                               f'"occurred_at": "2026-11-23T10:00:00Z"}}\n' for a in ("acme", "nobody")),
                       encoding="utf-8")
-    batch = subprocess.run([sys.executable, "-m", "engine.cli.main", "event", "import", str(events)],
+    batch = subprocess.run([sys.executable, "-m", "engine.cli", "event", "import", str(events)],
                            capture_output=True,
                            text=True, env=env, cwd=ROOT, timeout=120)
     assert batch.returncode == 1, batch.stdout + batch.stderr

@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 
 from connectors.base import Account, AccountView, User
 from engine.language.coverage import SCHEMA_FILE, Coverage, load_coverage, parse_coverage
-from engine.language.coverage_resolve import CoverageError, Resolution, check_people
+from engine.language.coverage_resolve import CoverageError, Resolution, check_people, resolve
 from engine.language.parties import parse_party
 from engine.language.yamlpos import load, read
 from tests.conftest import ROOT
@@ -90,8 +90,8 @@ def view(segment: str = "strategic", owner: User | None = CARL, manager: User | 
 async def run(party: str, v: AccountView, *people: User, coverage: Coverage | None = None,
               pool: Pool | None = None, today: date = TODAY) -> tuple[Resolution, Directory]:
     directory = Directory(*(people or PEOPLE))
-    found = await (coverage or model()).resolve(party, v, directory=directory, next_in_pool=pool or Pool(),
-                                                 today=today)
+    found = await resolve(coverage or model(), party, v, directory=directory, next_in_pool=pool or Pool(),
+                          today=today)
     return found, directory
 
 
