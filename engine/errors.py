@@ -1,7 +1,7 @@
 """The engine's one error root: every error the engine raises on purpose is a ``CsopsError``.
 
 A caller that wants "any csops error, shown as one clear line" catches ``CsopsError``; the API maps
-errors to HTTP statuses at its boundary only (engine/api/api_errors.py), the CLI to exit codes.
+errors to HTTP statuses at its boundary only (engine/api/api_errors.py, engine/api/deps.py), the CLI to exit codes.
 Errors that also read as a ``ValueError`` (a bad value in user input) keep that base too, so
 existing ``except ValueError`` callers keep working. The tree (module where each is defined)::
 
@@ -19,11 +19,11 @@ existing ``except ValueError`` callers keep working. The tree (module where each
     ├── BuildError              engine.wiring                (connectors from csops.yaml)
     ├── SimulationError         engine.sim.simulate
     ├── PlaybookError           engine.sim.simplaybooks      (also ValueError)
-    ├── SimCalendarError        engine.sim.simcalendar       (CalendarError there; also ValueError)
+    ├── CalendarError           engine.sim.simcalendar       (a simulation's calendar file; also ValueError)
     ├── TriggerEventError       engine.sim.simtrigger        (also ValueError)
     ├── SeedError               engine.sim.recording         (also ValueError)
     ├── BodyError               engine.api.api_body          (a request body)
-    ├── ApiError                engine.api.api_errors        (carries its HTTP status; API and CLI share it)
+    ├── ApiError                engine.api.deps              (carries its HTTP status; API and CLI share it)
     ├── Unavailable             engine.api.api_runs          (Temporal down while reading a run)
     └── UpError                 engine.cli.up                (csops up)
 

@@ -28,6 +28,7 @@ from connectors.outbox import ChatOutbox, EmailOutbox
 from engine.config.config import HubSpotConfig, SalesforceConfig, Secret, SlackConfig, SMTPConfig
 from engine.config.configcheck import hide_password as shown_url
 from engine.config.settings import Settings
+from engine.errors import CsopsError
 
 __all__ = ["BuildError", "Connectors", "Part", "build_connectors", "build_parts", "check_parts", "shown_url"]
 
@@ -35,7 +36,7 @@ CHECK_TIMEOUT = 15.0
 log = logging.getLogger("csops.wiring")
 
 
-class BuildError(Exception):
+class BuildError(CsopsError):
     """A connector cannot be set up from the configuration; the message says why in plain words."""
 
     def __init__(self, part: str, kind: str, message: str) -> None:

@@ -14,6 +14,8 @@ import math
 from collections.abc import AsyncIterable
 from typing import Any
 
+from engine.errors import CsopsError
+
 __all__ = ["MAX_BODY", "MAX_DEPTH", "MAX_NUMBER", "MAX_STRING", "BodyError", "json_media_type", "parse_json",
            "read_limited"]
 
@@ -28,7 +30,7 @@ MAX_STRING = 65_536
 """Most characters in one JSON string, keys included."""
 
 
-class BodyError(Exception):
+class BodyError(CsopsError):
     """A body the API refuses: ``status``, ``code`` and ``message`` for the error envelope."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:

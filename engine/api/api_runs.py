@@ -19,6 +19,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from engine.api.deps import ApiError, Authorised, errors
+from engine.errors import CsopsError
 from engine.language.context import Calendar
 from engine.language.model import Playbook
 from engine.store.runstore import ENDED_STATUSES
@@ -51,7 +52,7 @@ class Workflows(Protocol):
         """
 
 
-class Unavailable(Exception):
+class Unavailable(CsopsError):
     """Temporal (or the CRM) cannot be reached; the message says so in plain words."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config.stackfile import NAME, Stack, alive, read_stack, remove_stack, write_stack
+from engine.errors import CsopsError
 
 STOP_WAIT = 10.0
 INTERRUPT_WAITS = (0.9, 0.6)
@@ -83,7 +84,7 @@ def check_playbooks(folder: Path, skip_invalid: bool) -> bool:
     return False
 
 
-class UpError(Exception):
+class UpError(CsopsError):
     """Something a user can fix (a port in use, a missing binary): one line, exit 2."""
 
 

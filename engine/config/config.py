@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
 from engine.config.configcheck import VAR, check_document, hide_password
+from engine.errors import CsopsError
 from engine.language.problems import Problem
 from engine.language.yamlpos import load, read
 
@@ -65,7 +66,7 @@ class Secret:
         raise TypeError("a Secret is never serialized: pass secret.reveal() to a connector's constructor instead")
 
 
-class ConfigError(Exception):
+class ConfigError(CsopsError):
     """The configuration cannot be used: every problem found, or why the file cannot be read."""
 
     def __init__(self, message: str, problems: list[Problem] | None = None) -> None:

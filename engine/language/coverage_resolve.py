@@ -28,6 +28,7 @@ from datetime import date
 from typing import Literal
 
 from connectors.base import AccountView, User
+from engine.errors import CsopsError
 from engine.language.coverage import Coverage, Segment
 from engine.language.parties import Party, parse_party
 
@@ -40,7 +41,7 @@ NextInPool = Callable[[str, int], Awaitable[int]]
 _MAX_BACKUPS = 10
 
 
-class CoverageError(Exception):
+class CoverageError(CsopsError):
     """Nobody to address and no fallback owner to give the work to; retrying cannot help."""
 
 

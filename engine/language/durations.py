@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from engine.errors import CsopsError
+
 _UNITS = {
     "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
     "h": 3600, "hour": 3600, "hours": 3600,
@@ -34,7 +36,7 @@ class Duration:
     """The duration as written."""
 
 
-class DurationError(ValueError):
+class DurationError(CsopsError, ValueError):
     """The text is not a duration; the message says what is accepted."""
 
 

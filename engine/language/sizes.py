@@ -13,6 +13,8 @@ from typing import Any
 
 from jinja2.utils import Namespace
 
+from engine.errors import CsopsError
+
 MAX_TEXT = 100_000
 """Characters: a rendered text, and any text built by repeating, padding or formatting."""
 MAX_WEIGHT = 1_000_000
@@ -32,7 +34,7 @@ ACTIVITY_SECONDS = 10.0
 """Wall-clock guard of one render in an activity (the workflow relies on the counts alone)."""
 
 
-class LimitExceeded(ValueError):
+class LimitExceeded(CsopsError, ValueError):
     """An expression or template went over a documented limit: the author's mistake, never retried."""
 
     def __init__(self, what: str) -> None:

@@ -10,6 +10,7 @@ from functools import cache
 
 from jsonschema import Draft202012Validator
 
+from engine.errors import CsopsError
 from engine.language import checks
 from engine.language.compiler import compile_playbook
 from engine.language.coverage import Coverage, load_coverage
@@ -20,7 +21,7 @@ from engine.language.structure import Walker, load_schema
 from engine.language.yamlpos import Document, Path, load, read
 
 
-class UsageError(Exception):
+class UsageError(CsopsError):
     """A path that does not exist or cannot be read: exit code 2, not a playbook problem."""
 
 

@@ -27,6 +27,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from engine.errors import CsopsError
 from engine.language.durations import Duration
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -35,7 +36,7 @@ MAX_BUSINESS_DAYS = 3660
 """The largest ``|n|`` of ``business_days(n)``: more than ten years of workdays, and small enough to count."""
 
 
-class CalendarError(ValueError):
+class CalendarError(CsopsError, ValueError):
     """A calendar or a business-day count that cannot be used; the message says what to change."""
 
 

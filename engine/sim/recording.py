@@ -31,6 +31,7 @@ from connectors.base import (
     User,
 )
 from connectors.sqlcrm import SQLCRM
+from engine.errors import CsopsError
 
 T = TypeVar("T")
 _KEY: contextvars.ContextVar[str] = contextvars.ContextVar("csops_sim_key", default="")
@@ -232,7 +233,7 @@ class MemoryLedger:
 
 # --- seeding from an account file ------------------------------------------------------------
 
-class SeedError(ValueError):
+class SeedError(CsopsError, ValueError):
     """The account data cannot be used; the message says what to fix."""
 
 

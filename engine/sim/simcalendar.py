@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.config.config import WEEKDAYS
+from engine.errors import CsopsError
 from engine.language.context import Calendar
 from engine.language.problems import Problem
 from engine.language.yamlpos import Document, Path, read
@@ -22,7 +23,7 @@ from engine.language.yamlpos import Document, Path, read
 KEYS = ("timezone", "workdays", "holidays")
 
 
-class CalendarError(ValueError):
+class CalendarError(CsopsError, ValueError):
     """A calendar file cannot be used: its problems, each with line and column."""
 
     def __init__(self, message: str, problems: list[Problem]) -> None:

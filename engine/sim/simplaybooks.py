@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from engine.errors import CsopsError
 from engine.language.model import Playbook
 from engine.language.problems import Problem
 from engine.language.validate import UsageError, check_document, validate_paths
 from engine.language.yamlpos import read
 
 
-class PlaybookError(ValueError):
+class PlaybookError(CsopsError, ValueError):
     """The playbook cannot be simulated; the message says why and what to do."""
 
 

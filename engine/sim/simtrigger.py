@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import Account, Contact
+from engine.errors import CsopsError
 from engine.language import model as m
 from engine.language.context import Calendar
 from engine.triggers.signals import EventSignal, Facts, ManualStart, Scan, lookup
@@ -30,7 +31,7 @@ EVENT_KINDS = (m.EventTrigger, m.HealthDrop, m.NewUsage, m.LifecycleChange)
 """Triggers that wait for an event."""
 
 
-class TriggerEventError(ValueError):
+class TriggerEventError(CsopsError, ValueError):
     """The triggering event cannot be used; the message says what to fix."""
 
 

@@ -27,6 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from connectors.base import Account, Contact, User
+from engine.errors import CsopsError
 from engine.language.context import Calendar
 from engine.language.coverage import Coverage
 from engine.language.model import Playbook
@@ -54,7 +55,7 @@ from engine.sim.simtrigger import Start, TriggerEventError, decide_start, event_
 __all__ = ["Entry", "SimulationError", "Timeline", "failure_line", "format_timeline", "simulate", "test_server_path"]
 
 
-class SimulationError(Exception):
+class SimulationError(CsopsError):
     """The simulation cannot run; the message says what to fix."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.errors import CsopsError
+
 if TYPE_CHECKING:
     from _csv import Reader
 
@@ -29,7 +31,7 @@ MAX_CELL = 10_000
 CUSTOM = re.compile(r"fields\.([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
 
 
-class ImportFileError(Exception):
+class ImportFileError(CsopsError):
     """The file cannot be imported at all: unreadable, not CSV, or its header is wrong."""
 
 

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import CRM
+from engine.errors import CsopsError
 from engine.language import model as m
 from engine.language.context import Calendar
 from engine.payloads.runcontext import read_view, view_data
@@ -45,7 +46,7 @@ UNFORCEABLE = ("already_active", "duplicate_occurrence", "disabled")
 """Decision reasons ``force`` does not pass."""
 
 
-class StartRefused(Exception):
+class StartRefused(CsopsError):
     """A start that did not happen: ``code`` says which rule, ``message`` in plain words.
 
     ``enrolment`` is set when the matcher decided (the suppressed decision is recorded); codes

@@ -21,6 +21,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
+from engine.errors import CsopsError
 from engine.language.model import Playbook
 from engine.triggers.matcher import decide
 from engine.triggers.signals import Decision, Facts, Signal
@@ -35,7 +36,7 @@ START_TIMEOUT = 60.0
 """Seconds the child may take to start (it imports the engine)."""
 
 
-class MatchTimeout(Exception):
+class MatchTimeout(CsopsError):
     """A trigger check ran over the time bound and was cut off."""
 
 
