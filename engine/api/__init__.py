@@ -4,11 +4,9 @@
 from engine.api.api_runs import (
     TemporalWorkflows,
     cancel_run,
-    decision_out,
     explain_account,
     refreshed,
     run_detail,
-    run_out,
 )
 from engine.api.app import (
     MAX_BATCH,
@@ -61,7 +59,6 @@ __all__ = [
     "authorised",
     "cancel_run",
     "create_app",
-    "decision_out",
     "deps",
     "error_response",
     "errors",
@@ -72,5 +69,4 @@ __all__ = [
     "read_body",
     "refreshed",
     "run_detail",
-    "run_out",
 ]

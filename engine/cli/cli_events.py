@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.language.textfmt import red, yellow
-from engine.triggers.ingest import IngestResult, validate_event
+from engine.triggers.ingest import validate_event
+from engine.triggers.ingest_notes import IngestResult
 
 if TYPE_CHECKING:
     from engine.config.settings import Settings

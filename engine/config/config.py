@@ -14,9 +14,10 @@ import copy
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 from engine.config.configcheck import VAR, check_document, hide_password
+from engine.config.secret import Secret as Secret
 from engine.errors import CsopsError
 from engine.language.problems import Problem
 from engine.language.yamlpos import load, read
@@ -28,42 +29,6 @@ __all__ = [
 ]
 
 SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
-
-
-class Secret:
-    """A secret value resolved from an environment variable; shows only the variable's name.
-
-    Args:
-        value: The secret itself.
-        source: The environment variable it came from (shown by repr, which is safe).
-    """
-
-    __slots__ = ("_value", "source")
-
-    def __init__(self, value: str, source: str = "") -> None:
-        self._value = value
-        self.source = source
-
-    def reveal(self) -> str:
-        """The secret itself: pass it straight to a connector's constructor, nowhere else."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret(${{{self.source}}})" if self.source else "Secret(***)"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value and other.source == self.source
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self.source))
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
-        return self  # immutable; lets dataclasses.asdict work on a config
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a Secret is never serialized: pass secret.reveal() to a connector's constructor instead")
 
 
 class ConfigError(CsopsError):

@@ -22,6 +22,7 @@ from engine.language.coverage import (
 from engine.language.coverage_resolve import (
     CoverageError,
     NextInPool,
+    resolve,
 )
 from engine.language.durations import (
     Duration,
@@ -141,6 +142,7 @@ __all__ = [
     "red",
     "render",
     "render_json",
+    "resolve",
     "schema_file",
     "to_eval",
     "validate_paths",

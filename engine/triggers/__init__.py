@@ -22,18 +22,22 @@ from engine.triggers.enrol import (
     Start,
     facts_for,
 )
+from engine.triggers.explain import (
+    explain,
+)
 from engine.triggers.ingest import (
     Ingestor,
-    IngestResult,
     SignalRun,
 )
 from engine.triggers.ingest_facts import (
     parse_event,
     validate_event,
 )
+from engine.triggers.ingest_notes import (
+    IngestResult,
+)
 from engine.triggers.matcher import (
     decide,
-    explain,
     probe_trigger,
     today_of,
 )

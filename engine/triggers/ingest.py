@@ -30,28 +30,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from connectors.base import CRM, RetryableError
-from engine.errors import TemporaryOutage
 from engine.language import model as m
 from engine.language.context import Calendar
 from engine.payloads.runcontext import read_view, view_data
 from engine.payloads.runtypes import Event, run_id_for
-from engine.store.store import API_WRITE_WAIT, LEASE, MAX_ATTEMPTS, EventRecord, Store, retry_delay
+from engine.store.store import API_WRITE_WAIT, LEASE, MAX_ATTEMPTS, EventRecord, Store
+from engine.triggers.accountcheck import AccountCheck
 from engine.triggers.enrol import Start, enrol, facts_for
-from engine.triggers.ingest_facts import Change, apply_facts, parse_event, parse_time, validate_event
+from engine.triggers.ingest_facts import Change, apply_facts, parse_event, validate_event
+from engine.triggers.ingest_notes import (
+    WAITING,
+    IngestResult,
+    Processed,
+    failure_text,
+    is_outage,
+    listens,
+    listens_one,
+    notes_of,
+    refusal_text,
+    storable_errors,
+)
 from engine.triggers.matcher import decide
 from engine.triggers.matchproc import MatchTimeout, MatchWorker
 from engine.triggers.signals import Decision, EventSignal, Facts, TriggerRef
 
-__all__ = ["IngestResult", "Ingestor", "Processed", "SignalRun", "validate_event"]
+__all__ = ["Ingestor", "SignalRun", "validate_event"]
 
 log = logging.getLogger(__name__)
 
@@ -60,49 +71,6 @@ SignalRun = Callable[[str, Event], Awaitable[bool | str]]
 (completed, failed, exited, cancelled), when the run is no longer there."""
 
 ENDED = ("completed", "failed", "exited", "cancelled")
-
-
-@dataclass(frozen=True, kw_only=True)
-class IngestResult:
-    """What became of one event of a batch."""
-
-    id: str
-    """The event's id ("" when it had none)."""
-    status: Literal["accepted", "unknown_account", "duplicate", "rejected"]
-    """accepted: stored for processing; unknown_account: stored for processing too, but the CRM has no
-    account with that id (it starts nothing until the account exists; its facts are kept); duplicate:
-    that id was stored before; rejected: invalid, or refused by the store, and not stored."""
-    errors: tuple[str, ...] = ()
-    """Why it was rejected, each as "path: what is wrong"; for unknown_account, the warning."""
-    decisions: tuple[str, ...] = ()
-    """With ``process=True``: the trigger decisions it led to, one line each."""
-    notes: tuple[str, ...] = ()
-    """With ``process=True``: what could not be done (unknown account...) and where it was delivered."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Processed:
-    """What processing one stored event did."""
-
-    id: str
-    """The event id."""
-    type: str
-    """The event type."""
-    account_id: str
-    """The account."""
-    decisions: tuple[str, ...] = ()
-    """Trigger decisions, one line each: ``playbook: started (started) start pb:...``."""
-    delivered: tuple[str, ...] = ()
-    """Runs (workflow ids) the event was delivered to."""
-    notes: tuple[str, ...] = ()
-    """What could not be done, in plain words."""
-    error: str = ""
-    """Set when processing failed, in plain words: the event is tried again after a back-off, or,
-    after its last allowed attempt, set aside as failed."""
-    cause: str = ""
-    """When processing failed: the exception (type and message), as kept in the event's ``last_error``."""
-    transient: bool = False
-    """When processing failed: whether it was an outage (retried without limit, never set aside)."""
 
 
 class Ingestor:
@@ -137,10 +105,7 @@ class Ingestor:
         self.wake = asyncio.Event()
         self._waiting: list[tuple[list[EventSignal], asyncio.Future[list[bool | str]]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._known: dict[str, float] = {}
-        """Account ids the CRM had, with when it was asked (``time.monotonic``)."""
-        self._missing: dict[str, float] = {}
-        """Account ids the CRM did not have, with when it was asked."""
+        self._accounts = AccountCheck(crm, lambda: monotonic())  # looked up per call: tests move the clock
         self._matcher: MatchWorker | None = None
         """Set while ``run`` goes: where trigger conditions are evaluated (a child process)."""
 
@@ -158,7 +123,7 @@ class Ingestor:
         valid: list[EventSignal] = []
         problems: list[list[str]] = []
         for obj in events:
-            errors = validate_event(obj) or _storable(obj)
+            errors = validate_event(obj) or storable_errors(obj)
             problems.append(errors)
             if not errors:
                 valid.append(parse_event(obj))
@@ -174,48 +139,16 @@ class Ingestor:
                 results.append(IngestResult(id=ident, status="rejected", errors=tuple(errors)))
             else:
                 results.append(IngestResult(id=ident, status="accepted" if outcome else "duplicate"))
-        results = await self._unknown_accounts(results, {e.id: e.account_id for e in valid})
+        results = await self._accounts.unknown(results, {e.id: e.account_id for e in valid})
         accepted = [r.id for r in results if r.status in ("accepted", "unknown_account")]
         if accepted and process:
             done = {p.id: p for p in await self._process(await self.store.unprocessed(
                 len(accepted), ids=accepted, now=self.now(), lease=self.lease))}
-            results = [replace(r, decisions=done[r.id].decisions, notes=_notes(done[r.id])) if r.id in done
+            results = [replace(r, decisions=done[r.id].decisions, notes=notes_of(done[r.id])) if r.id in done
                        else replace(r, notes=(WAITING,)) if r.id in accepted else r for r in results]
         elif accepted:
             self.wake.set()
         return results
-
-    async def _unknown_accounts(self, results: list[IngestResult], accounts: Mapping[str, str]) -> list[IngestResult]:
-        """Mark the stored events whose account the CRM does not have as ``unknown_account``.
-
-        The CRM is asked once per account (an answer is remembered: KNOWN_FOR seconds for an account
-        it has, MISSING_FOR for one it has not, so a flood of events for a typo costs few calls) and
-        for at most ACCOUNT_CHECK seconds: when it does not answer, the events stay ``accepted``
-        (processing tells the rest).
-        """
-        now = monotonic()
-        ask = {accounts[r.id] for r in results if r.status == "accepted"}
-        missing = {a for a in ask if now - self._missing.get(a, -MISSING_FOR) < MISSING_FOR}
-        ask = {a for a in ask - missing if now - self._known.get(a, -KNOWN_FOR) >= KNOWN_FOR}
-        names = sorted(ask)
-        try:
-            found = await asyncio.wait_for(asyncio.gather(*(self.crm.get_account(a) for a in names),
-                                                          return_exceptions=True), ACCOUNT_CHECK)
-        except TimeoutError:
-            found = [TimeoutError()] * len(names)
-        for name, account in zip(names, found, strict=True):
-            if account is None:
-                missing.add(name)
-                self._missing[name] = now
-            elif not isinstance(account, BaseException):
-                self._known[name] = now
-        for cache in (self._known, self._missing):
-            if len(cache) > 100_000:  # a bound on memory, not a policy
-                cache.clear()
-        if not missing:
-            return results
-        return [replace(r, status="unknown_account", errors=(UNKNOWN.format(account=accounts[r.id]),))
-                if r.status == "accepted" and accounts[r.id] in missing else r for r in results]
 
     async def _store(self, events: list[EventSignal]) -> list[bool | str]:
         """Store through the shared transaction: callers arriving while one commits go in the next.
@@ -251,7 +184,7 @@ class Ingestor:
                 if outage is not None:
                     future.set_exception(outage)
                 else:
-                    future.set_result([o if isinstance(o, bool) else _refusal(o) for o in mine])
+                    future.set_result([o if isinstance(o, bool) else refusal_text(o) for o in mine])
 
     async def _write(self, events: list[EventSignal]) -> list[bool | Exception]:
         """Store events in one transaction; when the store refuses it, each half again, down to the event at fault.
@@ -336,7 +269,7 @@ class Ingestor:
                 log.error("event %s (%s, account %s) failed %d times and is set aside; the account's later events "
                           "go on. Last error: %s. `csops event retry %s` queues it again", p.id, p.type,
                           p.account_id, gave_up[p.id].attempts, p.cause, p.id)
-        return [replace(p, error=_failure(p, attempts[p.id], gave_up=p.id in gave_up, lease=self.lease))
+        return [replace(p, error=failure_text(p, attempts[p.id], gave_up=p.id in gave_up, lease=self.lease))
                 if p.error else p for p in done]
 
     async def _one(self, rec: EventRecord) -> Processed:
@@ -356,7 +289,7 @@ class Ingestor:
             log.warning("event %s could not be processed (attempt %d of %d): %s", rec.id, rec.attempts + 1,
                         self.max_attempts, cause)
             return Processed(id=rec.id, type=rec.type, account_id=rec.account_id, error=cause, cause=cause,
-                             transient=_outage(exc))
+                             transient=is_outage(exc))
         return Processed(id=rec.id, type=rec.type, account_id=rec.account_id, decisions=tuple(decisions),
                          delivered=tuple(delivered), notes=tuple(change.notes))
 
@@ -429,86 +362,7 @@ class Ingestor:
                             seen={"timeout_s": self._matcher.timeout})
 
 
-def listens(playbook: m.Playbook, event_type: str) -> bool:
-    """Whether a trigger of the playbook can fire on an event of this type (others are not asked)."""
-    return any(listens_one(trig, event_type) for trig in playbook.triggers)
-
-
-def listens_one(trig: Any, event_type: str) -> bool:
-    """Whether this trigger can fire on an event of this type."""
-    if isinstance(trig, m.EventTrigger) and trig.type == event_type:
-        return True
-    if isinstance(trig, m.HealthDrop) and event_type == "health.updated":
-        return True
-    if isinstance(trig, m.NewUsage) and event_type == "usage.feature_used":
-        return True
-    return isinstance(trig, m.LifecycleChange | m.ContractMilestone) and event_type == "account.updated"
-
-
-def _outage(exc: BaseException) -> bool:
-    """Whether a failure is an outage that ends by itself: a CRM, Temporal or the database
-    unreachable, a timeout or rate limit. Such an event is retried without limit (never set aside):
-    a Temporal restart of an hour must not turn every event of that hour into a failed one. (The
-    Temporal adapter, engine/runtime/temporal.py, raises TemporaryOutage for Temporal's.)"""
-    return isinstance(exc, (RetryableError, ConnectionError, TimeoutError, TemporaryOutage))
-
-
 monotonic = time.monotonic
 """The clock of the account answers' memory (tests move it)."""
-KNOWN_FOR = 600.0
-"""Seconds an account the CRM had is taken as known without asking again (at ingest)."""
-MISSING_FOR = 30.0
-"""Seconds an account the CRM did not have is taken as unknown without asking again (at ingest)."""
-ACCOUNT_CHECK = 2.0
-"""Seconds ingest waits for the CRM to say which accounts it has."""
-UNKNOWN = ("account_id: the CRM has no account {account!r}; the event is stored and its facts kept, but it starts "
-           "nothing until the account exists (check the id, or import the account first)")
-"""The warning of an ``unknown_account`` result."""
 
 
-def _storable(obj: Mapping[str, Any]) -> list[str]:
-    """What ``validate_event`` lets through but the store cannot keep: a time outside years 1-9999 once in
-    UTC, data that is not plain JSON (NaN, infinity, nested past Python's limit)."""
-    when = parse_time(obj["occurred_at"])
-    problems = []
-    try:
-        if when is not None:
-            when.astimezone(UTC)
-    except OverflowError:
-        problems.append(f"occurred_at: is outside the years 1 to 9999 once converted to UTC "
-                        f"({obj['occurred_at']!r:.60}); send a real date-time")
-    try:
-        json.dumps(obj.get("data", {}), allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        problems.append(f"data: must be plain JSON (text, finite numbers, true/false, null, lists, objects): "
-                        f"{str(exc)[:120]}")
-    return problems
-
-
-def _refusal(exc: Exception) -> str:
-    """Why the store refused one event, in words (a database error's own message, not its SQL)."""
-    orig = getattr(exc, "orig", None)
-    said = str(orig if orig is not None else exc) or type(exc).__name__
-    if getattr(exc, "detail", ""):  # PermanentError: what the database said is in the detail
-        said = f"{said}: {exc.detail}"  # type: ignore[attr-defined]
-    return f"(event): the store refused it: {said[:300]}"
-
-
-WAITING = ("not processed yet: an earlier event of the account is still queued (being retried, or taken by "
-           "another processor); it stays queued and is processed after that one")
-"""The note on an accepted event ``ingest(process=True)`` could not process now."""
-
-
-def _failure(p: Processed, attempt: int, *, gave_up: bool, lease: timedelta) -> str:
-    """What became of a failed attempt, in plain words."""
-    if gave_up:
-        return (f"could not process it ({p.cause}); that was attempt {attempt}, the last: it is set aside as failed "
-                f"(csops event failed lists it; csops event retry {p.id} queues it again)")
-    wait = int(retry_delay(attempt, lease).total_seconds())
-    return (f"could not process it now ({p.cause}); it stays queued and is tried again in {wait} s "
-            f"(attempt {attempt} failed)")
-
-
-def _notes(p: Processed) -> tuple[str, ...]:
-    delivered = (f"delivered to {', '.join(p.delivered)}",) if p.delivered else ()
-    return (*p.notes, *delivered, *((p.error,) if p.error else ()))

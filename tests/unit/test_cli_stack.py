@@ -261,7 +261,7 @@ def test_the_money_filter_renders_arr_as_money() -> None:
 def test_explain_says_1_day_not_1_days(away: int, said: str) -> None:
     from datetime import timedelta
 
-    from engine.triggers.matcher import explain
+    from engine.triggers.explain import explain
     from tests.unit.test_matcher import TODAY, account, facts, playbook
 
     pb = playbook("contract_milestone: {field: renewal_date, days_after: 0}")

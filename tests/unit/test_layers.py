@@ -25,10 +25,12 @@ def test_an_old_import_path_is_the_very_module_at_its_new_path(old: str) -> None
 
 
 def test_old_paths_work_in_a_fresh_interpreter_including_private_names() -> None:
-    code = ("from engine.ingest import Ingestor, _outage\nimport engine.triggers.ingest as new\n"
-            "import engine.matcher, engine.runrecord\nassert Ingestor is new.Ingestor and _outage is new._outage\n"
-            "from engine.store import Store\nfrom engine.api import create_app\nfrom engine.cli import run\n"
-            "print('ok')")
+    code = "\n".join([
+        "from engine.ingest import Ingestor", "from engine.matcher import _audience",
+        "import engine.triggers.ingest as new, engine.triggers.matcher as mt, engine.runrecord",
+        "assert Ingestor is new.Ingestor and _audience is mt._audience",
+        "from engine.store import Store", "from engine.api import create_app", "from engine.cli import run",
+        "print('ok')"])
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (0, "ok\n", "")
 

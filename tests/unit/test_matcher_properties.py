@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from engine.language.context import Calendar
 from engine.language.model import Playbook
 from engine.language.validate import check_text
-from engine.triggers.matcher import decide, explain
+from engine.triggers.explain import explain
+from engine.triggers.matcher import decide
 from engine.triggers.signals import EventSignal, Facts, ManualStart, Scan, Signal, Tick
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
