@@ -211,6 +211,17 @@ class HttpResult:
     """Response body (truncated)."""
 
 
+class Lifecycle(Protocol):
+    """What every connector csops builds from csops.yaml also has (engine/wiring.py builds them).
+
+    ``check`` says in plain words what stops the connection from working ([] when it works):
+    ``csops check-config`` and the worker's start call it. ``close`` releases connections.
+    """
+
+    async def check(self) -> list[str]: ...
+    async def close(self) -> None: ...
+
+
 class CRM(Protocol):
     """Accounts, contacts, users, tasks and notes."""
 

@@ -85,10 +85,12 @@ class HubSpotCRM:
         property_map: csops field → HubSpot property overrides (see connectors.hubspot_map).
         timeout: Seconds per HTTP request.
         max_retries: Retries inside one call for 429, 5xx and timeouts before RetryableError.
+        transport: An httpx transport to send through (tests: ``httpx.MockTransport``); default: the network.
     """
 
     def __init__(self, token: str, *, base_url: str = "https://api.hubapi.com",
-                 property_map: dict[str, str] | None = None, timeout: float = 10.0, max_retries: int = 5) -> None:
+                 property_map: dict[str, str] | None = None, timeout: float = 10.0, max_retries: int = 5,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         if not token.strip():
             raise ValueError("the HubSpot token is empty: set HUBSPOT_TOKEN to the private app's access token")
         self._token = token
@@ -98,7 +100,7 @@ class HubSpotCRM:
         self.index_delay = 10.0
         """Seconds HubSpot's search index is given to catch up before a lost create is retried."""
         self._pause_until = 0.0
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, headers={
+        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport, headers={
             "Authorization": f"Bearer {token}", "Accept": "application/json"})
 
     def __repr__(self) -> str:

@@ -77,6 +77,7 @@ class SalesforceCRM:
         timeout: Seconds to wait for each HTTP request.
         max_retries: Retries of a call that timed out, was cut, or got 429/5xx, before giving up.
         cancelled_task_status: The Task Status of a task closed because its run ended (not done).
+        transport: An httpx transport to send through (tests: ``httpx.MockTransport``); default: the network.
 
     Raises:
         ValueError: a bad ``instance_url``, ``api_version`` or ``field_map``.
@@ -84,7 +85,8 @@ class SalesforceCRM:
 
     def __init__(self, instance_url: str, *, access_token: str = "", client_id: str = "", client_secret: str = "",
                  token_url: str = "", api_version: str = "v61.0", field_map: dict[str, str] | None = None,
-                 timeout: float = 10.0, max_retries: int = 5, cancelled_task_status: str = CANCELLED_STATUS) -> None:
+                 timeout: float = 10.0, max_retries: int = 5, cancelled_task_status: str = CANCELLED_STATUS,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         if not instance_url.startswith(("https://", "http://")):
             raise ValueError(f"instance_url {instance_url!r} is not an https:// URL (the org's My Domain)")
         version = api_version if api_version.startswith("v") else f"v{api_version}"
@@ -99,7 +101,8 @@ class SalesforceCRM:
         self._token_url = base if base.endswith(TOKEN_PATH) else base + TOKEN_PATH
         self._token = access_token
         self._client_id, self._client_secret = client_id, client_secret
-        self._client = httpx.AsyncClient(base_url=self.instance_url, timeout=timeout, follow_redirects=False)
+        self._client = httpx.AsyncClient(base_url=self.instance_url, timeout=timeout, follow_redirects=False,
+                                         transport=transport)
         self._token_lock = asyncio.Lock()
         self._described: dict[str, dict[str, Any]] = {}
 
