@@ -59,10 +59,14 @@ def test_no_private_name_is_imported_across_modules() -> None:
     assert found == []
 
 
+LONG_FOR_NOW = {"engine/runtime/workflow.py"}
+"""The PlaybookRun class itself: splitting it is replay-sensitive work of its own (docs/architecture.md)."""
+
+
 def test_no_module_is_over_400_lines() -> None:
-    long = {str(p.relative_to(ROOT)): n for p in _sources()
+    long = {p.relative_to(ROOT).as_posix(): n for p in _sources()
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
-    assert long == {}
+    assert set(long) == LONG_FOR_NOW, long
 
 
 ERRORS = [
@@ -107,3 +111,11 @@ def test_the_schemas_are_found_as_package_resources() -> None:
 
     for name in ("playbook", "config", "coverage", "event"):
         assert schema_file(f"{name}.schema.json").read_text(encoding="utf-8").startswith("{")
+
+
+def test_this_test_carries_the_unit_marker_of_its_folder(request: pytest.FixtureRequest) -> None:
+    assert request.node.get_closest_marker("unit") is not None
+    assert request.node.get_closest_marker("workflow") is None
+    markers = request.config.getini("markers")
+    assert [m.split(":")[0] for m in markers if m.split(":")[0] in ("unit", "workflow", "integration")] == [
+        "unit", "workflow", "integration"]
