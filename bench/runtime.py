@@ -84,7 +84,7 @@ sys.path.insert(0, str(ROOT))
 
 with workflow.unsafe.imports_passed_through():
     from engine.payloads.runtypes import NoteInput, StepOutcome
-    from engine.runtime.workflow import RETRY, TIMEOUT
+    from engine.runtime.runbase import RETRY, TIMEOUT
 
 RUNS = int(os.environ.get("BENCH_RUNS", "500"))
 BATCH = int(os.environ.get("BENCH_BATCH", "200"))

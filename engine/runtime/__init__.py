@@ -8,6 +8,10 @@ from engine.runtime.activities import (
 from engine.runtime.redaction import (
     redacting,
 )
+from engine.runtime.runbase import (
+    RETRY,
+    TIMEOUT,
+)
 from engine.runtime.runrecord import (
     is_running,
     refresh,
@@ -31,8 +35,6 @@ from engine.runtime.temporal import (
 )
 from engine.runtime.workflow import (
     EFFECTS,
-    RETRY,
-    TIMEOUT,
     PlaybookRun,
     sandbox_runner,
 )

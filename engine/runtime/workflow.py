@@ -16,22 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from engine.language import model as m
     from engine.language.compiler import compile_playbook
     from engine.language.context import Calendar, as_datetime, evaluate, render
-    from engine.payloads.runcontext import full_context
     from engine.payloads.runtypes import (
         AlertInput,
-        ContextInput,
         EmailInput,
         Event,
         HttpInput,
@@ -49,10 +45,17 @@ with workflow.unsafe.imports_passed_through():
         TaskInput,
         UpdateInput,
     )
+    from engine.runtime.runbase import (
+        RETRY,
+        TIMEOUT,
+        RunBase,
+        RunEnd,
+        StepFailed,
+        needs_context,
+        step_texts,
+        why_failed,
+    )
 
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                    maximum_interval=timedelta(minutes=5), maximum_attempts=20)
-TIMEOUT = timedelta(minutes=2)
 POLL = timedelta(days=1)
 STOP_AT_ONCE = "stop-at-once"
 """Patch id: a pending stop (exit event, exit criteria, cancel) is honoured before every step and
@@ -60,20 +63,8 @@ wakes every wait, a task's too; tasks completed by an event are completed in the
 history began before it keep the old behaviour, so their histories still replay."""
 
 
-class _End(Exception):
-    """The run ends here: an exit step, the exit criteria, or a cancel."""
-
-    def __init__(self, outcome: str, reason: str) -> None:
-        super().__init__(reason)
-        self.outcome, self.reason = outcome, reason
-
-
-class _StepFailed(Exception):
-    pass
-
-
 @workflow.defn(name="PlaybookRun")
-class PlaybookRun:
+class PlaybookRun(RunBase):
     """One run of one playbook for one account."""
 
     def __init__(self) -> None:
@@ -83,7 +74,7 @@ class PlaybookRun:
         self.inbox: list[Event] = []
         self.current = ""
         self.outcome = ""
-        self.stop: _End | None = None
+        self.stop: RunEnd | None = None
         self.recheck = False
         self.escalations: list[asyncio.Task[None]] = []
         self.at_once = False
@@ -105,14 +96,14 @@ class PlaybookRun:
             self.completed.add(str(event.data["task_id"]))
         pb = getattr(self, "pb", None)  # a signal can arrive before run() has compiled the playbook
         if self.stop is None and pb is not None and event.type in pb.exit.on_events:
-            self.stop = _End("exited", f"event {event.type} arrived")
+            self.stop = RunEnd("exited", f"event {event.type} arrived")
         self.recheck = True
 
     @workflow.signal
     def cancel(self, reason: str) -> None:
         """Stop the run at once, with a reason for the record."""
         if self.stop is None:
-            self.stop = _End("cancelled", reason or "cancelled")
+            self.stop = RunEnd("cancelled", reason or "cancelled")
 
     @workflow.query
     def status(self) -> RunStatus:
@@ -124,11 +115,11 @@ class PlaybookRun:
     async def run(self, inp: RunInput) -> RunOutcome:
         self.inp = inp
         self.at_once = workflow.patched(STOP_AT_ONCE)
-        self.pb: m.Playbook = compile_playbook(inp.playbook, read=inp.files)
+        self.pb = compile_playbook(inp.playbook, read=inp.files)
         if self.at_once and self.stop is None:  # an exit event that came before the playbook was compiled
             early = next((e for e in self.inbox if e.type in self.pb.exit.on_events), None)
             if early is not None:
-                self.stop = _End("exited", f"event {early.type} arrived")
+                self.stop = RunEnd("exited", f"event {early.type} arrived")
         self.cal = Calendar.from_dict(inp.calendar)
         self.wf_id = workflow.info().workflow_id
         state = inp.resume or RunState(started_at=workflow.now().isoformat())
@@ -139,11 +130,11 @@ class PlaybookRun:
         completer = asyncio.ensure_future(self._complete_in_crm()) if self.at_once else None
         try:
             await self._steps(self.pb.steps)
-            end = _End("completed", "all steps done")
-        except _End as exc:
+            end = RunEnd("completed", "all steps done")
+        except RunEnd as exc:
             end = exc
-        except _StepFailed as exc:
-            end = _End("failed", str(exc))
+        except StepFailed as exc:
+            end = RunEnd("failed", str(exc))
             await self._alert_failure(str(exc))
         for esc in self.escalations:
             esc.cancel()
@@ -171,23 +162,23 @@ class PlaybookRun:
                     # renders and does the effect: one activity per step.
                     await self._effect(step)
                     continue
-                ctx = await self._check_exit(_needs_context(step))
+                ctx = await self._check_exit(needs_context(step))
                 if done is None and step.when and not self._truthy(step.when, ctx):
                     self._record(step, "skipped")
                     continue
                 await self._step(step, ctx)
-            except (_End, _StepFailed):
+            except (RunEnd, StepFailed):
                 raise
             except Exception as exc:  # activity failures, and evaluation errors of the step
-                message = _why(exc)
+                message = why_failed(exc)
                 self._record(step, "failed", message)
                 if step.on_error == "continue":
                     continue
-                raise _StepFailed(f"step {step.id} failed: {message}") from exc
+                raise StepFailed(f"step {step.id} failed: {message}") from exc
 
     async def _effect(self, step: m.Step) -> None:
         act, key, account_id = step.action, f"{self.wf_id}/{step.id}", self.inp.account_id
-        scope = self._scope(step, _texts(act))
+        scope = self._scope(step, step_texts(act))
         name: str
         arg: Any
         if isinstance(act, m.Task):
@@ -218,7 +209,7 @@ class PlaybookRun:
                 trigger={"type": "start_playbook", "from": self.pb.id, "run": self.wf_id})
         out = await self._do(name, arg)
         if out.status == "exited":
-            self.stop = _End("exited", out.detail)
+            self.stop = RunEnd("exited", out.detail)
             raise self.stop
         if out.status == "skipped":
             self._record(step, "skipped")
@@ -285,7 +276,7 @@ class PlaybookRun:
             await self._branch(step, act, ctx)
         elif isinstance(act, m.Exit):
             self._record(step, "done", act.outcome)
-            raise _End(act.outcome, render(act.reason, ctx) if act.reason else f"exit step {step.id}")
+            raise RunEnd(act.outcome, render(act.reason, ctx) if act.reason else f"exit step {step.id}")
 
     def _watch(self, task: OpenTask) -> None:
         act = self.pb.step(task.step_id).action
@@ -312,7 +303,7 @@ class PlaybookRun:
                         assignee=str(esc.reassign) if esc.reassign else "", priority=esc.priority or ""))
                 result = "done"
             except (ActivityError, ApplicationError) as exc:
-                result = f"failed: {_why(exc)}"
+                result = f"failed: {why_failed(exc)}"
             task.escalations_done = i + 1
             self.results[f"{task.step_id}/escalate/{i}"] = StepResult(status=result.split(":")[0], result=result,
                                                                        at=workflow.now().isoformat())
@@ -337,36 +328,6 @@ class PlaybookRun:
         if task.task_id not in self.completed and await self._activity("get_task", task.task_id) == "completed":
             self.completed.add(task.task_id)
         return task.task_id in self.completed
-
-    def _stopping(self) -> bool:
-        return self.at_once and self.stop is not None
-
-    def _halt(self) -> None:
-        """Honour a pending stop (an exit event, the exit criteria, a cancel) before the next effect."""
-        if self._stopping():
-            assert self.stop is not None
-            raise self.stop
-
-    def _to_mark(self) -> list[OpenTask]:
-        """This run's tasks an event said are done that it has not completed in the CRM yet."""
-        return [t for t in self.open_tasks if t.task_id in self.by_event and t.task_id not in self.marked]
-
-    async def _complete_in_crm(self) -> None:
-        """Beside the main path: complete in the CRM each task a ``task.completed`` event reported,
-        once per task (the key ``workflow-id/step/completed`` goes through the ledger)."""
-        while True:
-            await workflow.wait_condition(lambda: bool(self._to_mark()))
-            for task in self._to_mark():
-                self.marked.add(task.task_id)
-                self.marking += 1
-                try:
-                    await self._activity("change_task", TaskChangeInput(
-                        key=f"{self.wf_id}/{task.step_id}/completed", task_id=task.task_id,
-                        account_id=self.inp.account_id, status="completed"))
-                except ActivityError as exc:
-                    workflow.logger.warning("could not complete task %s in the CRM: %s", task.task_id, _why(exc))
-                finally:
-                    self.marking -= 1
 
     async def _wait_for(self, step: m.Step, act: m.WaitFor, ctx: dict[str, Any]) -> None:
         done = self.results.get(step.id)
@@ -411,126 +372,9 @@ class PlaybookRun:
         await self._steps(act.default if chosen == "default" else act.cases[int(chosen)].steps)
         self._record(step, "done", chosen)
 
-    # --- waiting, exit criteria, context ---------------------------------------------------------
-
-    async def _sleep_until(self, deadline: datetime) -> None:
-        while True:
-            remaining = (deadline - workflow.now()).total_seconds()
-            if remaining <= 0:
-                return
-            self.recheck = False
-            try:
-                await workflow.wait_condition(lambda: self.recheck or self.stop is not None, timeout=remaining)
-            except TimeoutError:
-                return
-            await self._check_exit(False)
-
-    async def _check_exit(self, needs_context: bool) -> dict[str, Any]:
-        """Exit criteria, checked before every step and after every delivered event; returns the
-        context, read fresh when the step or the criteria need it (else empty: nothing to read)."""
-        if self.stop is not None:
-            raise self.stop
-        if not needs_context and not self.pb.exit.when:
-            return {}
-        ctx = await self._context()
-        if self.pb.exit.when and self._truthy(self.pb.exit.when, ctx):
-            self.stop = _End("exited", f"exit criteria met: {self.pb.exit.when}")
-            raise self.stop
-        return ctx
-
-    async def _context(self) -> dict[str, Any]:
-        # A local activity: a short read with no side effect, run before every step, so it should not
-        # pay a task-queue round trip each time (it is recorded in history all the same).
-        data = await workflow.execute_local_activity("load_context", ContextInput(account_id=self.inp.account_id),
-                                                     start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
-        return full_context(data, now=workflow.now(), calendar=self.cal, trigger=self.inp.trigger,
-                            steps=self._steps_view(), run=self._run_info())
-
-    def _steps_view(self) -> dict[str, Any]:
-        steps: dict[str, Any] = {}
-        for sid, res in self.results.items():
-            steps[sid] = steps[sid.replace("-", "_")] = {"status": res.status, "result": res.result}
-        return steps
-
-    def _run_info(self) -> dict[str, Any]:
-        return {"id": self.wf_id, "playbook": self.pb.id, "version": self.inp.version, "started_at": self.started_at}
-
-    def _truthy(self, expr: str, ctx: dict[str, Any]) -> bool:
-        return bool(evaluate(expr, ctx))
-
-    async def _activity(self, name: str, arg: Any) -> Any:
-        return await workflow.execute_activity(name, arg, start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
-
-    def _record(self, step: m.Step, status: str, result: Any = None) -> None:
-        self.results[step.id] = StepResult(status=status, result=result, at=workflow.now().isoformat())
-
-    async def _close_open_tasks(self, end: _End) -> None:
-        """Close this run's open tasks as ``cancelled`` (not done work), with why the run ended."""
-        reason = f"run {end.outcome}: {end.reason}" if end.outcome in ("exited", "cancelled") else \
-            f"run ended ({end.outcome}): {end.reason}"
-        for task in self.open_tasks:
-            if task.task_id in self.completed:
-                continue
-            try:
-                await self._activity("change_task", TaskChangeInput(
-                    key=f"{self.wf_id}/{task.step_id}/close", task_id=task.task_id, status="cancelled",
-                    reason=reason, account_id=self.inp.account_id))
-                self.completed.add(task.task_id)
-            except ActivityError as exc:
-                workflow.logger.warning("could not close task %s: %s", task.task_id, _why(exc))
-
-    async def _alert_failure(self, message: str) -> None:
-        """By default a failed run alerts the playbook's owner (or the ops channel)."""
-        to = str(self.pb.owner) if self.pb.owner else self.inp.calendar.get("ops_channel", "#cs-ops")
-        try:
-            await self._activity("send_alert", AlertInput(
-                key=f"{self.wf_id}/failed", account_id=self.inp.account_id, to=[to],
-                text=f"Playbook {self.pb.id} failed for account {self.inp.account_id}: {message}"))
-        except ActivityError as exc:
-            workflow.logger.error("could not alert about the failed run: %s", _why(exc))
-
-    def _maybe_continue_as_new(self) -> None:
-        info = workflow.info()
-        if self.at_once and (self._to_mark() or self.marking):
-            return  # a task is being completed in the CRM: continue as new at a later step
-        if info.is_continue_as_new_suggested() or info.get_current_history_length() > self.inp.history_limit:
-            still_open = [t for t in self.open_tasks if t.task_id not in self.completed]
-            state = RunState(steps=self.results, open_tasks=still_open, started_at=self.started_at)
-            workflow.continue_as_new(RunInput(**{**self.inp.__dict__, "resume": state}))
-
 
 EFFECTS = (m.Task, m.Alert, m.Email, m.Update, m.Note, m.Http, m.StartPlaybook)
 """Step kinds with a side effect: their activity checks and renders against the account it reads."""
-
-
-def _needs_context(step: m.Step) -> bool:
-    """Whether a step without a side effect evaluates anything (then the account is read first)."""
-    act = step.action
-    return bool(step.when) or isinstance(act, m.Branch) or (isinstance(act, m.Wait) and act.until is not None) or (
-        isinstance(act, m.WaitFor) and bool(act.where)) or (isinstance(act, m.Exit) and "{" in act.reason)
-
-
-def _texts(act: m.Action) -> list[str]:
-    """The templates and expressions of an effect step (to see whether they read ``steps``)."""
-    if isinstance(act, m.Task):
-        return [act.title, act.notes, act.due_on or ""]
-    if isinstance(act, m.Alert):
-        return [act.text, json.dumps(act.blocks)]
-    if isinstance(act, m.Email):
-        return [act.subject, act.body]
-    if isinstance(act, m.Update):
-        return [json.dumps(dict(act.account))]
-    if isinstance(act, m.Note):
-        return [act.text]
-    if isinstance(act, m.Http):
-        return [act.url, json.dumps(dict(act.headers)), json.dumps(act.json)]
-    return []
-
-
-def _why(exc: BaseException) -> str:
-    cause = exc.cause if isinstance(exc, ActivityError) and exc.cause else exc
-    return str(cause) or type(cause).__name__
-
 
 
 def sandbox_runner() -> Any:

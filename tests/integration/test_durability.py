@@ -542,7 +542,7 @@ async def test_csops_up_runs_a_playbook_and_stops_everything_on_ctrl_c(tmp_path:
     assert len(commands) == 3, commands
     assert any("server start-dev" in c and f"--db-filename {home}/temporal.db" in c for c in commands), commands
     assert any(c.endswith("-m worker") for c in commands), commands
-    assert any(f"engine.cli.main api --host 127.0.0.1 --port {api_port}" in c for c in commands), commands
+    assert any(f"engine.cli api --host 127.0.0.1 --port {api_port}" in c for c in commands), commands
     await wait_until(lambda: port_open(api_port), 30, "the API to listen")
 
     # csops up records what it serves; the other commands use it, and say so, without being told.
