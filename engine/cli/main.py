@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
+_settings = load_settings
+"""The name before issue 12, for subcommand modules written against it (new code: cli.common.load_settings)."""
+
 
 def _version() -> str:
     """The installed package's version (pyproject.toml), or "unknown" when run from an uninstalled tree."""

@@ -55,7 +55,7 @@ def write(folder: Path, text: str, name: str = "csops.yaml") -> str:
 
 def test_embedded_defaults_through_the_console_script(workdir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CSOPS_")} | {"PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "engine.cli.main", "check-config"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "check-config"], capture_output=True, text=True,
                           cwd=workdir, env=env, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines() == [

@@ -105,14 +105,14 @@ def test_start_playbook_target_must_be_in_the_validated_set(tmp_path: Path) -> N
 
 def test_console_script_ends_cleanly_without_traceback(tmp_path: Path) -> None:
     path = _write(tmp_path, "bad.yaml", "playbook: [unclosed\n\tx: 1\n")
-    proc = subprocess.run([sys.executable, "-m", "engine.cli.main", "validate", path], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "validate", path], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     assert proc.returncode == 1
     assert "(yaml-syntax)" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
 
 
 def test_shipped_playbooks_validate_through_the_console_script() -> None:
-    proc = subprocess.run([sys.executable, "-m", "engine.cli.main", "validate", "playbooks/"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "validate", "playbooks/"], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -69,7 +69,7 @@ def env_for(tmp_path: Path, hanging: Hanging) -> dict[str, str]:
 
 def interrupt(args: list[str], env: dict[str, str], ready: threading.Event, cwd: Path) -> tuple[int, str, float]:
     """Start ``csops ARGS``, SIGINT it once ``ready`` is set; (exit status, stderr, seconds from SIGINT to exit)."""
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli.main", *args], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
     try:
         assert ready.wait(60), f"csops {' '.join(args)} never connected: {proc.communicate(timeout=10)}"
