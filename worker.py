@@ -2,9 +2,9 @@
 
     python worker.py            # csops.yaml (or CSOPS_CONFIG) with CSOPS_* variables over it
 
-Which CRM, mailer and chat it uses comes from the config file (engine/config.py, built by
+Which CRM, mailer and chat it uses comes from the config file (engine/config/config.py, built by
 engine/wiring.py); Temporal, the home folder and the store come from CSOPS_* variables over the file
-(engine/settings.py). A config with problems stops it before it connects to anything (exit 2).
+(engine/config/settings.py). A config with problems stops it before it connects to anything (exit 2).
 
 SIGTERM or SIGINT stops it gracefully: polling stops at once, running activities get a few seconds
 to finish, and the process is gone within 10 s. Runs are durable: whatever is unfinished continues
@@ -21,9 +21,9 @@ import sys
 import threading
 
 from connectors import redact
-from engine.config import ConfigError
+from engine.config.config import ConfigError
+from engine.config.settings import Settings
 from engine.root import Root, load_coverage_model
-from engine.settings import Settings
 from engine.wiring import BuildError
 
 __all__ = ["load_coverage_model", "serve"]  # load_coverage_model now lives in engine/root.py

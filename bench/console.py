@@ -3,7 +3,7 @@
 The script fills a temporary SQLite database (the store and the built-in CRM, as ``csops up`` keeps
 them) with ACCOUNTS accounts, RUNS runs whose step audit holds STEPS rows in all, a task per run,
 a health history and trigger decisions, written with bulk inserts of the tables' own models. It
-then builds the API app (engine/api.py with the console mounted), signs in, and requests each page
+then builds the API app (engine/api/app.py with the console mounted), signs in, and requests each page
 REPEAT times through ASGI (no network: server time only), and runs each page's store and CRM
 queries alone as often ("bare"). The issue's budget is 300 ms per page at 100,000 accounts and
 1,000,000 steps.
@@ -32,13 +32,13 @@ from sqlalchemy import insert
 
 from connectors.sqlcrm import SQLCRM
 from connectors.sqlcrm_models import AccountRow, TaskRow, UserRow
-from engine.api import create_app
+from engine.api.app import create_app
 from engine.console import queries
 from engine.console.auth import add_user
-from engine.context import Calendar
+from engine.language.context import Calendar
 from engine.reports.inbox import list_tasks
-from engine.store import Store
-from engine.store_models import DecisionRow, HealthRow, RunRow, RunTaskRow, StepAuditRow
+from engine.store.store import Store
+from engine.store.store_models import DecisionRow, HealthRow, RunRow, RunTaskRow, StepAuditRow
 
 PASSWORD = "bench password, long enough"
 CHUNK = 20_000

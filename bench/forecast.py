@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from connectors.base import Account, Contact, User  # noqa: E402
-from engine.context import Calendar  # noqa: E402
+from engine.config.settings import Settings  # noqa: E402
+from engine.language.context import Calendar  # noqa: E402
 from engine.reports.forecast import forecast_replay  # noqa: E402
 from engine.root import Registry, load_coverage_model  # noqa: E402
-from engine.settings import Settings  # noqa: E402
 
 COUNT = int(os.environ.get("BENCH_ACCOUNTS", "1000"))
 DAYS = int(os.environ.get("BENCH_DAYS", "90"))

@@ -49,9 +49,9 @@ from engine.health.loader import load_health  # noqa: E402
 from engine.health.model import HealthModel  # noqa: E402
 from engine.health.recompute import list_all, recompute_account, recompute_all, recompute_crm  # noqa: E402
 from engine.health.sqlscore import scores  # noqa: E402
-from engine.ingest_facts import parse_event  # noqa: E402
-from engine.store import Store  # noqa: E402
-from engine.store_models import EventRow, FirstUseRow  # noqa: E402
+from engine.store.store import Store  # noqa: E402
+from engine.store.store_models import EventRow, FirstUseRow  # noqa: E402
+from engine.triggers.ingest_facts import parse_event  # noqa: E402
 
 COUNT = int(os.environ.get("BENCH_ACCOUNTS", "100000"))
 NOW = datetime.now(UTC).replace(microsecond=0)

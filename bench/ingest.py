@@ -1,6 +1,6 @@
 """Event ingestion throughput of the HTTP API: POST /v1/events against one uvicorn process.
 
-The script starts the API (engine/api.py over a temporary SQLite store, the real Ingestor with its
+The script starts the API (engine/api/app.py over a temporary SQLite store, the real Ingestor with its
 background processing on, no playbooks, so processing reads the CRM and marks events done) with
 uvicorn in a subprocess on a free port, one worker process, and posts EVENTS events in batches of
 BATCH over CLIENTS concurrent httpx connections, then SINGLES events one per request. It measures
@@ -55,9 +55,9 @@ def free_port() -> int:
 def api_app(database_url: str) -> Any:
     """The real API over a fresh store and CRM, no playbooks."""
     from connectors.sqlcrm import SQLCRM
-    from engine.api import create_app
-    from engine.ingest import Ingestor
-    from engine.store import Store
+    from engine.api.app import create_app
+    from engine.store.store import Store
+    from engine.triggers.ingest import Ingestor
 
     store, crm = Store(database_url), SQLCRM(database_url)
     from connectors.base import Account

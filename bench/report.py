@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.reports import playbook_report  # noqa: E402
-from engine.store import Store  # noqa: E402
+from engine.store.store import Store  # noqa: E402
 
 PG = os.environ.get("BENCH_PG", "postgresql+psycopg://127.0.0.1:5432/test")
 RUNS = int(os.environ.get("BENCH_RUNS", "100000"))

@@ -7,7 +7,7 @@ which this script starts and stops (also on error).
 
 The sequence on each side: an activity, a 1 s timer, three activities.
 
-- playbook side: ``PlaybookRun`` (engine/workflow.py), started with ``engine.starter.start_run``,
+- playbook side: ``PlaybookRun`` (engine/runtime/workflow.py), started with ``engine.runtime.starter.start_run``,
   on a worker wired as worker.py wires it (``sandbox_runner()``, 20 fixed pollers) with the
   engine's ``PlaybookActivities`` over the built-in SQL CRM and ledger on SQLite. The playbook::
 
@@ -83,8 +83,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 with workflow.unsafe.imports_passed_through():
-    from engine.runtypes import NoteInput, StepOutcome
-    from engine.workflow import RETRY, TIMEOUT
+    from engine.payloads.runtypes import NoteInput, StepOutcome
+    from engine.runtime.runbase import RETRY, TIMEOUT
 
 RUNS = int(os.environ.get("BENCH_RUNS", "500"))
 BATCH = int(os.environ.get("BENCH_BATCH", "200"))
@@ -154,7 +154,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def dev_server(folder: Path) -> Iterator[str]:
     """``temporal server start-dev`` on free ports with its state in ``folder``; stopped on exit."""
-    from engine.up import temporal_binary
+    from engine.cli.up import temporal_binary
 
     port = free_port()
     log_path = folder / "temporal.log"
@@ -218,7 +218,7 @@ def account_name(acc: str) -> str:
 def activities_for(folder: Path, accounts: list[str]) -> tuple[Any, Any, Any]:
     from connectors.ledger import Ledger
     from connectors.outbox import ChatOutbox, EmailOutbox
-    from engine.activities import PlaybookActivities
+    from engine.runtime.activities import PlaybookActivities
 
     crm = seed(f"sqlite:///{folder}/crm.db", accounts)
     ledger = Ledger(f"sqlite:///{folder}/ledger.db")
@@ -283,10 +283,10 @@ async def bench(address: str, folder: Path) -> dict[str, Any]:
     # The baseline's class under its importable name, so the sandbox can pass bench through.
     from bench.runtime import BaselineInput as BaseIn
     from bench.runtime import BaselineRun as Baseline
-    from engine.runtypes import RunOutcome
-    from engine.starter import start_run
-    from engine.validate import check_text
-    from engine.workflow import PlaybookRun, sandbox_runner
+    from engine.language.validate import check_text
+    from engine.payloads.runtypes import RunOutcome
+    from engine.runtime.starter import start_run
+    from engine.runtime.workflow import PlaybookRun, sandbox_runner
 
     checked = check_text(PLAYBOOK, "<bench>")
     errors = [p.message for p in checked.problems if p.severity == "error"]

@@ -5,13 +5,13 @@ default layout), 100,000 accounts with random segments, stages, ARR and renewal 
 years, three health scores each, and earlier renewal runs for a tenth of them. The shipped
 playbooks (playbooks/) are loaded as the worker loads them.
 
-Timed: ``engine.scan.find_due`` for today (the finding phase of the daily scan: SQL date window,
+Timed: ``engine.triggers.scan.find_due`` for today (the finding phase of the daily scan: SQL date window,
 account views and runs read a page at a time, the matcher on every candidate). Starting the runs is
 Temporal's cost and is not measured. Also timed: a catch-up of 3 missed days.
 
 Baselines, in the same run: ``naive_seconds``, the matcher over every account without the SQL
 window, one account at a time as the event path does it (``SQLCRM.account_view`` +
-``engine.enrol.facts_for`` + ``decide``), measured on a sample and extrapolated; ``ratio`` =
+``engine.triggers.enrol.facts_for`` + ``decide``), measured on a sample and extrapolated; ``ratio`` =
 naive_seconds / seconds; and ``table_read_seconds``, a plain ``SELECT`` of every account row.
 
 Prints figures, and as the JSON object on its last line: ``accounts``, ``seconds`` (target: under
@@ -40,16 +40,16 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.sqlcrm import SQLCRM  # noqa: E402
 from connectors.sqlcrm_models import AccountRow  # noqa: E402
-from engine.context import Calendar  # noqa: E402
-from engine.enrol import facts_for  # noqa: E402
-from engine.matcher import decide  # noqa: E402
-from engine.model import Playbook  # noqa: E402
-from engine.runcontext import view_data  # noqa: E402
-from engine.scan import find_due, milestone_playbooks  # noqa: E402
-from engine.signals import Scan  # noqa: E402
-from engine.starter import load_playbooks  # noqa: E402
-from engine.store import Store  # noqa: E402
-from engine.store_models import HealthRow, RunRow  # noqa: E402
+from engine.language.context import Calendar  # noqa: E402
+from engine.language.model import Playbook  # noqa: E402
+from engine.payloads.runcontext import view_data  # noqa: E402
+from engine.runtime.starter import load_playbooks  # noqa: E402
+from engine.store.store import Store  # noqa: E402
+from engine.store.store_models import HealthRow, RunRow  # noqa: E402
+from engine.triggers.enrol import facts_for  # noqa: E402
+from engine.triggers.matcher import decide  # noqa: E402
+from engine.triggers.scan import find_due, milestone_playbooks  # noqa: E402
+from engine.triggers.signals import Scan  # noqa: E402
 
 COUNT = int(os.environ.get("BENCH_ACCOUNTS", "100000"))
 SAMPLE = min(COUNT, 2000)

@@ -30,10 +30,10 @@ from jsonschema import Draft202012Validator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import refs  # noqa: E402
-from engine.structure import load_schema  # noqa: E402
-from engine.validate import check_document, expand, validate_paths  # noqa: E402
-from engine.yamlpos import read  # noqa: E402
+from engine.language import refs  # noqa: E402
+from engine.language.structure import load_schema  # noqa: E402
+from engine.language.validate import check_document, expand, validate_paths  # noqa: E402
+from engine.language.yamlpos import read  # noqa: E402
 
 COUNT = int(os.environ.get("BENCH_PLAYBOOKS", "1000"))
 

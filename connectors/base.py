@@ -213,6 +213,17 @@ class HttpResult:
     """Response body (truncated)."""
 
 
+class Lifecycle(Protocol):
+    """What every connector csops builds from csops.yaml also has (engine/wiring.py builds them).
+
+    ``check`` says in plain words what stops the connection from working ([] when it works):
+    ``csops check-config`` and the worker's start call it. ``close`` releases connections.
+    """
+
+    async def check(self) -> list[str]: ...
+    async def close(self) -> None: ...
+
+
 class CRM(Protocol):
     """Accounts, contacts, users, tasks and notes."""
 
@@ -275,7 +286,7 @@ class AccountViews(Protocol):
 @runtime_checkable
 class AccountLister(Protocol):
     """Optional for a CRM: page through its accounts, filtered, for the daily date scan and schedule
-    triggers (engine/scan.py). A CRM without it can still start runs from events."""
+    triggers (engine/triggers/scan.py). A CRM without it can still start runs from events."""
 
     async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
                             dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -41,6 +40,20 @@ from connectors.base import (
     RetryableError,
     TaskRecord,
     User,
+)
+from connectors.hubspot_http import (
+    SETTINGS_HINT,
+    TokenRefused,
+    association,
+    backoff_seconds,
+    detail_of,
+    lost,
+    now_text,
+    number,
+    permanent_error,
+    rate_limited,
+    retry_after_seconds,
+    search_body,
 )
 from connectors.hubspot_map import PropertyMap
 from connectors.hubspot_search import list_companies
@@ -61,11 +74,6 @@ TASK_TO_COMPANY = 192
 NOTE_TO_COMPANY = 190
 MAX_INLINE_WAIT = 15.0
 """Seconds a call may sleep for a 429 before handing the wait to the activity's retry instead."""
-SETTINGS_HINT = "Settings > Integrations > Private Apps"
-
-
-class TokenRefused(PermanentError):
-    """HubSpot answered 401: the token is invalid, expired or rotated."""
 
 
 class HubSpotCRM:
@@ -77,10 +85,12 @@ class HubSpotCRM:
         property_map: csops field → HubSpot property overrides (see connectors.hubspot_map).
         timeout: Seconds per HTTP request.
         max_retries: Retries inside one call for 429, 5xx and timeouts before RetryableError.
+        transport: An httpx transport to send through (tests: ``httpx.MockTransport``); default: the network.
     """
 
     def __init__(self, token: str, *, base_url: str = "https://api.hubapi.com",
-                 property_map: dict[str, str] | None = None, timeout: float = 10.0, max_retries: int = 5) -> None:
+                 property_map: dict[str, str] | None = None, timeout: float = 10.0, max_retries: int = 5,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         if not token.strip():
             raise ValueError("the HubSpot token is empty: set HUBSPOT_TOKEN to the private app's access token")
         self._token = token
@@ -90,7 +100,7 @@ class HubSpotCRM:
         self.index_delay = 10.0
         """Seconds HubSpot's search index is given to catch up before a lost create is retried."""
         self._pause_until = 0.0
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, headers={
+        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport, headers={
             "Authorization": f"Bearer {token}", "Accept": "application/json"})
 
     def __repr__(self) -> str:
@@ -158,7 +168,7 @@ class HubSpotCRM:
     async def create_task(self, task: NewTask, idempotency_key: str) -> TaskRecord:
         """Create the task on the company once per key (see the module docstring)."""
         body = {"properties": self.props.new_task(task, idempotency_key, datetime.now(UTC)),
-                "associations": [_association(task.account_id, TASK_TO_COMPANY)]}
+                "associations": [association(task.account_id, TASK_TO_COMPANY)]}
         found = await self._create("tasks", body, idempotency_key, f"create a task on account {task.account_id}")
         return self.props.task(found, task.account_id)
 
@@ -234,10 +244,10 @@ class HubSpotCRM:
 
     async def add_note(self, account_id: str, text: str, idempotency_key: str) -> str:
         """Log a note on the company's timeline once per key; returns the note id."""
-        props = {"hs_note_body": text, "hs_timestamp": _now_text()}
+        props = {"hs_note_body": text, "hs_timestamp": now_text()}
         if prop := self.props.key_property("note"):
             props[prop] = idempotency_key
-        body = {"properties": props, "associations": [_association(account_id, NOTE_TO_COMPANY)]}
+        body = {"properties": props, "associations": [association(account_id, NOTE_TO_COMPANY)]}
         return str((await self._create("notes", body, idempotency_key, f"add a note to account {account_id}"))["id"])
 
     # --- the AccountLister Protocol ------------------------------------------------------------
@@ -283,7 +293,8 @@ class HubSpotCRM:
         for kind in ("tasks", "notes"):
             if prop := self.props.key_property(kind[:-1]):
                 probes.append(("POST", f"/crm/v3/objects/{kind}/search",
-                               f"search {kind} by their {prop} property", {"json": _search(prop, "csops-check", [])}))
+                               f"search {kind} by their {prop} property",
+                               {"json": search_body(prop, "csops-check", [])}))
         for method, path, what, kwargs in probes:
             try:
                 await self._call(method, path, what, **kwargs)
@@ -302,7 +313,7 @@ class HubSpotCRM:
         res = await self._call("POST", f"/crm/v3/objects/{kind}", what, json=body, safe=False)
         if res.status_code == 409:
             if not prop:
-                raise _permanent(res, what)
+                raise permanent_error(res, what)
             # A unique-value key property refused a second record with this key: find the first.
             if found := await self._find(kind, prop, key, what):
                 return found
@@ -314,7 +325,7 @@ class HubSpotCRM:
     async def _find(self, kind: str, prop: str, key: str, what: str) -> dict[str, Any] | None:
         props = self.props.task_properties() if kind == "tasks" else ["hs_note_body"]
         res = await self._call("POST", f"/crm/v3/objects/{kind}/search", f"{what} (looking for it by its key)",
-                               json=_search(prop, key, props))
+                               json=search_body(prop, key, props))
         results = res.json().get("results") or []
         return dict(results[0]) if results else None
 
@@ -325,14 +336,14 @@ class HubSpotCRM:
         for attempt in range(self.max_retries + 1):
             if (pause := self._pause_until - time.monotonic()) > 0:
                 await asyncio.sleep(pause)  # the rate-limit window is used up: wait it out
-            wait = _backoff(attempt)
+            wait = backoff_seconds(attempt)
             try:
                 res = await self._client.request(method, path, params=params, json=json)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 problem = RetryableError(f"cannot reach HubSpot at {self.base_url} to {what} ({type(exc).__name__})")
             except httpx.TransportError as exc:
                 if not safe:
-                    raise _lost(what, type(exc).__name__, self.index_delay) from exc
+                    raise lost(what, type(exc).__name__, self.index_delay) from exc
                 problem = RetryableError(f"HubSpot did not answer: could not {what} ({type(exc).__name__})")
             else:
                 self._note_window(res)
@@ -340,114 +351,26 @@ class HubSpotCRM:
                 if status < 400 or (status == 404 and missing_ok) or (status == 409 and not safe):
                     return res
                 if status == 429:
-                    wait, problem = _rate_limited(res, what, wait)
+                    wait, problem = rate_limited(res, what, wait)
                     if wait > MAX_INLINE_WAIT:
                         raise problem
                 elif status >= 500 or status in (423, 477):
                     if not safe:
-                        raise _lost(what, f"HTTP {status}", self.index_delay)
-                    wait = _retry_after(res) or wait
+                        raise lost(what, f"HTTP {status}", self.index_delay)
+                    wait = retry_after_seconds(res) or wait
                     problem = RetryableError(f"HubSpot failed with HTTP {status}: could not {what}",
-                                             retry_after=wait, detail=_detail(res))
+                                             retry_after=wait, detail=detail_of(res))
                 else:
-                    raise _permanent(res, what)
+                    raise permanent_error(res, what)
             if attempt < self.max_retries:
                 log.info("HubSpot: %s %s failed (%s); retrying in %.1f s", method, path, problem, wait)
                 await asyncio.sleep(wait)
         raise problem
 
     def _note_window(self, res: httpx.Response) -> None:
-        remaining = _number(res.headers.get("X-HubSpot-RateLimit-Remaining"))
-        interval = _number(res.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds"))
+        remaining = number(res.headers.get("X-HubSpot-RateLimit-Remaining"))
+        interval = number(res.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds"))
         if remaining is not None and remaining <= 0 and interval:
             self._pause_until = max(self._pause_until, time.monotonic() + interval / 1000)
 
 
-def _association(record_id: str, type_id: int) -> dict[str, Any]:
-    kind = {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}
-    return {"to": {"id": record_id}, "types": [kind]}
-
-
-def _search(prop: str, value: str, properties: list[str]) -> dict[str, Any]:
-    # Oldest first: should the index window ever let a duplicate in, every retry returns the same record.
-    return {"filterGroups": [{"filters": [{"propertyName": prop, "operator": "EQ", "value": value}]}],
-            "sorts": [{"propertyName": "hs_createdate", "direction": "ASCENDING"}],
-            "properties": properties, "limit": 1}
-
-
-def _now_text() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _backoff(attempt: int) -> float:
-    base: float = min(0.25 * 2 ** attempt, 4.0)
-    return base + random.uniform(0, base / 2)  # jitter, so parallel runs do not retry in step
-
-
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _retry_after(res: httpx.Response) -> float | None:
-    value = _number(res.headers.get("Retry-After"))
-    return max(0.0, value) if value is not None else None
-
-
-def _body(res: httpx.Response) -> dict[str, Any]:
-    try:
-        data = res.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _detail(res: httpx.Response) -> str:
-    body = _body(res)
-    return f"HTTP {res.status_code}; correlationId {body.get('correlationId', '-')}; {res.text[:2000]}"
-
-
-def _lost(what: str, how: str, delay: float) -> RetryableError:
-    return RetryableError(f"the answer from HubSpot was lost ({how}) while trying to {what}; it may have been "
-                          f"done, so the retry in {delay:g} s first looks for it by its idempotency key",
-                          retry_after=delay)
-
-
-def _rate_limited(res: httpx.Response, what: str, backoff: float) -> tuple[float, RetryableError]:
-    body = _body(res)
-    policy = str(body.get("policyName") or "")
-    wait = _retry_after(res)
-    if wait is None and _number(res.headers.get("X-HubSpot-RateLimit-Remaining")) == 0:
-        wait = (_number(res.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")) or 0) / 1000 or None
-    if policy == "DAILY":
-        wait = max(wait or 0, 900.0)  # resets at midnight in the portal's time zone: check back later
-    wait = backoff if wait is None else wait
-    message = (f"HubSpot's API rate limit is reached ({policy or 'HTTP 429'}: {body.get('message', '')}); "
-               f"could not {what}; trying again in {wait:g} s")
-    return wait, RetryableError(message, retry_after=wait, detail=_detail(res))
-
-
-def _permanent(res: httpx.Response, what: str) -> PermanentError:
-    body = _body(res)
-    message = str(body.get("message") or res.reason_phrase)
-    category = str(body.get("category") or "")
-    status = res.status_code
-    if status == 401:
-        return TokenRefused(f"HubSpot refused the access token (401 {category or 'unauthorized'}): it is invalid, "
-                            f"expired or was rotated. Copy the private app's current token from {SETTINGS_HINT} "
-                            "into HUBSPOT_TOKEN", detail=_detail(res))
-    if status == 403 and category == "MISSING_SCOPES":
-        scopes = sorted({s for e in body.get("errors") or [] for s in (e.get("context") or {}).get(
-            "requiredGranularScopes") or (e.get("context") or {}).get("requiredScopes") or []})
-        text = (f"HubSpot says the private app lacks the scope(s) {', '.join(scopes) or '(not named)'} needed "
-                f"to {what}: add them under {SETTINGS_HINT} > your app > Scopes and commit the change")
-    elif status == 404:
-        text = f"HubSpot has no such record: could not {what} ({message})"
-    else:
-        text = f"HubSpot refused to {what}: {message}" + (f" ({category})" if category else f" (HTTP {status})")
-        if "PROPERTY_DOESNT_EXIST" in res.text:
-            text += ("; create the property in HubSpot or map the field to an existing one with property_map "
-                     "(docs/connectors.md lists the csops properties)")
-    return PermanentError(text, detail=_detail(res))

@@ -16,7 +16,7 @@ follows from it here:
 - Date properties hold midnight UTC and filters take epoch milliseconds. A range runs from
   midnight of its first day to the millisecond before midnight after its last, so a datetime
   property (``fields.NAME`` mapped to one) keeps its last day too; an open end (``date.min`` or
-  ``date.max``, as ``engine.scan.date_window`` gives when it cannot bound a window) drops that
+  ``date.max``, as ``engine.triggers.scan.date_window`` gives when it cannot bound a window) drops that
   side of the filter.
 - ``IN`` on a string property matches lowercase values only (HubSpot compares strings without
   case), while an enumeration compares exactly. Each value is sent as given and lowercased, so

@@ -20,7 +20,6 @@ RetryableError with a long ``retry_after``; other 4xx are PermanentError naming 
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date
@@ -29,6 +28,7 @@ from typing import Any
 import httpx
 
 from connectors import redact
+from connectors import salesforce_errors as errors
 from connectors.base import Account, Contact, NewTask, PermanentError, RetryableError, TaskRecord, User
 from connectors.salesforce_list import list_page
 from connectors.salesforce_map import (
@@ -60,11 +60,6 @@ TOKEN_PATH = "/services/oauth2/token"
 MAX_INLINE_WAIT = 10.0
 """A Retry-After longer than this is left to the activity's retry (it would hold a worker slot)."""
 OBJECTS = ("Account", "Contact", "User", "Task")
-MAX_DETAIL = 2_000
-LIMIT_WAIT = 1800.0
-"""After REQUEST_LIMIT_EXCEEDED: the daily limit is a rolling 24 hours, so calls free up slowly."""
-CONCURRENT_WAIT = 60.0
-"""After REQUEST_LIMIT_EXCEEDED for too many long-running requests at once."""
 
 
 class SalesforceCRM:
@@ -82,6 +77,7 @@ class SalesforceCRM:
         timeout: Seconds to wait for each HTTP request.
         max_retries: Retries of a call that timed out, was cut, or got 429/5xx, before giving up.
         cancelled_task_status: The Task Status of a task closed because its run ended (not done).
+        transport: An httpx transport to send through (tests: ``httpx.MockTransport``); default: the network.
 
     Raises:
         ValueError: a bad ``instance_url``, ``api_version`` or ``field_map``.
@@ -89,7 +85,8 @@ class SalesforceCRM:
 
     def __init__(self, instance_url: str, *, access_token: str = "", client_id: str = "", client_secret: str = "",
                  token_url: str = "", api_version: str = "v61.0", field_map: dict[str, str] | None = None,
-                 timeout: float = 10.0, max_retries: int = 5, cancelled_task_status: str = CANCELLED_STATUS) -> None:
+                 timeout: float = 10.0, max_retries: int = 5, cancelled_task_status: str = CANCELLED_STATUS,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         if not instance_url.startswith(("https://", "http://")):
             raise ValueError(f"instance_url {instance_url!r} is not an https:// URL (the org's My Domain)")
         version = api_version if api_version.startswith("v") else f"v{api_version}"
@@ -104,7 +101,8 @@ class SalesforceCRM:
         self._token_url = base if base.endswith(TOKEN_PATH) else base + TOKEN_PATH
         self._token = access_token
         self._client_id, self._client_secret = client_id, client_secret
-        self._client = httpx.AsyncClient(base_url=self.instance_url, timeout=timeout, follow_redirects=False)
+        self._client = httpx.AsyncClient(base_url=self.instance_url, timeout=timeout, follow_redirects=False,
+                                         transport=transport)
         self._token_lock = asyncio.Lock()
         self._described: dict[str, dict[str, Any]] = {}
 
@@ -154,8 +152,8 @@ class SalesforceCRM:
 
     async def create_task(self, task: NewTask, idempotency_key: str) -> TaskRecord:
         """Create the task once per key (an upsert on the Task External ID field)."""
-        _require_id("account", task.account_id)
-        _require_id("assignee (a Salesforce user)", task.assignee_id)
+        errors.require_id("account", task.account_id)
+        errors.require_id("assignee (a Salesforce user)", task.assignee_id)
         task_id = await self._upsert_task(task_body(task), idempotency_key, "creating the task")
         return TaskRecord(id=task_id, account_id=task.account_id, assignee_id=task.assignee_id,
                           title=task.title[:SUBJECT_MAX], status="open", priority=task.priority, due=task.due)
@@ -175,7 +173,7 @@ class SalesforceCRM:
         ``cancelled`` writes ``cancelled_task_status`` (default Completed) and adds a line
         ``Cancelled by csops, not done: REASON`` to the Description (read back as cancelled).
         """
-        _require_id("task", task_id)
+        errors.require_id("task", task_id)
         body: dict[str, Any] = {}
         if status == "cancelled":
             record = await self._get(f"/sobjects/Task/{task_id}", f"reading task {task_id}",
@@ -187,7 +185,7 @@ class SalesforceCRM:
         elif status is not None:
             body["Status"] = check_choice("status", status, STATUSES)
         if assignee_id is not None:
-            _require_id("assignee (a Salesforce user)", assignee_id)
+            errors.require_id("assignee (a Salesforce user)", assignee_id)
             body["OwnerId"] = assignee_id
         if priority is not None:
             body["Priority"] = check_choice("priority", priority, PRIORITIES)
@@ -207,7 +205,7 @@ class SalesforceCRM:
             PermanentError: unknown account, field or owner; a value of the wrong type; a
                 validation rule or permission that refuses the change.
         """
-        _require_id("account", account_id)
+        errors.require_id("account", account_id)
         rest = {k: v for k, v in changes.items() if k not in ("owner", "owner_id")}
         custom = {self.fields.custom.get(k[7:], k[7:]) for k in rest if k.startswith("fields.")}
         describe = (await self._describe("Account"))["fields"] if custom else {}
@@ -226,7 +224,7 @@ class SalesforceCRM:
 
     async def add_note(self, account_id: str, text: str, idempotency_key: str) -> str:
         """Log a note once per key, as a completed Task on the account; returns the Task id."""
-        _require_id("account", account_id)
+        errors.require_id("account", account_id)
         if not text.strip():
             raise PermanentError("a note needs text")
         return await self._upsert_task(note_body(account_id, text), idempotency_key, "logging the note")
@@ -262,7 +260,7 @@ class SalesforceCRM:
         for obj in OBJECTS:
             try:
                 described = await self._describe(obj, fresh=True)
-            except (_AuthError, RetryableError) as exc:
+            except (errors.AuthError, RetryableError) as exc:
                 return [*problems, str(exc)]  # every other object would get the same answer
             except PermanentError as exc:
                 problems.append(str(exc))
@@ -338,7 +336,7 @@ class SalesforceCRM:
         if res.status_code == 404 and missing_ok:
             return res
         if res.status_code >= 300:
-            raise _error(res, what, can_refresh=self._auth_kind() == "client credentials")
+            raise errors.error_for(res, what, can_refresh=self._auth_kind() == "client credentials")
         return res
 
     async def _transient(self, send: Callable[[], Awaitable[httpx.Response]], what: str) -> httpx.Response:
@@ -347,7 +345,7 @@ class SalesforceCRM:
         detail, problem = "", ""
         for attempt in range(self.max_retries + 1):
             if attempt:
-                await asyncio.sleep(wait if wait is not None else _backoff(attempt))
+                await asyncio.sleep(wait if wait is not None else errors.backoff_seconds(attempt))
             try:
                 res = await send()
             except httpx.TimeoutException as exc:
@@ -359,7 +357,7 @@ class SalesforceCRM:
                 continue
             if res.status_code != 429 and res.status_code < 500:
                 return res
-            wait, detail = _retry_after(res), res.text[:MAX_DETAIL]
+            wait, detail = errors.retry_after_seconds(res), res.text[:errors.MAX_DETAIL]
             problem = "is rate limiting csops (HTTP 429)" if res.status_code == 429 else \
                 f"had an internal error (HTTP {res.status_code})"
             if wait is not None and wait > MAX_INLINE_WAIT:
@@ -390,7 +388,7 @@ class SalesforceCRM:
                 "client_secret": self._client_secret}
         res = await self._transient(lambda: self._client.post(self._token_url, data=form), "getting an access token")
         if res.status_code != 200:
-            raise _error(res, "getting an access token", can_refresh=False)
+            raise errors.error_for(res, "getting an access token", can_refresh=False)
         token = res.json().get("access_token")
         if not isinstance(token, str) or not token:
             raise PermanentError("Salesforce's token endpoint answered without an access_token")
@@ -398,104 +396,3 @@ class SalesforceCRM:
         return token
 
 
-def _require_id(what: str, value: str) -> None:
-    if not is_id(value):
-        raise PermanentError(f"{what} {value!r} is not a Salesforce id (15 or 18 letters and digits)")
-
-
-def _backoff(attempt: int) -> float:
-    # Full jitter: many runs retrying at once should not hit Salesforce in step.
-    return random.uniform(0.5, 1.0) * min(0.1 * 2.0 ** attempt, 4.0)
-
-
-class _AuthError(PermanentError):
-    """The credentials do not work: every call will fail the same way."""
-
-
-_HINTS = {
-    "FIELD_CUSTOM_VALIDATION_EXCEPTION": "a validation rule refused the change ({message}){on}; change the value in "
-                                         "the playbook or the rule in Salesforce",
-    "REQUIRED_FIELD_MISSING": "a required field is missing{on}; give it a default value in Salesforce",
-    "INVALID_FIELD_FOR_INSERT_UPDATE": "the integration user cannot write{on}; give it Edit access in the "
-                                       "field-level security of those fields",
-    "INSUFFICIENT_ACCESS_OR_READONLY": "the integration user may not change this record; give it Edit on the "
-                                       "object and access to the record",
-    "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY": "the integration user cannot see a record this refers to "
-                                                     "(the account or the user); share it with the integration user",
-    "INSUFFICIENT_ACCESS": "the integration user lacks a permission ({message})",
-    "API_DISABLED_FOR_ORG": "the API is off for this org or user; give the integration user the API Enabled "
-                            "permission",
-    "API_CURRENTLY_DISABLED": "the API is off for this org or user; give the integration user the API Enabled "
-                              "permission",
-    "INACTIVE_OWNER_OR_USER": "the owner or assignee is an inactive Salesforce user; reactivate them or reassign "
-                              "their accounts",
-    "INVALID_CROSS_REFERENCE_KEY": "a record it refers to does not exist ({message}){on}",
-    "STRING_TOO_LONG": "a value is too long{on}; shorten it in the playbook",
-    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST": "a value is not in the picklist{on} ({message}); add it to the "
-                                               "picklist in Salesforce or use an allowed value",
-    "MALFORMED_QUERY": "Salesforce could not run csops's query ({message}); please report this as a csops bug",
-    "INVALID_QUERY_FILTER_OPERATOR": "Salesforce could not run csops's query ({message}); please report this as a "
-                                     "csops bug",
-    "DUPLICATE_VALUE": "a unique field already holds this value ({message})",
-    "JSON_PARSER_ERROR": "Salesforce could not read a value ({message}); check the field's type",
-    "NOT_FOUND": "the record does not exist, or the integration user cannot see it",
-    "ENTITY_IS_DELETED": "the record was deleted",
-}
-_NO_COLUMN = re.compile(r"No such column '([^']+)' on (?:entity|sobject of type) '?(\w+)")
-_NO_EXTERNAL_ID = re.compile(r"external ID field does not exist or is not accessible: (\w+)", re.IGNORECASE)
-
-
-def _error(res: httpx.Response, what: str, *, can_refresh: bool) -> PermanentError | RetryableError:
-    """The error for a Salesforce answer that is not a success, in plain words."""
-    detail = res.text[:MAX_DETAIL]
-    if res.status_code == 300:
-        return PermanentError(f"Salesforce found more than one Task with the same External ID while {what}: "
-                              "mark the Task key field Unique", detail=detail)
-    code, message, fields = _parse_error(res)
-    said = f"Salesforce said {code or f'HTTP {res.status_code}'} while {what}"
-    if res.status_code == 403 and code == "REQUEST_LIMIT_EXCEEDED":
-        wait = CONCURRENT_WAIT if "concurrent" in message.lower() else LIMIT_WAIT
-        return RetryableError(f"{said}: the org's API request limit is used up ({message}); csops waits "
-                              f"{wait / 60:.0f} minutes and tries again (Setup > System Overview shows API usage)",
-                              retry_after=wait, detail=detail)
-    if res.status_code == 401 or code == "INVALID_SESSION_ID":
-        fix = ("check the connected app: the client credentials flow enabled, with a Run As user" if can_refresh
-               else "put a new token in SALESFORCE_ACCESS_TOKEN, or configure client_id and client_secret so that "
-               "csops renews tokens itself")
-        return _AuthError(f"{said}: the access token is invalid or expired; {fix}", detail=detail)
-    if code in ("invalid_client", "invalid_client_id", "invalid_grant", "unsupported_grant_type", "invalid_request"):
-        return _AuthError(f"{said}: {message or code}; check client_id and client_secret, and that the connected app "
-                          "allows the client credentials flow with a Run As user", detail=detail)
-    if code == "INVALID_FIELD" and (m := _NO_COLUMN.search(message)):
-        hint = (f"Salesforce has no field {m.group(1)} on {m.group(2)}, or the integration user cannot see it: "
-                "create the custom field in Setup > Object Manager, give the user field-level access, or map "
-                "another field with field_map")
-    elif code == "NOT_FOUND" and (m := _NO_EXTERNAL_ID.search(message)):
-        hint = (f"Task has no External ID field {m.group(1)}, or the integration user cannot see it: create it "
-                "(Text(32), Unique, External ID) as docs/connectors.md (Salesforce) describes")
-    else:
-        on = f" on {', '.join(fields)}" if fields else ""
-        hint = _HINTS.get(code, "{message}").format(message=message or "no details", on=on)
-    return PermanentError(f"{said}: {hint}", detail=detail)
-
-
-def _parse_error(res: httpx.Response) -> tuple[str, str, list[str]]:
-    """errorCode, message and fields of a REST error list (or an OAuth error object)."""
-    try:
-        data = res.json()
-    except ValueError:
-        return "", res.text[:200], []
-    if isinstance(data, list) and data and isinstance(data[0], dict):
-        first = data[0]
-        fields = [str(f) for f in first.get("fields") or []]
-        return str(first.get("errorCode", "")), str(first.get("message", "")), fields
-    if isinstance(data, dict) and "error" in data:
-        return str(data["error"]), str(data.get("error_description", "")), []
-    return "", str(data)[:200], []
-
-
-def _retry_after(res: httpx.Response) -> float | None:
-    try:
-        return max(0.0, float(res.headers.get("Retry-After", "")))
-    except ValueError:
-        return None  # absent, or an HTTP date: back off instead

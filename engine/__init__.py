@@ -1,11 +1,15 @@
-"""The playbook engine: the language (load, validate, compile) and, later, the runtime."""
+"""The playbook engine: subpackages by concern (docs/architecture.md); this top level re-exports the
+language's main entry points."""
 
-from engine.compiler import compile_playbook, version_of
-from engine.durations import Duration, DurationError, parse_duration
-from engine.model import Playbook, Step
-from engine.parties import Party, parse_party
-from engine.problems import RULES, Problem
-from engine.validate import FileResult, Report, UsageError, check_text, validate_paths
+from engine import shims
+from engine.language.compiler import compile_playbook, version_of
+from engine.language.durations import Duration, DurationError, parse_duration
+from engine.language.model import Playbook, Step
+from engine.language.parties import Party, parse_party
+from engine.language.problems import RULES, Problem
+from engine.language.validate import FileResult, Report, UsageError, check_text, validate_paths
+
+shims.install()
 
 __all__ = [
     "RULES",

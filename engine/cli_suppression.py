@@ -51,8 +51,8 @@ def _who(given: str) -> str:
 def cmd_suppression(args: argparse.Namespace) -> int:
     """Run one ``csops suppression`` action."""
     from connectors.suppression import SuppressionList
-    from engine.config import ConfigError
-    from engine.settings import Settings
+    from engine.config.config import ConfigError
+    from engine.config.settings import Settings
 
     if args.suppression_action is None:
         print("csops suppression: say list, add, remove or log (csops suppression --help)", file=sys.stderr)

@@ -21,13 +21,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from engine.config import ConfigError
-from engine.context import Calendar
-from engine.model import Playbook
-from engine.settings import Settings
-from engine.signals import Decision
-from engine.starter import load_playbooks
-from engine.store import Store
+from engine.config.config import ConfigError
+from engine.config.settings import Settings
+from engine.language.context import Calendar
+from engine.language.model import Playbook
+from engine.runtime.starter import load_playbooks
+from engine.store.store import Store
+from engine.triggers.signals import Decision
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -35,10 +35,10 @@ if TYPE_CHECKING:
 
     from connectors.ledger import Ledger
     from connectors.suppression import SuppressionList
-    from engine.coverage import Coverage
-    from engine.door import Door
-    from engine.ingest import Ingestor
-    from engine.runtypes import Event, StartInput
+    from engine.language.coverage import Coverage
+    from engine.payloads.runtypes import Event, StartInput
+    from engine.triggers.door import Door
+    from engine.triggers.ingest import Ingestor
     from engine.wiring import Connectors, Part
 
 __all__ = ["Registry", "Root", "fingerprint", "load_coverage_model"]
@@ -76,7 +76,7 @@ class Registry:
 
     Args:
         folder: The playbooks folder (``settings.playbooks``).
-        load: Validates the folder; the valid playbooks by id (engine.starter.load_playbooks).
+        load: Validates the folder; the valid playbooks by id (engine.runtime.starter.load_playbooks).
     """
 
     def __init__(self, folder: Path, load: Callable[[Path], dict[str, Playbook]] = load_playbooks) -> None:
@@ -100,8 +100,8 @@ def load_coverage_model(settings: Settings) -> Coverage | None:
     Raises:
         ConfigError: it has problems (each with its position).
     """
-    from engine.coverage import load_coverage
-    from engine.validate import COVERAGE_NAMES
+    from engine.language.coverage import load_coverage
+    from engine.language.validate import COVERAGE_NAMES
 
     path = next((settings.playbooks / n for n in COVERAGE_NAMES if (settings.playbooks / n).exists()), None)
     if path is None:
@@ -173,7 +173,7 @@ class Root:
             RuntimeError: Temporal cannot be reached.
         """
         if self._client is None:
-            from engine.starter import connect
+            from engine.runtime.starter import connect
 
             self._client = await connect(self.settings)
         return self._client
@@ -205,34 +205,40 @@ class Root:
         return self._crm.connector
 
     async def start(self, playbook: Playbook, decision: Decision) -> tuple[str, str]:
-        """The ``Start`` every run begins with (engine.enrol.Start): on the task queue, with the calendar."""
-        from engine.ingest import temporal_starter
+        """The ``Start`` every run begins with (engine.triggers.enrol.Start): on the task queue, with the calendar."""
+        from engine.runtime.temporal import temporal_starter
 
         return await temporal_starter(await self.client(), self.settings.task_queue,
                                       calendar=self.calendar)(playbook, decision)
 
     async def signal_run(self, run_id: str, event: Event) -> bool | str:
-        """Deliver an event to a run (engine.ingest.SignalRun)."""
-        from engine.ingest import temporal_signaller
+        """Deliver an event to a run (engine.triggers.ingest.SignalRun)."""
+        from engine.runtime.temporal import temporal_signaller
 
         return await temporal_signaller(await self.client())(run_id, event)
 
     async def still_running(self, run_id: str) -> bool:
         """Whether a run the store has as running still runs in Temporal."""
-        from engine.runrecord import is_running
+        from temporalio.service import RPCError
 
-        return await is_running(self.store, await self.client(), run_id)
+        from engine.runtime.runrecord import is_running
+        from engine.runtime.temporal import outage
+
+        try:
+            return await is_running(self.store, await self.client(), run_id)
+        except RPCError as exc:
+            raise outage(exc) from exc
 
     async def door(self) -> Door:
-        """The door for starts by a person or a step (engine/door.py)."""
-        from engine.door import Door
+        """The door for starts by a person or a step (engine/triggers/door.py)."""
+        from engine.triggers.door import Door
 
         return Door(store=self.store, crm=await self.crm(), playbooks=self.playbooks, start=self.start,
                     calendar=self.calendar, still_running=self.still_running)
 
     async def step_starter(self) -> Callable[[StartInput], Any]:
         """The ``starter`` of PlaybookActivities: a ``start_playbook`` step goes through the door."""
-        from engine.door import start_from_step
+        from engine.triggers.door import start_from_step
 
         door = await self.door()
 
@@ -242,8 +248,8 @@ class Root:
 
     async def ingestor(self) -> Ingestor:
         """The event ingestor over this process's store, CRM, playbooks and calendar."""
-        from engine.ingest import Ingestor
         from engine.suppress import event_suppressor
+        from engine.triggers.ingest import Ingestor
 
         return Ingestor(store=self.store, crm=await self.crm(), playbooks=self.playbooks, start=self.start,
                         signal_run=self.signal_run, still_running=self.still_running, calendar=self.calendar,
@@ -260,10 +266,10 @@ class Root:
 
         from connectors.base import AccountLister
         from connectors.ledger import Ledger
-        from engine.activities import PlaybookActivities
-        from engine.redaction import redacting
-        from engine.scanflow import DailyScan, ScanActivities, ScheduleTick, ensure_schedule
-        from engine.workflow import PlaybookRun, sandbox_runner
+        from engine.runtime.activities import PlaybookActivities
+        from engine.runtime.redaction import redacting
+        from engine.runtime.scanflow import DailyScan, ScanActivities, ScheduleTick, ensure_schedule
+        from engine.runtime.workflow import PlaybookRun, sandbox_runner
 
         settings, coverage = self.settings, self.coverage()
         self.settings.home.mkdir(parents=True, exist_ok=True)

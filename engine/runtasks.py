@@ -20,9 +20,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from engine.runtypes import StepResult
-from engine.store import Store
-from engine.store_models import RunRecord, RunTaskRow, utc
+from engine.payloads.runtypes import StepResult
+from engine.store.store import Store
+from engine.store.store_models import RunRecord, RunTaskRow, utc
 
 __all__ = ["TASK_STATUSES", "close_task", "get_task", "save_tasks", "task_rows", "tasks"]
 

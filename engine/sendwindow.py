@@ -3,7 +3,7 @@
 A window is days of the week and opening hours (``{days: [mon, tue, wed, thu, fri], hours:
 09:00-17:00}``); the closing time is not included. An ``email`` step's ``send_window``, else the
 calendar's default (csops.yaml ``calendar.send_window``), applies. The zone is the contact's
-``timezone``, else the account's ``fields.timezone``, else the calendar's (engine/activities.py,
+``timezone``, else the account's ``fields.timezone``, else the calendar's (engine/runtime/activities.py,
 ``email_window``). A send outside the window waits (a durable workflow timer) for the next opening,
 computed here on wall-clock times in that zone, so a DST change moves the opening with the clock
 (09:00 stays 09:00 local).

@@ -25,9 +25,11 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from connectors import redact
 from connectors.base import CRM, Chat, ConnectorError, Http, Mailer
 from connectors.outbox import ChatOutbox, EmailOutbox
-from engine.config import HubSpotConfig, PipedriveConfig, SalesforceConfig, Secret, SlackConfig, SMTPConfig
-from engine.configcheck import hide_password as shown_url
-from engine.settings import Settings
+from engine.config.config import Secret
+from engine.config.configcheck import hide_password as shown_url
+from engine.config.settings import Settings
+from engine.errors import CsopsError
+from engine.registry import FACTORIES
 
 __all__ = ["BuildError", "Connectors", "Part", "build_connectors", "build_parts", "check_parts", "shown_url"]
 
@@ -35,7 +37,7 @@ CHECK_TIMEOUT = 15.0
 log = logging.getLogger("csops.wiring")
 
 
-class BuildError(Exception):
+class BuildError(CsopsError):
     """A connector cannot be set up from the configuration; the message says why in plain words."""
 
     def __init__(self, part: str, kind: str, message: str) -> None:
@@ -224,34 +226,13 @@ def _fallback_check(crm: CRM, check: Callable[[], Awaitable[list[str]]], owner: 
 
 async def _build_crm(settings: Settings) -> Part:
     cfg = settings.config.crm
-    if isinstance(cfg, HubSpotConfig):
-        def hubspot() -> Any:
-            from connectors.hubspot import HubSpotCRM
-            return HubSpotCRM(cfg.token.reveal(), base_url=cfg.base_url, property_map=dict(cfg.property_map) or None,
-                              timeout=cfg.timeout, max_retries=cfg.max_retries)
-        crm = _construct("crm", cfg.kind, hubspot)
-        return Part("crm", cfg.kind, crm, crm.check, crm.close)
-    if isinstance(cfg, PipedriveConfig):
-        def pipedrive() -> Any:
-            from connectors.pipedrive import PipedriveCRM
-            return PipedriveCRM(cfg.api_token.reveal(), base_url=cfg.base_url, field_map=dict(cfg.field_map) or None,
-                                timeout=cfg.timeout, max_retries=cfg.max_retries)
-        crm = _construct("crm", cfg.kind, pipedrive)
-        return Part("crm", cfg.kind, crm, crm.check, crm.close)
-    if isinstance(cfg, SalesforceConfig):
-        def salesforce() -> Any:
-            from connectors.salesforce import SalesforceCRM
-            return SalesforceCRM(cfg.instance_url, access_token=cfg.access_token.reveal() if cfg.access_token else "",
-                                 client_id=cfg.client_id,
-                                 client_secret=cfg.client_secret.reveal() if cfg.client_secret else "",
-                                 token_url=cfg.token_url, api_version=cfg.api_version,
-                                 field_map=dict(cfg.field_map) or None, timeout=cfg.timeout,
-                                 max_retries=cfg.max_retries, cancelled_task_status=cfg.cancelled_task_status)
-        crm = _construct("crm", cfg.kind, salesforce)
+    factory = FACTORIES.get(("crm", cfg.kind))
+    if factory is not None:
+        crm = _construct("crm", cfg.kind, lambda: factory(cfg))
         return Part("crm", cfg.kind, crm, crm.check, crm.close)
     from connectors.sqlcrm import SQLCRM
 
-    url = cfg.database_url or settings.database_url
+    url = getattr(cfg, "database_url", "") or settings.database_url
     sql = await _sql("crm", "builtin", url, SQLCRM)
 
     async def close() -> None:
@@ -269,13 +250,9 @@ async def build_email(settings: Settings, checking: bool = False) -> Part:
     register_secrets(settings)
     cfg = settings.config.email
     inner: Any
-    if isinstance(cfg, SMTPConfig):
-        def smtp() -> Any:
-            from connectors.smtp import SMTPMailer
-            return SMTPMailer(cfg.host, cfg.port, username=cfg.username,
-                              password=cfg.password.reveal() if cfg.password else "", security=cfg.security,
-                              timeout=cfg.timeout, message_id_domain=cfg.from_domain)
-        inner = _construct("email", cfg.kind, smtp)
+    factory = FACTORIES.get(("email", cfg.kind))
+    if factory is not None:
+        inner = _construct("email", cfg.kind, lambda: factory(cfg))
     else:
         inner = _construct("email", cfg.kind, lambda: _CheckedEmailOutbox(settings.mail_outbox))
     from connectors.mailpolicy import PolicyMailer, Unsubscribe
@@ -305,14 +282,9 @@ async def build_chat(settings: Settings, checking: bool = False) -> Part:
     """Slack or the chat outbox."""
     register_secrets(settings)
     cfg = settings.config.chat
-    if isinstance(cfg, SlackConfig):
-        def slack() -> Any:
-            from connectors.slack import SlackChat
-            return SlackChat(cfg.token.reveal(), base_url=cfg.base_url, timeout=cfg.timeout,
-                             max_retries=cfg.max_retries)
-        chat = _construct("chat", cfg.kind, slack)
-    else:
-        chat = _construct("chat", cfg.kind, lambda: _CheckedChatOutbox(settings.chat_outbox))
+    factory = FACTORIES.get(("chat", cfg.kind))
+    chat = _construct("chat", cfg.kind, (lambda: factory(cfg)) if factory is not None
+                      else (lambda: _CheckedChatOutbox(settings.chat_outbox)))
     return Part("chat", cfg.kind, chat, chat.check, chat.close)
 
 

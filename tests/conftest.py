@@ -38,6 +38,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         os._exit(_status[0])
 
 
+# --- tiers: one marker per folder, so one tier runs alone (pytest -m unit) -------------------------
+
+TIERS = {"unit": "unit", "connectors": "unit", "workflows": "workflow", "integration": "integration"}
+"""tests/<folder> -> its marker (registered in pyproject.toml)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        tier = TIERS.get(parts[0]) if len(parts) > 1 else None
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 # --- a hung test ends the run with a report of where it waits -------------------------------------
 
 HANG_SECONDS = float(os.environ.get("CSOPS_TEST_HANG_SECONDS", "600"))

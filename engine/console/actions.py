@@ -28,8 +28,8 @@ MAX_SNOOZE = 90
 
 @router.post("/runs/{run_id:path}/cancel")
 async def cancel(request: Request, run_id: str) -> Response:
-    from engine.api import ApiError
-    from engine.api_runs import cancel_run
+    from engine.api.api_runs import cancel_run
+    from engine.api.app import ApiError
 
     who = await person(request)
     fields = await form(request, who.csrf)

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from engine.console.models import ROLES, AuditActionRow, SessionRow, SnoozeRow, UserRow
-from engine.store import Store
+from engine.store.store import Store
 
 __all__ = ["SESSION_HOURS", "Person", "add_user", "audit", "end_session", "find_user", "hash_password",
            "list_users", "new_session", "recent_audit", "remove_user", "session_person", "snooze", "snoozed",

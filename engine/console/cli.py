@@ -66,9 +66,9 @@ def cmd_console(args: argparse.Namespace) -> int:
         print("usage: csops console user add EMAIL [--role ops|csm] [--name NAME] [--crm-user ID] | "
               "user remove EMAIL | user list", file=sys.stderr)
         return EXIT_USAGE
-    from engine.cli import _settings
+    from engine.cli.main import _settings
     from engine.console.auth import add_user
-    from engine.store import Store
+    from engine.store.store import Store
 
     settings = _settings("console")
     if settings is None:
@@ -121,9 +121,9 @@ async def demo_sign_in() -> str:
     """
     import secrets
 
+    from engine.config.settings import Settings
     from engine.console.auth import add_user
-    from engine.settings import Settings
-    from engine.store import Store
+    from engine.store.store import Store
 
     password = secrets.token_urlsafe(12)
     store = Store(Settings.load().database_url)

@@ -1,7 +1,7 @@
 """The console's tables in the engine's store: people who sign in, their sessions, what they did, snoozes.
 
-They share the store's metadata (engine.store_models.Base), so ``Store`` creates them with its
-own tables on SQLite and PostgreSQL alike; engine/store.py imports this module before it opens.
+They share the store's metadata (engine.store.store_models.Base), so ``Store`` creates them with its
+own tables on SQLite and PostgreSQL alike; engine/store/store.py imports this module before it opens.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import date, datetime
 from sqlalchemy import Date, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from engine.store_models import Base, RowId, UtcDateTime
+from engine.store.store_models import Base, RowId, UtcDateTime
 
 __all__ = ["ROLES", "AuditActionRow", "SessionRow", "SnoozeRow", "UserRow"]
 

@@ -49,8 +49,8 @@ async def accounts(request: Request, q: str = "", mine: str = "") -> Response:
 
 @router.get("/accounts/{account_id}")
 async def account(request: Request, account_id: str) -> Response:
-    from engine.api import ApiError
-    from engine.api_runs import explain_account
+    from engine.api.api_runs import explain_account
+    from engine.api.app import ApiError
 
     who = await person(request)
     d = deps(request)
@@ -104,8 +104,8 @@ def _folder(d: Any) -> Path | None:
 
 
 def _validate(folder: Path) -> Any:
+    from engine.language.validate import validate_paths
     from engine.root import fingerprint
-    from engine.validate import validate_paths
 
     now = fingerprint(folder)
     cached = _reports.get(str(folder))
@@ -119,7 +119,7 @@ async def _files(d: Any) -> list[Any]:
     folder = _folder(d)
     if folder is None or not folder.is_dir():
         return []
-    from engine.validate import UsageError
+    from engine.language.validate import UsageError
 
     try:
         report = await asyncio.to_thread(_validate, folder)

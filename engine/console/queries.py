@@ -15,15 +15,15 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from connectors.sqlcrm_models import AccountRow, UserRow
-from engine.store import Store
-from engine.store_models import HealthRow, RunRecord, RunRow, RunTaskRow, StepAuditRow
+from engine.store.store import Store
+from engine.store.store_models import HealthRow, RunRecord, RunRow, RunTaskRow, StepAuditRow
 
 __all__ = ["account_names", "account_search", "active_by_playbook", "bands", "escalations_since", "failed_runs",
            "movers", "owned_accounts", "run_tasks", "runs_by_day", "runs_of_accounts", "sql_crm", "task_counts",
            "user_names", "versions"]
 
 ESCALATION = "%/escalate/%"
-"""Step audit rows of escalations are named ``{task step}/escalate/{n}`` (engine/workflow.py)."""
+"""Step audit rows of escalations are named ``{task step}/escalate/{n}`` (engine/runtime/workflow.py)."""
 
 
 def sql_crm(crm: Any) -> Any:

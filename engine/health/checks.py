@@ -10,8 +10,8 @@ import difflib
 from typing import Any
 
 from engine.health.model import BUCKETS
-from engine.problems import Problem
-from engine.yamlpos import Document, Path
+from engine.language.problems import Problem
+from engine.language.yamlpos import Document, Path
 
 __all__ = ["RULES", "cross_checks", "problem"]
 

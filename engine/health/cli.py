@@ -1,7 +1,7 @@
 """``csops health show|simulate|test|backtest``: the health model from the command line (docs/health.md).
 
 ``register(sub)`` adds the command to ``csops``; the handler is found through ``runs_handler``
-like the commands of engine/cli_runs.py. Exit 0 done, 1 problems (a failed test case, an invalid
+like the commands of engine/cli/cli_runs.py. Exit 0 done, 1 problems (a failed test case, an invalid
 model), 2 usage or unreadable input.
 """
 
@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine import report
 from engine.health.backtest import BacktestError, backtest, read_history, read_outcomes
 from engine.health.loader import health_beside, load_health
 from engine.health.model import HealthModel
 from engine.health.score import score
 from engine.health.testfile import run_health_tests
 from engine.health.view import account_health, as_text, score_view
+from engine.language import report
 
 __all__ = ["register"]
 
@@ -126,10 +126,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _simulate_events(args: argparse.Namespace, model: HealthModel) -> int:
-    from engine.cli_sim import read_account, read_events
+    from engine.cli.cli_sim import read_account, read_events
     from engine.health.simulate import simulate_health
-    from engine.simulate import SimulationError
-    from engine.validate import UsageError, validate_paths
+    from engine.language.validate import UsageError, validate_paths
+    from engine.sim.simulate import SimulationError
 
     try:
         account: dict[str, Any] = (read_account(args.account) if args.account
@@ -157,8 +157,8 @@ def _simulate_events(args: argparse.Namespace, model: HealthModel) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from engine.config import ConfigError
-    from engine.settings import Settings
+    from engine.config.config import ConfigError
+    from engine.config.settings import Settings
 
     try:
         settings = Settings.load()
@@ -177,7 +177,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 async def _read(settings: Any, model: HealthModel, account_id: str) -> dict[str, Any] | str:
-    from engine.store import Store
+    from engine.store.store import Store
     from engine.wiring import BuildError, build_crm
 
     try:

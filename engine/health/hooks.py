@@ -1,7 +1,7 @@
 """Where recompute hooks into the engine: after an input event, after an accounts import, in the daily scan.
 
-Each is one call from the engine's own code (engine/ingest.py ``Ingestor._process``,
-engine/cli_events.py ``csops import``, engine/scanflow.py ``csops_daily_scan``), and none raises:
+Each is one call from the engine's own code (engine/triggers/ingest.py ``Ingestor._process``,
+engine/cli/cli_events.py ``csops import``, engine/runtime/scanflow.py ``csops_daily_scan``), and none raises:
 a failed recompute is logged and caught up at the next input or daily scan. The model is the
 ``health.yaml`` beside the playbooks (``model_beside``), read again when the file changes.
 """
@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from engine.health.loader import health_beside, load_health
 from engine.health.model import HealthModel
 from engine.health.recompute import health_event, input_types, recompute_account, recompute_and_store
-from engine.store import Store
+from engine.store.store import Store
 
 __all__ = ["after_import", "file_beside", "model_at", "model_beside", "recompute_in_scan", "recompute_processed"]
 
@@ -77,10 +77,10 @@ def _model_of(ingestor: Any) -> HealthModel | None:
 
 
 async def recompute_processed(ingestor: Any, done: Sequence[Any]) -> list[Any]:
-    """engine.ingest's hook, after a batch of events is processed: recompute each account an input event of
+    """engine.triggers.ingest's hook, after a batch of events is processed: recompute each account an input event of
     the batch was about, once, and put a changed score in as health.updated, processed at once.
 
-    ``ingestor`` is the engine.ingest.Ingestor (its store, CRM, clock and ``ingest``); its
+    ``ingestor`` is the engine.triggers.ingest.Ingestor (its store, CRM, clock and ``ingest``); its
     ``health_model`` attribute, when set, is the model, else the health.yaml beside its playbooks.
     The score's event is processed right away (its triggers fire) unless an earlier event of the
     account still waits in the queue; then it waits its turn. Returns ``done`` with a note on each
@@ -137,7 +137,7 @@ async def after_import(crm: Any, kind: str) -> str:
     if kind != "accounts":
         return ""
     try:
-        from engine.settings import Settings
+        from engine.config.settings import Settings
 
         settings = Settings.load()
         crm_url = getattr(settings.config.crm, "database_url", "") or settings.database_url

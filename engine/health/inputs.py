@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 
 from connectors.base import Account
 from engine.health.model import HealthModel, Source
-from engine.store import Store
-from engine.store_models import EventRow, FirstUseRow, UtcDateTime, utc
+from engine.store.store import Store
+from engine.store.store_models import EventRow, FirstUseRow, UtcDateTime, utc
 
 __all__ = ["Raw", "event_columns", "field_value", "gather", "number", "read_raw", "since", "values"]
 

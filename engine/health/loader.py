@@ -1,7 +1,7 @@
 """Reading ``health.yaml``: every problem as ``health.yaml:LINE:COL`` with a rule id and a hint.
 
 The file goes through the playbook validator's machinery: the position-keeping loader
-(engine.yamlpos), the schema walker (engine.structure) driven by ``schemas/health.schema.json``
+(engine.language.yamlpos), the schema walker (engine.language.structure) driven by ``schemas/health.schema.json``
 (unknown keys with did-you-mean, types, ranges, one source kind per measure), then the checks the
 schema cannot say (engine.health.checks): weights that must add up, band cut-offs in order,
 overrides naming measures the model has.
@@ -31,9 +31,9 @@ from engine.health.model import (
     Source,
     Threshold,
 )
-from engine.problems import Problem, make
-from engine.structure import Hook, Walker, describe, walk_top_level
-from engine.yamlpos import Document, Path, load, read
+from engine.language.problems import Problem, make
+from engine.language.structure import Hook, Walker, describe, walk_top_level
+from engine.language.yamlpos import Document, Path, load, read
 
 __all__ = ["HEALTH_NAMES", "SCHEMA_FILE", "check_health", "health_beside", "health_results", "health_schema",
            "load_health", "parse_health"]
@@ -80,7 +80,7 @@ def health_beside(folder: str | os.PathLike[str]) -> str | None:
 
 def health_results(folder: str) -> list[Any]:
     """``csops validate``: the health model beside the playbooks of ``folder`` as a file result, if it has problems."""
-    from engine.validate import FileResult  # validate builds on this module
+    from engine.language.validate import FileResult  # validate builds on this module
 
     path = health_beside(folder or ".")
     if path is None:

@@ -3,10 +3,10 @@
 The account (an account file, as ``csops simulate`` reads it) goes into a scratch built-in CRM and
 store; the timed events (the ``csops simulate`` format: ``at`` and an event ``type`` with ``data``,
 or ``account`` field changes) are fed on a simulated clock through the real event pipeline
-(engine.ingest.Ingestor) with the model in force, and the account is also recomputed at the start
+(engine.triggers.ingest.Ingestor) with the model in force, and the account is also recomputed at the start
 of every simulated day, as the daily scan would. Each computed score that changes is a line of the
 health timeline. With ``--playbook``, the first run the pipeline starts from a computed score (a
-``health_drop`` trigger firing) is then simulated with ``engine.simulate.simulate`` from that moment,
+``health_drop`` trigger firing) is then simulated with ``engine.sim.simulate.simulate`` from that moment,
 with the events still to come, and its timeline is printed as ``csops simulate`` prints it.
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 from connectors.sqlcrm import SQLCRM
 from engine.health.model import HealthModel
 from engine.health.recompute import health_event, recompute_account
-from engine.model import Playbook
-from engine.signals import Decision
-from engine.store import Store
+from engine.language.model import Playbook
+from engine.store.store import Store
+from engine.triggers.signals import Decision
 
 __all__ = ["HealthTimeline", "simulate_health"]
 
@@ -56,12 +56,12 @@ async def simulate_health(model: HealthModel, account: Mapping[str, Any], *, con
     """Run the model over ``days`` simulated days of timed events; see the module docstring.
 
     Raises:
-        engine.simulate.SimulationError: bad account data or events.
+        engine.sim.simulate.SimulationError: bad account data or events.
     """
-    from engine.ingest import Ingestor
-    from engine.recording import SeedError, seed_records
-    from engine.simevents import parse_events
-    from engine.simulate import SimulationError
+    from engine.sim.recording import SeedError, seed_records
+    from engine.sim.simevents import parse_events
+    from engine.sim.simulate import SimulationError
+    from engine.triggers.ingest import Ingestor
 
     begin = (start or datetime.now(UTC) + timedelta(minutes=1)).replace(second=0, microsecond=0)
     try:
@@ -137,7 +137,7 @@ def _as_event(e: Any, account_id: str, n: int) -> dict[str, Any]:
 async def _play(playbook: Playbook, account: Any, people: Sequence[Any], staff: Sequence[Any],
                 timed: Sequence[Any], at: datetime, begin: datetime, days: int) -> str:
     """The started playbook simulated from ``at`` with the account as it was then and the events still to come."""
-    from engine.simulate import format_timeline, simulate
+    from engine.sim.simulate import format_timeline, simulate
     later = [{"at": e.at.isoformat(), **({"type": e.type, "data": dict(e.data)} if e.type else {}),
               **({"account": dict(e.account)} if e.account else {}),
               **({"complete_task": e.complete_task} if e.complete_task else {})} for e in timed if e.at > at]

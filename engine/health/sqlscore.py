@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 from engine.health.inputs import event_columns, number
 from engine.health.model import HealthModel, Measure, Source
 from engine.health.score import points, weights_for
-from engine.store import Store
-from engine.store_models import EventRow, FirstUseRow, UtcDateTime, utc
+from engine.store.store import Store
+from engine.store.store_models import EventRow, FirstUseRow, UtcDateTime, utc
 
 __all__ = ["scores", "usable"]
 

@@ -21,13 +21,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from engine import report
 from engine.health.checks import problem
 from engine.health.loader import load_health
 from engine.health.model import HealthModel
 from engine.health.score import score
-from engine.problems import Problem
-from engine.yamlpos import Document, read
+from engine.language import report
+from engine.language.problems import Problem
+from engine.language.yamlpos import Document, read
 
 __all__ = ["TEST_SUFFIXES", "Case", "is_health_test", "load_cases", "run_health_tests"]
 

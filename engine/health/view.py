@@ -14,7 +14,7 @@ from connectors.base import CRM
 from engine.health.model import HealthModel
 from engine.health.recompute import latest_health, recompute_account
 from engine.health.score import Score, trend
-from engine.store import Store
+from engine.store.store import Store
 
 __all__ = ["account_health", "as_text", "score_view"]
 

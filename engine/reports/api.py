@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from engine.api import ApiError, Authorised, errors
+from engine.api.app import ApiError, Authorised, errors
 
 __all__ = ["router"]
 
@@ -81,9 +81,9 @@ def _coverage(request: Request) -> Any:
     """The coverage model beside the playbooks, read once per app (None: no coverage file, or unreadable)."""
     state = request.app.state
     if not hasattr(state, "report_coverage"):
-        from engine.config import ConfigError
+        from engine.config.config import ConfigError
+        from engine.config.settings import Settings
         from engine.root import load_coverage_model
-        from engine.settings import Settings
 
         try:
             state.report_coverage = load_coverage_model(Settings.load())

@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.config import ConfigError
+from engine.config.config import ConfigError
+from engine.config.settings import Settings
 from engine.root import Root
-from engine.settings import Settings
 
 __all__ = ["parse_since", "parse_span", "register"]
 
@@ -141,7 +141,7 @@ def emit(data: Any, fmt: str, as_text: Callable[[Any], str]) -> None:
 async def refresh_runs(root: Root) -> list[str]:
     """Refresh the store's open runs from Temporal; warnings to print (none when all went well)."""
     from engine.reports.sync import open_runs, refresh_open_runs
-    from engine.runrecord import refresh
+    from engine.runtime.runrecord import refresh
 
     if not await open_runs(root.store):
         return []

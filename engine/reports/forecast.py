@@ -23,14 +23,16 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from connectors.base import CRM, Account, AccountLister, Contact, User
-from engine.activities import PlaybookActivities
-from engine.context import Calendar
-from engine.coverage import Coverage
-from engine.enrol import facts_for
-from engine.ingest import Ingestor, temporal_signaller, temporal_starter
-from engine.matcher import explain, today_of
-from engine.model import Playbook
-from engine.recording import (
+from engine.language.context import Calendar
+from engine.language.coverage import Coverage
+from engine.language.model import Playbook
+from engine.payloads.runcontext import read_view, view_data
+from engine.payloads.runtypes import StartInput
+from engine.reports.replay import Clock, drive, shift_account, shift_for
+from engine.runtime.activities import PlaybookActivities
+from engine.runtime.runrecord import is_running
+from engine.runtime.workflow import PlaybookRun, sandbox_runner
+from engine.sim.recording import (
     KeyInterceptor,
     MemoryLedger,
     Recorder,
@@ -39,14 +41,12 @@ from engine.recording import (
     RecordingHttp,
     RecordingMailer,
 )
-from engine.reports.replay import Clock, drive, shift_account, shift_for
-from engine.runcontext import read_view, view_data
-from engine.runrecord import is_running
-from engine.runtypes import StartInput
-from engine.scan import daily_scan
-from engine.simulate import SimulationError, quiet_sdk, test_server_path
-from engine.store import Store
-from engine.workflow import PlaybookRun, sandbox_runner
+from engine.sim.simulate import SimulationError, quiet_sdk, test_server_path
+from engine.store.store import Store
+from engine.triggers.enrol import facts_for
+from engine.triggers.ingest import Ingestor, temporal_signaller, temporal_starter
+from engine.triggers.matcher import explain, today_of
+from engine.triggers.scan import daily_scan
 
 __all__ = ["count_effects", "forecast_replay", "load_fleet", "would_start_today"]
 

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import select
 
 from engine.root import Root
-from engine.store import Store
-from engine.store_models import EventRow
+from engine.store.store import Store
+from engine.store.store_models import EventRow
 
 __all__ = ["add_forecast", "read_events", "stored_events"]
 
@@ -92,7 +92,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     from engine.reports.cli import emit, with_root
     from engine.reports.forecast import forecast_replay, load_fleet, would_start_today
     from engine.reports.text import forecast_text
-    from engine.simulate import SimulationError
+    from engine.sim.simulate import SimulationError
 
     if args.days < 1:
         print("csops forecast: --days must be 1 or more", file=sys.stderr)

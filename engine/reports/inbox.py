@@ -15,8 +15,8 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from engine.runtasks import close_task, get_task, tasks
-from engine.store import Store
-from engine.store_models import RunTaskRow
+from engine.store.store import Store
+from engine.store.store_models import RunTaskRow
 
 __all__ = ["Completed", "TaskClosed", "UnknownTask", "complete_task", "event_id_for", "list_tasks", "task_data"]
 
@@ -81,7 +81,7 @@ async def complete_task(store: Store, task_id: str, *, ingest: Callable[[list[di
     """Complete a task as a ``task.completed`` event would, once however often it is called.
 
     Args:
-        ingest: Takes a batch of events (engine.ingest.Ingestor.ingest, with or without processing).
+        ingest: Takes a batch of events (engine.triggers.ingest.Ingestor.ingest, with or without processing).
         crm: The CRM, for a task whose run has ended.
 
     Raises:

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Date, bindparam, text
 from sqlalchemy.orm import Session
 
-from engine.store import Store
-from engine.store_models import UtcDateTime
+from engine.store.store import Store
+from engine.store.store_models import UtcDateTime
 
 __all__ = ["FINAL_STATUSES", "QUERIES", "TOLERANCE", "playbook_report"]
 

@@ -1,6 +1,6 @@
 """Bring the store's copy of open runs up to date before a report reads it.
 
-The store learns a run's steps and ending when the run is looked at (engine/runrecord.py), not
+The store learns a run's steps and ending when the run is looked at (engine/runtime/runrecord.py), not
 while it runs, so that no run pays a store write per step. A report needs every run, so it first
 refreshes each run the store still has as running: one Temporal ``describe`` and one ``status``
 query (or ``result`` once ended) per open run, at most ``PARALLEL`` at a time. Ended runs are
@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine.store import Store
-from engine.store_models import RunRow
+from engine.store.store import Store
+from engine.store.store_models import RunRow
 
 __all__ = ["PARALLEL", "open_runs", "refresh_open_runs"]
 

@@ -17,9 +17,9 @@ from typing import Any, cast
 from sqlalchemy import Integer, func, select
 
 from connectors.base import CRM, AccountLister
-from engine.coverage import Coverage
-from engine.store import Store
-from engine.store_models import RunTaskRow
+from engine.language.coverage import Coverage
+from engine.store.store import Store
+from engine.store.store_models import RunTaskRow
 
 __all__ = ["OVER", "UNDER", "flag", "workload_report"]
 

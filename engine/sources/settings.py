@@ -11,11 +11,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.problems import Problem
+from engine.language.problems import Problem
 
 if TYPE_CHECKING:
-    from engine.config import Secret
-    from engine.yamlpos import Document
+    from engine.config.config import Secret
+    from engine.language.yamlpos import Document
 
 __all__ = ["KINDS", "GenericMap", "GenericSignature", "SourceConfig", "parse_sources", "source_problems"]
 

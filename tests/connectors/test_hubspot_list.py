@@ -49,7 +49,7 @@ def searches(fake: FakeHubSpot) -> list[dict[str, Any]]:
 
 
 async def scan(crm: HubSpotCRM, page: int, **filters: Any) -> list[str]:
-    """Page as engine/scan.py does: after = the last id, stop at a short page."""
+    """Page as engine/triggers/scan.py does: after = the last id, stop at a short page."""
     ids: list[str] = []
     after: str | None = None
     while True:
@@ -122,7 +122,7 @@ async def test_date_windows_include_both_ends_and_any_window_will_do(w: World) -
           "highValue": str(int(ms(date(2025, 1, 2))) - 1)}],
         [{"propertyName": "csops_renewal_date", "operator": "BETWEEN", "value": ms(date(2026, 6, 2)),
           "highValue": str(int(ms(date(2026, 6, 7))) - 1)}]]  # epoch ms from midnight UTC, to the end of the day
-    # open ends, as engine.scan.date_window gives them when it cannot bound a window
+    # open ends, as engine.triggers.scan.date_window gives them when it cannot bound a window
     up_to = await w.crm.list_accounts(dates=[("renewal_date", date.min, date(2026, 6, 2))])
     from_ = await w.crm.list_accounts(dates=[("renewal_date", date(2026, 6, 6), date.max)])
     any_day = await w.crm.list_accounts(dates=[("renewal_date", date.min, date.max)])
@@ -243,12 +243,12 @@ async def test_the_daily_scan_over_hubspot_starts_the_due_renewals_and_skips_an_
     from datetime import timedelta
     from pathlib import Path
 
-    from engine.context import Calendar
-    from engine.model import Playbook
-    from engine.scan import daily_scan
-    from engine.signals import Decision
-    from engine.store import Store
-    from engine.validate import check_text
+    from engine.language.context import Calendar
+    from engine.language.model import Playbook
+    from engine.language.validate import check_text
+    from engine.store.store import Store
+    from engine.triggers.scan import daily_scan
+    from engine.triggers.signals import Decision
 
     def compiled(text: str) -> Playbook:
         result = check_text(text, "<test>")

@@ -133,7 +133,7 @@ async def test_a_refused_address_is_a_non_retryable_step_failure(tmp_path: Path)
     from temporalio.exceptions import ApplicationError
 
     from connectors.outbox import EmailOutbox
-    from engine.activities import _call
+    from engine.runtime.activities import _call
 
     message = OutgoingEmail(to=("=?utf-8?q?x?=@example.com",), sender="cara@example.com", subject="s", body="b")
     async with MailServer() as server:

@@ -128,8 +128,8 @@ async def test_a_wrong_token_is_named_and_never_shown(pd: Pd) -> None:
 
 
 async def test_chosen_in_csops_yaml_and_built_by_the_wiring(pd: Pd, tmp_path: object) -> None:
-    from engine.config import ConfigError, PipedriveConfig, parse_config
-    from engine.settings import Settings
+    from engine.config.config import ConfigError, PipedriveConfig, parse_config
+    from engine.config.settings import Settings
     from engine.wiring import build_crm
 
     text = (f"crm:\n  kind: pipedrive\n  api_token: ${{PIPEDRIVE_API_TOKEN}}\n  base_url: {pd.fake.url}\n"

@@ -91,7 +91,7 @@ async def crm(org: Org) -> AsyncIterator[SalesforceCRM]:
 
 async def pages(crm: SalesforceCRM, limit: int, *, after: str | None = None,
                 **filters: Any) -> tuple[list[str], list[int]]:
-    """Page as engine/scan.py does: on from the last id, until a short page. Ids and page sizes."""
+    """Page as engine/triggers/scan.py does: on from the last id, until a short page. Ids and page sizes."""
     ids: list[str] = []
     sizes: list[int] = []
     while True:

@@ -27,15 +27,15 @@ from temporalio.worker import Worker
 from connectors.ledger import Ledger
 from connectors.outbox import ChatOutbox, EmailOutbox
 from connectors.sqlcrm import SQLCRM
-from engine.activities import PlaybookActivities
-from engine.api import create_app
-from engine.api_runs import TemporalWorkflows
+from engine.api.api_runs import TemporalWorkflows
+from engine.api.app import create_app
 from engine.console.web import ConsoleConfig
-from engine.context import Calendar
-from engine.ingest import Ingestor, temporal_signaller, temporal_starter
+from engine.language.context import Calendar
 from engine.root import Registry
-from engine.store import Store
-from engine.workflow import PlaybookRun, sandbox_runner
+from engine.runtime.activities import PlaybookActivities
+from engine.runtime.workflow import PlaybookRun, sandbox_runner
+from engine.store.store import Store
+from engine.triggers.ingest import Ingestor, temporal_signaller, temporal_starter
 from tests.console.seed import playbooks_folder, seed_crm, seed_users
 from tests.workflows.harness import TEST_SERVER
 

@@ -15,12 +15,12 @@ import httpx
 import pytest
 
 from connectors.sqlcrm import SQLCRM
-from engine.api import create_app
+from engine.api.app import create_app
 from engine.console.web import ConsoleConfig
-from engine.context import Calendar
-from engine.ingest import Ingestor
+from engine.language.context import Calendar
 from engine.root import Registry
-from engine.store import Store
+from engine.store.store import Store
+from engine.triggers.ingest import Ingestor
 from tests.console.seed import NOW, playbooks_folder, recorded_run, seed_crm, seed_users
 from tests.unit.test_api import FakeWorkflows, Starts, no_signal
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from connectors.base import Account, NewTask, User
 from connectors.sqlcrm import SQLCRM
 from engine.console.auth import add_user
-from engine.store import Store
+from engine.store.store import Store
 
 PASSWORD = "correct horse battery"
 OPS, CSM, OTHER = "olivia@example.com", "carl@example.com", "cora@example.com"

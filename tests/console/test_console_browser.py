@@ -93,7 +93,7 @@ async def _run_and_cancel(b: Browser, live: Live, run_id: str) -> None:
 
 
 async def _ended(live: Live, run_id: str) -> object:
-    from engine.runrecord import refresh
+    from engine.runtime.runrecord import refresh
 
     record = await refresh(live.store, live.env.client, run_id)
     return record if record is not None and record.ended_at is not None else None

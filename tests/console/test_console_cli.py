@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from engine.cli.main import main
 from engine.console.auth import find_user, new_session
-from engine.store import Store
+from engine.store.store import Store
 from tests.console.seed import NOW
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from sqlalchemy import inspect
 from connectors.sqlcrm import SQLCRM
 from engine.console import queries
 from engine.console.auth import add_user, audit, end_session, new_session, recent_audit, session_person, snooze, snoozed
-from engine.store import Store
-from engine.store_models import AuditRow
+from engine.store.store import Store
+from engine.store.store_models import AuditRow
 from tests.console.seed import CSM, OPS, PASSWORD, recorded_run, seed_crm, seed_users
 
 NOW = datetime(2026, 12, 2, 15, tzinfo=UTC)  # a Wednesday

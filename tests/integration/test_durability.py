@@ -6,7 +6,7 @@ waits: ``go-ahead`` waits for an event the test sends, which gives a determinist
 run has done some but not all of its effects and nothing is in flight; ``pause`` is a short durable
 timer (a few seconds, from the run's trigger). Processes are killed or restarted only while every
 run is idle at one of them: an activity in flight on a SIGKILLed worker is retried only after its
-2 minute start-to-close timeout (engine/workflow.py TIMEOUT), far longer than a test may take. The
+2 minute start-to-close timeout (engine/runtime/workflow.py TIMEOUT), far longer than a test may take. The
 one test that kills a worker inside an activity (between the effect and its ledger record) pins
 the worker there with file and database locks, and fails the dead attempt through the server.
 
@@ -40,10 +40,10 @@ from connectors.ledger import Ledger
 from connectors.outbox import ChatOutbox, EmailOutbox
 from connectors.sqlcrm import SQLCRM
 from connectors.sqlcrm_models import AccountRow
-from engine.runtypes import Event, RunOutcome, RunStatus
-from engine.settings import Settings
-from engine.starter import connect, load_playbooks, start_run
-from engine.workflow import PlaybookRun
+from engine.config.settings import Settings
+from engine.payloads.runtypes import Event, RunOutcome, RunStatus
+from engine.runtime.starter import connect, load_playbooks, start_run
+from engine.runtime.workflow import PlaybookRun
 from tests.integration.procs import (
     Clock,
     Proc,

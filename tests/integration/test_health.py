@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from connectors.sqlcrm import SQLCRM
-from engine.store import Store
+from engine.store.store import Store
 from tests.integration.procs import (
     ROOT,
     Procs,

@@ -12,9 +12,9 @@ import pytest
 
 from connectors.base import Account, NewTask, TaskRecord, User
 from connectors.sqlcrm import SQLCRM
-from engine.cli import main
+from engine.cli.main import main
 from engine.runtasks import save_tasks
-from engine.store import Store
+from engine.store.store import Store
 
 NOW = datetime.now(UTC)
 
@@ -158,7 +158,7 @@ def test_forecast_today_through_main(home: Path, capsys: pytest.CaptureFixture[s
 
 async def test_stored_events_are_read_from_since_oldest_first(home: Path) -> None:
     from engine.reports.forecast_cli import stored_events
-    from engine.store_models import EventRecord
+    from engine.store.store_models import EventRecord
 
     store = Store(f"sqlite:///{home / 'csops.db'}")
     try:

@@ -18,17 +18,17 @@ from connectors.base import Account, Contact, User
 from connectors.ledger import Ledger
 from connectors.outbox import ChatOutbox, EmailOutbox
 from connectors.sqlcrm import SQLCRM
-from engine.activities import PlaybookActivities
-from engine.context import Calendar
-from engine.ingest import Ingestor, temporal_signaller, temporal_starter
+from engine.language.context import Calendar
+from engine.language.validate import check_text
 from engine.reports.forecast import forecast_replay, load_fleet, would_start_today
 from engine.reports.forecast_cli import read_events
 from engine.reports.replay import Clock, drive, shift_account, shift_for
-from engine.runrecord import is_running
-from engine.scan import daily_scan
-from engine.store import Store
-from engine.validate import check_text
-from engine.workflow import PlaybookRun, sandbox_runner
+from engine.runtime.activities import PlaybookActivities
+from engine.runtime.runrecord import is_running
+from engine.runtime.workflow import PlaybookRun, sandbox_runner
+from engine.store.store import Store
+from engine.triggers.ingest import Ingestor, temporal_signaller, temporal_starter
+from engine.triggers.scan import daily_scan
 from tests.workflows.harness import TEST_SERVER
 
 START = datetime(2026, 9, 7, tzinfo=UTC)  # a Monday, in the past of the test server's clock

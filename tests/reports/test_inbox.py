@@ -12,16 +12,16 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
-from engine.api import create_app
-from engine.api_runs import TemporalWorkflows
-from engine.ingest import Ingestor, temporal_signaller
+from engine.api.api_runs import TemporalWorkflows
+from engine.api.app import create_app
+from engine.language.validate import check_text
+from engine.payloads.runtypes import RunOutcome
 from engine.reports import TaskClosed, UnknownTask, complete_task, list_tasks
 from engine.reports.inbox import event_id_for
-from engine.runrecord import refresh
 from engine.runtasks import get_task
-from engine.runtypes import RunOutcome
-from engine.starter import begin_run
-from engine.validate import check_text
+from engine.runtime.runrecord import refresh
+from engine.runtime.starter import begin_run
+from engine.triggers.ingest import Ingestor, temporal_signaller
 from tests.workflows.harness import Stack, stack
 from tests.workflows.test_playbook_run import monday
 

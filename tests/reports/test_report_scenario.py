@@ -23,11 +23,11 @@ import pytest
 
 from connectors.base import Contact, OutgoingEmail, RetryableError
 from connectors.outbox import EmailOutbox
-from engine.ingest import Ingestor, temporal_signaller
+from engine.language.validate import check_text
 from engine.reports import complete_task, list_tasks, playbook_report, refresh_open_runs
-from engine.runrecord import refresh
-from engine.starter import begin_run
-from engine.validate import check_text
+from engine.runtime.runrecord import refresh
+from engine.runtime.starter import begin_run
+from engine.triggers.ingest import Ingestor, temporal_signaller
 from tests.workflows.harness import Stack, stack
 from tests.workflows.test_playbook_run import monday
 

@@ -15,12 +15,12 @@ from sqlalchemy.exc import OperationalError
 
 from connectors.base import Account, User
 from connectors.sqlcrm import SQLCRM
-from engine.coverage import parse_coverage
+from engine.language.coverage import parse_coverage
+from engine.payloads.runtypes import StepResult
 from engine.reports import flag, playbook_report, workload_report
-from engine.runrecord import audit_rows
 from engine.runtasks import save_tasks, task_rows
-from engine.runtypes import StepResult
-from engine.store import Store
+from engine.runtime.runrecord import audit_rows
+from engine.store.store import Store
 from engine.store_views import VIEWS
 
 PG = os.environ.get("CSOPS_TEST_PG", "postgresql+psycopg://127.0.0.1:5432/test")

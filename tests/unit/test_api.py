@@ -24,12 +24,12 @@ from connectors.base import Account
 from connectors.mailpolicy import Unsubscribe
 from connectors.sqlcrm import SQLCRM
 from connectors.suppression import SuppressionList
-from engine.api import MAX_BATCH, MAX_BODY, create_app
-from engine.context import Calendar
-from engine.model import Playbook
-from engine.signals import Decision
-from engine.store import EventRecord, Store
-from engine.validate import check_text
+from engine.api.app import MAX_BATCH, MAX_BODY, create_app
+from engine.language.context import Calendar
+from engine.language.model import Playbook
+from engine.language.validate import check_text
+from engine.store.store import EventRecord, Store
+from engine.triggers.signals import Decision
 
 TOKEN = "t0ken-for-tests-only-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -76,7 +76,7 @@ async def no_signal(run_id: str, event: Any) -> bool:
 
 
 def make_ingestor(store: Store, crm: SQLCRM, playbooks: Mapping[str, Playbook], start: Starts) -> Any:
-    from engine.ingest import Ingestor
+    from engine.triggers.ingest import Ingestor
 
     return Ingestor(store=store, crm=crm, playbooks=lambda: playbooks, start=start, signal_run=no_signal,
                     calendar=Calendar(), now=lambda: NOW)
@@ -272,7 +272,7 @@ async def test_runs_list_filters_and_pages(api: Api) -> None:
 
 
 async def test_run_show_has_timeline_and_live_step(api: Api) -> None:
-    from engine.store import AuditRow
+    from engine.store.store import AuditRow
 
     await add_runs(api.store)
     run_id = "pb:nps-follow-up:acme:k0"
@@ -452,7 +452,7 @@ class EndingWorkflows(FakeWorkflows):
 async def test_runs_list_shows_runs_that_ended_meanwhile_as_ended(api: Api) -> None:
     # The store's copy follows Temporal when looked at; a list must not show a finished run as running.
     await add_runs(api.store)
-    from engine.api_runs import refreshed
+    from engine.api.api_runs import refreshed
 
     page = await api.store.runs(status="running")
     running = [r.run_id for r in page.runs]

@@ -20,8 +20,8 @@ import pytest
 
 from connectors.base import Account
 from connectors.sqlcrm import SQLCRM
-from engine.api import create_app
-from engine.store import Store
+from engine.api.app import create_app
+from engine.store.store import Store
 from tests.unit.test_api import AUTH, NOW, TOKEN, Starts, compiled, make_ingestor
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "malformed_api_bodies.json"

@@ -13,12 +13,12 @@ import pytest
 
 from connectors.base import Account
 from connectors.sqlcrm import SQLCRM
-from engine.api import create_app
-from engine.store import Store
+from engine.api.app import create_app
+from engine.store.store import Store
 from tests.unit.test_api import AUTH, NOW, TOKEN, Starts, compiled, make_ingestor
 
 SLOWEST = " and ".join(["(range(9999)|list|sort(reverse=true)|first) > 0"] * 12)
-"""About as much work as one evaluation may do (engine/sandbox.py MAX_WORK): 0.3-1 s here."""
+"""About as much work as one evaluation may do (engine/language/sandbox.py MAX_WORK): 0.3-1 s here."""
 SLOW = f"""playbook: slow
 title: Slow
 triggers:
@@ -35,7 +35,7 @@ steps:
 async def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
     # The sandbox bounds an evaluation to about a second at worst; the child's bound is cut shorter
     # here so the slowest condition it allows runs over it.
-    monkeypatch.setattr("engine.matchproc.MATCH_TIMEOUT", 0.15)
+    monkeypatch.setattr("engine.triggers.matchproc.MATCH_TIMEOUT", 0.15)
     url = f"sqlite:///{tmp_path / 'csops.db'}"
     store, crm = Store(url), SQLCRM(url)
     crm.add_account(Account(id="acme", name="Acme", segment="strategic", health_score=72))

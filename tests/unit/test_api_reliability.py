@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from engine import ingest as ingest_module
-from engine.api import create_app
-from engine.store import Store
+from engine.api.app import create_app
+from engine.store.store import Store
+from engine.triggers import ingest as ingest_module
 from tests.unit.test_api import AUTH, NOW, TOKEN, Api, Starts, api, compiled, event, make_ingestor
 
 __all__ = ["api"]
@@ -129,7 +129,7 @@ async def test_an_unexpected_error_in_any_route_is_a_json_500(tmp_path: Path) ->
 # --- a slow trigger condition does not freeze the API (item 8) ------------------------------------
 
 SLOWEST = " and ".join(["(range(9999)|list|sort(reverse=true)|first) > 0"] * 12)
-"""About as much work as one evaluation may do (engine/sandbox.py MAX_WORK)."""
+"""About as much work as one evaluation may do (engine/language/sandbox.py MAX_WORK)."""
 SLOW = f"""playbook: slow-check
 title: Slow check
 triggers:
@@ -142,9 +142,9 @@ steps:
 
 async def test_a_slow_where_is_cut_off_and_health_answers_meanwhile(api: Api,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    # The sandbox bounds an evaluation to about a second at worst (engine/sandbox.py); the child's
+    # The sandbox bounds an evaluation to about a second at worst (engine/language/sandbox.py); the child's
     # time bound is cut shorter here so the slowest allowed condition runs over it.
-    monkeypatch.setattr("engine.matchproc.MATCH_TIMEOUT", 0.15)
+    monkeypatch.setattr("engine.triggers.matchproc.MATCH_TIMEOUT", 0.15)
     slow = compiled(SLOW)
     api.app.state.deps.ingestor.playbooks = lambda: {"slow-check": slow}
     async with api.app.router.lifespan_context(api.app):

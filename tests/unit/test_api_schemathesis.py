@@ -30,14 +30,14 @@ from connectors.base import Account
 from connectors.mailpolicy import Unsubscribe
 from connectors.sqlcrm import SQLCRM
 from connectors.suppression import SuppressionList
-from engine.api import create_app
-from engine.config import Secret
-from engine.context import Calendar
-from engine.door import Door
-from engine.ingest import Ingestor
-from engine.signals import Decision
+from engine.api.app import create_app
+from engine.config.config import Secret
+from engine.language.context import Calendar
 from engine.sources import SourceConfig
-from engine.store import Store
+from engine.store.store import Store
+from engine.triggers.door import Door
+from engine.triggers.ingest import Ingestor
+from engine.triggers.signals import Decision
 from tests.unit.test_api import compiled
 
 TOKEN = "schemathesis-token-0123456789"

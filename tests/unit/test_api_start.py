@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from engine.api import create_app
+from engine.api.app import create_app
 from tests.unit.test_door import NOW, Rig, playbook
 from tests.unit.test_door import rig as rig  # the fixture
 

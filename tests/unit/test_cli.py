@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.store import EventRecord, Store
+from engine.cli.main import main
+from engine.store.store import EventRecord, Store
 from tests.conftest import ROOT
 
 GOOD = """\
@@ -186,7 +186,7 @@ def test_event_retry_queues_failed_events_and_says_what_else_it_met(tmp_path: Pa
 def test_csops_start_records_the_login_name_without_by_and_cli_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
     import getpass
 
-    from engine.cli import started_by
+    from engine.cli.main import started_by
 
     for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
         monkeypatch.delenv(name, raising=False)

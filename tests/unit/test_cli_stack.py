@@ -13,11 +13,11 @@ import pytest
 
 from connectors.base import Account
 from connectors.sqlcrm import SQLCRM
-from engine.cli import main
-from engine.settings import Settings
-from engine.stackfile import Stack, read_stack, remove_stack, write_stack
-from engine.textfmt import colour_verdicts, count, green, money, red
-from engine.up import UpOptions, check_playbooks, up
+from engine.cli.main import main
+from engine.cli.up import UpOptions, check_playbooks, up
+from engine.config.settings import Settings
+from engine.config.stackfile import Stack, read_stack, remove_stack, write_stack
+from engine.language.textfmt import colour_verdicts, count, green, money, red
 from tests.conftest import ROOT
 
 GOOD = """\
@@ -248,7 +248,7 @@ def test_counts_say_1_day_not_1_days() -> None:
 
 
 def test_the_money_filter_renders_arr_as_money() -> None:
-    from engine.expressions import ENV
+    from engine.language.expressions import ENV
 
     assert ENV.from_string("ARR {{ arr | money }}").render(arr=180000.0) == "ARR $180,000"
     assert ENV.from_string("{{ arr | money('€') }}").render(arr=1234.5) == "€1,234.50"
@@ -261,7 +261,7 @@ def test_the_money_filter_renders_arr_as_money() -> None:
 def test_explain_says_1_day_not_1_days(away: int, said: str) -> None:
     from datetime import timedelta
 
-    from engine.matcher import explain
+    from engine.triggers.explain import explain
     from tests.unit.test_matcher import TODAY, account, facts, playbook
 
     pb = playbook("contract_milestone: {field: renewal_date, days_after: 0}")
@@ -321,7 +321,8 @@ def test_event_send_warns_and_exits_1_for_an_account_the_crm_does_not_have(
     events.write_text("".join(f'{{"id": "i-{a}", "type": "billing.paid", "account_id": "{a}", '
                               f'"occurred_at": "2026-11-23T10:00:00Z"}}\n' for a in ("acme", "nobody")),
                       encoding="utf-8")
-    batch = subprocess.run([sys.executable, "-m", "engine.cli", "event", "import", str(events)], capture_output=True,
+    batch = subprocess.run([sys.executable, "-m", "engine.cli", "event", "import", str(events)],
+                           capture_output=True,
                            text=True, env=env, cwd=ROOT, timeout=120)
     assert batch.returncode == 1, batch.stdout + batch.stderr
     assert batch.stdout.splitlines() == [f"{events}:1: accepted i-acme: no trigger fired",

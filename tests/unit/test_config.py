@@ -12,7 +12,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from engine.config import (
+from engine.config.config import (
     Config,
     ConfigError,
     HubSpotConfig,
@@ -23,9 +23,9 @@ from engine.config import (
     load_config,
     parse_config,
 )
-from engine.configcheck import SCHEMA_FILE, SECRETS
-from engine.problems import Problem
-from engine.settings import Settings, config_path
+from engine.config.configcheck import SCHEMA_FILE, SECRETS
+from engine.config.settings import Settings, config_path
+from engine.language.problems import Problem
 from tests.conftest import ROOT
 
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.problems import RULES, Problem
-from engine.validate import validate_paths
+from engine.cli.main import main
+from engine.language.problems import RULES, Problem
+from engine.language.validate import validate_paths
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 MULTI = CORPUS / "multi"

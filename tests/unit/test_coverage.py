@@ -12,10 +12,10 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from connectors.base import Account, AccountView, User
-from engine.coverage import SCHEMA_FILE, Coverage, load_coverage, parse_coverage
-from engine.coverage_resolve import CoverageError, Resolution, check_people
-from engine.parties import parse_party
-from engine.yamlpos import load, read
+from engine.language.coverage import SCHEMA_FILE, Coverage, load_coverage, parse_coverage
+from engine.language.coverage_resolve import CoverageError, Resolution, check_people, resolve
+from engine.language.parties import parse_party
+from engine.language.yamlpos import load, read
 from tests.conftest import ROOT
 
 TODAY = date(2026, 11, 15)
@@ -90,8 +90,8 @@ def view(segment: str = "strategic", owner: User | None = CARL, manager: User | 
 async def run(party: str, v: AccountView, *people: User, coverage: Coverage | None = None,
               pool: Pool | None = None, today: date = TODAY) -> tuple[Resolution, Directory]:
     directory = Directory(*(people or PEOPLE))
-    found = await (coverage or model()).resolve(party, v, directory=directory, next_in_pool=pool or Pool(),
-                                                 today=today)
+    found = await resolve(coverage or model(), party, v, directory=directory, next_in_pool=pool or Pool(),
+                          today=today)
     return found, directory
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from connectors.base import Account, User
 from connectors.sqlcrm import SQLCRM
-from engine.cli import main
+from engine.cli.main import main
 
 H = "id,name,segment,owner,arr,renewal_date,health_score,health_band"
 NORTHWIND = Account(id="northwind", name="Northwind Traders", segment="strategic", owner_id="u-csm", arr=180000.0,

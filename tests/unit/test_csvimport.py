@@ -11,7 +11,7 @@ import pytest
 
 from connectors.base import Account, User
 from connectors.sqlcrm import SQLCRM
-from engine.cli import main
+from engine.cli.main import main
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The door for starts by a person or a step (engine/door.py), on a real store and the built-in CRM,
+"""The door for starts by a person or a step (engine/triggers/door.py), on a real store and the built-in CRM,
 with a recording ``start``: which rules refuse, what force passes, and what is recorded.
 
 acme is strategic in the renew stage, smallco is smb; it is Monday 2026-11-23, 10:00 UTC.
@@ -15,12 +15,12 @@ import pytest
 
 from connectors.base import Account, User
 from connectors.sqlcrm import SQLCRM
-from engine.door import Door, StartRefused, start_by_hand, start_from_step
-from engine.model import Playbook
-from engine.runtypes import StartInput
-from engine.signals import Decision
-from engine.store import Store
-from engine.validate import check_text
+from engine.language.model import Playbook
+from engine.language.validate import check_text
+from engine.payloads.runtypes import StartInput
+from engine.store.store import Store
+from engine.triggers.door import Door, StartRefused, start_by_hand, start_from_step
+from engine.triggers.signals import Decision
 
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.durations import DurationError, parse_duration
-from engine.parties import Party, parse_party, why_not
+from engine.language.durations import DurationError, parse_duration
+from engine.language.parties import Party, parse_party, why_not
 
 
 @pytest.mark.parametrize(("text", "seconds", "business"), [

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine.cli import main
+from engine.cli.main import main
 from tests.unit.test_api_bodies import CASES, body_of
 
 

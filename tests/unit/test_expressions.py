@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from engine import expressions as ex
+from engine.language import expressions as ex
 
 RUN = ex.Scope(frozenset({"account", "contacts", "trigger", "run", "steps", "now", "today", "days",
                           "business_days"}), frozenset({"kickoff", "risk-alert"}),

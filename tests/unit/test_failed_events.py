@@ -17,10 +17,10 @@ import pytest
 
 from connectors.base import RetryableError
 from connectors.sqlcrm import SQLCRM
-from engine.ingest import Ingestor
-from engine.model import Playbook
-from engine.signals import Decision
-from engine.store import MAX_ATTEMPTS, Store, retry_delay
+from engine.language.model import Playbook
+from engine.store.store import MAX_ATTEMPTS, Store, retry_delay
+from engine.triggers.ingest import Ingestor
+from engine.triggers.signals import Decision
 from tests.unit.test_ingest import Rig, ev, playbook, seed
 
 

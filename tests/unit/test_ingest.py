@@ -20,12 +20,12 @@ from jsonschema import Draft202012Validator
 
 from connectors.base import Account, User
 from connectors.sqlcrm import SQLCRM
-from engine.ingest import Ingestor, validate_event
-from engine.model import Playbook
-from engine.runtypes import Event
-from engine.signals import Decision
-from engine.store import Store
-from engine.validate import check_text
+from engine.language.model import Playbook
+from engine.language.validate import check_text
+from engine.payloads.runtypes import Event
+from engine.store.store import Store
+from engine.triggers.ingest import Ingestor, validate_event
+from engine.triggers.signals import Decision
 
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "event.schema.json").read_text())
@@ -343,7 +343,7 @@ async def test_a_run_the_store_has_as_active_is_checked_only_when_it_would_suppr
     asked: list[str] = []
 
     async def still_running(run_id: str) -> bool:
-        # As engine.runrecord.is_running does: Temporal says the run ended, so its record is ended.
+        # As engine.runtime.runrecord.is_running does: Temporal says the run ended, so its record is ended.
         asked.append(run_id)
         await rig.store.end_run(run_id, status="completed", at=rig.clock[0])
         return False

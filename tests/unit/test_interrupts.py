@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import Store
+from engine.store.store import Store
 from tests.conftest import ROOT
 
 LIMIT = 2.0

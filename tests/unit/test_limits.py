@@ -17,10 +17,10 @@ import yaml
 from jinja2.exceptions import SecurityError
 from temporalio.exceptions import ApplicationError
 
-from engine.activities import Renderer, _expr
-from engine.context import evaluate, render
-from engine.sizes import MAX_TEXT, LimitExceeded
-from engine.validate import check_text
+from engine.language.context import evaluate, render
+from engine.language.sizes import MAX_TEXT, LimitExceeded
+from engine.language.validate import check_text
+from engine.runtime.activities import Renderer, _expr
 
 CORPUS: list[dict[str, Any]] = yaml.safe_load(
     (Path(__file__).resolve().parent.parent / "data" / "dos_corpus.yaml").read_text(encoding="utf-8"))
@@ -101,7 +101,7 @@ def test_activities_add_a_wall_clock_guard_the_workflow_does_not(monkeypatch: py
     assert len(render(loop, CTX)) == 190  # no clock: the counts alone (as in the workflow)
     with pytest.raises(LimitExceeded, match="the evaluation took too long"):
         render(loop, CTX, seconds=0.0)
-    monkeypatch.setattr("engine.activities.ACTIVITY_SECONDS", 0.0)
+    monkeypatch.setattr("engine.runtime.activities.ACTIVITY_SECONDS", 0.0)
     with pytest.raises(ApplicationError, match="took too long") as caught:
         Renderer(CTX, None, None).text(loop)
     assert caught.value.type == "ExpressionError" and caught.value.non_retryable

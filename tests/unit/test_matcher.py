@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from engine.context import Calendar
-from engine.matcher import decide, explain
-from engine.model import Playbook
-from engine.signals import Decision, EventSignal, Facts, ManualStart, Scan, Signal, Tick
-from engine.validate import check_text
+from engine.language.context import Calendar
+from engine.language.model import Playbook
+from engine.language.validate import check_text
+from engine.triggers.explain import explain
+from engine.triggers.matcher import decide
+from engine.triggers.signals import Decision, EventSignal, Facts, ManualStart, Scan, Signal, Tick
 
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)  # a Monday
 TODAY = NOW.date()

@@ -19,11 +19,12 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine.context import Calendar
-from engine.matcher import decide, explain
-from engine.model import Playbook
-from engine.signals import EventSignal, Facts, ManualStart, Scan, Signal, Tick
-from engine.validate import check_text
+from engine.language.context import Calendar
+from engine.language.model import Playbook
+from engine.language.validate import check_text
+from engine.triggers.explain import explain
+from engine.triggers.matcher import decide
+from engine.triggers.signals import EventSignal, Facts, ManualStart, Scan, Signal, Tick
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 START = datetime(2026, 1, 5, 9, tzinfo=UTC)

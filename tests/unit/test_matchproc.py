@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from engine.matcher import decide
-from engine.matchproc import MatchTimeout, MatchWorker
-from engine.signals import EventSignal, Facts
+from engine.triggers.matcher import decide
+from engine.triggers.matchproc import MatchTimeout, MatchWorker
+from engine.triggers.signals import EventSignal, Facts
 from tests.unit.test_api import compiled
 
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
@@ -41,7 +41,7 @@ async def worker() -> AsyncIterator[MatchWorker]:
 
 
 SLOWEST = " and ".join(["(range(9999)|list|sort(reverse=true)|first) > 0"] * 12)
-"""About as much work as one evaluation may do (engine/sandbox.py MAX_WORK): 0.3-1 s here."""
+"""About as much work as one evaluation may do (engine/language/sandbox.py MAX_WORK): 0.3-1 s here."""
 
 
 async def test_the_child_answers_as_decide_does(worker: MatchWorker) -> None:

@@ -18,16 +18,16 @@ import pytest
 
 from connectors.base import Account
 from connectors.sqlcrm import SQLCRM
-from engine.api_runs import explain_account
-from engine.context import Calendar
-from engine.ingest import Ingestor
-from engine.matcher import milestone
-from engine.model import ContractMilestone, Playbook
-from engine.runtypes import Event
-from engine.scan import daily_scan
-from engine.signals import Decision
-from engine.store import Store
-from engine.validate import check_text
+from engine.api.api_runs import explain_account
+from engine.language.context import Calendar
+from engine.language.model import ContractMilestone, Playbook
+from engine.language.validate import check_text
+from engine.payloads.runtypes import Event
+from engine.store.store import Store
+from engine.triggers.ingest import Ingestor
+from engine.triggers.matcher import milestone
+from engine.triggers.scan import daily_scan
+from engine.triggers.signals import Decision
 
 TOKYO = Calendar(timezone="Asia/Tokyo")
 SCAN_AT = datetime(2027, 1, 6, 21, tzinfo=UTC)  # 06:00 on Thursday 7 January in Tokyo

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import model as m
-from engine.durations import Duration
-from engine.parties import Party
-from engine.validate import check_text, validate_paths
+from engine.language import model as m
+from engine.language.durations import Duration
+from engine.language.parties import Party
+from engine.language.validate import check_text, validate_paths
 from tests.conftest import ROOT
 
 SPEC = (ROOT / "tests" / "data" / "spec-example.yaml").read_text(encoding="utf-8")

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from engine.structure import SCHEMA_FILE
-from engine.validate import FileResult, check_text
+from engine.language.structure import SCHEMA_FILE
+from engine.language.validate import FileResult, check_text
 from tests.conftest import ROOT
 
 SOURCES = [*sorted(p for p in (ROOT / "playbooks").glob("*.yaml")
@@ -146,7 +146,7 @@ def test_alias_bomb_and_deep_nesting_are_problems_not_crashes() -> None:
 
 
 def test_non_utf8_and_control_characters(tmp_path: Path) -> None:
-    from engine.validate import validate_paths
+    from engine.language.validate import validate_paths
     bad = tmp_path / "latin1.yaml"
     bad.write_bytes(b"playbook: caf\xe9\n")
     problems = validate_paths([str(bad)]).problems

@@ -1,5 +1,5 @@
 """connectors.redact and the places that use it: the encoded forms of a secret, log records, the
-activity boundary (engine.activities.redacting) and check-config (engine.wiring.check_parts)."""
+activity boundary (engine.runtime.activities.redacting) and check-config (engine.wiring.check_parts)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from connectors import redact
 from connectors.base import PermanentError, RetryableError
-from engine.activities import _call
-from engine.redaction import redacting
-from engine.settings import Settings
+from engine.config.settings import Settings
+from engine.runtime.activities import _call
+from engine.runtime.redaction import redacting
 from engine.wiring import BuildError, Part, check_parts, register_secrets
 
 SECRET = "Zq-unit-redact-8e1f2a"

@@ -1,6 +1,6 @@
 """The simple reader of expressions and templates agrees with Jinja2's parser wherever it answers.
 
-engine/refs.py reads simple texts itself for speed and hands the rest to Jinja2. That is only
+engine/language/refs.py reads simple texts itself for speed and hands the rest to Jinja2. That is only
 sound if, for every text the simple reader accepts, Jinja2 accepts it too and finds the same
 references in the same order. Hypothesis builds texts from the grammar's pieces — including ones
 the simple reader must refuse — and compares.
@@ -14,8 +14,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import refs
-from engine.expressions import ENV
+from engine.language import refs
+from engine.language.expressions import ENV
 from tests.conftest import ROOT
 
 NAMES = st.sampled_from(["account", "contact", "steps", "event", "today", "days", "x", "not", "true", "None", "is"])

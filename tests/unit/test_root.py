@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import CalendarConfig, Config
-from engine.model import Playbook
+from engine.config.config import CalendarConfig, Config
+from engine.config.settings import Settings
+from engine.language.model import Playbook
 from engine.root import Registry, Root, fingerprint
-from engine.settings import Settings
-from engine.starter import load_playbooks
-from engine.store import Store
+from engine.runtime.starter import load_playbooks
+from engine.store.store import Store
 
 ONE = """\
 playbook: one
@@ -29,7 +29,7 @@ steps:
 
 
 class Counting:
-    """engine.starter.load_playbooks, counting its calls."""
+    """engine.runtime.starter.load_playbooks, counting its calls."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -107,9 +107,9 @@ def test_csops_explain_judges_the_cooldown_on_the_configured_calendar(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from connectors.base import Account
     from connectors.sqlcrm import SQLCRM
-    from engine.cli import main
-    from engine.context import Calendar
-    from engine.durations import parse_duration
+    from engine.cli.main import main
+    from engine.language.context import Calendar
+    from engine.language.durations import parse_duration
 
     folder = tmp_path / "playbooks"
     folder.mkdir()

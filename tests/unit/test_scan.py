@@ -17,13 +17,13 @@ import pytest
 
 from connectors.base import Account, Contact, User
 from connectors.sqlcrm import SQLCRM
-from engine.context import Calendar
-from engine.matcher import milestone
-from engine.model import ContractMilestone, Playbook
-from engine.scan import daily_scan, date_window, find_due, find_tick
-from engine.signals import Decision
-from engine.store import Store
-from engine.validate import check_text
+from engine.language.context import Calendar
+from engine.language.model import ContractMilestone, Playbook
+from engine.language.validate import check_text
+from engine.store.store import Store
+from engine.triggers.matcher import milestone
+from engine.triggers.scan import daily_scan, date_window, find_due, find_tick
+from engine.triggers.signals import Decision
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 2, 7, tzinfo=UTC)  # a Monday

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from engine.structure import SCHEMA_FILE
-from engine.validate import validate_paths
+from engine.language.structure import SCHEMA_FILE
+from engine.language.validate import validate_paths
 from tests.conftest import ROOT
 
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))

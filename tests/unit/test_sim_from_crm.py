@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli_sim import read_account
-from engine.coverage import load_coverage
+from engine.cli.cli_sim import read_account
+from engine.language.coverage import load_coverage
 
 ROOT = Path(__file__).resolve().parents[2]
 CSOPS = str(Path(sys.executable).parent / "csops")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.simcalendar import CalendarError, layered, load_calendar_file
-from engine.simtrigger import TriggerEventError, parse_trigger_event, read_trigger_event
+from engine.sim.simcalendar import CalendarError, layered, load_calendar_file
+from engine.sim.simtrigger import TriggerEventError, parse_trigger_event, read_trigger_event
 
 BAD_CALENDARS = [
     ("timezone: Mars/Base\n", [(1, 11, "calendar-value", "timezone: 'Mars/Base' is not a time zone")]),

@@ -24,11 +24,11 @@ import pytest
 
 from connectors.base import Account
 from connectors.sqlcrm import SQLCRM
-from engine.api import create_app
-from engine.config import Secret
-from engine.context import Calendar
+from engine.api.app import create_app
+from engine.config.config import Secret
+from engine.language.context import Calendar
 from engine.sources import GenericMap, GenericSignature, SourceConfig
-from engine.store import Store
+from engine.store.store import Store
 
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
 TS = int(NOW.timestamp())
@@ -64,7 +64,7 @@ class Api:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    from engine.ingest import Ingestor
+    from engine.triggers.ingest import Ingestor
 
     url = f"sqlite:///{tmp_path / 'csops.db'}"
     store, crm = Store(url), SQLCRM(url)
@@ -399,8 +399,8 @@ async def test_generic_maps_paths_to_fields(api: Api) -> None:
 async def test_a_stripe_renewal_date_and_a_zendesk_escalation_reach_the_account_and_start_a_play(
         tmp_path: Path) -> None:
     """The quickstart's story: the CRM gets Stripe's renewal date and ARR; Zendesk's escalation starts a play."""
-    from engine.ingest import Ingestor
-    from engine.validate import check_text
+    from engine.language.validate import check_text
+    from engine.triggers.ingest import Ingestor
 
     url = f"sqlite:///{tmp_path / 'csops.db'}"
     store, crm = Store(url), SQLCRM(url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import ConfigError, Secret, parse_config
+from engine.config.config import ConfigError, Secret, parse_config
 from engine.sources import GenericMap, GenericSignature
 
 ENV = {"STRIPE_WEBHOOK_SECRET": "whsec_abc", "BILLING_WEBHOOK_SECRET": "b-secret"}

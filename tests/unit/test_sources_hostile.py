@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from engine.api import MAX_BODY
+from engine.api.app import MAX_BODY
 from tests.unit.test_sources import (  # noqa: F401 - api is a fixture
     SECRETS,
     TS,

@@ -14,8 +14,9 @@ import pytest
 
 from connectors.ledger import Ledger
 from connectors.sqlcrm import SQLCRM
-from engine.signals import EventSignal
-from engine.store import MAX_DETAIL, AuditRow, DecisionRecord, EventRecord, Store
+from engine.store.runstore import MAX_DETAIL
+from engine.store.store import AuditRow, DecisionRecord, EventRecord, Store
+from engine.triggers.signals import EventSignal
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -190,7 +191,7 @@ async def test_failed_events_are_listed_latest_first_and_can_be_queued_again(sto
 async def test_an_events_table_from_before_retries_gets_the_new_columns(db_url: str) -> None:
     from sqlalchemy import Column, MetaData, String, Table, Text, create_engine
 
-    from engine.store_models import UtcDateTime
+    from engine.store.store_models import UtcDateTime
 
     old = MetaData()
     table = Table("events", old, Column("id", String(255), primary_key=True), Column("type", String(200)),

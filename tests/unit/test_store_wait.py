@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import create_engine
 
 from connectors.base import RetryableError
-from engine.signals import EventSignal
-from engine.store import Store
+from engine.store.store import Store
+from engine.triggers.signals import EventSignal
 
 WHEN = datetime(2026, 11, 23, 9, tzinfo=UTC)
 

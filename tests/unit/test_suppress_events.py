@@ -19,11 +19,11 @@ from connectors.mailpolicy import SUPPRESSED, PolicyMailer
 from connectors.outbox import EmailOutbox
 from connectors.sqlcrm import SQLCRM
 from connectors.suppression import SuppressionList
-from engine.api import create_app
-from engine.context import Calendar
-from engine.ingest import Ingestor
-from engine.store import Store
+from engine.api.app import create_app
+from engine.language.context import Calendar
+from engine.store.store import Store
 from engine.suppress import event_suppressor
+from engine.triggers.ingest import Ingestor
 
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
 TOKEN = "t0ken-for-tests-only-0123456789"
@@ -140,7 +140,7 @@ async def test_add_list_remove_over_the_api_is_audited(parts: Parts) -> None:
 
 def test_the_cli_adds_lists_and_removes_with_who_and_why(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.cli import main
+    from engine.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     for name in [k for k in os.environ if k.startswith("CSOPS_")]:
@@ -165,7 +165,7 @@ def test_the_cli_adds_lists_and_removes_with_who_and_why(tmp_path: Path, capsys:
 
 
 async def test_a_delighted_unsubscribe_through_its_source_suppresses_the_address(parts: Parts) -> None:
-    from engine.config import Secret
+    from engine.config.config import Secret
     from engine.sources import SourceConfig
 
     app = parts.client._transport.app  # type: ignore[attr-defined]

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.compiler import compile_playbook
-from engine.templatefiles import MAX_TEMPLATE_BYTES
-from engine.validate import validate_paths
+from engine.language.compiler import compile_playbook
+from engine.language.templatefiles import MAX_TEMPLATE_BYTES
+from engine.language.validate import validate_paths
 
 CANARY = "CANARY-SECRET-7f3a"
 OUTSIDE, FILE = "template-outside-folder", "template-file"

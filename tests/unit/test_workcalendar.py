@@ -1,4 +1,4 @@
-"""The one business-day arithmetic (engine/workcalendar.py) and everything that counts with it.
+"""The one business-day arithmetic (engine/language/workcalendar.py) and everything that counts with it.
 
 Durations, ``business_days(n)`` in expressions, milestone days, health windows and the run
 context must agree under any workdays, holidays and time zone; ``business_days(n)`` is bounded.
@@ -15,14 +15,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine.context import Calendar, evaluate
-from engine.durations import parse_duration
-from engine.enrol import health_window
-from engine.matcher import back, shift
-from engine.runcontext import full_context
-from engine.sizes import MAX_BUSINESS_DAYS
-from engine.validate import check_text
-from engine.workcalendar import CalendarError
+from engine.language.context import Calendar, evaluate
+from engine.language.durations import parse_duration
+from engine.language.validate import check_text
+from engine.language.workcalendar import MAX_BUSINESS_DAYS, CalendarError
+from engine.payloads.runcontext import full_context
+from engine.triggers.enrol import health_window
+from engine.triggers.matcher import back, shift
 
 SUN_THU = frozenset({6, 0, 1, 2, 3})
 BERLIN = Calendar(timezone="Europe/Berlin")
@@ -213,7 +212,7 @@ moments = st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 
 @example(Calendar(workdays=SUN_THU), datetime(2027, 1, 7, 9, tzinfo=UTC), 5)  # Mon-Fri counting differs here
 @example(Calendar(timezone="Asia/Tokyo"), datetime(2027, 1, 8, 20, tzinfo=UTC), 1)  # Saturday in Tokyo
 def test_today_plus_business_days_is_the_due_date_of_n_business_days(cal: Calendar, now: datetime, n: int) -> None:
-    # The workflow's `due: N business days` (engine/workflow.py): the local date of now + N business days.
+    # The workflow's `due: N business days` (engine/runtime/workflow.py): the local date of now + N business days.
     due = cal.add(now, parse_duration(f"{n} business days")).astimezone(cal.zone).date()
     local_today = now.astimezone(cal.zone).date()
     assert due == counted(cal, local_today, n)

@@ -22,15 +22,15 @@ from connectors.base import CRM, Account, Chat, Contact, Http, Mailer, User
 from connectors.ledger import Ledger
 from connectors.outbox import ChatOutbox, EmailOutbox
 from connectors.sqlcrm import SQLCRM
-from engine.activities import PlaybookActivities
-from engine.context import Calendar
-from engine.door import Door, start_from_step
-from engine.ingest import temporal_starter
-from engine.model import Playbook
-from engine.runtypes import RULES, RunInput, StartInput, run_id_for
-from engine.store import Store
-from engine.validate import check_text
-from engine.workflow import PlaybookRun, sandbox_runner
+from engine.language.context import Calendar
+from engine.language.model import Playbook
+from engine.language.validate import check_text
+from engine.payloads.runtypes import RULES, RunInput, StartInput, run_id_for
+from engine.runtime.activities import PlaybookActivities
+from engine.runtime.temporal import temporal_starter
+from engine.runtime.workflow import PlaybookRun, sandbox_runner
+from engine.store.store import Store
+from engine.triggers.door import Door, start_from_step
 
 TEST_SERVER = os.path.join(os.path.dirname(sys.executable), "temporal-test-server")
 HISTORIES = Path(__file__).resolve().parent / "histories"
@@ -81,7 +81,7 @@ class Stack:
         return result.playbook
 
     async def starter(self, inp: StartInput) -> str:
-        """The worker's start_playbook path: through the door (engine/door.py), recorded in ``store``."""
+        """The worker's start_playbook path: through the door (engine/triggers/door.py), recorded in ``store``."""
         assert self.store is not None
         door = Door(store=self.store, crm=self.crm, playbooks=lambda: self.registry, calendar=Calendar(),
                     start=temporal_starter(self.env.client, self.queue, calendar=Calendar()))

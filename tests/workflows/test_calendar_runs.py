@@ -16,8 +16,8 @@ import pytest
 import yaml
 from temporalio.client import WorkflowHandle
 
-from engine.runtypes import RULES, RunInput, RunOutcome
-from engine.workflow import PlaybookRun
+from engine.payloads.runtypes import RULES, RunInput, RunOutcome
+from engine.runtime.workflow import PlaybookRun
 from tests.workflows.harness import Stack, record_history, stack
 from tests.workflows.test_playbook_run import monday
 

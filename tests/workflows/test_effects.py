@@ -12,8 +12,8 @@ from temporalio.testing import ActivityEnvironment
 
 from connectors.base import Account, AccountView, Contact, User
 from connectors.sqlcrm import SQLCRM
-from engine.coverage import parse_coverage
-from engine.runtypes import AlertInput, EmailInput, NoteInput, StepOutcome, StepScope, TaskInput
+from engine.language.coverage import parse_coverage
+from engine.payloads.runtypes import AlertInput, EmailInput, NoteInput, StepOutcome, StepScope, TaskInput
 from tests.workflows.harness import stack
 
 NOW = "2026-11-23T09:00:00+00:00"

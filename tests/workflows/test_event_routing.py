@@ -1,6 +1,6 @@
 """Events through the Ingestor into real PlaybookRun workflows on the time-skipping server.
 
-An ingested event starts a run through engine.starter.begin_run (recorded in the store), reaches
+An ingested event starts a run through engine.runtime.starter.begin_run (recorded in the store), reaches
 a run waiting in wait_for through the ``deliver_event`` signal, completes a task a run waits on
 (its escalations never fire), and a run Temporal has finished is marked ended in the store.
 """
@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from engine.context import Calendar
-from engine.ingest import Ingestor, temporal_signaller, temporal_starter
-from engine.model import Playbook
-from engine.runtypes import RunOutcome
-from engine.store import Store
-from engine.validate import check_text
+from engine.language.context import Calendar
+from engine.language.model import Playbook
+from engine.language.validate import check_text
+from engine.payloads.runtypes import RunOutcome
+from engine.runtime.temporal import temporal_signaller, temporal_starter
+from engine.store.store import Store
+from engine.triggers.ingest import Ingestor
 from tests.workflows.harness import Stack, stack
 
 RISK = """\

@@ -7,9 +7,9 @@ from pathlib import Path
 import yaml
 from temporalio.client import WorkflowExecutionStatus
 
-from engine.runtypes import RULES, RunInput
-from engine.validate import check_text
-from engine.workflow import PlaybookRun
+from engine.language.validate import check_text
+from engine.payloads.runtypes import RULES, RunInput
+from engine.runtime.workflow import PlaybookRun
 from tests.workflows.harness import stack
 
 DAYS = 365

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from connectors.webhook import Webhook
-from engine.workflow import PlaybookRun
+from engine.runtime.workflow import PlaybookRun
 from tests.workflows.harness import stack
 
 

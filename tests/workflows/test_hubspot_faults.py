@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from connectors.hubspot import HubSpotCRM
-from engine.runtypes import run_id_for
+from engine.payloads.runtypes import run_id_for
 from tests.fakes.http import FAULT_KINDS
 from tests.fakes.hubspot import FakeHubSpot, HubSpotFaults
 from tests.workflows.harness import stack

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.coverage import Coverage, load_coverage
-from engine.simulate import format_timeline, simulate
-from engine.validate import check_text
+from engine.language.coverage import Coverage, load_coverage
+from engine.language.validate import check_text
+from engine.sim.simulate import format_timeline, simulate
 
 COVERAGE = Path(__file__).resolve().parents[2] / "playbooks/coverage.yaml"
 

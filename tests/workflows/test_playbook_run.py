@@ -15,8 +15,8 @@ from temporalio.client import WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import ActivityEnvironment
 
-from engine.runtypes import Event, RunOutcome, StepOutcome, TaskInput
-from engine.workflow import PlaybookRun
+from engine.payloads.runtypes import Event, RunOutcome, StepOutcome, TaskInput
+from engine.runtime.workflow import PlaybookRun
 from tests.workflows.harness import Stack, record_history, stack
 
 pytestmark = pytest.mark.asyncio

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from engine.playbooktest import load_test_file, run_tests
+from engine.sim.playbooktest import load_test_file, run_tests
 
 ROOT = Path(__file__).resolve().parents[2]
 

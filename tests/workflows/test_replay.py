@@ -15,8 +15,8 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from engine.runtypes import RunInput, RunOutcome
-from engine.workflow import PlaybookRun, sandbox_runner
+from engine.payloads.runtypes import RunInput, RunOutcome
+from engine.runtime.workflow import PlaybookRun, sandbox_runner
 from tests.workflows.harness import HISTORIES
 
 FILES = sorted(HISTORIES.glob("*.json"))

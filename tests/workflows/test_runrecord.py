@@ -8,11 +8,11 @@ from pathlib import Path
 
 from temporalio.client import WorkflowExecutionStatus
 
-from engine.runrecord import as_dict, is_running, refresh
-from engine.runtypes import RunStatus
-from engine.starter import begin_run
-from engine.store import Store
-from engine.validate import check_text
+from engine.language.validate import check_text
+from engine.payloads.runtypes import RunStatus
+from engine.runtime.runrecord import as_dict, is_running, refresh
+from engine.runtime.starter import begin_run
+from engine.store.store import Store
 from tests.workflows.harness import stack
 
 PLAYBOOK = """\

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from connectors.salesforce import SalesforceCRM
 from connectors.salesforce_map import key_hash
-from engine.runtypes import run_id_for
+from engine.payloads.runtypes import run_id_for
 from tests.fakes.http import FAULT_KINDS, Faults
 from tests.fakes.salesforce import FakeSalesforce
 from tests.workflows.harness import stack

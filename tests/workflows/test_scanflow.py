@@ -20,10 +20,11 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from engine.config import CalendarConfig, Config, ScanConfig
-from engine.context import Calendar
-from engine.ingest import temporal_starter
-from engine.scanflow import (
+from engine.config.config import CalendarConfig, Config, ScanConfig
+from engine.config.settings import Settings
+from engine.language.context import Calendar
+from engine.language.validate import check_text
+from engine.runtime.scanflow import (
     DAILY_SCAN_ID,
     DailyScan,
     ScanActivities,
@@ -33,10 +34,9 @@ from engine.scanflow import (
     ensure_schedule,
     tick_schedule_id,
 )
-from engine.settings import Settings
-from engine.store import Store
-from engine.validate import check_text
-from engine.workflow import sandbox_runner
+from engine.runtime.temporal import temporal_starter
+from engine.runtime.workflow import sandbox_runner
+from engine.store.store import Store
 from tests.workflows.harness import stack
 
 TEMPORAL = str(Path(sys.executable).parent / "temporal")

@@ -15,7 +15,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 
 from connectors import redact
-from engine.settings import Settings
+from engine.config.settings import Settings
 from engine.wiring import build_connectors
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.slack import FakeSlack

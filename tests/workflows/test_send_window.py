@@ -13,12 +13,12 @@ from connectors.base import Account, Contact, User
 from connectors.mailpolicy import SUPPRESSED, PolicyMailer
 from connectors.outbox import EmailOutbox
 from connectors.suppression import SuppressionList
-from engine.model import Playbook
-from engine.runtypes import Event
-from engine.simulate import format_timeline, simulate
-from engine.validate import check_text
-from engine.workcalendar import Calendar
-from engine.workflow import PlaybookRun
+from engine.language.model import Playbook
+from engine.language.validate import check_text
+from engine.language.workcalendar import Calendar
+from engine.payloads.runtypes import Event
+from engine.runtime.workflow import PlaybookRun
+from engine.sim.simulate import format_timeline, simulate
 from tests.workflows.harness import record_history, stack
 
 PLAYBOOK = """\

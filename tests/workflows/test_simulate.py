@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.cli_sim import read_account, read_events
-from engine.coverage import load_coverage
-from engine.playbooktest import next_monday
-from engine.simulate import SimulationError, format_timeline, simulate
-from engine.validate import check_text, validate_paths
+from engine.cli.cli_sim import read_account, read_events
+from engine.language.coverage import load_coverage
+from engine.language.validate import check_text, validate_paths
+from engine.sim.playbooktest import next_monday
+from engine.sim.simulate import SimulationError, format_timeline, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 CSOPS = str(Path(sys.executable).parent / "csops")

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.simcalendar import layered
-from engine.simplaybooks import load_playbook
-from engine.simulate import simulate
+from engine.sim.simcalendar import layered
+from engine.sim.simplaybooks import load_playbook
+from engine.sim.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 CSOPS = str(Path(sys.executable).parent / "csops")

@@ -15,8 +15,8 @@ from temporalio.client import WorkflowHandle
 from connectors.base import CRM
 from connectors.hubspot import HubSpotCRM
 from connectors.salesforce import SalesforceCRM
-from engine.runtypes import Event
-from engine.workflow import PlaybookRun
+from engine.payloads.runtypes import Event
+from engine.runtime.workflow import PlaybookRun
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.salesforce import FakeSalesforce
 from tests.workflows.harness import Stack, stack

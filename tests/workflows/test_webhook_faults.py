@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from connectors.webhook import Webhook
-from engine.runtypes import run_id_for
+from engine.payloads.runtypes import run_id_for
 from tests.fakes.http import FAULT_KINDS, FakeServer, Faults
 from tests.workflows.harness import stack
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from engine.cli.main import main
 from engine.health import HealthModel, parse_health
 from engine.health.backtest import BacktestError, auc, backtest, read_history, read_outcomes
 

@@ -30,12 +30,12 @@ import pytest
 
 from connectors.base import Account
 from connectors.sqlcrm import SQLCRM
-from engine.api import create_app
-from engine.cli import main
+from engine.api.app import create_app
+from engine.cli.main import main
 from engine.health.hooks import model_at
 from engine.health.view import account_health
-from engine.signals import EventSignal
-from engine.store import Store
+from engine.store.store import Store
+from engine.triggers.signals import EventSignal
 
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[3]
@@ -165,7 +165,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         async def run(self, *, poll: float) -> None:
             return None
 
-    from engine.validate import validate_paths
+    from engine.language.validate import validate_paths
 
     books = validate_paths([str(ROOT / "playbooks" / "health-drop-risk.yaml")]).playbooks
     app = create_app(store=store, ingestor=NoIngest(), token=TOKEN, crm=crm, playbooks=books, now=lambda: NOW,
@@ -210,7 +210,7 @@ def test_an_accounts_import_recomputes_and_queues_the_changed_scores(env: Path) 
 async def test_api_says_the_model_has_problems_or_is_missing(tmp_path: Path) -> None:
     import shutil
 
-    from engine.validate import validate_paths
+    from engine.language.validate import validate_paths
 
     url = f"sqlite:///{tmp_path / 'csops.db'}"
     await seed(url, NOW)

@@ -6,7 +6,7 @@ The header format is tests/corpus's (tests/unit/test_corpus.py)::
     # expect-hint: 12:7 weights-total add up to 90
 
 Positions are 1-based line:col, worked out from the files; the rule ids are the playbook
-validator's (engine.problems.RULES) or the health model's own (engine.health.RULES).
+validator's (engine.language.problems.RULES) or the health model's own (engine.health.RULES).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 from engine.health import RULES as HEALTH_RULES
 from engine.health import load_health
-from engine.problems import RULES
+from engine.language.problems import RULES
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "health"
 _EXPECT = re.compile(r"^#\s*expect:\s*(\d+):(\d+)\s+([a-z][a-z-]*)\s*$")
@@ -62,7 +62,7 @@ def test_every_health_rule_is_shown_by_a_corpus_file() -> None:
 
 def test_csops_validate_checks_the_health_model_beside_the_playbooks(tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from engine.cli import main
+    from engine.cli.main import main
 
     root = Path(__file__).resolve().parents[3]
     shutil.copy(root / "playbooks" / "health-drop-risk.yaml", tmp_path)

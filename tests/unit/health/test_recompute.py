@@ -17,12 +17,12 @@ from connectors.sqlcrm import SQLCRM
 from engine.health import HealthModel, parse_health
 from engine.health.hooks import recompute_in_scan
 from engine.health.recompute import health_event, recompute_account, recompute_all
-from engine.ingest import Ingestor
-from engine.model import Playbook
-from engine.runtypes import Event
-from engine.signals import Decision
-from engine.store import Store
-from engine.validate import validate_paths
+from engine.language.model import Playbook
+from engine.language.validate import validate_paths
+from engine.payloads.runtypes import Event
+from engine.store.store import Store
+from engine.triggers.ingest import Ingestor
+from engine.triggers.signals import Decision
 
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[3]
@@ -158,7 +158,7 @@ async def test_the_daily_scan_stores_changed_scores_once_per_day(rig: Rig) -> No
 
 
 async def test_the_daily_scan_activity_recomputes_with_the_model_beside_the_playbooks(rig: Rig) -> None:
-    from engine.scanflow import ScanActivities, ScanInput
+    from engine.runtime.scanflow import ScanActivities, ScanInput
 
     acts = ScanActivities(crm=rig.crm, store=rig.store, playbooks=lambda: rig.books, task_queue="unused")
     await acts.daily_scan(ScanInput(now=NOW.isoformat()))

@@ -14,7 +14,7 @@ import re
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from engine.cli import main
+from engine.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[3]
 

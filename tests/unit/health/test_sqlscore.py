@@ -21,8 +21,8 @@ from engine.health.fast import Reader, Scorer
 from engine.health.inputs import read_raw
 from engine.health.recompute import recompute_crm
 from engine.health.sqlscore import scores, usable
-from engine.signals import EventSignal
-from engine.store import Store
+from engine.store.store import Store
+from engine.triggers.signals import EventSignal
 
 NOW = datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[3]

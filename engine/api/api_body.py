@@ -1,0 +1,167 @@
+"""Reading a JSON request body safely: size, media type, encoding, nesting, numbers and strings.
+
+The API parses ``POST /v1/events`` bodies here rather than letting FastAPI do it, so that every
+hostile body is a 4xx with the error envelope, never a 500: a body nested 100,000 deep (Python's
+parser would raise RecursionError), a 5,000-digit number (int() refuses over 4,300 digits), NaN or
+1e999 (not JSON, and the store refuses them), a lone UTF-16 surrogate (cannot be written back as
+UTF-8), a key given twice (which one counts?). The limits are documented in docs/api.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterable
+from typing import Any
+
+from engine.errors import CsopsError
+
+__all__ = ["MAX_BODY", "MAX_DEPTH", "MAX_NUMBER", "MAX_STRING", "BodyError", "json_media_type", "parse_json",
+           "read_limited"]
+
+MAX_BODY = 4 * 1024 * 1024
+"""Largest request body in bytes (413 above it): room for a full batch of ~4 KB events."""
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects in a body (the body itself is level 1; a batch's event
+``data`` object is level 4, so its values can nest 28 more levels)."""
+MAX_NUMBER = 100
+"""Most characters in one JSON number (sign, digits, point and exponent); floats must be finite."""
+MAX_STRING = 65_536
+"""Most characters in one JSON string, keys included."""
+
+
+class BodyError(CsopsError):
+    """A body the API refuses: ``status``, ``code`` and ``message`` for the error envelope."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def _limit(what: str, most: int, message: str, where: str = "") -> BodyError:
+    details: dict[str, Any] = {"limit": what, "max": most}
+    if where:
+        details["where"] = where
+    return BodyError(422, "limit_exceeded", message, details)
+
+
+def json_media_type(content_type: str | None) -> bool:
+    """Whether a Content-Type header allows a JSON body (absent counts as yes: many senders omit it)."""
+    if not content_type:
+        return True
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind in ("application/json", "*/*") or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+async def read_limited(chunks: AsyncIterable[bytes], content_length: str | None, *, limit: int = MAX_BODY) -> bytes:
+    """The whole body, refusing (413) one over ``limit`` bytes without reading it all.
+
+    Raises:
+        BodyError: the body (or its declared length) is over the limit.
+    """
+    too_big = BodyError(413, "body_too_large", f"the body is over {limit} bytes ({limit // 1024 // 1024} MiB): "
+                        "send fewer events per request, in several requests", {"limit": "body", "max": limit})
+    if content_length and content_length.strip().isdigit() and int(content_length) > limit:
+        raise too_big
+    parts, size = [], 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise BodyError(400, "duplicate_key", f"the key {key[:60]!r} appears twice in one object; "
+                            "send each key once (which of the two values was meant cannot be known)")
+        out[key] = value
+    return out
+
+
+def _constant(name: str) -> Any:
+    raise BodyError(400, "malformed_json", f"{name} is not a JSON value; send a number, or null for no value")
+
+
+def _int(text: str) -> int:
+    if len(text) > MAX_NUMBER:
+        raise _limit("number", MAX_NUMBER, f"a number has {len(text)} characters, over the limit of {MAX_NUMBER}: "
+                     "send large values as text")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    if len(text) > MAX_NUMBER:
+        raise _limit("number", MAX_NUMBER, f"a number has {len(text)} characters, over the limit of {MAX_NUMBER}: "
+                     "send large values as text")
+    value = float(text)
+    if not math.isfinite(value):
+        raise _limit("number", MAX_NUMBER, f"the number {text[:40]} is too large for a 64-bit float; "
+                     "send large values as text")
+    return value
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON document of a body, within the limits (MAX_DEPTH, MAX_NUMBER, MAX_STRING).
+
+    Raises:
+        BodyError: 400 for an empty body, bad UTF-8, invalid JSON, NaN/Infinity or a duplicate key;
+            422 ``limit_exceeded`` for nesting, a number or a string over its limit.
+    """
+    if not body.strip():
+        raise BodyError(400, "malformed_json", "the body is empty; send one event object or {\"events\": [...]} "
+                        "with Content-Type: application/json")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BodyError(400, "malformed_json", f"the body is not UTF-8 (byte {exc.start} is not valid): "
+                        "send JSON encoded as UTF-8") from None
+    try:
+        doc = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant, parse_int=_int,
+                         parse_float=_float)
+    except RecursionError:
+        raise _limit("depth", MAX_DEPTH, f"the body nests arrays and objects more than {MAX_DEPTH} deep; "
+                     "flatten the data") from None
+    except json.JSONDecodeError as exc:
+        raise BodyError(400, "malformed_json", f"the body is not valid JSON ({exc}); send one event object or "
+                        '{"events": [...]} with Content-Type: application/json') from None
+    _check(doc)
+    return doc
+
+
+def _check(doc: Any) -> None:
+    """Depth and strings of a parsed document, without recursion (the path says where the fault is)."""
+    todo: list[tuple[Any, int, str]] = [(doc, 1, "")]
+    while todo:
+        value, depth, path = todo.pop()
+        if isinstance(value, str):
+            _check_string(value, path or "(body)")
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_DEPTH:
+            raise _limit("depth", MAX_DEPTH, f"{path or '(body)'}: nested more than {MAX_DEPTH} deep; "
+                         "flatten the data", path)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                name = key[:60].encode("utf-8", "backslashreplace").decode("utf-8")
+                where = f"{path}.{name}" if path else name
+                _check_string(key, f"{where} (the key)")
+                todo.append((item, depth + 1, where))
+        else:
+            todo.extend((item, depth + 1, f"{path}[{i}]") for i, item in enumerate(value))
+
+
+def _check_string(text: str, where: str) -> None:
+    if len(text) > MAX_STRING:
+        raise _limit("string", MAX_STRING, f"{where}: a text of {len(text)} characters, over the limit of "
+                     f"{MAX_STRING}", where)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BodyError(400, "malformed_json", f"{where}: holds a lone UTF-16 surrogate (\\ud800-\\udfff "
+                            "escaped alone), which is not text; send the character's full pair") from None

@@ -1,0 +1,78 @@
+"""Configuration: csops.yaml (config), its checks, the environment (settings) and the stack file.
+"""
+
+from engine.config.config import (
+    SMTP_PORTS,
+    WEEKDAYS,
+    BuiltinCRMConfig,
+    CalendarConfig,
+    ChatConfig,
+    Config,
+    ConfigError,
+    CRMConfig,
+    EmailConfig,
+    HubSpotConfig,
+    MarketingCap,
+    OutboxChatConfig,
+    OutboxEmailConfig,
+    SalesforceConfig,
+    ScanConfig,
+    SlackConfig,
+    SMTPConfig,
+    StoreConfig,
+    TemporalConfig,
+    UnsubscribeConfig,
+    WebhooksConfig,
+    load_config,
+    parse_config,
+)
+from engine.config.configcheck import (
+    hide_password,
+)
+from engine.config.settings import (
+    DEFAULT_CONFIG,
+    Settings,
+)
+from engine.config.stackfile import (
+    NAME,
+    Stack,
+    alive,
+    read_stack,
+    remove_stack,
+    write_stack,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "NAME",
+    "SMTP_PORTS",
+    "WEEKDAYS",
+    "BuiltinCRMConfig",
+    "CRMConfig",
+    "CalendarConfig",
+    "ChatConfig",
+    "Config",
+    "ConfigError",
+    "EmailConfig",
+    "HubSpotConfig",
+    "MarketingCap",
+    "OutboxChatConfig",
+    "OutboxEmailConfig",
+    "SMTPConfig",
+    "SalesforceConfig",
+    "ScanConfig",
+    "Settings",
+    "SlackConfig",
+    "Stack",
+    "StoreConfig",
+    "TemporalConfig",
+    "UnsubscribeConfig",
+    "WebhooksConfig",
+    "alive",
+    "hide_password",
+    "load_config",
+    "parse_config",
+    "read_stack",
+    "remove_stack",
+    "write_stack",
+]
