@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from engine.api.app import ApiError, Authorised, errors
+from engine.api.deps import ApiError, Authorised, errors
 
 __all__ = ["router"]
 

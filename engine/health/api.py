@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from engine.api.app import ApiError, Authorised, errors
+from engine.api.deps import ApiError, Authorised, errors
 from engine.health.hooks import file_beside, model_beside
 from engine.health.model import HealthModel
 from engine.health.view import account_health

@@ -16,7 +16,7 @@ from typing import Any
 from connectors.base import CRM, Account, AccountView, AccountViews, Contact, User
 from engine.language.context import Calendar, business_days_fn, evaluate, to_eval
 from engine.language.coverage import Coverage
-from engine.language.coverage_resolve import CoverageError, Directory, NextInPool
+from engine.language.coverage_resolve import CoverageError, Directory, NextInPool, resolve
 from engine.payloads.runtypes import StepOutcome, StepScope
 
 
@@ -90,7 +90,7 @@ async def covered_data(view: AccountView, coverage: Coverage, *, directory: Dire
     if view.owner is not None:
         return data
     try:
-        found = await coverage.resolve("owner", view, directory=directory, next_in_pool=next_in_pool, today=today)
+        found = await resolve(coverage, "owner", view, directory=directory, next_in_pool=next_in_pool, today=today)
     except CoverageError:
         return data
     owner = found.people[0]

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from engine.api.app import ApiError, Authorised, errors
+from engine.api.deps import ApiError, Authorised, errors
 
 __all__ = ["router"]
 

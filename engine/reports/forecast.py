@@ -31,6 +31,7 @@ from engine.payloads.runtypes import StartInput
 from engine.reports.replay import Clock, drive, shift_account, shift_for
 from engine.runtime.activities import PlaybookActivities
 from engine.runtime.runrecord import is_running
+from engine.runtime.temporal import temporal_signaller, temporal_starter
 from engine.runtime.workflow import PlaybookRun, sandbox_runner
 from engine.sim.recording import (
     KeyInterceptor,
@@ -44,8 +45,9 @@ from engine.sim.recording import (
 from engine.sim.simulate import SimulationError, quiet_sdk, test_server_path
 from engine.store.store import Store
 from engine.triggers.enrol import facts_for
-from engine.triggers.ingest import Ingestor, temporal_signaller, temporal_starter
-from engine.triggers.matcher import explain, today_of
+from engine.triggers.explain import explain
+from engine.triggers.ingest import Ingestor
+from engine.triggers.matcher import today_of
 from engine.triggers.scan import daily_scan
 
 __all__ = ["count_effects", "forecast_replay", "load_fleet", "would_start_today"]

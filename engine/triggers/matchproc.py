@@ -25,7 +25,8 @@ from typing import Any
 
 from engine.errors import CsopsError
 from engine.language.model import Playbook
-from engine.triggers.matcher import decide, explain
+from engine.triggers.explain import explain
+from engine.triggers.matcher import decide
 from engine.triggers.signals import Check, Decision, Facts, Signal
 
 __all__ = ["MATCH_MEMORY", "MATCH_TIMEOUT", "MatchTimeout", "MatchWorker"]
@@ -64,7 +65,7 @@ class MatchWorker:
         return answer
 
     async def explain(self, playbook: Playbook, facts: Facts, today: date) -> list[Check]:
-        """``engine.triggers.matcher.explain`` in the child (the API's explain route: its conditions are as
+        """``engine.triggers.explain.explain`` in the child (the API's explain route: its conditions are as
         slow as the matcher's).
 
         Raises:

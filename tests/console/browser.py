@@ -33,9 +33,10 @@ from engine.console.web import ConsoleConfig
 from engine.language.context import Calendar
 from engine.root import Registry
 from engine.runtime.activities import PlaybookActivities
+from engine.runtime.temporal import temporal_signaller, temporal_starter
 from engine.runtime.workflow import PlaybookRun, sandbox_runner
 from engine.store.store import Store
-from engine.triggers.ingest import Ingestor, temporal_signaller, temporal_starter
+from engine.triggers.ingest import Ingestor
 from tests.console.seed import playbooks_folder, seed_crm, seed_users
 from tests.workflows.harness import TEST_SERVER
 

@@ -25,9 +25,10 @@ from engine.reports.forecast_cli import read_events
 from engine.reports.replay import Clock, drive, shift_account, shift_for
 from engine.runtime.activities import PlaybookActivities
 from engine.runtime.runrecord import is_running
+from engine.runtime.temporal import temporal_signaller, temporal_starter
 from engine.runtime.workflow import PlaybookRun, sandbox_runner
 from engine.store.store import Store
-from engine.triggers.ingest import Ingestor, temporal_signaller, temporal_starter
+from engine.triggers.ingest import Ingestor
 from engine.triggers.scan import daily_scan
 from tests.workflows.harness import TEST_SERVER
 

@@ -21,7 +21,8 @@ from engine.reports.inbox import event_id_for
 from engine.runtasks import get_task
 from engine.runtime.runrecord import refresh
 from engine.runtime.starter import begin_run
-from engine.triggers.ingest import Ingestor, temporal_signaller
+from engine.runtime.temporal import temporal_signaller
+from engine.triggers.ingest import Ingestor
 from tests.workflows.harness import Stack, stack
 from tests.workflows.test_playbook_run import monday
 

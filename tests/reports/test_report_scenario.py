@@ -27,7 +27,8 @@ from engine.language.validate import check_text
 from engine.reports import complete_task, list_tasks, playbook_report, refresh_open_runs
 from engine.runtime.runrecord import refresh
 from engine.runtime.starter import begin_run
-from engine.triggers.ingest import Ingestor, temporal_signaller
+from engine.runtime.temporal import temporal_signaller
+from engine.triggers.ingest import Ingestor
 from tests.workflows.harness import Stack, stack
 from tests.workflows.test_playbook_run import monday
 

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from engine.language.context import Calendar, evaluate
 from engine.language.durations import parse_duration
+from engine.language.sizes import MAX_BUSINESS_DAYS
 from engine.language.validate import check_text
-from engine.language.workcalendar import MAX_BUSINESS_DAYS, CalendarError
+from engine.language.workcalendar import CalendarError
 from engine.payloads.runcontext import full_context
 from engine.triggers.enrol import health_window
 from engine.triggers.matcher import back, shift
