@@ -248,8 +248,8 @@ class Root:
 
     async def ingestor(self) -> Ingestor:
         """The event ingestor over this process's store, CRM, playbooks and calendar."""
-        from engine.suppress import event_suppressor
         from engine.triggers.ingest import Ingestor
+        from engine.triggers.suppress import event_suppressor
 
         return Ingestor(store=self.store, crm=await self.crm(), playbooks=self.playbooks, start=self.start,
                         signal_run=self.signal_run, still_running=self.still_running, calendar=self.calendar,

@@ -86,6 +86,13 @@ MOVED: dict[str, str] = {
     "engine.demo": "engine.cli.demo",
     "engine.up": "engine.cli.up",
     "engine.interrupts": "engine.cli.interrupts",
+    "engine.sendwindow": "engine.language.sendwindow",
+    "engine.suppress": "engine.triggers.suppress",
+    "engine.windowcheck": "engine.runtime.windowcheck",
+    "engine.runtasks": "engine.runtime.runtasks",
+    "engine.store_views": "engine.store.store_views",
+    "engine.api_suppressions": "engine.api.api_suppressions",
+    "engine.cli_suppression": "engine.cli.cli_suppression",
 }
 """Old dotted path -> new dotted path, for one release."""
 

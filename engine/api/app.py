@@ -208,7 +208,7 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
     _routes(app)
     from engine.api.api_runs import router
     from engine.api.api_start import router as start_router
-    from engine.api_suppressions import router as suppressions_router
+    from engine.api.api_suppressions import router as suppressions_router
     from engine.sources.api import router as sources_router
 
     app.include_router(router)

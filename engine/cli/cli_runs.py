@@ -284,7 +284,7 @@ async def serve(settings: Settings, host: str, port: int, insecure: bool) -> int
                      calendar=root.calendar, door=await root.door(), unsubscribe=unsubscribe,
                      suppressions=suppressions)
     app.state.sources = settings.config.sources  # POST /v1/sources/{name} (engine/sources)
-    app.state.suppression_list = root.suppressions  # /v1/suppressions (engine/api_suppressions.py)
+    app.state.suppression_list = root.suppressions  # /v1/suppressions (engine/api/api_suppressions.py)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     try:
         await server.serve()

@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     from engine.cli.cli_sim import add_parsers as add_sim_parsers
 
     add_sim_parsers(sub)
-    from engine.cli_suppression import add_parsers as add_suppression_parsers
+    from engine.cli.cli_suppression import add_parsers as add_suppression_parsers
 
     add_suppression_parsers(sub)
     from engine.reports.cli import register as add_report_parsers

@@ -1,11 +1,11 @@
 """The web console: the runs, accounts, playbooks, tasks and decisions of csops, for people, in a browser.
 
-Served by the API process under ``/console`` (engine/api.py calls :func:`install`); server-rendered
+Served by the API process under ``/console`` (engine/api/app.py calls :func:`install`); server-rendered
 HTML (Jinja2) with a little optional JavaScript, everything served from this package. Nothing is
 shown before sign-in: per-person passwords (users in the store, ``csops console user add``) or,
 behind an identity proxy, a trusted header (off by default). docs/console.md is the user's guide.
 
-This module imports nothing heavy at import time: engine/store.py imports ``engine.console.models``
+This module imports nothing heavy at import time: engine/store/store.py imports ``engine.console.models``
 (the console's tables live in the store), which runs this file first.
 """
 

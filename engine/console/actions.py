@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from engine.console import PREFIX
 from engine.console.auth import Person, audit, snooze
-from engine.console.pages import _owns
+from engine.console.pages import owns_account
 from engine.console.web import Forbidden, deps, form, person, render
 
 __all__ = ["router"]
@@ -35,7 +35,7 @@ async def cancel(request: Request, run_id: str) -> Response:
     fields = await form(request, who.csrf)
     d = deps(request)
     run = await d.store.get_run(run_id)
-    if run is not None and not who.ops and not await _owns(d, who.crm_user, run.account_id):
+    if run is not None and not who.ops and not await owns_account(d, who.crm_user, run.account_id):
         raise Forbidden(f"only ops, or the account's owner, may cancel runs of {run.account_id}")
     reason = fields.get("reason", "").strip()[:MAX_REASON]
     if not reason:
@@ -50,7 +50,7 @@ async def cancel(request: Request, run_id: str) -> Response:
 
 async def _task(request: Request, who: Person, task_id: str) -> Any:
     """The run task ``task_id`` (the store's run_tasks), once ``who`` may act on it."""
-    from engine.runtasks import get_task
+    from engine.runtime.runtasks import get_task
 
     task = await get_task(deps(request).store, task_id)
     if task is None:

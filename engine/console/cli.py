@@ -66,11 +66,11 @@ def cmd_console(args: argparse.Namespace) -> int:
         print("usage: csops console user add EMAIL [--role ops|csm] [--name NAME] [--crm-user ID] | "
               "user remove EMAIL | user list", file=sys.stderr)
         return EXIT_USAGE
-    from engine.cli.main import _settings
+    from engine.cli.common import load_settings
     from engine.console.auth import add_user
     from engine.store.store import Store
 
-    settings = _settings("console")
+    settings = load_settings("console")
     if settings is None:
         return EXIT_USAGE
     if action != "add":

@@ -14,7 +14,7 @@ from engine.console.auth import recent_audit
 from engine.console.charts import bars
 from engine.console.web import deps, person, render
 
-__all__ = ["router"]
+__all__ = ["owns_account", "router"]
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 STATUSES = ("running", "completed", "failed", "exited", "cancelled")
@@ -29,9 +29,9 @@ async def home(request: Request) -> Response:
     now: datetime = d.now()
     week = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
     db = queries.sql_crm(d.crm)
-    from engine.reports.api import _refresh
+    from engine.reports.api import refresh_open
 
-    await _refresh(d, request)  # the task figures read run_tasks: open runs first (at most every 30 s)
+    await refresh_open(d, request)  # the task figures read run_tasks: open runs first (at most every 30 s)
 
     async def none() -> None:
         return None
@@ -95,7 +95,7 @@ async def run_page(request: Request, run_id: str, note: str = "") -> Response:
               "started", start.message)] if start is not None else []
     rows = first + sorted([("step", a.at, a.step, a.status, a.detail) for a in detail.timeline]
                   + [("event", e.occurred_at, e.type, "received", e.id) for e in events], key=lambda r: r[1])
-    may_cancel = run.ended_at is None and (who.ops or await _owns(d, who.crm_user, run.account_id))
+    may_cancel = run.ended_at is None and (who.ops or await owns_account(d, who.crm_user, run.account_id))
     return render(request, "run.html", who, run=run, live=detail.live, live_error=detail.live_error, rows=rows,
                   tasks=tasks, may_cancel=may_cancel, note=NOTES.get(note, ""))
 
@@ -106,7 +106,7 @@ NOTES = {"cancelling": "Cancel sent: the run stops at once, whatever it was wait
 """Messages a redirect after an action may ask a page to show (by key, so no text comes from the URL)."""
 
 
-async def _owns(d: Any, crm_user: str, account_id: str) -> bool:
+async def owns_account(d: Any, crm_user: str, account_id: str) -> bool:
     """Whether the CRM user owns the account (a csm may act on their own accounts)."""
     if not crm_user:
         return False

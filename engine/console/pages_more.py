@@ -178,10 +178,10 @@ async def playbook(request: Request, name: str) -> Response:
 
 async def _performance(request: Request, d: Any, pid: str) -> list[dict[str, Any]]:
     """Each version's figures from the performance report (engine/reports), with its step bars."""
-    from engine.reports.api import _refresh
+    from engine.reports.api import refresh_open
     from engine.reports.performance import playbook_report
 
-    await _refresh(d, request)  # open runs brought up to date first (at most every 30 s)
+    await refresh_open(d, request)  # open runs brought up to date first (at most every 30 s)
     report = await playbook_report(d.store, since=d.now() - timedelta(days=PERF_DAYS), playbook=pid)
     out = []
     for book in report["playbooks"]:
@@ -196,7 +196,7 @@ async def _performance(request: Request, d: Any, pid: str) -> list[dict[str, Any
 @router.get("/inbox")
 async def inbox(request: Request, note: str = "") -> Response:
     from engine.console.pages import NOTES
-    from engine.reports.api import _refresh
+    from engine.reports.api import refresh_open
     from engine.reports.inbox import list_tasks
 
     who = await person(request)
@@ -204,7 +204,7 @@ async def inbox(request: Request, note: str = "") -> Response:
     today = d.now().date()
     # Tasks runs created, as the store last saw them: open runs are refreshed from Temporal first
     # (at most every 30 s per API process, as GET /v1/tasks does), each listed task checked in the CRM.
-    warnings = await _refresh(d, request)
+    warnings = await refresh_open(d, request)
     mine = await list_tasks(d.store, today=today, owner=who.email, crm=d.crm, limit=INBOX)
     hidden = await snoozed(d.store, today)
     shown = [t for t in mine if t["task_id"] not in hidden]

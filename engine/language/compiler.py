@@ -10,8 +10,8 @@ from typing import Any
 from engine.language import model as m
 from engine.language.durations import Duration, parse_duration
 from engine.language.parties import Party, parse_party
+from engine.language.sendwindow import SendWindow
 from engine.language.templatefiles import TemplateProblem, read_template
-from engine.sendwindow import SendWindow
 
 
 def version_of(data: Any, extra: Mapping[str, str] | None = None) -> str:

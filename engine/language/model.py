@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from engine.language.durations import Duration
 from engine.language.parties import Party
-from engine.sendwindow import SendWindow
+from engine.language.sendwindow import SendWindow
 
 
 @dataclass(frozen=True, kw_only=True)

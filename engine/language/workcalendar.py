@@ -54,7 +54,7 @@ class Calendar:
     timezone: str = "UTC"
     """The IANA time zone "today" and local times are taken in."""
     send_window: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
-    """The default send window of email steps (engine/sendwindow.py form), None: send at once."""
+    """The default send window of email steps (engine/language/sendwindow.py form), None: send at once."""
 
     def __post_init__(self) -> None:
         if not self.workdays or not set(self.workdays) <= set(range(7)):

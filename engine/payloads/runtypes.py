@@ -263,7 +263,7 @@ class WindowInput:
     """A party, as EmailInput.to."""
     category: str = "operational"
     window: dict[str, Any] = field(default_factory=dict)
-    """engine.sendwindow.SendWindow.as_dict()."""
+    """engine.language.sendwindow.SendWindow.as_dict()."""
     now: str = ""
     """Workflow time (ISO): the opening is the next one after it."""
     zone: str = "UTC"

@@ -2,7 +2,7 @@
 
 Every function returns plain data (dicts and lists of JSON values) that the CLI prints, the API
 answers and the console renders. The figures are defined in docs/reporting.md, with the SQL of
-the views they read (engine/store_views.py). Hooks: ``engine.reports.cli.register`` adds the commands to
+the views they read (engine/store/store_views.py). Hooks: ``engine.reports.cli.register`` adds the commands to
 ``csops``, ``engine.reports.api.router`` the routes to the API.
 """
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 
 from engine.api.deps import ApiError, Authorised, errors
 
-__all__ = ["router"]
+__all__ = ["refresh_open", "router"]
 
 router = APIRouter(prefix="/v1")
 
@@ -40,7 +40,7 @@ async def get_playbook_report(d: Authorised, since: str = "90d", playbook: str =
     from engine.reports.performance import playbook_report
 
     start = _since(since)
-    warnings = await _refresh(d) if refresh else []
+    warnings = await refresh_open(d) if refresh else []
     data = await playbook_report(d.store, since=start, playbook=playbook, tolerance=timedelta(seconds=tolerance))
     return {**data, "warnings": warnings}
 
@@ -50,7 +50,7 @@ REFRESH_EVERY = 30.0
 seconds costs Temporal one pass per half minute, not one per page."""
 
 
-async def _refresh(d: Any, request: Request | None = None) -> list[str]:
+async def refresh_open(d: Any, request: Request | None = None) -> list[str]:
     """Refresh the store's open runs through the API's Temporal (when it has one); warnings. With
     ``request`` (the inbox), at most every ``REFRESH_EVERY`` seconds per app."""
     from engine.reports.sync import refresh_open_runs
@@ -98,7 +98,7 @@ async def get_tasks(d: Authorised, request: Request, owner: str | None = None, o
                     limit: Annotated[int, Query(ge=1, le=500)] = 100, check: bool = True) -> dict[str, Any]:
     from engine.reports.inbox import list_tasks
 
-    await _refresh(d, request)
+    await refresh_open(d, request)
     found = await list_tasks(d.store, today=d.now().astimezone(d.calendar.zone).date(), owner=owner,
                              overdue=overdue, crm=d.crm if check else None, limit=limit)
     return {"tasks": found}

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.config.config import ConfigError
-from engine.config.settings import Settings
+from engine.reports.clicommon import emit, settings_or_none, with_root
 from engine.root import Root
 
-__all__ = ["parse_since", "parse_span", "register"]
+__all__ = ["emit", "parse_since", "parse_span", "register", "settings_or_none", "with_root"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1
 CONNECT_TIMEOUT = 5.0
 _SPAN = re.compile(r"^(\d+)([mhdw])$")
 LONGEST = timedelta(days=36525)
@@ -102,40 +99,6 @@ def _task_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-refresh", action="store_true",
                    help="do not ask Temporal about runs still open first (their newest tasks may be missing)")
     p.add_argument("--format", choices=("text", "json"), default="text")
-
-
-def settings_or_none(command: str) -> Settings | None:
-    """The settings; None (after saying why on stderr) when the configuration is unusable."""
-    try:
-        return Settings.load()
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(f"{p.path}:{p.line}:{p.col}: {p.message}", file=sys.stderr)
-        print(f"csops {command}: {exc}", file=sys.stderr)
-        return None
-
-
-def with_root(command: str, work: Callable[[Root], Awaitable[int]]) -> int:
-    """Run ``work`` with a root built from the settings; configuration and build errors exit 2."""
-    from engine.wiring import BuildError
-
-    settings = settings_or_none(command)
-    if settings is None:
-        return EXIT_USAGE
-
-    async def go() -> int:
-        async with Root(settings) as root:
-            return await work(root)
-    try:
-        return asyncio.run(go())
-    except (BuildError, ConfigError) as exc:
-        print(f"csops {command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-
-
-def emit(data: Any, fmt: str, as_text: Callable[[Any], str]) -> None:
-    """Print the data as JSON or text."""
-    print(json.dumps(data, indent=2) if fmt == "json" else as_text(data))
 
 
 async def refresh_runs(root: Root) -> list[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from engine.runtasks import close_task, get_task, tasks
+from engine.runtime.runtasks import close_task, get_task, tasks
 from engine.store.store import Store
 from engine.store.store_models import RunTaskRow
 

@@ -1,6 +1,6 @@
 """Playbook performance: runs, goal conversion, step execution rate, tasks and emails.
 
-Every figure is one aggregate over the store's views (engine/store_views.py), defined in
+Every figure is one aggregate over the store's views (engine/store/store_views.py), defined in
 docs/reporting.md with the same SQL; ``playbook_report`` only groups the rows into plain data
 (dicts and lists of JSON values) that the CLI, the API and the console share.
 """

@@ -346,8 +346,8 @@ class PlaybookActivities:
     @activity.defn(name="email_window")
     async def email_window(self, inp: WindowInput) -> dict[str, str]:
         """Before an email with a send window: the recipient's zone, whether the send is refused anyway
-        (suppressed, capped: it need not wait) and else until when it waits (engine/windowcheck.py)."""
-        from engine.windowcheck import hold
+        (suppressed, capped: it need not wait) and else until when it waits (engine/runtime/windowcheck.py)."""
+        from engine.runtime.windowcheck import hold
 
         view = await self._view(inp.account_id)
         scope = inp.scope

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -19,6 +20,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from engine.language import model as m
     from engine.language.context import Calendar, evaluate
+    from engine.language.sendwindow import SendWindow
     from engine.payloads.runcontext import full_context
     from engine.payloads.runtypes import (
         AlertInput,
@@ -28,12 +30,18 @@ with workflow.unsafe.imports_passed_through():
         RunInput,
         RunState,
         StepResult,
+        StepScope,
         TaskChangeInput,
+        WindowInput,
     )
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                     maximum_interval=timedelta(minutes=5), maximum_attempts=20)
 TIMEOUT = timedelta(minutes=2)
+SEND_WINDOW = "send-window"
+"""Patch id: an email step with a send window (its own or the calendar's default) waits for the next
+opening in the recipient's zone before it sends. Set only where a window applies, so runs without
+one record nothing new and earlier histories replay unchanged."""
 
 
 class RunEnd(Exception):
@@ -72,6 +80,7 @@ class RunBase:
     marked: set[str]
     marking: int
     reached: str
+    held: str
 
     def _stopping(self) -> bool:
         return self.at_once and self.stop is not None
@@ -147,6 +156,31 @@ class RunBase:
 
     def _truthy(self, expr: str, ctx: dict[str, Any]) -> bool:
         return bool(evaluate(expr, ctx))
+
+    def _scope(self, step: m.Step | None, texts: list[str]) -> StepScope:
+        raise NotImplementedError  # PlaybookRun's
+
+    async def _send_window(self, step: m.Step, act: m.Email) -> None:
+        """Wait for the next opening of the step's send window (else the calendar's default) in the
+        recipient's zone, unless the send is refused anyway (suppressed, capped: engine/runtime/windowcheck.py)."""
+        default = self.inp.calendar.get("send_window")
+        window = act.send_window or (SendWindow.from_dict(default) if default else None)
+        if window is None or not workflow.patched(SEND_WINDOW):
+            return
+        probe = WindowInput(key=f"{self.wf_id}/{step.id}/window", account_id=self.inp.account_id, to=str(act.to),
+                            category=act.category, window=window.as_dict(), now=workflow.now().isoformat(),
+                            zone=self.cal.timezone, scope=self._scope(step, step_texts(act)))
+        found = await self._activity("email_window", probe)
+        if found.get("blocked") or not found.get("until"):
+            return  # refused anyway (the send step records why), or inside the window: send now
+        zone = ZoneInfo(found["zone"])
+        opening = datetime.fromisoformat(found["until"])
+        self.held = (f"{step.id}: held for its send window ({window.describe()} {zone.key}) until "
+                     f"{opening.astimezone(zone).isoformat()}")
+        try:
+            await self._sleep_until(opening)
+        finally:
+            self.held = ""
 
     async def _activity(self, name: str, arg: Any) -> Any:
         return await workflow.execute_activity(name, arg, start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
@@ -227,3 +261,12 @@ def step_texts(act: m.Action) -> list[str]:
     if isinstance(act, m.Http):
         return [act.url, json.dumps(dict(act.headers)), json.dumps(act.json)]
     return []
+
+
+def sandbox_runner() -> Any:
+    """The workflow sandbox with the engine's pure modules passed through (faster, and they are
+    deterministic: compiled templates are cached per text)."""
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "engine", "connectors", "jinja2", "markupsafe", "yaml", "jsonschema", "croniter"))

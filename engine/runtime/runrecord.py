@@ -18,7 +18,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine.payloads.runtypes import RunOutcome, RunStatus, StepResult
-from engine.runtasks import save_tasks, task_rows
+from engine.runtime.runtasks import save_tasks, task_rows
 from engine.runtime.temporal import ended_status
 from engine.store.store import Store
 from engine.store.store_models import AuditRow, RunRecord
@@ -57,7 +57,7 @@ def _messages(res: StepResult) -> dict[str, int]:
 
 
 async def _record_steps(store: Store, record: RunRecord, steps: dict[str, StepResult]) -> None:
-    """The step audit and the tasks the run created (engine.runtasks)."""
+    """The step audit and the tasks the run created (engine.runtime.runtasks)."""
     await store.add_audit(audit_rows(record.run_id, steps))
     await save_tasks(store, task_rows(record, steps))
 

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -45,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
         TaskChangeInput,
         TaskInput,
         UpdateInput,
-        WindowInput,
     )
     from engine.runtime.runbase import (
         RETRY,
@@ -57,16 +55,12 @@ with workflow.unsafe.imports_passed_through():
         step_texts,
         why_failed,
     )
-    from engine.sendwindow import SendWindow
+    from engine.runtime.runbase import sandbox_runner as sandbox_runner  # its home before the split
 
 POLL = timedelta(days=1)
 # RunInput.rules >= 2: a pending stop (exit event, exit criteria, cancel) is honoured before every
 # step and wakes every wait, a task's too; tasks completed by an event are completed in the CRM.
 # Runs whose history began before it (rules 1) keep the old behaviour, so their histories replay.
-SEND_WINDOW = "send-window"
-"""Patch id: an email step with a send window (its own or the calendar's default) waits for the next
-opening in the recipient's zone before it sends. Set only where a window applies, so runs without
-one record nothing new and earlier histories replay unchanged."""
 
 
 @workflow.defn(name="PlaybookRun")
@@ -241,28 +235,6 @@ class PlaybookRun(RunBase):
                     pass
                 self._halt()
 
-    async def _send_window(self, step: m.Step, act: m.Email) -> None:
-        """Wait for the next opening of the step's send window (else the calendar's default) in the
-        recipient's zone, unless the send is refused anyway (suppressed, capped: engine/windowcheck.py)."""
-        default = self.inp.calendar.get("send_window")
-        window = act.send_window or (SendWindow.from_dict(default) if default else None)
-        if window is None or not workflow.patched(SEND_WINDOW):
-            return
-        probe = WindowInput(key=f"{self.wf_id}/{step.id}/window", account_id=self.inp.account_id, to=str(act.to),
-                            category=act.category, window=window.as_dict(), now=workflow.now().isoformat(),
-                            zone=self.cal.timezone, scope=self._scope(step, step_texts(act)))
-        found = await self._activity("email_window", probe)
-        if found.get("blocked") or not found.get("until"):
-            return  # refused anyway (the send step records why), or inside the window: send now
-        zone = ZoneInfo(found["zone"])
-        opening = datetime.fromisoformat(found["until"])
-        self.held = (f"{step.id}: held for its send window ({window.describe()} {zone.key}) until "
-                     f"{opening.astimezone(zone).isoformat()}")
-        try:
-            await self._sleep_until(opening)
-        finally:
-            self.held = ""
-
     async def _do(self, name: str, arg: Any) -> StepOutcome:
         """An effect step's activity. A stop (a cancel, an exit event) while it is retrying (its
         connector is down) stops it at once: no further attempt starts; an attempt already running
@@ -418,12 +390,3 @@ class PlaybookRun(RunBase):
 
 EFFECTS = (m.Task, m.Alert, m.Email, m.Update, m.Note, m.Http, m.StartPlaybook)
 """Step kinds with a side effect: their activity checks and renders against the account it reads."""
-
-
-def sandbox_runner() -> Any:
-    """The workflow sandbox with the engine's pure modules passed through (faster, and they are
-    deterministic: compiled templates are cached per text)."""
-    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
-
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "engine", "connectors", "jinja2", "markupsafe", "yaml", "jsonschema", "croniter"))

@@ -192,7 +192,7 @@ class RecordingMailer:
         return f"<{len(self.recorder.records)}@simulated.csops>"
 
     async def held(self, key: str, until: datetime, window: str) -> None:
-        """An email waits for its send window (engine/windowcheck.py tells): shown on the timeline."""
+        """An email waits for its send window (engine/runtime/windowcheck.py tells): shown on the timeline."""
         self.recorder.add(_step_of(key), "held", text=f"until {until:%Y-%m-%d %H:%M} {until.tzname()} "
                           f"({until.tzinfo}), send window {window}", until=until.isoformat())
 

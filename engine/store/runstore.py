@@ -17,15 +17,14 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from connectors.sqlcrm_models import Database
+from engine.store.cursor_models import PoolCursorRow, ScanStateRow
 from engine.store.store_models import (
     AuditRow,
     DecisionRecord,
     DecisionRow,
-    PoolCursorRow,
     RunPage,
     RunRecord,
     RunRow,
-    ScanStateRow,
     StepAuditRow,
     to_json,
     utc,

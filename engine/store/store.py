@@ -42,7 +42,7 @@ from engine.store.store_models import (
     to_json,
     utc,
 )
-from engine.store_views import create_views
+from engine.store.store_views import create_views
 
 T = TypeVar("T")
 

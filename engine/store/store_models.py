@@ -265,22 +265,6 @@ class RunTaskRow(Base):
     """How many of its step's escalations fired."""
 
 
-class ScanStateRow(Base):
-    """``scan_state``: the last day a named scan covered."""
-
-    __tablename__ = "scan_state"
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    day: Mapped[date] = mapped_column(Date)
-
-
-class PoolCursorRow(Base):
-    """``pool_cursors``: how many assignments a team's round-robin pool has handed out."""
-
-    __tablename__ = "pool_cursors"
-    team: Mapped[str] = mapped_column(String(255), primary_key=True)
-    counter: Mapped[int] = mapped_column(BigInteger)
-
-
 # --- records ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, kw_only=True)

@@ -105,7 +105,8 @@ class Ingestor:
         self.signal_run, self.calendar, self.now, self.lease = signal_run, calendar or Calendar(), now, lease
         self.parallel = parallel
         self.suppress = suppress
-        """Puts the address of a hard bounce, unsubscribe or complaint on the suppression list (engine/suppress.py)."""
+        """Puts the address of a hard bounce, unsubscribe or complaint on the suppression list
+        (engine/triggers/suppress.py)."""
         self.wake = asyncio.Event()
         self._waiting: list[tuple[list[EventSignal], asyncio.Future[list[bool | str]]]] = []
         self._flusher: asyncio.Task[None] | None = None

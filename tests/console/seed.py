@@ -106,7 +106,7 @@ async def recorded_run(store: Store, crm: SQLCRM, playbook: str, account: str, a
                        started: datetime, due: date | None = None) -> str:
     """A run as the starter records it, with the task its first step creates (keyed by the run, as
     activities do) and recorded in the store's run_tasks as a refresh records it."""
-    from engine.runtasks import save_tasks
+    from engine.runtime.runtasks import save_tasks
 
     run_id = f"pb:{playbook}:{account}:once"
     await store.add_run(run_id=run_id, temporal_run_id="t-1", playbook=playbook, version="v" * 64,

@@ -13,7 +13,7 @@ import pytest
 from connectors.base import Account, NewTask, TaskRecord, User
 from connectors.sqlcrm import SQLCRM
 from engine.cli.main import main
-from engine.runtasks import save_tasks
+from engine.runtime.runtasks import save_tasks
 from engine.store.store import Store
 
 NOW = datetime.now(UTC)

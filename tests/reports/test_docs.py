@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.reports.performance import QUERIES
-from engine.store_views import VIEWS
+from engine.store.store_views import VIEWS
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "reporting.md").read_text(encoding="utf-8")
 

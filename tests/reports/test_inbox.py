@@ -18,8 +18,8 @@ from engine.language.validate import check_text
 from engine.payloads.runtypes import RunOutcome
 from engine.reports import TaskClosed, UnknownTask, complete_task, list_tasks
 from engine.reports.inbox import event_id_for
-from engine.runtasks import get_task
 from engine.runtime.runrecord import refresh
+from engine.runtime.runtasks import get_task
 from engine.runtime.starter import begin_run
 from engine.runtime.temporal import temporal_signaller
 from engine.triggers.ingest import Ingestor

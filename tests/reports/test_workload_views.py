@@ -18,10 +18,10 @@ from connectors.sqlcrm import SQLCRM
 from engine.language.coverage import parse_coverage
 from engine.payloads.runtypes import StepResult
 from engine.reports import flag, playbook_report, workload_report
-from engine.runtasks import save_tasks, task_rows
 from engine.runtime.runrecord import audit_rows
+from engine.runtime.runtasks import save_tasks, task_rows
 from engine.store.store import Store
-from engine.store_views import VIEWS
+from engine.store.store_views import VIEWS
 
 PG = os.environ.get("CSOPS_TEST_PG", "postgresql+psycopg://127.0.0.1:5432/test")
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)

@@ -74,6 +74,20 @@ SUBPACKAGES: dict[str, set[str]] = {
         "errors", "event_body_schema", "event_components", "explain_account", "parse_events", "read_body",
         "refreshed", "run_detail",
     },
+    "health": {
+        "BUCKETS", "Bands", "Bucket", "HEALTH_NAMES", "HealthModel", "Line", "Measure", "Missing", "Override", "RULES",
+        "Range", "SCHEMA_FILE", "Score", "Source", "Threshold", "check_health", "health_beside", "load_health",
+        "parse_health", "points", "score", "trend", "weights_for",
+    },
+    "reports": {
+        "Completed", "TOLERANCE", "TaskClosed", "UnknownTask", "complete_task", "flag", "list_tasks",
+        "playbook_report", "refresh_open_runs", "workload_report",
+    },
+    "sources": {
+        "Delivery", "GenericMap", "GenericSignature", "KINDS", "Mapped", "Refused", "SourceConfig", "VENDORS",
+        "Vendor", "parse_sources",
+    },
+    "console": {"PREFIX", "install"},
     "cli": {
         "TALKS_TO_TEMPORAL", "cmd_check_config", "cmd_start", "cmd_up", "cmd_validate", "load_settings", "main",
         "run", "temporal_binary",

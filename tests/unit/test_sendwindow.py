@@ -1,4 +1,4 @@
-"""engine.sendwindow: the next opening of a send window on wall-clock times in a zone, DST included."""
+"""engine.language.sendwindow: the next opening of a send window on wall-clock times in a zone, DST included."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.sendwindow import SendWindow, next_opening
+from engine.language.sendwindow import SendWindow, next_opening
 
 WEEKDAYS = SendWindow()
 NY, BERLIN = ZoneInfo("America/New_York"), ZoneInfo("Europe/Berlin")

@@ -22,8 +22,8 @@ from connectors.suppression import SuppressionList
 from engine.api.app import create_app
 from engine.language.context import Calendar
 from engine.store.store import Store
-from engine.suppress import event_suppressor
 from engine.triggers.ingest import Ingestor
+from engine.triggers.suppress import event_suppressor
 
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
 TOKEN = "t0ken-for-tests-only-0123456789"

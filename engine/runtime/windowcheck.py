@@ -60,7 +60,7 @@ async def blocked(mailer: Any, emails: Sequence[str], category: str) -> str:
 async def hold(inp: Any, recipients: Sequence[Any], view: Any, mailer: Any) -> dict[str, str]:
     """The ``email_window`` activity's answer: ``zone``, ``blocked`` (suppressed, capped or "") and ``until``
     (ISO, UTC; "" when it may go now). A mailer with a ``held`` method is told (the simulation shows it)."""
-    from engine.sendwindow import SendWindow, next_opening
+    from engine.language.sendwindow import SendWindow, next_opening
 
     zone = zone_of([r.id for r in recipients], view.contacts, dict(view.account.fields))
     refused = await blocked(mailer, [r.email for r in recipients if r.email], inp.category)
