@@ -41,7 +41,8 @@ async def test_salesforce_reads_through_a_mock_transport() -> None:
 
 
 def test_each_configurable_kind_has_a_factory() -> None:
-    assert sorted(FACTORIES) == [("chat", "slack"), ("crm", "hubspot"), ("crm", "salesforce"), ("email", "smtp")]
+    assert sorted(FACTORIES) == [("chat", "slack"), ("crm", "hubspot"), ("crm", "pipedrive"), ("crm", "salesforce"),
+                                 ("email", "smtp")]
 
 
 async def test_the_built_connectors_have_the_lifecycle() -> None:
