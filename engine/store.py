@@ -61,6 +61,7 @@ USE_KINDS = frozenset({"feature", "product"})
 MAX_DETAIL = 4000
 """Audit details longer than this many characters are cut (the full story is in Temporal's history)."""
 LEASE = timedelta(minutes=5)
+CLAIM_LOCK = 0x63736F7073636C6D  # "csopsclm": the PostgreSQL advisory lock claims of events take in turn
 """How long a claimed event stays with its processor before another may take it."""
 MAX_ATTEMPTS = 8
 """Failed attempts after which an event is set aside as failed (``record_failures``)."""
@@ -236,7 +237,13 @@ class Store:
         # The condition is checked again by the UPDATE itself, so of two claimers only one gets a row.
         stmt = (update(EventRow).where(EventRow.id.in_(pick.scalar_subquery()), free).values(claimed_at=at)
                 .returning(EventRow).execution_options(synchronize_session=False))
-        rows = await self.db.run(lambda s: _commit(s, [r.record() for r in s.scalars(stmt).all()]))
+        postgres = self.db.engine.dialect.name == "postgresql"
+
+        def claim(s: Session) -> list[EventRecord]:
+            if postgres:  # one claim at a time: else a claim that raced another could take an account's next event
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
+            return _commit(s, [r.record() for r in s.scalars(stmt).all()])
+        rows = await self.db.run(claim)
         return sorted(rows, key=lambda r: (r.received_at, r.id))
 
     async def mark_processed(self, ids: Sequence[str], *, at: datetime | None = None) -> None:
