@@ -64,7 +64,7 @@ class AccountRow(Base):
     lifecycle_stage: Mapped[str] = mapped_column(String(100), default="")
     owner_id: Mapped[str | None] = mapped_column(String(255), index=True)
     arr: Mapped[float] = mapped_column(Float, default=0.0)
-    renewal_date: Mapped[date | None] = mapped_column(Date)
+    renewal_date: Mapped[date | None] = mapped_column(Date, index=True)  # the daily scan filters on it
     contract_start: Mapped[date | None] = mapped_column(Date)
     renewal_status: Mapped[str] = mapped_column(String(100), default="")
     health_score: Mapped[int | None]

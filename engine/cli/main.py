@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     from engine.cli.cli_suppression import add_parsers as add_suppression_parsers
 
     add_suppression_parsers(sub)
+    from engine.cli.cli_scan import add_parsers as add_scan_parsers
+
+    add_scan_parsers(sub)
     from engine.reports.cli import register as add_report_parsers
 
     add_report_parsers(sub)

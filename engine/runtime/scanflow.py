@@ -22,6 +22,7 @@ because every start is idempotent by the run's workflow id and the used occurren
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
@@ -51,6 +52,17 @@ with workflow.unsafe.imports_passed_through():
     from engine.health.hooks import recompute_in_scan
     from engine.language.context import Calendar
     from engine.language.model import Playbook
+    from engine.runtime.scanpages import (
+        HEARTBEAT,
+        PAGES_PATCH,
+        ROUNDS,
+        FinishInput,
+        PageActivities,
+        PageInput,
+        PageResult,
+        ScanState,
+        advance,
+    )
     from engine.runtime.starter import load_playbooks
     from engine.store.store import Store
     from engine.triggers import scan
@@ -71,6 +83,12 @@ class ScanInput:
 
     now: str = ""
     """The scan's time as aware ISO text; empty: the activity's clock (the normal case)."""
+    page: int = 0
+    """Accounts per page of the paged scan (engine/runtime/scanpages.py); 0: ``scan.PAGE``."""
+    rounds: int = 0
+    """Rounds of pages per workflow run before it continues as new; 0: ``scanpages.ROUNDS``."""
+    resume: ScanState | None = None
+    """A paged scan under way, carried over by continue-as-new; None: a new scan."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,8 +184,10 @@ class ScanActivities:
                            note="; ".join(problems))
 
     def all(self) -> list[Callable[..., Any]]:
-        """The activities to register with a worker."""
-        return [self.daily_scan, self.tick]
+        """The activities to register with a worker (the paged scan's too: engine/runtime/scanpages.py)."""
+        pages = PageActivities(crm=self.crm, store=self.store, playbooks=self.playbooks, calendar=self.calendar,
+                               start=self._start)
+        return [self.daily_scan, self.tick, *pages.all()]
 
 
 def tick_time(cron: str, timezone: str, at: datetime) -> datetime:
@@ -179,12 +199,47 @@ def tick_time(cron: str, timezone: str, at: datetime) -> datetime:
 
 @workflow.defn(name="DailyScan")
 class DailyScan:
-    """Scans the date triggers (one activity; see engine/triggers/scan.py)."""
+    """Scans the date triggers a page of accounts per activity (engine/runtime/scanpages.py; engine/triggers/scan.py).
+
+    Histories recorded before the paged scan replay the one-activity path (``workflow.patched``).
+    """
+
+    def __init__(self) -> None:
+        self.state: ScanState | None = None
+
+    @workflow.query(name="progress")
+    def progress(self) -> dict[str, Any]:
+        """Pages done, accounts read, runs started so far (empty before the plan)."""
+        return self.state.progress() if self.state is not None else {}
 
     @workflow.run
     async def run(self, inp: ScanInput) -> ScanSummary:
-        return await workflow.execute_activity_method(
-            ScanActivities.daily_scan, inp, start_to_close_timeout=timedelta(hours=1), retry_policy=RETRY)
+        if inp.resume is None and not workflow.patched(PAGES_PATCH):
+            return await workflow.execute_activity_method(
+                ScanActivities.daily_scan, inp, start_to_close_timeout=timedelta(hours=1), retry_policy=RETRY)
+        state = inp.resume or await workflow.execute_activity(
+            "csops_scan_plan", ScanState(now=inp.now, page=inp.page or scan.PAGE), result_type=ScanState,
+            start_to_close_timeout=timedelta(minutes=5), retry_policy=RETRY)
+        self.state = state
+        for _ in range(inp.rounds or ROUNDS):
+            if not state.cursors:
+                break
+            results = await asyncio.gather(*(workflow.execute_activity(
+                "csops_scan_page", PageInput(playbook=c.playbook, after=c.after, since=state.since, today=state.today,
+                                             now=state.now, page=state.page),
+                result_type=PageResult, start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=HEARTBEAT,
+                retry_policy=RETRY)
+                for c in state.cursors))
+            state = self.state = advance(state, list(zip(state.cursors, results, strict=True)))
+            workflow.upsert_memo({"scan": state.progress()})
+        else:
+            if state.cursors:  # more pages: go on in a fresh run so the history stays short
+                workflow.continue_as_new(ScanInput(now=inp.now, page=inp.page, rounds=inp.rounds, resume=state))
+        if state.since:
+            await workflow.execute_activity("csops_scan_finish", FinishInput(today=state.today),
+                                            start_to_close_timeout=timedelta(minutes=5), retry_policy=RETRY)
+        return ScanSummary(since=state.since, today=state.today, found=state.found, started=state.started,
+                           suppressed=state.suppressed, note="; ".join(state.problems) or state.note)
 
 
 @workflow.defn(name="ScheduleTick")

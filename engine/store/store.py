@@ -51,6 +51,7 @@ __all__ = ["API_WRITE_WAIT", "LEASE", "MAX_ATTEMPTS", "AuditRow", "DecisionRecor
 
 LEASE = timedelta(minutes=5)
 """How long a claimed event stays with its processor before another may take it."""
+CLAIM_LOCK = 0x63736F7073636C6D  # "csopsclm": the PostgreSQL advisory lock claims of events take in turn
 MAX_ATTEMPTS = 8
 """Failed attempts after which an event is set aside as failed (``record_failures``)."""
 FIRST_RETRY = timedelta(seconds=30)
@@ -227,7 +228,13 @@ class Store(RunTables, FactTables):
         # The condition is checked again by the UPDATE itself, so of two claimers only one gets a row.
         stmt = (update(EventRow).where(EventRow.id.in_(pick.scalar_subquery()), free).values(claimed_at=at)
                 .returning(EventRow).execution_options(synchronize_session=False))
-        rows = await self.db.run(lambda s: commit_then(s, [r.record() for r in s.scalars(stmt).all()]))
+        postgres = self.db.engine.dialect.name == "postgresql"
+
+        def claim(s: Session) -> list[EventRecord]:
+            if postgres:  # one claim at a time: else a claim that raced another could take an account's next event
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
+            return commit_then(s, [r.record() for r in s.scalars(stmt).all()])
+        rows = await self.db.run(claim)
         return sorted(rows, key=lambda r: (r.received_at, r.id))
 
     async def mark_processed(self, ids: Sequence[str], *, at: datetime | None = None) -> None:

@@ -143,7 +143,8 @@ async def find_due(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook], 
         try:
             async for ids, facts in _pages(crm, store, playbook, now, calendar, page, dates=ranges):
                 candidates += len(ids)
-                mine.extend(_decide(playbook, [Scan(account_id=i, since=since, today=today) for i in ids], facts))
+                signals = [Scan(account_id=i, since=since, today=today) for i in ids]
+                mine.extend(decide_signals(playbook, signals, facts))
         except ValueError as exc:
             _skipped(playbook, exc, problems)
             continue
@@ -171,7 +172,7 @@ async def find_tick(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook],
             async for ids, facts in _pages(crm, store, playbook, now, calendar, page, segments=aud.segments,
                                            stages=aud.lifecycle_stages):
                 signals = [Tick(account_id=i, cron=cron, timezone=timezone, at=at) for i in ids]
-                mine.extend(_decide(playbook, signals, facts))
+                mine.extend(decide_signals(playbook, signals, facts))
         except ValueError as exc:
             _skipped(playbook, exc, problems)
             continue
@@ -220,7 +221,7 @@ async def daily_scan(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook]
                       suppressed=len(done) - started, problems=tuple(problems))
 
 
-def _decide(playbook: m.Playbook, signals: Sequence[Signal], facts: Mapping[str, Facts]) -> list[Found]:
+def decide_signals(playbook: m.Playbook, signals: Sequence[Signal], facts: Mapping[str, Facts]) -> list[Found]:
     out = []
     for signal in signals:
         decision = decide(playbook, signal, facts[signal.account_id])
@@ -241,7 +242,7 @@ async def _pages(crm: ScanCRM, store: Store, playbook: m.Playbook, now: datetime
             return
         after = accounts[-1].id
         ids = [a.id for a in accounts]
-        views, runs = await asyncio.gather(_views(crm, accounts, users),
+        views, runs = await asyncio.gather(account_views(crm, accounts, users),
                                            store.run_summaries(playbook.id, ids))
         facts: dict[str, Facts] = {}
         for account_id, view in views.items():
@@ -255,7 +256,7 @@ async def _pages(crm: ScanCRM, store: Store, playbook: m.Playbook, now: datetime
             return
 
 
-async def _views(crm: ScanCRM, accounts: Sequence[Account],
+async def account_views(crm: ScanCRM, accounts: Sequence[Account],
                  users: dict[str, asyncio.Task[User | None]]) -> dict[str, AccountView]:
     """The accounts with their people: in bulk where the CRM can (the built-in one), else each
     account's contacts in a call of their own and every owner and manager read once per scan."""
