@@ -143,6 +143,20 @@ def pg_server() -> Iterator[Engine]:
     pytest.skip(message)
 
 
+@pytest.fixture
+def pg_database(pg_server: Engine) -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database of its own, dropped afterwards (with FORCE: processes a
+    test started may still hold connections). For tests whose several processes share one database."""
+    name = f"csops_db_{uuid.uuid4().hex[:12]}"
+    with pg_server.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield pg_server.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with pg_server.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A SQLAlchemy URL of an empty database: a SQLite file, or a fresh PostgreSQL schema.

@@ -4,17 +4,15 @@ Every trigger event is posted to both APIs at once (the same id), and usage even
 other; one worker is SIGKILLed while the runs wait and started again. Then every event is stored
 once and processed, every run started once, and each run's two tasks exist once each.
 
-Runs on the PostgreSQL at ``CSOPS_TEST_POSTGRES`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``)
-in a database of its own, dropped at the end; skipped with a message when it cannot be reached.
+Runs on the test PostgreSQL (tests/conftest.py ``pg_database``: ``CSOPS_TEST_PG_URL``, else the local
+server) in a database of its own, dropped at the end; without a server it is skipped, and fails under CI.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from temporalio.client import WorkflowExecutionStatus
 
 from connectors.sqlcrm import SQLCRM
@@ -43,7 +40,6 @@ from tests.integration.procs import (
 from tests.integration.test_durability import seed_crm
 
 pytestmark = pytest.mark.asyncio
-SERVER = os.environ.get("CSOPS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ACCOUNTS = tuple(f"pg{i:02d}" for i in range(8))
 TOKEN = "pg-test-token"
 
@@ -63,25 +59,6 @@ steps:
 
 
 @pytest.fixture
-def database() -> Iterator[str]:
-    """A fresh database on the PostgreSQL server, dropped afterwards."""
-    name = f"csops_it_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(SERVER, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means: not here
-        admin.dispose()
-        pytest.skip(f"PostgreSQL is not reachable at {SERVER} ({type(exc).__name__}); set CSOPS_TEST_POSTGRES")
-    try:
-        yield make_url(SERVER).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture
 def procs(tmp_path: Path) -> Iterator[Procs]:
     procs = Procs(tmp_path)
     try:
@@ -96,14 +73,14 @@ def event(event_id: str, kind: str, account_id: str) -> dict[str, Any]:
 
 
 async def test_two_apis_and_two_workers_store_and_start_everything_once(tmp_path: Path, procs: Procs,
-                                                                        database: str) -> None:
-    seed_crm(database, ACCOUNTS)
+                                                                        pg_database: str) -> None:
+    seed_crm(pg_database, ACCOUNTS)
     books = tmp_path / "playbooks"
     books.mkdir()
     (books / "pg-nps.yaml").write_text(PLAYBOOK, encoding="utf-8")
     port = free_port()
     env = clean_env(CSOPS_TEMPORAL_ADDRESS=f"127.0.0.1:{port}", CSOPS_HOME=str(tmp_path / "home"),
-                    CSOPS_DATABASE_URL=database, CSOPS_TASK_QUEUE=unique_queue("pg"), CSOPS_PLAYBOOKS=str(books),
+                    CSOPS_DATABASE_URL=pg_database, CSOPS_TASK_QUEUE=unique_queue("pg"), CSOPS_PLAYBOOKS=str(books),
                     CSOPS_FALLBACK_OWNER="ops@example.com", CSOPS_API_TOKEN=TOKEN, CSOPS_LOG_LEVEL="INFO")
     try:
         server = await start_dev_server(procs, tmp_path / "temporal.db", port, free_port())
@@ -158,7 +135,7 @@ async def test_two_apis_and_two_workers_store_and_start_everything_once(tmp_path
         found = [w async for w in client.list_workflows("WorkflowType = 'PlaybookRun'")]
         assert sorted(w.id.rsplit(":", 1)[0] + ":" for w in found) == run_ids
 
-        engine = create_engine(database)
+        engine = create_engine(pg_database)
         try:
             with engine.connect() as conn:
                 events = conn.execute(text("SELECT count(*), count(DISTINCT id), count(processed_at) "
@@ -169,7 +146,7 @@ async def test_two_apis_and_two_workers_store_and_start_everything_once(tmp_path
             engine.dispose()
         assert tuple(events) == (len(ACCOUNTS) * 6,) * 3
         assert [tuple(r) for r in runs] == [(a, 1) for a in ACCOUNTS]
-        crm = SQLCRM(database)
+        crm = SQLCRM(pg_database)
         try:
             titles = sorted(t.title for t in crm.list_tasks())
         finally:

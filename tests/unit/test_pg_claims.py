@@ -5,27 +5,21 @@ the row, not committed yet) while this one claims: this one waits for it and the
 because ``e2`` queues behind the claimed ``e1``. Without the lock its snapshot saw ``e1`` free, its
 UPDATE skipped the taken ``e1`` and took ``e2``: two processors on one account at once.
 
-Runs on the PostgreSQL at ``CSOPS_TEST_POSTGRES`` in a database of its own; skipped with a message
-when it cannot be reached.
+Runs on the test PostgreSQL (tests/conftest.py ``pg_database``: ``CSOPS_TEST_PG_URL``, else the local
+server) in a database of its own; without a server it is skipped, and fails under CI.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from engine.store.store import CLAIM_LOCK, Store
 
-SERVER = os.environ.get("CSOPS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
@@ -38,27 +32,9 @@ class Ev:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-@pytest.fixture
-def database() -> Iterator[str]:
-    name = f"csops_claims_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(SERVER, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means: not here
-        admin.dispose()
-        pytest.skip(f"PostgreSQL is not reachable at {SERVER} ({type(exc).__name__}); set CSOPS_TEST_POSTGRES")
-    try:
-        yield make_url(SERVER).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-async def test_a_claim_racing_another_does_not_take_the_accounts_next_event(database: str) -> None:
-    store = Store(database)
-    other = create_engine(database)
+async def test_a_claim_racing_another_does_not_take_the_accounts_next_event(pg_database: str) -> None:
+    store = Store(pg_database)
+    other = create_engine(pg_database)
     try:
         await store.add_event(Ev("e1"), received_at=T0)
         await store.add_event(Ev("e2"), received_at=T0 + timedelta(seconds=1))
