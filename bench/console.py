@@ -33,10 +33,10 @@ from sqlalchemy import insert
 from connectors.sqlcrm import SQLCRM
 from connectors.sqlcrm_models import AccountRow, TaskRow, UserRow
 from engine.api.app import create_app
-from engine.console import queries
-from engine.console.auth import add_user
+from engine.api.console import queries
 from engine.language.context import Calendar
 from engine.reports.inbox import list_tasks
+from engine.store.console_auth import add_user
 from engine.store.store import Store
 from engine.store.store_models import DecisionRow, HealthRow, RunRow, RunTaskRow, StepAuditRow
 

@@ -45,10 +45,10 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.sqlcrm import SQLCRM  # noqa: E402
 from connectors.sqlcrm_models import AccountRow  # noqa: E402
-from engine.health.loader import load_health  # noqa: E402
-from engine.health.model import HealthModel  # noqa: E402
 from engine.health.recompute import list_all, recompute_account, recompute_all, recompute_crm  # noqa: E402
 from engine.health.sqlscore import scores  # noqa: E402
+from engine.language.health_loader import load_health  # noqa: E402
+from engine.language.health_model import HealthModel  # noqa: E402
 from engine.store.store import Store  # noqa: E402
 from engine.store.store_models import EventRow, FirstUseRow  # noqa: E402
 from engine.triggers.ingest_facts import parse_event  # noqa: E402

@@ -1,6 +1,7 @@
 """The HTTP API (FastAPI): create_app and its routers; errors become HTTP here and only here.
 """
 
+from engine.api.api_body import read_body
 from engine.api.api_runs import (
     TemporalWorkflows,
     cancel_run,
@@ -19,7 +20,6 @@ from engine.api.app import (
     event_body_schema,
     event_components,
     parse_events,
-    read_body,
 )
 from engine.api.deps import (
     ERRORS,

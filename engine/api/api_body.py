@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import CsopsError
 
+if TYPE_CHECKING:
+    from fastapi import Request
+
 __all__ = ["MAX_BODY", "MAX_DEPTH", "MAX_NUMBER", "MAX_STRING", "BodyError", "json_media_type", "parse_json",
-           "read_limited"]
+           "read_body", "read_limited"]
 
 MAX_BODY = 4 * 1024 * 1024
 """Largest request body in bytes (413 above it): room for a full batch of ~4 KB events."""
@@ -165,3 +168,11 @@ def _check_string(text: str, where: str) -> None:
         except UnicodeEncodeError:
             raise BodyError(400, "malformed_json", f"{where}: holds a lone UTF-16 surrogate (\\ud800-\\udfff "
                             "escaped alone), which is not text; send the character's full pair") from None
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, refusing (413) one over MAX_BODY bytes without reading it all, and (415) one that is not JSON."""
+    if not json_media_type(request.headers.get("content-type")):
+        raise BodyError(415, "unsupported_media_type", f"the Content-Type is {request.headers['content-type'][:80]!r}; "
+                        "send JSON with Content-Type: application/json")
+    return await read_limited(request.stream(), request.headers.get("content-length"), limit=MAX_BODY)

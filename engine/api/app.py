@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.api.api_body import MAX_BODY, BodyError, json_media_type, parse_json, read_limited
+from engine.api.api_body import MAX_BODY, parse_json, read_body
 from engine.api.api_errors import install as install_error_handlers
 from engine.api.deps import (
     ERRORS,
@@ -207,23 +207,23 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
     install_error_handlers(app)
     _routes(app)
     from engine.api.api_runs import router
+    from engine.api.api_sources import router as sources_router
     from engine.api.api_start import router as start_router
     from engine.api.api_suppressions import router as suppressions_router
-    from engine.sources.api import router as sources_router
 
     app.include_router(router)
     app.include_router(start_router)
     app.include_router(sources_router)
     app.include_router(suppressions_router)
-    from engine.reports.api import router as reports_router
+    from engine.api.api_reports import router as reports_router
 
     app.include_router(reports_router)
-    from engine.health.api import router as health_router
+    from engine.api.api_health import router as health_router
 
     app.include_router(health_router)
-    from engine.console import install as install_console
+    from engine.api.console import install as install_console
 
-    install_console(app)  # the web console under /console (engine/console/, docs/console.md)
+    install_console(app)  # the web console under /console (engine/api/console/, docs/console.md)
     _with_event_schema(app)
     return app
 
@@ -248,14 +248,6 @@ def _handlers(app: FastAPI) -> None:
                                          "schema in /openapi.json says")}
         code, message = words.get(exc.status_code, ("http_error", str(exc.detail)))
         return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
-
-
-async def read_body(request: Request) -> bytes:
-    """The body, refusing (413) one over MAX_BODY bytes without reading it all, and (415) one that is not JSON."""
-    if not json_media_type(request.headers.get("content-type")):
-        raise BodyError(415, "unsupported_media_type", f"the Content-Type is {request.headers['content-type'][:80]!r}; "
-                        "send JSON with Content-Type: application/json")
-    return await read_limited(request.stream(), request.headers.get("content-length"), limit=MAX_BODY)
 
 
 async def parse_events(body: bytes) -> list[Any]:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.cli import demohealth as health_demo
 from engine.cli.demoeffects import (
     WANTED as WANTED,
 )
@@ -45,7 +46,6 @@ from engine.cli.demoeffects import (
     simulate_renewal as simulate_renewal,
 )
 from engine.cli.up import UpError, UpOptions, port_free, start_api, start_dev_server, start_worker, stop
-from engine.health import demo as health_demo
 from engine.language import report
 from engine.language.validate import UsageError, validate_paths
 
@@ -160,10 +160,10 @@ async def _live(say: Clock, opts: DemoOptions, api: str, token: str, expected: E
             done = await import_csv(crm, kind, opts.samples / f"{kind}.csv")
             bad = "".join(f"\n      line {r.line}: {r.column}: {r.why}" for r in done.rejected)
             say(f"    {done.imported} of {done.rows} {kind} imported{bad}")
-        from engine.console.cli import demo_sign_in
+        from engine.cli.cli_console import demo_sign_in
 
         say(f"    web console {api}/console: {await demo_sign_in()}")
-        await health_demo.send_baseline(say, api, token)  # the health model's inputs (engine/health/demo.py)
+        await health_demo.send_baseline(say, api, token)  # the health model's inputs (engine/cli/demohealth.py)
         say("4/7 sending events to POST /v1/events")
         await health_demo.send_drop(say, api, token)
         await send_events(say, api, token, expected)

@@ -102,13 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     from engine.cli.cli_scan import add_parsers as add_scan_parsers
 
     add_scan_parsers(sub)
-    from engine.reports.cli import register as add_report_parsers
+    from engine.cli.cli_reports import register as add_report_parsers
 
     add_report_parsers(sub)
-    from engine.health.cli import register as add_health_parsers
+    from engine.cli.cli_health import register as add_health_parsers
 
     add_health_parsers(sub)
-    from engine.console.cli import add_parsers as add_console_parsers
+    from engine.cli.cli_console import add_parsers as add_console_parsers
 
     add_console_parsers(sub)
     return parser

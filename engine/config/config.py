@@ -26,7 +26,7 @@ from engine.language.problems import Problem
 from engine.language.yamlpos import load, read
 
 if TYPE_CHECKING:
-    from engine.sources.settings import SourceConfig
+    from engine.config.sourceconfig import SourceConfig
 
 __all__ = [
     "BuiltinCRMConfig", "CalendarConfig", "Config", "ConfigError", "HubSpotConfig", "MarketingCap", "OutboxChatConfig",
@@ -337,7 +337,7 @@ def _typed(path: str, data: dict[str, Any], env: Mapping[str, str]) -> Config:
         allow_private=tuple(hooks.get("allow_private", ())), timeout=float(hooks.get("timeout", 10.0)))
     temporal = dict(data.get("temporal") or {})
     temporal["api_key"] = secret(temporal.get("api_key"))
-    from engine.sources.settings import parse_sources
+    from engine.config.sourceconfig import parse_sources
 
     return Config(source=path, crm=crm, email=email, chat=chat, webhooks=webhooks,
                   fallback_owner=data.get("fallback_owner"), store=StoreConfig(**(data.get("store") or {})),

@@ -317,7 +317,7 @@ def _cross_checks(doc: Document, data: dict[str, Any]) -> list[Problem]:
     calendar = _calendar_problems(doc, data)
     if calendar:
         return calendar
-    from engine.sources.settings import source_problems
+    from engine.config.sourceconfig import source_problems
 
     sources = source_problems(doc, data)
     if sources:

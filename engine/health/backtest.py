@@ -26,7 +26,7 @@ from typing import Any
 
 from engine.health.fast import Scorer
 from engine.health.inputs import number
-from engine.health.model import HealthModel
+from engine.language.health_model import HealthModel
 
 __all__ = ["BacktestError", "Outcome", "Result", "Snapshot", "auc", "backtest", "read_history", "read_outcomes"]
 

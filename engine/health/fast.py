@@ -16,8 +16,8 @@ from typing import Any
 
 from connectors.base import Account
 from engine.health.inputs import field_value, number, since
-from engine.health.model import HealthModel, Measure, Source
 from engine.health.score import points, weights_for
+from engine.language.health_model import HealthModel, Measure, Source
 
 __all__ = ["Reader", "Scorer"]
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from engine.health.loader import health_beside, load_health
-from engine.health.model import HealthModel
 from engine.health.recompute import health_event, input_types, recompute_account, recompute_and_store
+from engine.language.health_loader import health_beside, load_health
+from engine.language.health_model import HealthModel
 from engine.store.store import Store
 
 __all__ = ["after_import", "file_beside", "model_at", "model_beside", "recompute_in_scan", "recompute_processed"]

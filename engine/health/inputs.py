@@ -22,7 +22,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from connectors.base import Account
-from engine.health.model import HealthModel, Source
+from engine.language.health_model import HealthModel, Source
 from engine.store.store import Store
 from engine.store.store_models import EventRow, FirstUseRow, UtcDateTime, utc
 

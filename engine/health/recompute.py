@@ -29,10 +29,10 @@ from sqlalchemy import func, select
 from connectors.base import CRM, Account
 from engine.health.fast import Reader, Scorer
 from engine.health.inputs import Raw, read_raw, values
-from engine.health.model import HealthModel
 from engine.health.score import Score, score
+from engine.language.health_model import HealthModel
 from engine.store.store import Store
-from engine.store.store_models import EventRow
+from engine.store.store_models import EventRecord, EventRow
 
 __all__ = ["SOURCE", "Recomputed", "changed", "health_event", "input_types", "latest_health", "list_all",
            "recompute_account", "recompute_all", "recompute_and_store", "recompute_crm"]
@@ -204,10 +204,10 @@ async def recompute_crm(crm: Any, store: Store, model: HealthModel, now: datetim
 
 async def recompute_and_store(crm: Any, store: Store, model: HealthModel, now: datetime, cause: str) -> int:
     """Recompute every account; store the changed scores as health.updated events (``cause`` in their ids). How many."""
-    from engine.triggers.ingest_facts import parse_event
-
-    events = [parse_event(health_event(model, r.account_id, r.result, cause=cause, at=now))
-              for r in await recompute_crm(crm, store, model, now, changed_only=True) if r.changed]
+    made = [health_event(model, r.account_id, r.result, cause=cause, at=now)
+            for r in await recompute_crm(crm, store, model, now, changed_only=True) if r.changed]
+    events = [EventRecord(id=e["id"], type=e["type"], account_id=e["account_id"], occurred_at=now, received_at=now,
+                          data=e["data"]) for e in made]
     for at in range(0, len(events), 500):
         await store.add_events(events[at:at + 500], received_at=now)
     return len(events)

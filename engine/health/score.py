@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from engine.health.model import HealthModel, Measure
+from engine.language.health_model import HealthModel, Measure
 
 __all__ = ["Line", "Score", "points", "score", "trend", "weights_for"]
 

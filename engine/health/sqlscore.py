@@ -27,8 +27,8 @@ from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.orm import Session
 
 from engine.health.inputs import event_columns, number
-from engine.health.model import HealthModel, Measure, Source
 from engine.health.score import points, weights_for
+from engine.language.health_model import HealthModel, Measure, Source
 from engine.store.store import Store
 from engine.store.store_models import EventRow, FirstUseRow, UtcDateTime, utc
 

@@ -21,11 +21,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from engine.health.checks import problem
-from engine.health.loader import load_health
-from engine.health.model import HealthModel
 from engine.health.score import score
 from engine.language import report
+from engine.language.health_checks import problem
+from engine.language.health_loader import load_health
+from engine.language.health_model import HealthModel
 from engine.language.problems import Problem
 from engine.language.yamlpos import Document, read
 

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.base import CRM
-from engine.health.model import HealthModel
 from engine.health.recompute import latest_health, recompute_account
 from engine.health.score import Score, trend
+from engine.language.health_model import HealthModel
 from engine.store.store import Store
 
 __all__ = ["account_health", "as_text", "score_view"]

@@ -11,11 +11,11 @@ from functools import cache
 from jsonschema import Draft202012Validator
 
 from engine.errors import CsopsError
-from engine.health.loader import HEALTH_NAMES, health_results
 from engine.language import checks
 from engine.language.compiler import compile_playbook
 from engine.language.coverage import Coverage, load_coverage
 from engine.language.hashhint import hint_hashes
+from engine.language.health_loader import HEALTH_NAMES, health_beside, load_health
 from engine.language.model import Playbook
 from engine.language.problems import Problem, make
 from engine.language.structure import Walker, load_schema
@@ -156,7 +156,7 @@ def validate_paths(paths: Sequence[str], json_schema: bool = False) -> Report:
         folder = os.path.dirname(file)
         if folder not in models:
             models[folder] = _coverage_beside(folder, results)
-            results.extend(health_results(folder))
+            results.extend(_health_beside(folder))
         coverage = models[folder]
         if coverage is not None and doc.data is not None:
             found = coverage.check_parties(doc)
@@ -165,6 +165,15 @@ def validate_paths(paths: Sequence[str], json_schema: bool = False) -> Report:
                 result.playbook = None
         results.append(result)
     return link(results)
+
+
+def _health_beside(folder: str) -> list[FileResult]:
+    """The health model in a playbook folder as a file result, if it has problems (engine/language/health_loader.py)."""
+    path = health_beside(folder or ".")
+    if path is None:
+        return []
+    _, problems = load_health(path)
+    return [FileResult(path, list(problems))] if problems else []
 
 
 def _coverage_beside(folder: str, results: list[FileResult]) -> Coverage | None:

@@ -2,8 +2,9 @@
 
 Every function returns plain data (dicts and lists of JSON values) that the CLI prints, the API
 answers and the console renders. The figures are defined in docs/reporting.md, with the SQL of
-the views they read (engine/store/store_views.py). Hooks: ``engine.reports.cli.register`` adds the commands to
-``csops``, ``engine.reports.api.router`` the routes to the API.
+the views they read (engine/store/store_views.py). This package sits above engine.sim (the forecast
+runs playbooks in the time-skipping sandbox); its commands are engine/cli/cli_reports.py and
+cli_forecast.py, its routes engine/api/api_reports.py.
 """
 
 from __future__ import annotations

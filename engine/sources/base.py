@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.sources.settings import SourceConfig
+from engine.config.sourceconfig import SourceConfig
 
 __all__ = ["Delivery", "Mapped", "Refused", "Vendor", "account_of", "at_path", "build_event", "digest", "iso", "same",
            "secret_of", "within"]

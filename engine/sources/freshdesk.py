@@ -16,8 +16,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from engine.config.sourceconfig import SourceConfig
 from engine.sources.base import Delivery, Mapped, Refused, Vendor, account_of, build_event, same, secret_of
-from engine.sources.settings import SourceConfig
 
 __all__ = ["FRESHDESK"]
 

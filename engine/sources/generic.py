@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.config.sourceconfig import SourceConfig
 from engine.sources.base import (
     Delivery,
     Mapped,
@@ -24,7 +25,6 @@ from engine.sources.base import (
     secret_of,
     within,
 )
-from engine.sources.settings import SourceConfig
 
 __all__ = ["GENERIC"]
 

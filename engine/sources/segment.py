@@ -13,8 +13,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from engine.config.sourceconfig import SourceConfig
 from engine.sources.base import Delivery, Mapped, Refused, Vendor, at_path, build_event, digest, iso, same, secret_of
-from engine.sources.settings import SourceConfig
 
 __all__ = ["SEGMENT"]
 

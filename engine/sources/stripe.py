@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.config.sourceconfig import SourceConfig
 from engine.sources.base import (
     Delivery,
     Mapped,
@@ -28,7 +29,6 @@ from engine.sources.base import (
     secret_of,
     within,
 )
-from engine.sources.settings import SourceConfig
 
 __all__ = ["STRIPE", "annual"]
 

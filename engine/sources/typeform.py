@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from engine.config.sourceconfig import SourceConfig
 from engine.sources.base import (
     Delivery,
     Mapped,
@@ -25,7 +26,6 @@ from engine.sources.base import (
     same,
     secret_of,
 )
-from engine.sources.settings import SourceConfig
 
 __all__ = ["TYPEFORM", "category"]
 

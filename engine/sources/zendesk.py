@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from engine.config.sourceconfig import SourceConfig
 from engine.sources.base import (
     Delivery,
     Mapped,
@@ -30,7 +31,6 @@ from engine.sources.base import (
     secret_of,
     within,
 )
-from engine.sources.settings import SourceConfig
 
 __all__ = ["ZENDESK"]
 

@@ -110,7 +110,7 @@ class Store(RunTables, FactTables):
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"the store runs on SQLite or PostgreSQL, not {backend}; use a sqlite:/// "
                              "or postgresql+psycopg:// URL")
-        import engine.console.models  # noqa: F401 - the console's tables (sign-in, sessions) live in the store too
+        import engine.store.console_models  # noqa: F401 - the console's tables (sign-in, sessions) live in the store too
 
         self.db = Database(database_url, Base.metadata)
         _add_missing(self.db.engine)

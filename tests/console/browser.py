@@ -29,7 +29,7 @@ from connectors.outbox import ChatOutbox, EmailOutbox
 from connectors.sqlcrm import SQLCRM
 from engine.api.api_runs import TemporalWorkflows
 from engine.api.app import create_app
-from engine.console.web import ConsoleConfig
+from engine.api.console.web import ConsoleConfig
 from engine.language.context import Calendar
 from engine.root import Registry
 from engine.runtime.activities import PlaybookActivities

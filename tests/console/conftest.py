@@ -16,7 +16,7 @@ import pytest
 
 from connectors.sqlcrm import SQLCRM
 from engine.api.app import create_app
-from engine.console.web import ConsoleConfig
+from engine.api.console.web import ConsoleConfig
 from engine.language.context import Calendar
 from engine.root import Registry
 from engine.store.store import Store

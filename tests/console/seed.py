@@ -13,7 +13,7 @@ from pathlib import Path
 
 from connectors.base import Account, NewTask, User
 from connectors.sqlcrm import SQLCRM
-from engine.console.auth import add_user
+from engine.store.console_auth import add_user
 from engine.store.store import Store
 
 PASSWORD = "correct horse battery"

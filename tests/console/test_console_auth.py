@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from engine.console.auth import add_user, hash_password, verify_password
-from engine.console.web import ConsoleConfig
+from engine.api.console.web import ConsoleConfig
+from engine.store.console_auth import add_user, hash_password, verify_password
 from tests.console.conftest import BASE, Console
 from tests.console.seed import CSM, OPS
 from tests.console.test_console_http import _task_of, csrf_of, sign_in
@@ -65,7 +65,7 @@ async def test_bad_users_are_refused_with_the_reason(console: Console, email: st
 
 
 async def test_repeated_wrong_passwords_lock_that_email_for_a_while(console: Console) -> None:
-    from engine.console import routes
+    from engine.api.console import routes
 
     for _ in range(routes.MAX_FAILURES):
         assert (await sign_in(console.client, CSM, "guessing, guessing")).status_code == 401

@@ -30,10 +30,10 @@ async def started(live: Live) -> tuple[str, str]:
 
 
 async def test_a_morning_in_the_console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.reports.api
+    import engine.api.api_reports
 
     # The inbox refreshes open runs at most every 30 s; here each visit does, to see the next task at once.
-    monkeypatch.setattr(engine.reports.api, "REFRESH_EVERY", 0.0)
+    monkeypatch.setattr(engine.api.api_reports, "REFRESH_EVERY", 0.0)
     async with live_console(tmp_path) as live:
         acme_run, globex_run = await started(live)
         b = await asyncio.to_thread(Browser, live.base, 1280, 1000)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli.main import main
-from engine.console.auth import find_user, new_session
+from engine.store.console_auth import find_user, new_session
 from engine.store.store import Store
 from tests.console.seed import NOW
 
@@ -73,7 +73,7 @@ def test_without_a_terminal_the_password_must_come_from_the_environment(home: Pa
 
 def test_user_remove_ends_their_sessions_and_list_shows_who_is_left(home: Path, monkeypatch: pytest.MonkeyPatch,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    from engine.console.auth import session_person
+    from engine.store.console_auth import session_person
 
     monkeypatch.setenv("CSOPS_CONSOLE_PASSWORD", "a long enough password")
     assert main(["console", "user", "add", "ann@example.com", "--role", "ops"]) == 0

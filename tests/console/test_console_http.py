@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from engine.console.models import AuditActionRow, SessionRow
+from engine.store.console_models import AuditActionRow, SessionRow
 from tests.console.conftest import BASE, Console
 from tests.console.seed import CSM, OPS, OTHER, PASSWORD
 

@@ -7,8 +7,17 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import inspect
 
 from connectors.sqlcrm import SQLCRM
-from engine.console import queries
-from engine.console.auth import add_user, audit, end_session, new_session, recent_audit, session_person, snooze, snoozed
+from engine.api.console import queries
+from engine.store.console_auth import (
+    add_user,
+    audit,
+    end_session,
+    new_session,
+    recent_audit,
+    session_person,
+    snooze,
+    snoozed,
+)
 from engine.store.store import Store
 from engine.store.store_models import AuditRow
 from tests.console.seed import CSM, OPS, PASSWORD, recorded_run, seed_crm, seed_users

@@ -119,7 +119,7 @@ BAD_SPANS = ["", "0d", "-3d", "3x", "d", "1.5d", "90 days", "P90D", "99999999999
 def test_bad_spans_are_refused_with_what_to_write(text: str) -> None:
     import argparse
 
-    from engine.reports.cli import parse_since, parse_span
+    from engine.reports.spans import parse_since, parse_span
 
     with pytest.raises(argparse.ArgumentTypeError, match="90d"):
         parse_span(text)
@@ -128,7 +128,7 @@ def test_bad_spans_are_refused_with_what_to_write(text: str) -> None:
 
 
 def test_good_spans_and_dates() -> None:
-    from engine.reports.cli import parse_since, parse_span
+    from engine.reports.spans import parse_since, parse_span
 
     assert [parse_span(t) for t in ("15m", "36h", "90d", "12w")] == [
         timedelta(minutes=15), timedelta(hours=36), timedelta(days=90), timedelta(weeks=12)]
@@ -157,7 +157,7 @@ def test_forecast_today_through_main(home: Path, capsys: pytest.CaptureFixture[s
 
 
 async def test_stored_events_are_read_from_since_oldest_first(home: Path) -> None:
-    from engine.reports.forecast_cli import stored_events
+    from engine.cli.cli_forecast import stored_events
     from engine.store.store_models import EventRecord
 
     store = Store(f"sqlite:///{home / 'csops.db'}")

@@ -18,10 +18,10 @@ from connectors.base import Account, Contact, User
 from connectors.ledger import Ledger
 from connectors.outbox import ChatOutbox, EmailOutbox
 from connectors.sqlcrm import SQLCRM
+from engine.cli.cli_forecast import read_events
 from engine.language.context import Calendar
 from engine.language.validate import check_text
 from engine.reports.forecast import forecast_replay, load_fleet, would_start_today
-from engine.reports.forecast_cli import read_events
 from engine.reports.replay import Clock, drive, shift_account, shift_for
 from engine.runtime.activities import PlaybookActivities
 from engine.runtime.runrecord import is_running

@@ -87,7 +87,7 @@ SUBPACKAGES: dict[str, set[str]] = {
         "Delivery", "GenericMap", "GenericSignature", "KINDS", "Mapped", "Refused", "SourceConfig", "VENDORS",
         "Vendor", "parse_sources",
     },
-    "console": {"PREFIX", "install"},
+    "api.console": {"PREFIX", "install"},
     "cli": {
         "TALKS_TO_TEMPORAL", "cmd_check_config", "cmd_start", "cmd_up", "cmd_validate", "load_settings", "main",
         "run", "temporal_binary",

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request
 
 from engine.api.deps import ApiError, Authorised, errors
 from engine.health.hooks import file_beside, model_beside
-from engine.health.model import HealthModel
 from engine.health.view import account_health
+from engine.language.health_model import HealthModel
 
 __all__ = ["router"]
 

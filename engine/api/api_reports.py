@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1")
 
 
 def _since(text: str) -> datetime:
-    from engine.reports.cli import parse_since
+    from engine.reports.spans import parse_since
 
     try:
         return parse_since(text)

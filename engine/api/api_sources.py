@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from engine.api.app import read_body
+from engine.api.api_body import read_body
 from engine.api.deps import ApiError, deps, errors
+from engine.config.sourceconfig import SourceConfig
 from engine.sources.base import Delivery, Refused
 from engine.sources.registry import VENDORS
-from engine.sources.settings import SourceConfig
 
 __all__ = ["router"]
 

@@ -11,10 +11,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from engine.console import PREFIX, queries
-from engine.console.auth import snoozed
-from engine.console.charts import bars, columns, line
-from engine.console.web import deps, person, render
+from engine.api.console import PREFIX, queries
+from engine.api.console.charts import bars, columns, line
+from engine.api.console.web import deps, person, render
+from engine.store.console_auth import snoozed
 
 __all__ = ["router"]
 
@@ -50,7 +50,7 @@ async def accounts(request: Request, q: str = "", mine: str = "") -> Response:
 @router.get("/accounts/{account_id}")
 async def account(request: Request, account_id: str) -> Response:
     from engine.api.api_runs import explain_account
-    from engine.api.app import ApiError
+    from engine.api.deps import ApiError
 
     who = await person(request)
     d = deps(request)
@@ -178,7 +178,7 @@ async def playbook(request: Request, name: str) -> Response:
 
 async def _performance(request: Request, d: Any, pid: str) -> list[dict[str, Any]]:
     """Each version's figures from the performance report (engine/reports), with its step bars."""
-    from engine.reports.api import refresh_open
+    from engine.api.api_reports import refresh_open
     from engine.reports.performance import playbook_report
 
     await refresh_open(d, request)  # open runs brought up to date first (at most every 30 s)
@@ -195,8 +195,8 @@ async def _performance(request: Request, d: Any, pid: str) -> list[dict[str, Any
 
 @router.get("/inbox")
 async def inbox(request: Request, note: str = "") -> Response:
-    from engine.console.pages import NOTES
-    from engine.reports.api import refresh_open
+    from engine.api.api_reports import refresh_open
+    from engine.api.console.pages import NOTES
     from engine.reports.inbox import list_tasks
 
     who = await person(request)

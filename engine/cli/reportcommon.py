@@ -1,5 +1,5 @@
-"""What the report commands share (settings, a root, output), apart from engine/reports/cli.py so that
-the forecast's commands (engine/reports/forecast_cli.py), which cli.py registers, need not import it back.
+"""What the report commands share (settings, a root, output), apart from engine/cli/cli_reports.py so that
+the forecast's commands (engine/cli/cli_forecast.py), which cli_reports.py registers, need not import it back.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from engine.health.model import BUCKETS
+from engine.language.health_model import BUCKETS
 from engine.language.problems import Problem
 from engine.language.yamlpos import Document, Path
 

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from engine.console.models import ROLES, AuditActionRow, SessionRow, SnoozeRow, UserRow
+from engine.store.console_models import ROLES, AuditActionRow, SessionRow, SnoozeRow, UserRow
 from engine.store.store import Store
 
 __all__ = ["SESSION_HOURS", "Person", "add_user", "audit", "end_session", "find_user", "hash_password",

@@ -12,9 +12,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from engine.console import PREFIX
-from engine.console.auth import SESSION_HOURS, audit, end_session, new_session
-from engine.console.web import (
+from engine.api.console import PREFIX
+from engine.api.console.web import (
     CSRF_COOKIE,
     SESSION_COOKIE,
     ConsoleConfig,
@@ -27,6 +26,7 @@ from engine.console.web import (
     render,
     set_cookie,
 )
+from engine.store.console_auth import SESSION_HOURS, audit, end_session, new_session
 
 __all__ = ["mount"]
 
@@ -50,7 +50,7 @@ def _throttled(failures: dict[str, list[datetime]], email: str, now: datetime) -
 
 def mount(app: FastAPI, cfg: ConsoleConfig | None) -> None:
     """Add the console's routes, static files and error pages to ``app``."""
-    from engine.console import actions, pages, pages_more
+    from engine.api.console import actions, pages, pages_more
 
     app.state.console = cfg or ConsoleConfig.from_env()
     app.state.console_failures = {}
@@ -73,7 +73,7 @@ def mount(app: FastAPI, cfg: ConsoleConfig | None) -> None:
 
 
 def _static() -> object:
-    from engine.console.web import HERE
+    from engine.api.console.web import HERE
 
     return HERE / "static"
 

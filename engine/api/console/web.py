@@ -29,8 +29,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from engine.console import PREFIX
-from engine.console.auth import Person, find_user, session_person
+from engine.api.console import PREFIX
+from engine.store.console_auth import Person, find_user, session_person
 
 __all__ = ["CSRF_COOKIE", "SESSION_COOKIE", "ConsoleConfig", "Forbidden", "SignInNeeded", "deps", "form",
            "is_secure", "person", "render", "set_cookie"]

@@ -67,7 +67,7 @@ def cmd_console(args: argparse.Namespace) -> int:
               "user remove EMAIL | user list", file=sys.stderr)
         return EXIT_USAGE
     from engine.cli.common import load_settings
-    from engine.console.auth import add_user
+    from engine.store.console_auth import add_user
     from engine.store.store import Store
 
     settings = load_settings("console")
@@ -93,7 +93,7 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def _remove_or_list(store: Any, action: str, email: str) -> int:
-    from engine.console.auth import list_users, remove_user
+    from engine.store.console_auth import list_users, remove_user
 
     try:
         if action == "list":
@@ -122,7 +122,7 @@ async def demo_sign_in() -> str:
     import secrets
 
     from engine.config.settings import Settings
-    from engine.console.auth import add_user
+    from engine.store.console_auth import add_user
     from engine.store.store import Store
 
     password = secrets.token_urlsafe(12)

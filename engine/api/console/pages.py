@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from engine.console import PREFIX, queries
-from engine.console.auth import recent_audit
-from engine.console.charts import bars
-from engine.console.web import deps, person, render
+from engine.api.console import PREFIX, queries
+from engine.api.console.charts import bars
+from engine.api.console.web import deps, person, render
+from engine.store.console_auth import recent_audit
 
 __all__ = ["owns_account", "router"]
 
@@ -29,7 +29,7 @@ async def home(request: Request) -> Response:
     now: datetime = d.now()
     week = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
     db = queries.sql_crm(d.crm)
-    from engine.reports.api import refresh_open
+    from engine.api.api_reports import refresh_open
 
     await refresh_open(d, request)  # the task figures read run_tasks: open runs first (at most every 30 s)
 

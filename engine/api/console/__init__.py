@@ -5,8 +5,8 @@ HTML (Jinja2) with a little optional JavaScript, everything served from this pac
 shown before sign-in: per-person passwords (users in the store, ``csops console user add``) or,
 behind an identity proxy, a trusted header (off by default). docs/console.md is the user's guide.
 
-This module imports nothing heavy at import time: engine/store/store.py imports ``engine.console.models``
-(the console's tables live in the store), which runs this file first.
+The console's tables and its users and sessions live in the store (engine/store/console_models.py,
+engine/store/console_auth.py), ``csops console ...`` in engine/cli/cli_console.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from engine.console.web import ConsoleConfig
+    from engine.api.console.web import ConsoleConfig
 
 __all__ = ["PREFIX", "install"]
 
@@ -26,7 +26,7 @@ PREFIX = "/console"
 
 def install(app: FastAPI, config: ConsoleConfig | None = None) -> None:
     """Serve the console on ``app`` under ``/console`` (settings from CSOPS_CONSOLE_* when ``config`` is None)."""
-    from engine.console.routes import mount
+    from engine.api.console.routes import mount
 
     mount(app, config)
 

@@ -9,51 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from engine.reports.clicommon import emit, settings_or_none, with_root
+from engine.cli.reportcommon import emit, settings_or_none, with_root
+from engine.reports.spans import parse_since, parse_span
 from engine.root import Root
 
-__all__ = ["emit", "parse_since", "parse_span", "register", "settings_or_none", "with_root"]
+__all__ = ["emit", "register", "settings_or_none", "with_root"]
 
 EXIT_OK, EXIT_FAILED = 0, 1
 CONNECT_TIMEOUT = 5.0
-_SPAN = re.compile(r"^(\d+)([mhdw])$")
-LONGEST = timedelta(days=36525)
-"""The longest span taken (100 years)."""
-_UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
-
-
-def parse_span(text: str) -> timedelta:
-    """``90d``, ``12w``, ``36h`` or ``15m`` as a timedelta.
-
-    Raises:
-        argparse.ArgumentTypeError: anything else.
-    """
-    found = _SPAN.match(text.strip())
-    span = int(found.group(1)) * _UNIT[found.group(2)] if found and len(found.group(1)) <= 7 else None
-    if span is None or not timedelta(0) < span <= LONGEST:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a span: write a positive number and a unit m, h, d or w "
-                                         "(e.g. 90d), at most 100 years")
-    return span
-
-
-def parse_since(text: str) -> datetime:
-    """A span back from now (``90d``) or a date or time (``2026-01-31``, ``2026-01-31T09:00:00Z``), aware in UTC.
-
-    Raises:
-        argparse.ArgumentTypeError: neither.
-    """
-    if _SPAN.match(text.strip()):
-        return datetime.now(UTC) - parse_span(text)
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a span (90d) nor a date (2026-01-31)") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def register(sub: Any) -> None:
@@ -86,7 +53,7 @@ def register(sub: Any) -> None:
     done = tasks_sub.add_parser("done", help="complete a task")
     done.add_argument("task_id", metavar="ID")
     done.set_defaults(runs_handler=cmd_task_done)
-    from engine.reports.forecast_cli import add_forecast
+    from engine.cli.cli_forecast import add_forecast
 
     add_forecast(sub)
 

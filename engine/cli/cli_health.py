@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.health.backtest import BacktestError, backtest, read_history, read_outcomes
-from engine.health.loader import health_beside, load_health
-from engine.health.model import HealthModel
 from engine.health.score import score
 from engine.health.testfile import run_health_tests
 from engine.health.view import account_health, as_text, score_view
 from engine.language import report
+from engine.language.health_loader import health_beside, load_health
+from engine.language.health_model import HealthModel
 
 __all__ = ["register"]
 
@@ -127,8 +127,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _simulate_events(args: argparse.Namespace, model: HealthModel) -> int:
     from engine.cli.cli_sim import read_account, read_events
-    from engine.health.simulate import simulate_health
     from engine.language.validate import UsageError, validate_paths
+    from engine.sim.simhealth import simulate_health
     from engine.sim.simulate import SimulationError
 
     try:

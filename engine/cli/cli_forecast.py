@@ -89,7 +89,7 @@ def _bar(done: int, total: int) -> None:
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
-    from engine.reports.clicommon import emit, with_root
+    from engine.cli.reportcommon import emit, with_root
     from engine.reports.forecast import forecast_replay, load_fleet, would_start_today
     from engine.reports.text import forecast_text
     from engine.sim.simulate import SimulationError

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.sqlcrm import SQLCRM
-from engine.health.model import HealthModel
 from engine.health.recompute import health_event, recompute_account
+from engine.language.health_model import HealthModel
 from engine.language.model import Playbook
 from engine.store.store import Store
 from engine.triggers.signals import Decision

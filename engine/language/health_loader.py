@@ -3,7 +3,7 @@
 The file goes through the playbook validator's machinery: the position-keeping loader
 (engine.language.yamlpos), the schema walker (engine.language.structure) driven by ``schemas/health.schema.json``
 (unknown keys with did-you-mean, types, ranges, one source kind per measure), then the checks the
-schema cannot say (engine.health.checks): weights that must add up, band cut-offs in order,
+schema cannot say (engine.language.health_checks): weights that must add up, band cut-offs in order,
 overrides naming measures the model has.
 """
 
@@ -17,8 +17,8 @@ from functools import cache
 from pathlib import Path as FsPath
 from typing import Any
 
-from engine.health.checks import cross_checks, problem
-from engine.health.model import (
+from engine.language.health_checks import cross_checks, problem
+from engine.language.health_model import (
     BUCKETS,
     SOURCE_KINDS,
     Bands,
@@ -35,7 +35,7 @@ from engine.language.problems import Problem, make
 from engine.language.structure import Hook, Walker, describe, walk_top_level
 from engine.language.yamlpos import Document, Path, load, read
 
-__all__ = ["HEALTH_NAMES", "SCHEMA_FILE", "check_health", "health_beside", "health_results", "health_schema",
+__all__ = ["HEALTH_NAMES", "SCHEMA_FILE", "check_health", "health_beside", "health_schema",
            "load_health", "parse_health"]
 
 SCHEMA_FILE = FsPath(__file__).resolve().parent.parent.parent / "schemas" / "health.schema.json"
@@ -76,17 +76,6 @@ def health_beside(folder: str | os.PathLike[str]) -> str | None:
         if os.path.isfile(path):
             return path
     return None
-
-
-def health_results(folder: str) -> list[Any]:
-    """``csops validate``: the health model beside the playbooks of ``folder`` as a file result, if it has problems."""
-    from engine.language.validate import FileResult  # validate builds on this module
-
-    path = health_beside(folder or ".")
-    if path is None:
-        return []
-    _, problems = load_health(path)
-    return [FileResult(path, list(problems))] if problems else []
 
 
 def check_health(doc: Document) -> tuple[HealthModel | None, list[Problem]]:

@@ -12,10 +12,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from engine.console import PREFIX
-from engine.console.auth import Person, audit, snooze
-from engine.console.pages import owns_account
-from engine.console.web import Forbidden, deps, form, person, render
+from engine.api.console import PREFIX
+from engine.api.console.pages import owns_account
+from engine.api.console.web import Forbidden, deps, form, person, render
+from engine.store.console_auth import Person, audit, snooze
 
 __all__ = ["router"]
 
@@ -29,7 +29,7 @@ MAX_SNOOZE = 90
 @router.post("/runs/{run_id:path}/cancel")
 async def cancel(request: Request, run_id: str) -> Response:
     from engine.api.api_runs import cancel_run
-    from engine.api.app import ApiError
+    from engine.api.deps import ApiError
 
     who = await person(request)
     fields = await form(request, who.csrf)
