@@ -253,7 +253,7 @@ def _handlers(app: FastAPI) -> None:
 async def read_body(request: Request) -> bytes:
     """The body, refusing (413) one over MAX_BODY bytes without reading it all, and (415) one that is not JSON."""
     if not json_media_type(request.headers.get("content-type")):
-        raise BodyError(415, "unsupported_media_type", f"the Content-Type is {request.headers['content-type'][:80]!r}; "
+        raise BodyError("unsupported_media_type", f"the Content-Type is {request.headers['content-type'][:80]!r}; "
                         "send JSON with Content-Type: application/json")
     return await read_limited(request.stream(), request.headers.get("content-length"), limit=MAX_BODY)
 

@@ -31,6 +31,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from engine.console import PREFIX
 from engine.console.auth import Person, find_user, session_person
+from engine.errors import CsopsError
 
 __all__ = ["CSRF_COOKIE", "SESSION_COOKIE", "ConsoleConfig", "Forbidden", "SignInNeeded", "deps", "form",
            "is_secure", "person", "render", "set_cookie"]
@@ -60,11 +61,11 @@ class ConsoleConfig:
                    trusted_proxies=proxies or ("127.0.0.1", "::1"))
 
 
-class SignInNeeded(Exception):
+class SignInNeeded(CsopsError):
     """No one is signed in: the answer is the sign-in page (routes.py turns it into a redirect)."""
 
 
-class Forbidden(Exception):
+class Forbidden(CsopsError):
     """Signed in, but not allowed (or a POST without its CSRF token): 403 with the reason."""
 
 

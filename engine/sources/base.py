@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.errors import CsopsError
 from engine.sources.settings import SourceConfig
 
 __all__ = ["Delivery", "Mapped", "Refused", "Vendor", "account_of", "at_path", "build_event", "digest", "iso", "same",
@@ -37,7 +38,7 @@ class Delivery:
     """When it arrived."""
 
 
-class Refused(Exception):
+class Refused(CsopsError):
     """The delivery is not accepted: ``status`` (401 not verified, 400 not JSON), a code and plain words."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
