@@ -75,10 +75,25 @@ def test_one_status_map_and_continued_as_new_is_not_an_ending() -> None:
 
 
 def test_the_schemas_are_found_as_package_resources() -> None:
-    from engine.language.schemafiles import schema_file
+    from importlib import resources
 
-    for name in ("playbook", "config", "coverage", "event"):
-        assert schema_file(f"{name}.schema.json").read_text(encoding="utf-8").startswith("{")
+    from engine.config.configcheck import SCHEMA_FILE as CONFIG
+    from engine.health.loader import SCHEMA_FILE as HEALTH
+    from engine.language.coverage import SCHEMA_FILE as COVERAGE
+    from engine.language.schemafiles import schema_file
+    from engine.language.structure import SCHEMA_FILE as PLAYBOOK
+
+    shipped = sorted(f.name for f in resources.files("schemas").iterdir() if f.name.endswith(".schema.json"))
+    assert shipped == ["config.schema.json", "coverage.schema.json", "event.schema.json", "health.schema.json",
+                       "playbook.schema.json"]
+    for name in shipped:
+        assert schema_file(name).read_text(encoding="utf-8").startswith("{")
+    expected = [schema_file(f"{n}.schema.json") for n in ("config", "health", "coverage", "playbook")]
+    assert expected == [CONFIG, HEALTH, COVERAGE, PLAYBOOK]
+    # No module finds a schema from its own place in the tree (Path(__file__).parent.parent / "schemas").
+    found = [p.relative_to(ROOT).as_posix() for p in _sources() if "__file__" in (text := p.read_text(
+        encoding="utf-8")) and ("schemas" in text or "schema.json" in text)]
+    assert found == []
 
 
 def test_this_test_carries_the_unit_marker_of_its_folder(request: pytest.FixtureRequest) -> None:
