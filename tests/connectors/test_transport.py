@@ -8,6 +8,7 @@ slack_sdk's (aiohttp, not httpx), tested against the loopback Slack of tests/fak
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,51 +23,38 @@ from engine.config.crmconfig import HubSpotConfig, PipedriveConfig, SalesforceCo
 from engine.config.secret import Secret
 from engine.registry import FACTORIES
 
+SF_ACCOUNT, SF_OWNER = "001000000000001AAA", "005000000000001AAA"
+READS: dict[str, tuple[Callable[[httpx.MockTransport], Any], str, dict[str, Any], str, tuple[str, str]]] = {
+    "hubspot": (lambda t: HubSpotCRM("tok", transport=t, max_retries=0), "42",
+                {"id": "42", "properties": {"name": "Acme", "hubspot_owner_id": "7"}},
+                "GET /crm/v3/objects/companies/42 Bearer tok", ("Acme", "7")),
+    "pipedrive": (lambda t: PipedriveCRM("tok", transport=t, max_retries=0), "42",
+                  {"success": True, "data": {"id": 42, "name": "Acme", "owner_id": {"id": 7}}},
+                  "GET /v1/organizations/42 tok", ("Acme", "7")),
+    "salesforce": (lambda t: SalesforceCRM("https://acme.my.salesforce.com", access_token="tok", transport=t,
+                                           max_retries=0), SF_ACCOUNT,
+                   {"Id": SF_ACCOUNT, "Name": "Acme", "OwnerId": SF_OWNER},
+                   f"GET /services/data/v61.0/sobjects/Account/{SF_ACCOUNT} Bearer tok", ("Acme", SF_OWNER)),
+}
 
-async def test_hubspot_reads_through_a_mock_transport() -> None:
+
+@pytest.mark.parametrize("vendor", sorted(READS))
+async def test_each_http_crm_reads_through_the_transport_it_is_given(vendor: str) -> None:
+    build, account_id, body, request_seen, (name, owner) = READS[vendor]
     seen: list[str] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(f"{request.method} {request.url.path} {request.headers['authorization']}")
-        return httpx.Response(200, json={"id": "42", "properties": {"name": "Acme", "hubspot_owner_id": "7"}})
+        credential = request.headers.get("authorization") or request.url.params["api_token"]
+        seen.append(f"{request.method} {request.url.path} {credential}")
+        return httpx.Response(200, json=body)
 
-    crm = HubSpotCRM("tok", transport=httpx.MockTransport(answer), max_retries=0)
+    crm = build(httpx.MockTransport(answer))
     try:
-        account = await crm.get_account("42")
+        account = await crm.get_account(account_id)
     finally:
         await crm.close()
-    assert account is not None and (account.id, account.name, account.owner_id) == ("42", "Acme", "7")
-    assert seen == ["GET /crm/v3/objects/companies/42 Bearer tok"]
-
-
-async def test_salesforce_reads_through_a_mock_transport() -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/services/data/v61.0/sobjects/Account/001000000000001AAA"
-        return httpx.Response(200, json={"Id": "001000000000001AAA", "Name": "Acme", "OwnerId": "005000000000001AAA"})
-
-    crm = SalesforceCRM("https://acme.my.salesforce.com", access_token="tok", transport=httpx.MockTransport(answer),
-                        max_retries=0)
-    try:
-        account = await crm.get_account("001000000000001AAA")
-    finally:
-        await crm.close()
-    assert account is not None and (account.name, account.owner_id) == ("Acme", "005000000000001AAA")
-
-
-async def test_pipedrive_reads_through_a_mock_transport() -> None:
-    seen: list[str] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(f"{request.method} {request.url.path} {request.url.params['api_token']}")
-        return httpx.Response(200, json={"success": True, "data": {"id": 42, "name": "Acme", "owner_id": {"id": 7}}})
-
-    crm = PipedriveCRM("tok", transport=httpx.MockTransport(answer), max_retries=0)
-    try:
-        account = await crm.get_account("42")
-    finally:
-        await crm.close()
-    assert account is not None and (account.id, account.name, account.owner_id) == ("42", "Acme", "7")
-    assert seen == ["GET /v1/organizations/42 tok"]
+    assert account is not None and (account.id, account.name, account.owner_id) == (account_id, name, owner)
+    assert seen == [request_seen]
 
 
 def test_each_configurable_kind_has_a_factory() -> None:
