@@ -102,13 +102,19 @@ def test_value_errors_stay_value_errors() -> None:
 HTTP_ERRORS = {"ApiError", "HTTPException", "StarletteHTTPException"}
 
 
+def _api(module: str) -> bool:
+    return module.startswith("engine.api") or module.split(".")[-1] == "api"
+
+
 def _shared() -> dict[str, set[str]]:
-    """The names the CLI imports from engine.api's modules, by module (``create_app`` aside: ``csops api``
-    serves the API itself)."""
+    """The names the CLI (engine/cli and the feature packages' command modules) imports from the API's
+    modules, by module (``create_app`` aside: ``csops api`` serves the API itself)."""
     found: dict[str, set[str]] = {}
-    for path in ROOT.joinpath("engine", "cli").rglob("*.py"):
+    for path in ROOT.joinpath("engine").rglob("*.py"):
+        if path.parent.name != "cli" and "cli" not in path.stem:
+            continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("engine.api"):
+            if isinstance(node, ast.ImportFrom) and node.module and _api(node.module):
                 found.setdefault(node.module, set()).update(a.name for a in node.names if a.name != "create_app")
     return found
 
