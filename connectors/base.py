@@ -213,8 +213,10 @@ class HttpResult:
     """Response body (truncated)."""
 
 
+@runtime_checkable
 class Lifecycle(Protocol):
-    """What every connector csops builds from csops.yaml also has (engine/wiring.py builds them).
+    """What every connector csops builds from csops.yaml also has (engine/wiring.py builds them; the
+    built-in SQL CRM and the outboxes get theirs there).
 
     ``check`` says in plain words what stops the connection from working ([] when it works):
     ``csops check-config`` and the worker's start call it. ``close`` releases connections.

@@ -53,17 +53,19 @@ class PipedriveCRM:
         field_map: csops field → Pipedrive custom field key (see the module docstring).
         timeout: Seconds per request.
         max_retries: Retries inside one call for 429, 5xx and lost connections.
+        transport: An httpx transport to send through (tests: ``httpx.MockTransport``); default: the network.
     """
 
     def __init__(self, api_token: str, *, base_url: str = "https://api.pipedrive.com",
-                 field_map: dict[str, str] | None = None, timeout: float = 10.0, max_retries: int = 5) -> None:
+                 field_map: dict[str, str] | None = None, timeout: float = 10.0, max_retries: int = 5,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         if not api_token.strip():
             raise ValueError("the Pipedrive API token is empty: set PIPEDRIVE_API_TOKEN")
         self.base_url = base_url.rstrip("/")
         self.fields = {k: v for k, v in (field_map or {}).items() if v}
         self.max_retries = max_retries
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, params={"api_token": api_token},
-                                         headers={"Accept": "application/json"})
+                                         headers={"Accept": "application/json"}, transport=transport)
 
     def __repr__(self) -> str:
         return f"PipedriveCRM(base_url={self.base_url!r}, api_token=<hidden>)"

@@ -19,8 +19,12 @@ from engine.errors import CsopsError
 if TYPE_CHECKING:
     from fastapi import Request
 
-__all__ = ["MAX_BODY", "MAX_DEPTH", "MAX_NUMBER", "MAX_STRING", "BodyError", "json_media_type", "parse_json",
-           "read_body", "read_limited"]
+__all__ = ["BODY_CODES", "MAX_BODY", "MAX_DEPTH", "MAX_NUMBER", "MAX_STRING", "BodyError", "json_media_type",
+           "parse_json", "read_body", "read_limited"]
+
+BODY_CODES = ("malformed_json", "duplicate_key", "limit_exceeded", "body_too_large", "unsupported_media_type")
+"""What a :class:`BodyError` can say: not JSON; a key twice; nesting, a number or a text over its limit;
+the body over MAX_BODY; a Content-Type that is not JSON."""
 
 MAX_BODY = 4 * 1024 * 1024
 """Largest request body in bytes (413 above it): room for a full batch of ~4 KB events."""
@@ -34,18 +38,22 @@ MAX_STRING = 65_536
 
 
 class BodyError(CsopsError):
-    """A body the API refuses: ``status``, ``code`` and ``message`` for the error envelope."""
+    """A body that cannot be taken: ``code`` (one of :data:`BODY_CODES`), ``message`` and ``details``.
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    ``csops event`` shares :func:`parse_json`; the API answers each code with its status at its
+    boundary (engine/api/api_errors.py).
+    """
+
+    def __init__(self, code: str, message: str, details: Any = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
+        self.code, self.message, self.details = code, message, details
 
 
 def _limit(what: str, most: int, message: str, where: str = "") -> BodyError:
     details: dict[str, Any] = {"limit": what, "max": most}
     if where:
         details["where"] = where
-    return BodyError(422, "limit_exceeded", message, details)
+    return BodyError("limit_exceeded", message, details)
 
 
 def json_media_type(content_type: str | None) -> bool:
@@ -57,12 +65,12 @@ def json_media_type(content_type: str | None) -> bool:
 
 
 async def read_limited(chunks: AsyncIterable[bytes], content_length: str | None, *, limit: int = MAX_BODY) -> bytes:
-    """The whole body, refusing (413) one over ``limit`` bytes without reading it all.
+    """The whole body, refusing one over ``limit`` bytes without reading it all.
 
     Raises:
-        BodyError: the body (or its declared length) is over the limit.
+        BodyError: ``body_too_large``, the body (or its declared length) is over the limit.
     """
-    too_big = BodyError(413, "body_too_large", f"the body is over {limit} bytes ({limit // 1024 // 1024} MiB): "
+    too_big = BodyError("body_too_large", f"the body is over {limit} bytes ({limit // 1024 // 1024} MiB): "
                         "send fewer events per request, in several requests", {"limit": "body", "max": limit})
     if content_length and content_length.strip().isdigit() and int(content_length) > limit:
         raise too_big
@@ -79,14 +87,14 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise BodyError(400, "duplicate_key", f"the key {key[:60]!r} appears twice in one object; "
+            raise BodyError("duplicate_key", f"the key {key[:60]!r} appears twice in one object; "
                             "send each key once (which of the two values was meant cannot be known)")
         out[key] = value
     return out
 
 
 def _constant(name: str) -> Any:
-    raise BodyError(400, "malformed_json", f"{name} is not a JSON value; send a number, or null for no value")
+    raise BodyError("malformed_json", f"{name} is not a JSON value; send a number, or null for no value")
 
 
 def _int(text: str) -> int:
@@ -111,16 +119,16 @@ def parse_json(body: bytes) -> Any:
     """The JSON document of a body, within the limits (MAX_DEPTH, MAX_NUMBER, MAX_STRING).
 
     Raises:
-        BodyError: 400 for an empty body, bad UTF-8, invalid JSON, NaN/Infinity or a duplicate key;
-            422 ``limit_exceeded`` for nesting, a number or a string over its limit.
+        BodyError: ``malformed_json`` for an empty body, bad UTF-8, invalid JSON or NaN/Infinity,
+            ``duplicate_key``, ``limit_exceeded`` for nesting, a number or a string over its limit.
     """
     if not body.strip():
-        raise BodyError(400, "malformed_json", "the body is empty; send one event object or {\"events\": [...]} "
+        raise BodyError("malformed_json", "the body is empty; send one event object or {\"events\": [...]} "
                         "with Content-Type: application/json")
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise BodyError(400, "malformed_json", f"the body is not UTF-8 (byte {exc.start} is not valid): "
+        raise BodyError("malformed_json", f"the body is not UTF-8 (byte {exc.start} is not valid): "
                         "send JSON encoded as UTF-8") from None
     try:
         doc = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant, parse_int=_int,
@@ -129,7 +137,7 @@ def parse_json(body: bytes) -> Any:
         raise _limit("depth", MAX_DEPTH, f"the body nests arrays and objects more than {MAX_DEPTH} deep; "
                      "flatten the data") from None
     except json.JSONDecodeError as exc:
-        raise BodyError(400, "malformed_json", f"the body is not valid JSON ({exc}); send one event object or "
+        raise BodyError("malformed_json", f"the body is not valid JSON ({exc}); send one event object or "
                         '{"events": [...]} with Content-Type: application/json') from None
     _check(doc)
     return doc
@@ -166,13 +174,13 @@ def _check_string(text: str, where: str) -> None:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            raise BodyError(400, "malformed_json", f"{where}: holds a lone UTF-16 surrogate (\\ud800-\\udfff "
+            raise BodyError("malformed_json", f"{where}: holds a lone UTF-16 surrogate (\\ud800-\\udfff "
                             "escaped alone), which is not text; send the character's full pair") from None
 
 
 async def read_body(request: Request) -> bytes:
     """The body, refusing (413) one over MAX_BODY bytes without reading it all, and (415) one that is not JSON."""
     if not json_media_type(request.headers.get("content-type")):
-        raise BodyError(415, "unsupported_media_type", f"the Content-Type is {request.headers['content-type'][:80]!r}; "
+        raise BodyError("unsupported_media_type", f"the Content-Type is {request.headers['content-type'][:80]!r}; "
                         "send JSON with Content-Type: application/json")
     return await read_limited(request.stream(), request.headers.get("content-length"), limit=MAX_BODY)

@@ -1,8 +1,11 @@
-"""The API's answers to failures that are not the caller's fault: a busy store, anything unexpected.
+"""The API's boundary for errors: the engine's errors become HTTP answers here, and only here.
 
 Every route's error is the JSON envelope ``{"error": {"code", "message", "details"}}``, never
 Starlette's plain-text "Internal Server Error":
 
+- a :class:`~engine.errors.Refusal` that a function shared with the CLI raised is answered with its
+  subclass's status (:data:`STATUS`: ``NotFound`` 404, ``Conflict`` 409, ``Unavailable`` 503);
+- a :class:`~engine.api.api_body.BodyError` with its code's status (:data:`BODY_STATUS`);
 - a store that is locked or unreachable (``RetryableError`` from the database layer: SQLite's
   "database is locked" after the API's short busy timeout, a PostgreSQL lock timeout, a lost
   connection) is **503** ``store_unavailable`` with ``Retry-After``;
@@ -24,13 +27,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.base import RetryableError
 from engine.api.api_body import BodyError
+from engine.errors import Conflict, NotFound, Refusal, Unavailable
 
-__all__ = ["RETRY_AFTER", "JsonErrors", "install", "unavailable"]
+__all__ = ["BODY_STATUS", "RETRY_AFTER", "STATUS", "JsonErrors", "install", "status_of", "unavailable"]
 
 log = logging.getLogger("csops.api")
 
 RETRY_AFTER = 5
 """Seconds a client is told to wait (``Retry-After``) before sending again after a 503."""
+
+
+STATUS: dict[type[Refusal], int] = {NotFound: 404, Conflict: 409, Unavailable: 503}
+"""The HTTP status of each kind of refusal."""
+BODY_STATUS = {"malformed_json": 400, "duplicate_key": 400, "body_too_large": 413, "unsupported_media_type": 415,
+               "limit_exceeded": 422}
+"""The HTTP status of each BodyError code (engine.api.api_body.BODY_CODES)."""
+
+
+def status_of(exc: Refusal) -> int:
+    """The HTTP status of a refusal (the console answers its pages with it too); 400 for another kind."""
+    return next((status for kind, status in STATUS.items() if isinstance(exc, kind)), 400)
 
 
 def _envelope(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -49,11 +65,15 @@ def unavailable(exc: RetryableError) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Add the body, store-outage and catch-all handlers to ``app``."""
+    """Add the refusal, body, store-outage and catch-all handlers to ``app``."""
+
+    @app.exception_handler(Refusal)
+    async def refused(request: Request, exc: Refusal) -> JSONResponse:
+        return JSONResponse(_envelope(exc.code, exc.message, exc.details), status_code=status_of(exc))
 
     @app.exception_handler(BodyError)
     async def body_error(request: Request, exc: BodyError) -> JSONResponse:
-        return JSONResponse(_envelope(exc.code, exc.message, exc.details), status_code=exc.status)
+        return JSONResponse(_envelope(exc.code, exc.message, exc.details), status_code=BODY_STATUS[exc.code])
 
     @app.exception_handler(RetryableError)
     async def store_down(request: Request, exc: RetryableError) -> JSONResponse:

@@ -1,6 +1,8 @@
 """The API's read side and run control: runs, their step timeline and live status, cancel, decisions,
 explain, and failed events (list, queue again). ``csops runs`` and ``csops explain`` (engine/cli/cli_runs.py)
-share the functions here.
+and the console share the functions here: they raise the engine's errors (engine.errors: ``NotFound``,
+``Conflict``, ``Unavailable``), never an HTTP one; the API answers them at its boundary
+(engine/api/api_errors.py), the CLI with exit codes.
 
 Live status and cancel go to Temporal through :class:`Workflows`; :class:`TemporalWorkflows` is
 the real one, tests pass a stand-in with the same two methods.
@@ -84,7 +86,7 @@ from engine.api.runmodels import (
 from engine.api.runmodels import (
     step_out as step_out,
 )
-from engine.errors import CsopsError
+from engine.errors import Conflict, NotFound, Unavailable
 from engine.language.context import Calendar
 from engine.language.model import Playbook
 from engine.store.runstore import ENDED_STATUSES
@@ -107,19 +109,15 @@ class Workflows(Protocol):
         """The run's ``status`` query answer; None when Temporal does not know the run.
 
         Raises:
-            Unavailable: Temporal cannot be reached.
+            Unavailable: Temporal cannot be reached (code ``temporal_unavailable``).
         """
 
     async def cancel(self, run_id: str, reason: str) -> Literal["cancelling", "not_found", "ended"]:
         """Signal ``cancel`` to the run, unless it is unknown or has ended.
 
         Raises:
-            Unavailable: Temporal cannot be reached.
+            Unavailable: Temporal cannot be reached (code ``temporal_unavailable``).
         """
-
-
-class Unavailable(CsopsError):
-    """Temporal (or the CRM) cannot be reached; the message says so in plain words."""
 
 
 class TemporalWorkflows:
@@ -134,8 +132,8 @@ class TemporalWorkflows:
             try:
                 self._client = await self._get()
             except (RuntimeError, OSError) as exc:
-                raise Unavailable(f"cannot reach Temporal: {str(exc).splitlines()[0][:200]} (is csops up running?)") \
-                    from None
+                raise Unavailable("temporal_unavailable", f"cannot reach Temporal: {str(exc).splitlines()[0][:200]} "
+                                  "(is csops up running?)") from None
         return self._client.get_workflow_handle(run_id)
 
     async def status(self, run_id: str) -> dict[str, Any] | None:
@@ -147,7 +145,8 @@ class TemporalWorkflows:
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return None
-            raise Unavailable(f"Temporal did not answer the status query: {exc.message}") from None
+            raise Unavailable("temporal_unavailable", f"Temporal did not answer the status query: {exc.message}") \
+                from None
         return dict(answer) if isinstance(answer, Mapping) else asdict(answer)
 
     async def refresh(self, store: Store, run_id: str) -> RunRecord | None:
@@ -160,7 +159,7 @@ class TemporalWorkflows:
         try:
             return await refresh(store, self._client, run_id)
         except RPCError as exc:
-            raise Unavailable(f"Temporal did not answer: {exc.message}") from None
+            raise Unavailable("temporal_unavailable", f"Temporal did not answer: {exc.message}") from None
 
     async def cancel(self, run_id: str, reason: str) -> Literal["cancelling", "not_found", "ended"]:
         from temporalio.client import WorkflowExecutionStatus
@@ -176,7 +175,7 @@ class TemporalWorkflows:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 # A signal to a run that just ended says NOT_FOUND too: it is gone either way.
                 return "not_found"
-            raise Unavailable(f"Temporal refused the cancel signal: {exc.message}") from None
+            raise Unavailable("temporal_unavailable", f"Temporal refused the cancel signal: {exc.message}") from None
         return "cancelling"
 
 
@@ -237,21 +236,20 @@ async def cancel_run(store: Store, workflows: Workflows | None, run_id: str, rea
     """Send ``cancel`` to a running run.
 
     Raises:
-        ApiError: 404 unknown run, 409 ended, 503 Temporal not reachable or not configured.
+        NotFound: ``unknown_run``.
+        Conflict: ``run_ended``, in the store or in Temporal.
+        Unavailable: ``temporal_unavailable``, Temporal not reachable or not configured.
     """
     run = await store.get_run(run_id)
     if run is None:
-        raise ApiError(404, "unknown_run", f"there is no run {run_id!r}; csops runs lists them")
+        raise NotFound("unknown_run", f"there is no run {run_id!r}; csops runs lists them")
     if run.ended_at is not None or run.status in ENDED_STATUSES:
-        raise ApiError(409, "run_ended", f"run {run_id!r} already ended ({run.status}); there is nothing to cancel")
+        raise Conflict("run_ended", f"run {run_id!r} already ended ({run.status}); there is nothing to cancel")
     if workflows is None:
-        raise ApiError(503, "temporal_unavailable", "Temporal is not configured here, so runs cannot be cancelled")
-    try:
-        said = await workflows.cancel(run_id, reason)
-    except Unavailable as exc:
-        raise ApiError(503, "temporal_unavailable", str(exc)) from None
+        raise Unavailable("temporal_unavailable", "Temporal is not configured here, so runs cannot be cancelled")
+    said = await workflows.cancel(run_id, reason)
     if said != "cancelling":
-        raise ApiError(409, "run_ended", f"run {run_id!r} is no longer running in Temporal ({said.replace('_', ' ')})")
+        raise Conflict("run_ended", f"run {run_id!r} is no longer running in Temporal ({said.replace('_', ' ')})")
     return CancelOut(run_id=run_id, status="cancelling")
 
 
@@ -274,7 +272,8 @@ async def explain_account(*, store: Store, crm: Any, playbooks: Mapping[str, Pla
     playbook within the matcher's time bound: one over it is explained as a single ``error`` check.
 
     Raises:
-        ApiError: 404 unknown account or playbook, 503 no CRM.
+        NotFound: ``unknown_playbook``, ``unknown_account``.
+        Unavailable: ``crm_unavailable``, no CRM configured.
     """
     from engine.payloads.runcontext import read_view, view_data
     from engine.triggers.enrol import facts_for
@@ -282,13 +281,13 @@ async def explain_account(*, store: Store, crm: Any, playbooks: Mapping[str, Pla
     from engine.triggers.matcher import today_of
 
     if playbook is not None and playbook not in playbooks:
-        raise ApiError(404, "unknown_playbook", f"there is no valid playbook {playbook!r}; "
+        raise NotFound("unknown_playbook", f"there is no valid playbook {playbook!r}; "
                        f"known: {', '.join(sorted(playbooks)) or 'none'} (csops validate says why one is missing)")
     if crm is None:
-        raise ApiError(503, "crm_unavailable", "no CRM is configured here, so accounts cannot be read")
+        raise Unavailable("crm_unavailable", "no CRM is configured here, so accounts cannot be read")
     view = await read_view(crm, account_id)
     if view is None:
-        raise ApiError(404, "unknown_account", f"the CRM has no account {account_id!r}")
+        raise NotFound("unknown_account", f"the CRM has no account {account_id!r}")
     data = view_data(view)
     account = data["account"]
     chosen = [playbooks[playbook]] if playbook is not None else [playbooks[k] for k in sorted(playbooks)]

@@ -113,7 +113,11 @@ class Deps:
 
 
 class ApiError(CsopsError):
-    """An answer other than success: rendered as ``{"error": {code, message, details}}``."""
+    """An answer other than success, rendered as ``{"error": {code, message, details}}``.
+
+    Raised by routes only: what the CLI shares with the API raises the engine's errors
+    (engine.errors), which engine/api/api_errors.py answers.
+    """
 
     def __init__(self, status: int, code: str, message: str, details: Any = None,
                  headers: Mapping[str, str] | None = None) -> None:

@@ -87,7 +87,7 @@ def _workflows(settings: Settings) -> Any:
 def cmd_runs(args: argparse.Namespace) -> int:
     """``csops runs [list|show|cancel]``."""
     from engine.api.api_runs import cancel_run, refreshed, run_detail, run_out
-    from engine.api.app import ApiError
+    from engine.errors import Refusal, Unavailable
     from engine.store.store import Store
 
     settings = _settings("runs")
@@ -126,9 +126,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
                       + (f"  ({r.reason})" if r.reason else ""))
             print(f"{len(page.runs)} run(s)" + (f"; more: --cursor {page.next_cursor}" if page.next_cursor else ""))
             return EXIT_OK
-        except ApiError as exc:
+        except Refusal as exc:
             print(f"csops runs {action}: {exc.message}", file=sys.stderr)
-            return EXIT_FAILED if exc.status in (404, 409) else EXIT_USAGE
+            return EXIT_USAGE if isinstance(exc, Unavailable) else EXIT_FAILED
         finally:
             store.close()
 
@@ -168,7 +168,7 @@ def _started_by(trigger: dict[str, Any]) -> str:
 def cmd_explain(args: argparse.Namespace) -> int:
     """``csops explain --account ID [--playbook P]``."""
     from engine.api.api_runs import decision_out, explain_account
-    from engine.api.app import ApiError
+    from engine.errors import Refusal
     from engine.language.validate import Report, UsageError, validate_paths
     from engine.root import Root
     from engine.wiring import BuildError
@@ -200,7 +200,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                                               account_id=args.account, playbook=args.playbook,
                                               now=datetime.now(UTC), calendar=root.calendar)
                 recent = await root.store.decisions(account_id=args.account, playbook=args.playbook, limit=10)
-            except ApiError as exc:
+            except Refusal as exc:
                 print(f"csops explain: {exc.message}", file=sys.stderr)
                 return EXIT_FAILED
         if args.format == "json":

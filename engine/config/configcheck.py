@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from engine.language.problems import Problem, make
+from engine.language.problems import Problem, make, problem_at
 from engine.language.schemafiles import schema_file
 from engine.language.structure import Hook, Walker, describe, walk_top_level
 from engine.language.yamlpos import Document, Path
@@ -83,10 +83,6 @@ class _Ctx:
     """What the file says at each path where ``${VAR}`` was replaced."""
 
 
-def _problem(doc: Document, at: tuple[int, int], rule: str, message: str, hint: str = "") -> Problem:
-    return Problem(doc.path, at[0] + 1, at[1] + 1, rule, message, "error", hint)
-
-
 def _dotted(p: Path) -> str:
     return "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in p).lstrip(".")
 
@@ -98,8 +94,8 @@ def check_document(doc: Document, env: Mapping[str, str]) -> tuple[Any, list[Pro
     if data is None:
         return {}, problems, env  # an empty file (or comments only) means the defaults
     if not isinstance(data, dict):
-        problems.append(make(doc.path, doc.pos(()), "type", f"the configuration must be a mapping (key: value "
-                             f"lines), found {describe(data)}", "start with crm:, email:, chat: or webhooks:"))
+        problems.append(problem_at(doc, (), "type", f"the configuration must be a mapping (key: value lines), "
+                                   f"found {describe(data)}", "start with crm:, email:, chat: or webhooks:"))
         return None, problems, env
     ctx = _Ctx(env, {})
     problems.extend(_substitute(doc, data, (), ctx))
@@ -146,11 +142,11 @@ def _expand(doc: Document, text: str, p: Path, ctx: _Ctx, problems: list[Problem
         name = match.group(1)
         at = doc.find(p, match.group(0))
         if not _NAME.match(name):
-            problems.append(_problem(doc, at, "env-var", f'"{match.group(0)}" is not an environment variable '
-                                     f"reference", "write ${NAME}: letters, digits and _, not starting with a digit"))
+            problems.append(make(doc.path, at, "env-var", f'"{match.group(0)}" is not an environment variable '
+                                 f"reference", "write ${NAME}: letters, digits and _, not starting with a digit"))
         elif name not in ctx.env:
-            problems.append(_problem(doc, at, "env-var", f"environment variable {name} is not set (used in "
-                                     f"{_dotted(p)})", f"set {name} where csops runs, or write the value in the file"))
+            problems.append(make(doc.path, at, "env-var", f"environment variable {name} is not set (used in "
+                                 f"{_dotted(p)})", f"set {name} where csops runs, or write the value in the file"))
         else:
             return ctx.env[name]
         doc.flagged.add(p)  # the schema walker stays quiet about a value already reported
@@ -172,7 +168,7 @@ def _expand(doc: Document, text: str, p: Path, ctx: _Ctx, problems: list[Problem
 
 def _report(walker: Walker, p: Path, rule: str, message: str, hint: str = "") -> None:
     walker.flagged.append(p)
-    walker.problems.append(_problem(walker.doc, walker.doc.pos(p), rule, message, hint))
+    walker.problems.append(problem_at(walker.doc, p, rule, message, hint))
 
 
 def _secret(walker: Walker, value: Any, p: Path, schema: dict[str, Any]) -> None:
@@ -296,20 +292,20 @@ def _calendar_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
         try:
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
-            problems.append(_problem(doc, doc.pos(("calendar", "timezone")), "calendar",
-                                     f"calendar.timezone {zone!r} is not a time zone this machine knows",
-                                     "write an IANA name such as Europe/Berlin or America/New_York"))
+            problems.append(problem_at(doc, ("calendar", "timezone"), "calendar",
+                                       f"calendar.timezone {zone!r} is not a time zone this machine knows",
+                                       "write an IANA name such as Europe/Berlin or America/New_York"))
     hours = (cal.get("send_window") or {}).get("hours") if isinstance(cal.get("send_window"), dict) else None
     if isinstance(hours, str) and hours.partition("-")[2] <= hours.partition("-")[0]:
-        problems.append(_problem(doc, doc.pos(("calendar", "send_window", "hours")), "calendar",
-                                 f"calendar.send_window hours {hours} close before they open",
-                                 "write the opening first, e.g. 09:00-17:00 (a window cannot span midnight)"))
+        problems.append(problem_at(doc, ("calendar", "send_window", "hours"), "calendar",
+                                   f"calendar.send_window hours {hours} close before they open",
+                                   "write the opening first, e.g. 09:00-17:00 (a window cannot span midnight)"))
     for i, day in enumerate(cal.get("holidays") or ()):
         try:
             date.fromisoformat(str(day))
         except ValueError:
-            problems.append(_problem(doc, doc.pos(("calendar", "holidays", i)), "calendar",
-                                     f"calendar.holidays: {day!r} is not a date", 'write "YYYY-MM-DD"'))
+            problems.append(problem_at(doc, ("calendar", "holidays", i), "calendar",
+                                       f"calendar.holidays: {day!r} is not a date", 'write "YYYY-MM-DD"'))
     return problems
 
 
@@ -325,8 +321,8 @@ def _cross_checks(doc: Document, data: dict[str, Any]) -> list[Problem]:
     email = data.get("email") or {}
     if email.get("kind") == "smtp" and email.get("security") == "none" and email.get("username") \
             and email.get("host") not in _LOOPBACK:
-        return [_problem(doc, doc.pos(("email", "security")), "insecure-smtp",
-                         f"security: none would send the SMTP password unencrypted to {email['host']}",
-                         "use security: starttls (port 587) or tls (port 465); none is only for a relay on this "
-                         "machine")]
+        return [problem_at(doc, ("email", "security"), "insecure-smtp",
+                           f"security: none would send the SMTP password unencrypted to {email['host']}",
+                           "use security: starttls (port 587) or tls (port 465); none is only for a relay on this "
+                           "machine")]
     return []

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.language.problems import Problem
+from engine.language.problems import Problem, problem_at
 
 if TYPE_CHECKING:
     from engine.config.config import Secret
@@ -98,8 +98,7 @@ def source_problems(doc: Document, data: Mapping[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
 
     def report(p: tuple[str | int, ...], message: str, hint: str, key: bool = True) -> None:
-        line, col = doc.key_pos(p) if key else doc.pos(p)
-        problems.append(Problem(doc.path, line + 1, col + 1, "source", message, "error", hint))
+        problems.append(problem_at(doc, p, "source", message, hint, key=key))
 
     for name, raw in (data.get("sources") or {}).items():
         raw = raw or {}

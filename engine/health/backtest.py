@@ -24,6 +24,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from engine.errors import CsopsError
 from engine.health.fast import Scorer
 from engine.health.inputs import number
 from engine.language.health_model import HealthModel
@@ -34,7 +35,7 @@ ACCOUNT_COLUMNS = ("account_id", "date", "segment", "lifecycle_stage")
 """The history's own columns; every other column is a measure's value, by the measure's name."""
 
 
-class BacktestError(Exception):
+class BacktestError(CsopsError):
     """A history or outcomes file that cannot be used; the message says where and what to do."""
 
 

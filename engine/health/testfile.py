@@ -23,10 +23,9 @@ from typing import Any, TextIO
 
 from engine.health.score import score
 from engine.language import report
-from engine.language.health_checks import problem
 from engine.language.health_loader import load_health
 from engine.language.health_model import HealthModel
-from engine.language.problems import Problem
+from engine.language.problems import Problem, file_problem, problem_at
 from engine.language.yamlpos import Document, read
 
 __all__ = ["TEST_SUFFIXES", "Case", "is_health_test", "load_cases", "run_health_tests"]
@@ -73,29 +72,30 @@ class Loaded:
 def _check_case(doc: Document, i: int, raw: Any, model: HealthModel, out: Loaded) -> None:
     p = ("cases", i)
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-        out.problems.append(problem(doc, p, "missing-key", "a case is a mapping with a name", "name: what it checks"))
+        out.problems.append(problem_at(doc, p, "missing-key", "a case is a mapping with a name",
+                                       "name: what it checks"))
         return
     for key in raw:
         if key not in _CASE_KEYS:
             near = difflib.get_close_matches(str(key), _CASE_KEYS, n=1, cutoff=0.6)
-            out.problems.append(problem(doc, (*p, key), "unknown-key", f'unknown key "{key}" in a case',
-                                        f'did you mean "{near[0]}"?' if near else "keys: " + ", ".join(_CASE_KEYS),
-                                        key=True))
+            out.problems.append(problem_at(doc, (*p, key), "unknown-key", f'unknown key "{key}" in a case',
+                                           f'did you mean "{near[0]}"?' if near else "keys: " + ", ".join(_CASE_KEYS),
+                                           key=True))
     facts = raw.get("facts") or {}
     names = [m.name for m in model.measures]
     for fact in facts if isinstance(facts, dict) else ():
         if fact not in names:
             near = difflib.get_close_matches(str(fact), names, n=1, cutoff=0.6)
-            out.problems.append(problem(doc, (*p, "facts", fact), "unknown-measure",
-                                        f'"{fact}" is not a measure of {model.source}',
-                                        f'did you mean "{near[0]}"?' if near else "measures: " + ", ".join(names),
-                                        key=True))
+            out.problems.append(problem_at(doc, (*p, "facts", fact), "unknown-measure",
+                                           f'"{fact}" is not a measure of {model.source}',
+                                           f'did you mean "{near[0]}"?' if near else "measures: " + ", ".join(names),
+                                           key=True))
     expected = raw.get("score")
     if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int | float)):
-        out.problems.append(problem(doc, (*p, "score"), "type", "score must be a number 0-100"))
+        out.problems.append(problem_at(doc, (*p, "score"), "type", "score must be a number 0-100"))
         return
     if raw.get("band") not in (None, "red", "yellow", "green"):
-        out.problems.append(problem(doc, (*p, "band"), "unknown-value", "band must be red, yellow or green"))
+        out.problems.append(problem_at(doc, (*p, "band"), "unknown-value", "band must be red, yellow or green"))
         return
     out.cases.append(Case(name=raw["name"], line=doc.pos(p)[0] + 1, facts=dict(facts) if isinstance(facts, dict)
                           else {}, segment=str(raw.get("segment") or ""),
@@ -109,20 +109,20 @@ def load_cases(path: str) -> Loaded:
     try:
         doc = read(path)
     except OSError as exc:
-        out.problems.append(Problem(path, 1, 1, "health-file", f"cannot read: {exc.strerror or exc}", "error"))
+        out.problems.append(file_problem(path, "health-file", f"cannot read: {exc.strerror or exc}"))
         return out
     out.problems.extend(doc.problems)
     data = doc.data
     if not isinstance(data, dict) or not isinstance(data.get("model"), str) or not isinstance(data.get("cases"), list):
-        out.problems.append(problem(doc, (), "missing-key", "a health test file has model: (the health.yaml to test) "
-                                    "and cases: (a list)", "see docs/health.md, Testing a model"))
+        out.problems.append(problem_at(doc, (), "missing-key", "a health test file has model: (the health.yaml to "
+                                       "test) and cases: (a list)", "see docs/health.md, Testing a model"))
         return out
     model_path = os.path.join(os.path.dirname(path), data["model"])
     out.model, problems = load_health(model_path)
     out.problems.extend(problems)
     if out.model is None:
         if not problems:
-            out.problems.append(problem(doc, ("model",), "health-file", f"{model_path} has no usable model"))
+            out.problems.append(problem_at(doc, ("model",), "health-file", f"{model_path} has no usable model"))
         return out
     for i, raw in enumerate(data["cases"]):
         _check_case(doc, i, raw, out.model, out)

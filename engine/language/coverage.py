@@ -22,7 +22,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from engine.language.parties import parse_party
-from engine.language.problems import Problem, make
+from engine.language.problems import CATALOGUE, Problem, file_problem, problem_at
 from engine.language.schemafiles import schema_file
 from engine.language.structure import Hook, Walker, describe, label, walk_top_level
 from engine.language.yamlpos import Document, Path, load, read
@@ -34,17 +34,11 @@ __all__ = ["RULES", "SCHEMA_FILE", "Absence", "Coverage", "Role", "Segment", "Te
            "parse_coverage"]
 
 SCHEMA_FILE = schema_file("coverage.schema.json")
-#: The rules of this file beside the playbook validator's (unknown-key, type, ...): all errors.
-RULES: dict[str, str] = {
-    "coverage-file": "the coverage file cannot be read, or is empty",
-    "fallback-owner": "a fallback owner that is not an email address",
-    "role-field": "a role field that is not owner or fields.NAME",
-    "date": "an absence date that is not YYYY-MM-DD, or ends before it starts",
-    "unknown-team": "a team (of a segment, or team:NAME in a playbook) that coverage.yaml does not define",
-    "unknown-role": "a role (owner_role of a segment, or role:NAME in a playbook) that coverage.yaml does not define",
-    "duplicate-member": "a person listed twice in one team",
-    "self-backup": "a person named as their own backup",
-}
+#: The rules of this file beside the playbook validator's (unknown-key, type, ...): all errors (their
+#: severity and text are in the one catalogue, engine.language.problems.CATALOGUE).
+RULES: dict[str, str] = {rule: text for rule, (_, text) in CATALOGUE["coverage"].items()}
+_UNKNOWN_RULES = {"role": "unknown-role", "team": "unknown-team"}
+"""The rule of a party (role:NAME, team:NAME) or segment reference that coverage.yaml does not define."""
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ROLE_FIELD = re.compile(r"^(owner|fields\.[A-Za-z0-9_]+)$")
@@ -150,9 +144,8 @@ class Coverage:
             hint = (f'did you mean "{party.kind}:{near[0]}"?' if near
                     else f"add it under {section}: in {self.source}" + (f" (it has {', '.join(known)})" if known
                                                                           else ""))
-            problems.append(Problem(doc.path, *_one_based(doc.pos(p)), f"unknown-{party.kind}",
-                                    f"{text} is not a {party.kind} of the coverage model ({self.source})", "error",
-                                    hint))
+            problems.append(problem_at(doc, p, _UNKNOWN_RULES[party.kind],
+                                       f"{text} is not a {party.kind} of the coverage model ({self.source})", hint))
         return problems
 
 
@@ -162,8 +155,8 @@ def load_coverage(path: str | os.PathLike[str]) -> tuple[Coverage | None, list[P
     try:
         doc = read(name)
     except OSError as exc:
-        return None, [Problem(name, 1, 1, "coverage-file", f"cannot read the coverage file: {exc.strerror or exc}",
-                              "error", "check the path; without a coverage file owners come from the CRM")]
+        return None, [file_problem(name, "coverage-file", f"cannot read the coverage file: {exc.strerror or exc}",
+                                   "check the path; without a coverage file owners come from the CRM")]
     return check_coverage(doc)
 
 
@@ -177,13 +170,13 @@ def check_coverage(doc: Document) -> tuple[Coverage | None, list[Problem]]:
     problems = list(doc.problems)
     data = doc.data
     if data is None and not problems:
-        problems.append(_problem(doc, (), "coverage-file", "the coverage file is empty",
-                                 "start with segments:, roles: and teams:, or remove the file to take owners "
-                                 "from the CRM"))
+        problems.append(problem_at(doc, (), "coverage-file", "the coverage file is empty",
+                                   "start with segments:, roles: and teams:, or remove the file to take owners "
+                                   "from the CRM"))
     if not isinstance(data, dict):
         if data is not None:
-            problems.append(make(doc.path, doc.pos(()), "type", f"the coverage model must be a mapping (key: value "
-                                 f"lines), found {describe(data)}", "start with segments:, roles: and teams:"))
+            problems.append(problem_at(doc, (), "type", f"the coverage model must be a mapping (key: value "
+                                       f"lines), found {describe(data)}", "start with segments:, roles: and teams:"))
         return None, problems
     schema = coverage_schema()
     walker = Walker(doc, _HOOKS)
@@ -205,18 +198,10 @@ def coverage_schema() -> dict[str, Any]:
     return schema
 
 
-def _one_based(pos: tuple[int, int]) -> tuple[int, int]:
-    return pos[0] + 1, pos[1] + 1
-
-
-def _problem(doc: Document, p: Path, rule: str, message: str, hint: str = "") -> Problem:
-    return Problem(doc.path, *_one_based(doc.pos(p)), rule, message, "error", hint)
-
-
 def _report(walker: Walker, p: Path, rule: str, message: str, hint: str = "") -> None:
     walker.flagged.append(p)
     if p not in walker.doc.flagged:
-        walker.problems.append(_problem(walker.doc, p, rule, message, hint))
+        walker.problems.append(problem_at(walker.doc, p, rule, message, hint))
 
 
 def _email(walker: Walker, value: Any, p: Path, schema: dict[str, Any]) -> None:
@@ -268,19 +253,19 @@ def _cross_checks(doc: Document, data: dict[str, Any]) -> list[Problem]:
                 continue
             first = seen.setdefault(member.casefold(), i)
             if first != i:
-                out.append(_problem(doc, ("teams", name, "members", i), "duplicate-member",
-                                    f"{member} is already a member of {name} (item {first + 1})",
-                                    "list each person once: a member listed twice gets twice the work"))
+                out.append(problem_at(doc, ("teams", name, "members", i), "duplicate-member",
+                                      f"{member} is already a member of {name} (item {first + 1})",
+                                      "list each person once: a member listed twice gets twice the work"))
     for who, absence in _mapping(data.get("out_of_office")).items():
         absence = _mapping(absence)
         backup, start, until = absence.get("backup"), absence.get("from"), absence.get("until")
         if isinstance(backup, str) and backup.casefold() == who.casefold():
-            out.append(_problem(doc, ("out_of_office", who, "backup"), "self-backup",
-                                f"{who} cannot be their own backup", "name the colleague who covers"))
+            out.append(problem_at(doc, ("out_of_office", who, "backup"), "self-backup",
+                                  f"{who} cannot be their own backup", "name the colleague who covers"))
         if isinstance(start, str) and isinstance(until, str) and _DATE.match(start) and _DATE.match(until) \
                 and until < start:
-            out.append(_problem(doc, ("out_of_office", who, "until"), "date",
-                                f"until {until} is before from {start}", "until is the last day away"))
+            out.append(problem_at(doc, ("out_of_office", who, "until"), "date",
+                                  f"until {until} is before from {start}", "until is the last day away"))
     return out
 
 
@@ -293,7 +278,7 @@ def _unknown(doc: Document, p: Path, kind: str, name: str, segment: str, known: 
     hint = f'did you mean "{near[0]}"?' if near else f"add {name} under {kind}s:" + (
         f" (defined: {', '.join(known)})" if known else "")
     what = "team" if kind == "team" else "owner_role"
-    return _problem(doc, p, f"unknown-{kind}", f'{what} "{name}" of segment {segment} is not in {kind}s', hint)
+    return problem_at(doc, p, _UNKNOWN_RULES[kind], f'{what} "{name}" of segment {segment} is not in {kind}s', hint)
 
 
 def _parties(doc: Document) -> list[tuple[Any, Path]]:

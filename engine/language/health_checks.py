@@ -10,30 +10,14 @@ import difflib
 from typing import Any
 
 from engine.language.health_model import BUCKETS
-from engine.language.problems import Problem
+from engine.language.problems import CATALOGUE, Problem, problem_at
 from engine.language.yamlpos import Document, Path
 
-__all__ = ["RULES", "cross_checks", "problem"]
+__all__ = ["RULES", "cross_checks"]
 
-#: The rules of health.yaml beside the playbook validator's (unknown-key, type, missing-key...): all errors.
-RULES: dict[str, str] = {
-    "health-file": "the health model cannot be read, or is empty",
-    "health-field": "a field source that is not an account field with a number",
-    "weights-total": "weights that do not add up to weights_total",
-    "band-order": "band cut-offs out of order (red_below must be below yellow_below)",
-    "duplicate-measure": "two measures of one name (in two buckets)",
-    "unknown-measure": "an override naming a measure the model does not have",
-    "override-match": "an override that names neither a segment nor a lifecycle stage",
-    "range": "a range whose from and to are the same value",
-    "thresholds": "a threshold that never holds, or steps after one that always holds",
-    "no-weight": "every bucket or every measure of a bucket weighs 0",
-}
-
-
-def problem(doc: Document, p: Path, rule: str, message: str, hint: str = "", *, key: bool = False) -> Problem:
-    """A problem at the value (or with ``key``, the key) at ``p``."""
-    line, col = doc.key_pos(p) if key else doc.pos(p)
-    return Problem(doc.path, line + 1, col + 1, rule, message, "error", hint)
+#: The rules of health.yaml beside the playbook validator's (unknown-key, type, missing-key...): all errors
+#: (their severity and text are in the one catalogue, engine.language.problems.CATALOGUE).
+RULES: dict[str, str] = {rule: text for rule, (_, text) in CATALOGUE["health"].items()}
 
 
 def cross_checks(doc: Document, data: dict[str, Any]) -> list[Problem]:
@@ -44,35 +28,35 @@ def cross_checks(doc: Document, data: dict[str, Any]) -> list[Problem]:
     for bname, bucket in buckets.items():
         for mname, measure in bucket["measures"].items():
             if mname in owner:
-                out.append(problem(doc, ("buckets", bname, "measures", mname), "duplicate-measure",
-                                   f'measure "{mname}" is also in bucket {owner[mname]}',
-                                   "measure names are unique across the model: rename one", key=True))
+                out.append(problem_at(doc, ("buckets", bname, "measures", mname), "duplicate-measure",
+                                      f'measure "{mname}" is also in bucket {owner[mname]}',
+                                      "measure names are unique across the model: rename one", key=True))
             owner.setdefault(mname, bname)
             out.extend(_mapping(doc, ("buckets", bname, "measures", mname), measure))
     out.extend(_weights(doc, data, owner))
     bands = data["bands"]
     if bands["red_below"] >= bands["yellow_below"]:
-        out.append(problem(doc, ("bands", "yellow_below"), "band-order",
-                           f"yellow_below ({bands['yellow_below']}) must be above red_below ({bands['red_below']})",
-                           "a score below red_below is red, below yellow_below yellow: e.g. red_below: 40, "
-                           "yellow_below: 70"))
+        out.append(problem_at(doc, ("bands", "yellow_below"), "band-order",
+                              f"yellow_below ({bands['yellow_below']}) must be above red_below ({bands['red_below']})",
+                              "a score below red_below is red, below yellow_below yellow: e.g. red_below: 40, "
+                              "yellow_below: 70"))
     for i, override in enumerate(data.get("overrides") or ()):
         if not override.get("segment") and not override.get("lifecycle_stage"):
-            out.append(problem(doc, ("overrides", i), "override-match",
-                               "this override names neither segment nor lifecycle_stage, so it applies to every "
-                               "account", "add segment: or lifecycle_stage:, or change the weights in buckets:"))
+            out.append(problem_at(doc, ("overrides", i), "override-match",
+                                  "this override names neither segment nor lifecycle_stage, so it applies to every "
+                                  "account", "add segment: or lifecycle_stage:, or change the weights in buckets:"))
         for mname in override.get("measures") or {}:
             if mname not in owner:
                 near = difflib.get_close_matches(mname, list(owner), n=1, cutoff=0.6)
-                out.append(problem(doc, ("overrides", i, "measures", mname), "unknown-measure",
-                                   f'override names measure "{mname}", which the model does not have',
-                                   f'did you mean "{near[0]}"?' if near else "measures: " + ", ".join(owner),
-                                   key=True))
+                out.append(problem_at(doc, ("overrides", i, "measures", mname), "unknown-measure",
+                                      f'override names measure "{mname}", which the model does not have',
+                                      f'did you mean "{near[0]}"?' if near else "measures: " + ", ".join(owner),
+                                      key=True))
         for bname in override.get("buckets") or {}:
             if bname not in buckets:
-                out.append(problem(doc, ("overrides", i, "buckets", bname), "unknown-measure",
-                                   f"override weighs bucket {bname}, which the model does not have",
-                                   "add the bucket under buckets: or remove it here", key=True))
+                out.append(problem_at(doc, ("overrides", i, "buckets", bname), "unknown-measure",
+                                      f"override weighs bucket {bname}, which the model does not have",
+                                      "add the bucket under buckets: or remove it here", key=True))
     return out
 
 
@@ -80,19 +64,20 @@ def _mapping(doc: Document, p: Path, measure: dict[str, Any]) -> list[Problem]:
     out = []
     span = measure.get("range")
     if span is not None and span["from"] == span["to"]:
-        out.append(problem(doc, (*p, "range", "to"), "range", f"from and to are both {span['to']}: the line is empty",
-                           "from is the value of 0 points, to the value of 100 points"))
+        out.append(problem_at(doc, (*p, "range", "to"), "range",
+                              f"from and to are both {span['to']}: the line is empty",
+                              "from is the value of 0 points, to the value of 100 points"))
     steps = measure.get("thresholds") or []
     for i, step in enumerate(steps):
         low, high = step.get("at_least"), step.get("at_most")
         if low is not None and high is not None and low > high:
-            out.append(problem(doc, (*p, "thresholds", i), "thresholds",
-                               f"at_least {low} is above at_most {high}: this step never holds",
-                               "swap them, or keep one"))
+            out.append(problem_at(doc, (*p, "thresholds", i), "thresholds",
+                                  f"at_least {low} is above at_most {high}: this step never holds",
+                                  "swap them, or keep one"))
         if low is None and high is None and i < len(steps) - 1:
-            out.append(problem(doc, (*p, "thresholds", i + 1), "thresholds",
-                               f"step {i + 1} holds for every value, so this step and those after it never count",
-                               "put the step without at_least/at_most last"))
+            out.append(problem_at(doc, (*p, "thresholds", i + 1), "thresholds",
+                                  f"step {i + 1} holds for every value, so this step and those after it never count",
+                                  "put the step without at_least/at_most last"))
             break
     return out
 
@@ -116,14 +101,14 @@ def _weights(doc: Document, data: dict[str, Any], owner: dict[str, str]) -> list
     for p, what, weights in checks:
         summed = sum(weights.values())
         if summed <= 0:
-            out.append(problem(doc, p, "no-weight", f"{what} are all 0, so nothing counts",
-                               "give at least one a weight above 0", key=True))
+            out.append(problem_at(doc, p, "no-weight", f"{what} are all 0, so nothing counts",
+                                  "give at least one a weight above 0", key=True))
         elif total is not None and abs(summed - float(total)) > 1e-9:
             parts = " + ".join(f"{k} {_num(v)}" for k, v in weights.items())
-            out.append(problem(doc, p, "weights-total", f"{what} add up to {_num(summed)} ({parts}), not "
-                               f"weights_total {_num(float(total))}",
-                               "change them so they add up, or remove weights_total to make weights relative",
-                               key=True))
+            out.append(problem_at(doc, p, "weights-total", f"{what} add up to {_num(summed)} ({parts}), not "
+                                  f"weights_total {_num(float(total))}",
+                                  "change them so they add up, or remove weights_total to make weights relative",
+                                  key=True))
     return out
 
 

@@ -14,10 +14,9 @@ import json
 import os
 import re
 from functools import cache
-from pathlib import Path as FsPath
 from typing import Any
 
-from engine.language.health_checks import cross_checks, problem
+from engine.language.health_checks import cross_checks
 from engine.language.health_model import (
     BUCKETS,
     SOURCE_KINDS,
@@ -31,14 +30,15 @@ from engine.language.health_model import (
     Source,
     Threshold,
 )
-from engine.language.problems import Problem, make
+from engine.language.problems import Problem, file_problem, problem_at
+from engine.language.schemafiles import schema_file
 from engine.language.structure import Hook, Walker, describe, walk_top_level
 from engine.language.yamlpos import Document, Path, load, read
 
 __all__ = ["HEALTH_NAMES", "SCHEMA_FILE", "check_health", "health_beside", "health_schema",
            "load_health", "parse_health"]
 
-SCHEMA_FILE = FsPath(__file__).resolve().parent.parent.parent / "schemas" / "health.schema.json"
+SCHEMA_FILE = schema_file("health.schema.json")
 HEALTH_NAMES = ("health.yaml", "health.yml")
 """The health model may live beside the playbooks; it is not a playbook."""
 _FIELD = re.compile(r"^(arr|renewal_date|contract_start|fields\.[A-Za-z_][A-Za-z0-9_]*|usage\.[A-Za-z0-9_.-]+)$")
@@ -48,7 +48,7 @@ _FIELDS = ("arr", "renewal_date", "contract_start")
 @cache
 def health_schema() -> dict[str, Any]:
     """The health schema, parsed once per process."""
-    with open(SCHEMA_FILE, encoding="utf-8") as fh:
+    with SCHEMA_FILE.open(encoding="utf-8") as fh:
         schema: dict[str, Any] = json.load(fh)
     return schema
 
@@ -59,8 +59,8 @@ def load_health(path: str | os.PathLike[str]) -> tuple[HealthModel | None, list[
     try:
         doc = read(name)
     except OSError as exc:
-        return None, [Problem(name, 1, 1, "health-file", f"cannot read the health model: {exc.strerror or exc}",
-                              "error", "check the path (csops looks for health.yaml beside the playbooks)")]
+        return None, [file_problem(name, "health-file", f"cannot read the health model: {exc.strerror or exc}",
+                                   "check the path (csops looks for health.yaml beside the playbooks)")]
     return check_health(doc)
 
 
@@ -83,12 +83,12 @@ def check_health(doc: Document) -> tuple[HealthModel | None, list[Problem]]:
     problems = list(doc.problems)
     data = doc.data
     if data is None and not problems:
-        problems.append(problem(doc, (), "health-file", "the health model is empty",
-                                "start with buckets: and bands: (docs/health.md has a full example)"))
+        problems.append(problem_at(doc, (), "health-file", "the health model is empty",
+                                   "start with buckets: and bands: (docs/health.md has a full example)"))
     if not isinstance(data, dict):
         if data is not None:
-            problems.append(make(doc.path, doc.pos(()), "type", f"the health model must be a mapping (key: value "
-                                 f"lines), found {describe(data)}", "start with buckets: and bands:"))
+            problems.append(problem_at(doc, (), "type", f"the health model must be a mapping (key: value "
+                                       f"lines), found {describe(data)}", "start with buckets: and bands:"))
         return None, problems
     schema = health_schema()
     walker = Walker(doc, _HOOKS)
@@ -97,8 +97,8 @@ def check_health(doc: Document) -> tuple[HealthModel | None, list[Problem]]:
     problems.extend(walker.problems)
     for key in schema["required"]:
         if key not in data:
-            problems.append(make(doc.path, doc.pos(()), "missing-key", f'the health model is missing "{key}"',
-                                 "docs/health.md shows a full model"))
+            problems.append(problem_at(doc, (), "missing-key", f'the health model is missing "{key}"',
+                                       "docs/health.md shows a full model"))
     if not problems:
         problems.extend(cross_checks(doc, data))
     problems = sorted(dict.fromkeys(problems), key=Problem.sort_key)
@@ -113,9 +113,9 @@ def _account_field(walker: Walker, value: Any, p: Path, schema: dict[str, Any]) 
     bare = value.removeprefix("account.")
     guess = bare if _FIELD.match(bare) else f"fields.{bare}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", bare) else ""
     walker.flagged.append(p)  # health-field is this file's own rule, not the playbook catalogue's
-    walker.problems.append(problem(walker.doc, p, "health-field", f'"{value}" is not an account field with a number',
-                                   f'did you mean "{guess}"?' if guess else
-                                   "write arr, renewal_date, contract_start, fields.NAME or usage.NAME"))
+    walker.problems.append(problem_at(walker.doc, p, "health-field", f'"{value}" is not an account field with a number',
+                                      f'did you mean "{guess}"?' if guess else
+                                      "write arr, renewal_date, contract_start, fields.NAME or usage.NAME"))
 
 
 def _event_type(walker: Walker, value: Any, p: Path, schema: dict[str, Any]) -> None:

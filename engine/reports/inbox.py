@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
+from engine.errors import CsopsError
 from engine.runtime.runtasks import close_task, get_task, tasks
 from engine.store.store import Store
 from engine.store.store_models import RunTaskRow
@@ -21,11 +22,11 @@ from engine.store.store_models import RunTaskRow
 __all__ = ["Completed", "TaskClosed", "UnknownTask", "complete_task", "event_id_for", "list_tasks", "task_data"]
 
 
-class UnknownTask(LookupError):
+class UnknownTask(CsopsError, LookupError):
     """No run created a task with this id."""
 
 
-class TaskClosed(ValueError):
+class TaskClosed(CsopsError, ValueError):
     """The task was closed (cancelled) when its run ended: there is nothing left to complete."""
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TextIO
 
-from engine.language.problems import Problem
+from engine.language.problems import file_problem
 from engine.sim.testfile import MATCH_KEYS, Case, TestFile, load_test_file
 
 __all__ = ["Case", "TestFile", "compare", "load_test_file", "matches", "next_monday", "run_case", "run_tests"]
@@ -176,8 +176,7 @@ def _playbook(tf: TestFile, folder: str) -> tuple[Any, Any, dict[str, Any]]:
     try:
         playbook, registry = load_playbook(tf.playbook, folder)
     except (PlaybookError, UsageError) as exc:
-        tf.problems.append(Problem(tf.path, 1, 1, "test-playbook", str(exc), "error",
-                                   f"csops validate {tf.playbook} says why"))
+        tf.problems.append(file_problem(tf.path, "test-playbook", str(exc), f"csops validate {tf.playbook} says why"))
         return None, None, {}
     coverage_file = tf.coverage or os.path.join(os.path.dirname(tf.playbook), "coverage.yaml")
     coverage = None

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from engine.config.config import WEEKDAYS
 from engine.errors import CsopsError
 from engine.language.context import Calendar
-from engine.language.problems import Problem
+from engine.language.problems import Problem, problem_at
 from engine.language.yamlpos import Document, Path, read
 
 KEYS = ("timezone", "workdays", "holidays")
@@ -37,8 +37,7 @@ def check_calendar(doc: Document, p: Path, data: Any, problems: list[Problem]) -
     before = len(problems)
 
     def bad(at: Path, rule: str, message: str, hint: str = "", key: bool = False) -> None:
-        line, col = doc.key_pos(at) if key else doc.pos(at)
-        problems.append(Problem(doc.path, line + 1, col + 1, rule, message, "error", hint))
+        problems.append(problem_at(doc, at, rule, message, hint, key=key))
 
     if not isinstance(data, dict):
         bad(p, "calendar-type", "a calendar is a mapping of timezone, workdays and holidays",

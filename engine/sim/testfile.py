@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from engine.language.problems import Problem
+from engine.language.problems import Problem, problem_at
 from engine.language.yamlpos import Document, Path, read
 
 __all__ = ["CASE_KEYS", "MATCH_KEYS", "OUTCOMES", "TOP_KEYS", "Case", "TestFile", "load_test_file"]
@@ -79,25 +79,25 @@ def load_test_file(path: str) -> TestFile:
     if out.problems:
         return out
     if not isinstance(data, dict):
-        out.problems.append(_problem(doc, (), "test-type", "a test file is a mapping with playbook: and cases:",
-                                     "see docs/simulate.md for the format"))
+        out.problems.append(problem_at(doc, (), "test-type", "a test file is a mapping with playbook: and cases:",
+                                       "see docs/simulate.md for the format"))
         return out
     _check_keys(doc, (), data, TOP_KEYS, out.problems)
     for key in ("playbook", "cases"):
         if key not in data:
-            out.problems.append(_problem(doc, (), "test-missing", f"{key}: is missing",
-                                         "name the playbook file (relative to this file) and list the cases"))
+            out.problems.append(problem_at(doc, (), "test-missing", f"{key}: is missing",
+                                           "name the playbook file (relative to this file) and list the cases"))
     if out.problems:
         return out
     here = os.path.dirname(path)
     out.playbook = os.path.join(here, data["playbook"])
     if not os.path.isfile(out.playbook):
-        out.problems.append(_problem(doc, ("playbook",), "test-playbook", f"no playbook file {data['playbook']}",
-                                     "the path is relative to the test file"))
+        out.problems.append(problem_at(doc, ("playbook",), "test-playbook", f"no playbook file {data['playbook']}",
+                                       "the path is relative to the test file"))
     if data.get("coverage"):
         out.coverage = os.path.join(here, data["coverage"])
     if not data["cases"]:
-        out.problems.append(_problem(doc, ("cases",), "test-missing", "cases: is empty", "add at least one case"))
+        out.problems.append(problem_at(doc, ("cases",), "test-missing", "cases: is empty", "add at least one case"))
     for key in ("calendar", "trigger"):
         if isinstance(data.get(key), dict):
             data[key] = _CHECKS[key](doc, (key,), data[key], out.problems)
@@ -111,31 +111,31 @@ def load_test_file(path: str) -> TestFile:
 
 def _case(doc: Document, p: Path, raw: Any, top: dict[str, Any], problems: list[Problem]) -> Case | None:
     if not isinstance(raw, dict):
-        problems.append(_problem(doc, p, "test-type", "a case is a mapping with name:, expect: and so on"))
+        problems.append(problem_at(doc, p, "test-type", "a case is a mapping with name:, expect: and so on"))
         return None
     before = len(problems)
     _check_keys(doc, p, raw, CASE_KEYS, problems)
     if "name" not in raw:
-        problems.append(_problem(doc, p, "test-missing", "the case has no name:", "say what the case shows"))
+        problems.append(problem_at(doc, p, "test-missing", "the case has no name:", "say what the case shows"))
     if not raw.get("expect") and not raw.get("absent") and not raw.get("outcome"):
-        problems.append(_problem(doc, p, "test-missing", "the case checks nothing",
-                                 "add expect:, absent: or outcome:"))
+        problems.append(problem_at(doc, p, "test-missing", "the case checks nothing",
+                                   "add expect:, absent: or outcome:"))
     if raw.get("outcome") and raw["outcome"] not in OUTCOMES:
-        problems.append(_problem(doc, (*p, "outcome"), "test-value", f"unknown outcome {raw['outcome']!r}",
-                                 f"one of {', '.join(OUTCOMES)}"))
+        problems.append(problem_at(doc, (*p, "outcome"), "test-value", f"unknown outcome {raw['outcome']!r}",
+                                   f"one of {', '.join(OUTCOMES)}"))
     for key in ("expect", "absent"):
         for j, item in enumerate(raw.get(key) or []):
             where = (*p, key, j)
             if not isinstance(item, dict) or not item:
-                problems.append(_problem(doc, where, "test-type", f"an {key} entry is a mapping of "
-                                         f"{', '.join(MATCH_KEYS)}"))
+                problems.append(problem_at(doc, where, "test-type", f"an {key} entry is a mapping of "
+                                           f"{', '.join(MATCH_KEYS)}"))
                 continue
             _check_keys(doc, where, item, MATCH_KEYS, problems)
             if "day" in item and not isinstance(item["day"], int):
-                problems.append(_problem(doc, (*where, "day"), "test-type", "day: is a whole number of days"))
+                problems.append(problem_at(doc, (*where, "day"), "test-type", "day: is a whole number of days"))
             if "due" in item and not _due_form(item["due"]):
-                problems.append(_problem(doc, (*where, "due"), "test-value", f"due: {item['due']!r} is not a date",
-                                         "an ISO date (2031-01-08), or +Nd for N days after the start's date"))
+                problems.append(problem_at(doc, (*where, "due"), "test-value", f"due: {item['due']!r} is not a date",
+                                           "an ISO date (2031-01-08), or +Nd for N days after the start's date"))
     for key in ("calendar", "trigger"):
         if isinstance(raw.get(key), dict):
             raw[key] = _CHECKS[key](doc, (*p, key), raw[key], problems)
@@ -154,19 +154,11 @@ def _check_keys(doc: Document, p: Path, data: dict[str, Any], known: Sequence[st
     for key, value in data.items():
         if key not in known:
             near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            problems.append(Problem(doc.path, *_one(doc.key_pos((*p, key))), "test-unknown-key",
-                                    f"unknown key {key}", "error",
-                                    f'did you mean "{near[0]}"?' if near else f"known keys: {', '.join(known)}"))
+            problems.append(problem_at(doc, (*p, key), "test-unknown-key", f"unknown key {key}",
+                                       f'did you mean "{near[0]}"?' if near else f"known keys: {', '.join(known)}",
+                                       key=True))
         elif key in _TYPES and value is not None and not isinstance(value, _TYPES[key]):
-            problems.append(_problem(doc, (*p, key), "test-type", f"{key}: must be a {_TYPES[key][0].__name__}"))
-
-
-def _problem(doc: Document, p: Path, rule: str, message: str, hint: str = "") -> Problem:
-    return Problem(doc.path, *_one(doc.pos(p)), rule, message, "error", hint)
-
-
-def _one(pos: tuple[int, int]) -> tuple[int, int]:
-    return pos[0] + 1, pos[1] + 1
+            problems.append(problem_at(doc, (*p, key), "test-type", f"{key}: must be a {_TYPES[key][0].__name__}"))
 
 
 def _calendar(doc: Document, p: Path, data: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
@@ -184,8 +176,8 @@ def _trigger(doc: Document, p: Path, data: dict[str, Any], problems: list[Proble
         where = text.partition(": ")[0]
         at = tuple(k for k in where.split(".") if k != "(event)")
         known = next((p + at[:n] for n in range(len(at), 0, -1) if doc.values.get(p + at[:n]) is not None), p)
-        problems.append(_problem(doc, known, "test-value", f"trigger: {text}",
-                                 "an event: {type: health.updated, data: {score: 42}} (docs/events.md)"))
+        problems.append(problem_at(doc, known, "test-value", f"trigger: {text}",
+                                   "an event: {type: health.updated, data: {score: 42}} (docs/events.md)"))
     return data
 
 

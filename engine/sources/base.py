@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.config.sourceconfig import SourceConfig
+from engine.errors import CsopsError
 
 __all__ = ["Delivery", "Mapped", "Refused", "Vendor", "account_of", "at_path", "build_event", "digest", "iso", "same",
            "secret_of", "within"]
@@ -37,7 +38,7 @@ class Delivery:
     """When it arrived."""
 
 
-class Refused(Exception):
+class Refused(CsopsError):
     """The delivery is not accepted: ``status`` (401 not verified, 400 not JSON), a code and plain words."""
 
     def __init__(self, status: int, code: str, message: str) -> None:

@@ -7,6 +7,8 @@ import re
 from datetime import date
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from engine.errors import CsopsError
+
 __all__ = ["Bad", "a_date", "amount", "band", "email_address", "flag", "required", "score", "zone"]
 
 TRUE, FALSE = ("true", "yes", "1", "y"), ("false", "no", "0", "n", "")
@@ -14,7 +16,7 @@ AMOUNT = re.compile(r"[$€£]?\s*(\d{1,3}(,\d{3})+|\d+)(\.\d+)?")
 """120000, 120000.50, 120,000 or $120,000: a comma only ever separates thousands (never 1.234,56)."""
 
 
-class Bad(Exception):
+class Bad(CsopsError):
     """A cell that cannot be read as its field: ``why`` says what is wrong."""
 
     def __init__(self, column: str, why: str) -> None:

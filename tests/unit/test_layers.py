@@ -1,5 +1,5 @@
 """The layered engine (issue 12): old import paths alias the new modules, no private name crosses
-modules, every engine error has one root, and Temporal's run statuses have one map."""
+modules, and Temporal's run statuses have one map (the one error root: tests/unit/test_errors.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from engine import errors
 from engine.runtime.temporal import ENDED, ended_status
 from engine.shims import MOVED
 
@@ -65,33 +64,6 @@ def test_no_module_is_over_400_lines() -> None:
     assert long == {}
 
 
-ERRORS = [
-    ("engine.language.validate", "UsageError"), ("engine.language.durations", "DurationError"),
-    ("engine.language.sizes", "LimitExceeded"), ("engine.language.workcalendar", "CalendarError"),
-    ("engine.language.coverage_resolve", "CoverageError"), ("engine.config.config", "ConfigError"),
-    ("engine.triggers.door", "StartRefused"), ("engine.triggers.matchproc", "MatchTimeout"),
-    ("engine.triggers.csvread", "ImportFileError"), ("engine.wiring", "BuildError"),
-    ("engine.sim.simulate", "SimulationError"), ("engine.sim.simplaybooks", "PlaybookError"),
-    ("engine.sim.simcalendar", "CalendarError"), ("engine.sim.simtrigger", "TriggerEventError"),
-    ("engine.sim.recording", "SeedError"), ("engine.api.api_body", "BodyError"), ("engine.api.deps", "ApiError"),
-    ("engine.api.api_runs", "Unavailable"), ("engine.cli.up", "UpError"), ("engine.errors", "TemporaryOutage"),
-]
-
-
-@pytest.mark.parametrize(("module", "name"), ERRORS)
-def test_every_engine_error_has_the_one_root_and_is_drawn_in_its_tree(module: str, name: str) -> None:
-    cls = getattr(importlib.import_module(module), name)
-    assert issubclass(cls, errors.CsopsError)
-    assert f"{name} " in (errors.__doc__ or "") and module in (errors.__doc__ or "")
-
-
-def test_value_errors_stay_value_errors() -> None:
-    from engine.language.durations import DurationError
-    from engine.language.sizes import LimitExceeded
-
-    assert issubclass(DurationError, ValueError) and issubclass(LimitExceeded, ValueError)
-
-
 def test_one_status_map_and_continued_as_new_is_not_an_ending() -> None:
     assert ENDED == {WorkflowExecutionStatus.COMPLETED: "completed", WorkflowExecutionStatus.FAILED: "failed",
                      WorkflowExecutionStatus.TIMED_OUT: "failed", WorkflowExecutionStatus.TERMINATED: "cancelled",
@@ -103,10 +75,25 @@ def test_one_status_map_and_continued_as_new_is_not_an_ending() -> None:
 
 
 def test_the_schemas_are_found_as_package_resources() -> None:
-    from engine.language.schemafiles import schema_file
+    from importlib import resources
 
-    for name in ("playbook", "config", "coverage", "event"):
-        assert schema_file(f"{name}.schema.json").read_text(encoding="utf-8").startswith("{")
+    from engine.config.configcheck import SCHEMA_FILE as CONFIG
+    from engine.language.coverage import SCHEMA_FILE as COVERAGE
+    from engine.language.health_loader import SCHEMA_FILE as HEALTH
+    from engine.language.schemafiles import schema_file
+    from engine.language.structure import SCHEMA_FILE as PLAYBOOK
+
+    shipped = sorted(f.name for f in resources.files("schemas").iterdir() if f.name.endswith(".schema.json"))
+    assert shipped == ["config.schema.json", "coverage.schema.json", "event.schema.json", "health.schema.json",
+                       "playbook.schema.json"]
+    for name in shipped:
+        assert schema_file(name).read_text(encoding="utf-8").startswith("{")
+    expected = [schema_file(f"{n}.schema.json") for n in ("config", "health", "coverage", "playbook")]
+    assert expected == [CONFIG, HEALTH, COVERAGE, PLAYBOOK]
+    # No module finds a schema from its own place in the tree (Path(__file__).parent.parent / "schemas").
+    found = [p.relative_to(ROOT).as_posix() for p in _sources() if "__file__" in (text := p.read_text(
+        encoding="utf-8")) and ("schemas" in text or "schema.json" in text)]
+    assert found == []
 
 
 def test_this_test_carries_the_unit_marker_of_its_folder(request: pytest.FixtureRequest) -> None:

@@ -28,8 +28,9 @@ MAX_SNOOZE = 90
 
 @router.post("/runs/{run_id:path}/cancel")
 async def cancel(request: Request, run_id: str) -> Response:
+    from engine.api.api_errors import status_of
     from engine.api.api_runs import cancel_run
-    from engine.api.deps import ApiError
+    from engine.errors import Refusal
 
     who = await person(request)
     fields = await form(request, who.csrf)
@@ -42,8 +43,8 @@ async def cancel(request: Request, run_id: str) -> Response:
         return _back(request, who, "Say why the run is cancelled (the reason is kept with the run).", status=422)
     try:
         await cancel_run(d.store, d.workflows, run_id, f"{reason} (by {who.email})")
-    except ApiError as exc:
-        return _back(request, who, exc.message, status=exc.status)
+    except Refusal as exc:
+        return _back(request, who, exc.message, status=status_of(exc))
     await audit(d.store, actor=who.email, action="cancel_run", target=run_id, detail=reason)
     return RedirectResponse(f"{PREFIX}/runs/{quote(run_id, safe=':')}?note=cancelling", status_code=303)
 

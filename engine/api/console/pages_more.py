@@ -50,7 +50,7 @@ async def accounts(request: Request, q: str = "", mine: str = "") -> Response:
 @router.get("/accounts/{account_id}")
 async def account(request: Request, account_id: str) -> Response:
     from engine.api.api_runs import explain_account
-    from engine.api.deps import ApiError
+    from engine.errors import Refusal
 
     who = await person(request)
     d = deps(request)
@@ -66,7 +66,7 @@ async def account(request: Request, account_id: str) -> Response:
         explained = (await explain_account(store=d.store, crm=d.crm, playbooks=d.playbooks(), account_id=account_id,
                                            playbook=None, now=now, calendar=d.calendar)).checks
         explain_error = ""
-    except ApiError as exc:
+    except Refusal as exc:
         explained, explain_error = {}, exc.message
     db = queries.sql_crm(d.crm)
     tasks = await queries.run_tasks(d.store, account=account_id, open_only=True)

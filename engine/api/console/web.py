@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from engine.api.console import PREFIX
+from engine.errors import CsopsError
 from engine.store.console_auth import Person, find_user, session_person
 
 __all__ = ["CSRF_COOKIE", "SESSION_COOKIE", "ConsoleConfig", "Forbidden", "SignInNeeded", "deps", "form",
@@ -60,11 +61,11 @@ class ConsoleConfig:
                    trusted_proxies=proxies or ("127.0.0.1", "::1"))
 
 
-class SignInNeeded(Exception):
+class SignInNeeded(CsopsError):
     """No one is signed in: the answer is the sign-in page (routes.py turns it into a redirect)."""
 
 
-class Forbidden(Exception):
+class Forbidden(CsopsError):
     """Signed in, but not allowed (or a POST without its CSRF token): 403 with the reason."""
 
 
