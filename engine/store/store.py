@@ -18,7 +18,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, Engine, and_, exists, func, inspect, not_, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.schema import CreateColumn
 
-from connectors.sqlcrm_models import Database
+from connectors.sqlcrm_models import Database, sqlite_engine
 from engine.store.facts import FactTables
 from engine.store.runstore import RunTables, commit_then
 from engine.store.store_models import (
@@ -116,10 +116,15 @@ class Store(RunTables, FactTables):
         _add_missing(self.db.engine)
         create_views(self.db.engine)
         self._insert = pg_insert if backend == "postgresql" else sqlite_insert
+        self._add = self._insert(EventRow).on_conflict_do_nothing().returning(EventRow.id)
+        self._quick: dict[int, Engine] = {}
+        """SQLite engines by lock wait in ms, for writes with a ``wait`` (``_write``)."""
 
     def close(self) -> None:
         """Release the database connections."""
         self.db.dispose()
+        for quick in self._quick.values():
+            quick.dispose()
 
     def __repr__(self) -> str:
         # The URL may carry a password.
@@ -153,7 +158,7 @@ class Store(RunTables, FactTables):
             return []
         # Sorted, so two batches sharing ids take PostgreSQL's row locks in the same order.
         batch = [rows[key] for key in sorted(rows)]
-        stmt = self._insert(EventRow).on_conflict_do_nothing().returning(EventRow.id)
+        stmt = self._add
         inserted = set(await self._write(lambda s: commit_then(s, s.scalars(stmt, batch).all()), wait))
         firsts: set[str] = set()
         answer = []
@@ -179,20 +184,12 @@ class Store(RunTables, FactTables):
                 return work(s)
 
             return await loop.run_in_executor(_QUICK_WRITES, functools.partial(self.db.call, limited))
-
-        def call() -> T:
-            with engine.connect() as conn:
-                raw = conn.connection.driver_connection
-                assert raw is not None
-                before = raw.execute("PRAGMA busy_timeout").fetchone()[0]
-                raw.execute(f"PRAGMA busy_timeout = {ms}")
-                try:
-                    # A Session over this connection begins it (BEGIN IMMEDIATE) and commits it.
-                    return self.db.call(work, engine=cast(Engine, conn))
-                finally:
-                    raw.execute(f"PRAGMA busy_timeout = {int(before)}")
-
-        return await loop.run_in_executor(_QUICK_WRITES, call)
+        quick = self._quick.get(ms)
+        if quick is None:
+            # Engines of their own whose connections wait ``wait`` s for the lock: no PRAGMA busy_timeout
+            # set and restored around each write (three statements more per API post).
+            quick = self._quick[ms] = sqlite_engine(engine.url.render_as_string(hide_password=False), ms / 1000)
+        return await loop.run_in_executor(_QUICK_WRITES, functools.partial(self.db.call, work, engine=quick))
 
     async def get_event(self, event_id: str) -> EventRecord | None:
         """The stored event with this id, or None."""
