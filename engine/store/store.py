@@ -39,6 +39,7 @@ from engine.store.store_models import (
     EventRow,
     RunPage,
     RunRecord,
+    event_record,
     to_json,
     utc,
 )
@@ -116,7 +117,9 @@ class Store(RunTables, FactTables):
         _add_missing(self.db.engine)
         create_views(self.db.engine)
         self._insert = pg_insert if backend == "postgresql" else sqlite_insert
-        self._add = self._insert(EventRow).on_conflict_do_nothing().returning(EventRow.id)
+        events = Base.metadata.tables[EventRow.__tablename__]
+        # Core, not the ORM's bulk insert: the same SQL for a third of the Python per event.
+        self._add = self._insert(events).on_conflict_do_nothing().returning(events.c.id)
         self._quick: dict[int, Engine] = {}
         """SQLite engines by lock wait in ms, for writes with a ``wait`` (``_write``)."""
 
@@ -159,7 +162,7 @@ class Store(RunTables, FactTables):
         # Sorted, so two batches sharing ids take PostgreSQL's row locks in the same order.
         batch = [rows[key] for key in sorted(rows)]
         stmt = self._add
-        inserted = set(await self._write(lambda s: commit_then(s, s.scalars(stmt, batch).all()), wait))
+        inserted = set(await self._write(lambda s: commit_then(s, s.execute(stmt, batch).scalars().all()), wait))
         firsts: set[str] = set()
         answer = []
         for event in events:
@@ -223,14 +226,16 @@ class Store(RunTables, FactTables):
             pick = pick.where(EventRow.id.in_(list(ids)))
         pick = pick.order_by(EventRow.received_at, EventRow.id).limit(limit)
         # The condition is checked again by the UPDATE itself, so of two claimers only one gets a row.
-        stmt = (update(EventRow).where(EventRow.id.in_(pick.scalar_subquery()), free).values(claimed_at=at)
-                .returning(EventRow).execution_options(synchronize_session=False))
+        # Core rows, not ORM objects: a claim of 200 events costs a third less (bench/ingest.py).
+        table = Base.metadata.tables[EventRow.__tablename__]
+        stmt = (update(table).where(table.c.id.in_(pick.scalar_subquery()), free).values(claimed_at=at)
+                .returning(*table.c))
         postgres = self.db.engine.dialect.name == "postgresql"
 
         def claim(s: Session) -> list[EventRecord]:
             if postgres:  # one claim at a time: else a claim that raced another could take an account's next event
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
-            return commit_then(s, [r.record() for r in s.scalars(stmt).all()])
+            return commit_then(s, [event_record(r) for r in s.execute(stmt).all()])
         rows = await self.db.run(claim)
         return sorted(rows, key=lambda r: (r.received_at, r.id))
 
