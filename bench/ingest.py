@@ -21,10 +21,11 @@ Both servers run at once and take turns over ROUNDS rounds (see ``bench``), so t
 busy machine falls on both alike; the API's processing loop catches up after each of its turns.
 
 The last line of output is a JSON object: events_per_s (batches), ratio, single_events_per_s,
-baseline_single_events_per_s, single_ratio, drain_s and the rest of the figures. The servers are
-stopped on exit, also on error.
+baseline_single_events_per_s, single_ratio, drain_s, the servers' CPU time per event (``*cpu_us_per_event``:
+the API's includes its processing loop catching up; less noisy than rates on a shared machine) and
+the rest of the figures. The servers are stopped on exit, also on error.
 
-    .venv/bin/python -m bench.ingest [--events 20000] [--batch 100] [--clients 8] [--singles 1000] [--rounds 4]
+    .venv/bin/python -m bench.ingest [--events 20000] [--batch 100] [--clients 8] [--singles 2000] [--rounds 4]
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ class Phase:
     """One kind of load against one server, summed over the rounds."""
 
     def __init__(self) -> None:
-        self.seconds, self.accepted, self.latencies = 0.0, 0, list[float]()
+        self.seconds, self.accepted, self.latencies, self.cpu = 0.0, 0, list[float](), 0.0
 
     def add(self, figures: tuple[float, list[float], int]) -> None:
         self.seconds += figures[0]
@@ -225,6 +226,17 @@ class Phase:
     @property
     def per_s(self) -> int:
         return round(self.accepted / self.seconds) if self.seconds else 0
+
+    @property
+    def cpu_us(self) -> int:
+        """The server's CPU time (all its threads) per accepted event, in µs."""
+        return round(self.cpu / self.accepted * 1e6) if self.accepted else 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -256,9 +268,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                                              [len(c) for c in chunks]),
                                             ("single", [json.dumps(e).encode() for e in singles], [1] * len(singles))):
                     for kind in order:
-                        phases[kind, what].add(await post_all(servers[kind].url, bodies, args.clients, sizes))
+                        phase, before = phases[kind, what], cpu_seconds(servers[kind].proc.pid)
+                        phase.add(await post_all(servers[kind].url, bodies, args.clients, sizes))
                         if kind == "api":  # its processing loop must not run into the baseline's turn
                             drain += await drained(dbs[kind])
+                        phase.cpu += cpu_seconds(servers[kind].proc.pid) - before  # the API's: with processing
         finally:
             for server in servers.values():
                 server.stop()
@@ -274,7 +288,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "baseline_single_events_per_s": base_single.per_s,
             "baseline_single_p99_ms": pct(base_single.latencies, 99),
             "single_ratio": round(single.per_s / base_single.per_s, 3) if base_single.per_s else 0.0,
-            "drain_s": round(drain, 1), "cpus": os.cpu_count()}
+            "drain_s": round(drain, 1), "cpu_us_per_event": api.cpu_us, "baseline_cpu_us_per_event": base.cpu_us,
+            "single_cpu_us_per_event": single.cpu_us, "baseline_single_cpu_us_per_event": base_single.cpu_us,
+            "cpus": os.cpu_count()}
 
 
 def main() -> int:
@@ -282,7 +298,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=20000, help="events posted in batches (default 20000)")
     parser.add_argument("--batch", type=int, default=100, help="events per batch (default 100, at most 1000)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent connections (default 8)")
-    parser.add_argument("--singles", type=int, default=1000, help="events then posted one per request (default 1000)")
+    parser.add_argument("--singles", type=int, default=2000, help="events then posted one per request (default 2000)")
     parser.add_argument("--rounds", type=int, default=4, help="turns the API and the baseline take (default 4)")
     parser.add_argument("--serve", choices=("api", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)

@@ -256,24 +256,31 @@ class Ingestor:
         by_account: dict[str, list[EventRecord]] = {}
         for rec in records:
             by_account.setdefault(rec.account_id, []).append(rec)
-        gate = asyncio.Semaphore(self.parallel)
         held: list[str] = []
         # One query for the batch, not one per event: most accounts have no running run to deliver to.
         running = await self.store.accounts_running(list(by_account))
 
         async def account(recs: list[EventRecord]) -> list[Processed]:
-            async with gate:
-                out = []
-                for at, rec in enumerate(recs):
-                    out.append(await self._one(rec, running))
-                    if out[-1].error and (out[-1].transient or rec.attempts + 1 < self.max_attempts):
-                        # Later events of the account wait for this one's retry, keeping their order.
-                        held.extend(r.id for r in recs[at + 1:])
-                        break
-                    # Succeeded, or failed for the last time (set aside below): the account goes on.
-                return out
+            out = []
+            for at, rec in enumerate(recs):
+                out.append(await self._one(rec, running))
+                if out[-1].error and (out[-1].transient or rec.attempts + 1 < self.max_attempts):
+                    # Later events of the account wait for this one's retry, keeping their order.
+                    held.extend(r.id for r in recs[at + 1:])
+                    break
+                # Succeeded, or failed for the last time (set aside below): the account goes on.
+            return out
 
-        done = [p for group in await asyncio.gather(*(account(r) for r in by_account.values())) for p in group]
+        groups = list(by_account.values())
+        results: list[list[Processed]] = [[] for _ in groups]
+        turns = iter(range(len(groups)))
+
+        async def worker() -> None:  # ``parallel`` of these take the accounts in turn: not a task per account
+            for i in turns:
+                results[i] = await account(groups[i])
+
+        await asyncio.gather(*(worker() for _ in range(min(self.parallel, len(groups)))))
+        done = [p for group in results for p in group]
         now = self.now()
         await self.store.mark_processed([p.id for p in done if not p.error], at=now)
         gave_up = {r.id: r for r in await self.store.record_failures(
