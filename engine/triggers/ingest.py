@@ -248,8 +248,8 @@ class Ingestor:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), poll)
                 # Events posted one at a time wake the loop for each: gathering them for a moment makes one
-                # claim and one mark per many events, not per few (the first event after a quiet spell goes at once).
-                if (rest := GATHER - (clock() - began)) > 0:
+                # claim and one mark per many events, not per few (the first after an empty round goes at once).
+                if done and (rest := GATHER - (clock() - began)) > 0:
                     await asyncio.sleep(rest)
 
     async def _process(self, records: Sequence[EventRecord]) -> list[Processed]:
