@@ -6,9 +6,10 @@ Which CRM, mailer and chat it uses comes from the config file (engine/config/con
 engine/wiring.py); Temporal, the home folder and the store come from CSOPS_* variables over the file
 (engine/config/settings.py). A config with problems stops it before it connects to anything (exit 2).
 
-SIGTERM or SIGINT stops it gracefully: polling stops at once, running activities get a few seconds
-to finish, and the process is gone within 10 s. Runs are durable: whatever is unfinished continues
-on the next worker to poll the task queue.
+SIGHUP reloads the playbooks (engine/root.py ``Registry.reload``: a folder with errors is refused and
+logged, the playbooks in force stay). SIGTERM or SIGINT stops it gracefully: polling stops at once,
+running activities get a few seconds to finish, and the process is gone within 10 s. Runs are
+durable: whatever is unfinished continues on the next worker to poll the task queue.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import threading
 from connectors import redact
 from engine.config.config import ConfigError
 from engine.config.settings import Settings
-from engine.root import Root, load_coverage_model
+from engine.root import Root, load_coverage_model, reload_on_hangup
 from engine.wiring import BuildError
 
 __all__ = ["load_coverage_model", "serve"]  # load_coverage_model now lives in engine/root.py
@@ -75,6 +76,7 @@ def main() -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
+        reload_on_hangup(root.playbooks)  # SIGHUP: validate the playbooks folder now, swap it in if it has no errors
         await serve(root, stop)
 
     # Not asyncio.run(): at exit it joins the default thread pool, and a connector call stuck in a

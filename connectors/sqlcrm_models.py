@@ -178,7 +178,7 @@ class Database:
         parsed = make_url(url)
         self._lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if parsed.get_backend_name() == "sqlite":
-            self.engine = _sqlite_engine(url, parsed.database or "")
+            self.engine = sqlite_engine(url)
             self.read_engine = self.engine
             if parsed.database in (None, "", ":memory:"):
                 # One shared in-memory connection: units of work must take turns on it.
@@ -186,7 +186,7 @@ class Database:
             else:
                 # Reads need no write lock: under WAL a deferred transaction reads a consistent
                 # snapshot beside a writer, where BEGIN IMMEDIATE would queue behind every write.
-                self.read_engine = _sqlite_engine(url, parsed.database or "", immediate=False)
+                self.read_engine = sqlite_engine(url, immediate=False)
         else:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
             self.read_engine = self.engine
@@ -245,14 +245,17 @@ def add_missing_columns(engine: Engine, metadata: MetaData) -> None:
                     raise
 
 
-def _sqlite_engine(url: str, database: str, *, immediate: bool = True) -> Engine:
+def sqlite_engine(url: str, timeout: float = 30.0, *, immediate: bool = True) -> Engine:
+    """An engine for a SQLite URL: WAL, foreign keys, ``BEGIN IMMEDIATE`` (``immediate``) and a writer waiting up
+    to ``timeout`` seconds for another's lock."""
+    database = make_url(url).database or ""
     memory = database in ("", ":memory:")
     if not memory and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
         # Worker threads share the pool; a writer waits up to 30 s for another's lock instead of failing.
-        connect_args={"check_same_thread": False, "timeout": 30},
+        connect_args={"check_same_thread": False, "timeout": timeout},
         **({"poolclass": StaticPool} if memory else {"pool_size": 5, "max_overflow": 10}),
     )
 

@@ -13,8 +13,13 @@ Temporal is down, because the client is connected only when a start or a signal 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +30,7 @@ from engine.config.config import ConfigError
 from engine.config.settings import Settings
 from engine.language.context import Calendar
 from engine.language.model import Playbook
-from engine.runtime.starter import load_playbooks
+from engine.runtime.starter import check_playbooks
 from engine.store.store import Store
 from engine.triggers.signals import Decision
 
@@ -41,7 +46,7 @@ if TYPE_CHECKING:
     from engine.triggers.ingest import Ingestor
     from engine.wiring import Connectors, Part
 
-__all__ = ["Registry", "Root", "fingerprint", "load_coverage_model"]
+__all__ = ["CHECK_EVERY", "Registry", "Root", "fingerprint", "load_coverage_model", "reload_on_hangup"]
 
 log = logging.getLogger("csops.worker")
 Fingerprint = tuple[tuple[str, int, int], ...]
@@ -68,30 +73,93 @@ def fingerprint(folder: Path) -> Fingerprint:
     return tuple(out)
 
 
-class Registry:
-    """The valid playbooks of a folder by id, validated again only when a file under the folder changed.
+CHECK_EVERY = 1.0
+"""Seconds at most between two looks at the playbooks folder (a stat per file) by ``Registry``."""
+Loaded = tuple[dict[str, Playbook], list[str]]
 
-    Called per event, per scan and per start; an unchanged folder costs a stat per file, not a
-    validation of every playbook.
+
+class Registry:
+    """The playbooks in force, by id: the folder's, compiled once per version, swapped when the folder changes.
+
+    Every part of a process (the ingestor, the door, the scan, the API) calls the one registry of its
+    root, per event, per start, per page: that costs a clock reading; at most once per ``check_every``
+    seconds the folder's files are stat-ed, and only a changed folder is validated again. ``reload``
+    (the reload signal, SIGHUP, see ``reload_on_hangup``) validates it at once, changed or not.
+
+    A folder that fails validation never replaces the playbooks in force: its problems are logged
+    and the registry keeps what it had (at the first load, when there is nothing to keep, its valid
+    playbooks are taken). A playbook whose version did not change keeps its compiled object.
 
     Args:
         folder: The playbooks folder (``settings.playbooks``).
-        load: Validates the folder; the valid playbooks by id (engine.runtime.starter.load_playbooks).
+        load: Validates the folder: its valid playbooks by id and its errors (engine.runtime.starter.check_playbooks),
+            or only the playbooks (then no errors are known).
+        check_every: Seconds at most between two looks at the folder (0: at every call).
+        clock: A monotonic clock in seconds.
     """
 
-    def __init__(self, folder: Path, load: Callable[[Path], dict[str, Playbook]] = load_playbooks) -> None:
-        self.folder, self._load = folder, load
+    def __init__(self, folder: Path, load: Callable[[Path], Loaded | dict[str, Playbook]] = check_playbooks, *,
+                 check_every: float = CHECK_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+        self.folder, self._load, self.check_every, self._clock = folder, load, check_every, clock
         self._seen: Fingerprint | None = None
+        self._looked = -math.inf
         self._books: dict[str, Playbook] = {}
+        self._lock = threading.Lock()
         self.loads = 0
         """How many times the folder was validated."""
+        self.refused: list[str] = []
+        """The errors of the last validation that was not swapped in ([] when the last one was)."""
 
     def __call__(self) -> dict[str, Playbook]:
-        now = fingerprint(self.folder)  # taken before loading: an edit during the load is seen next time
-        if now != self._seen:
-            self._books, self._seen = self._load(self.folder), now
-            self.loads += 1
+        now = self._clock()
+        if now - self._looked >= self.check_every and self._lock.acquire(blocking=False):
+            # Not waiting for a reload that holds the lock: until it is done the playbooks in force serve.
+            try:
+                self._looked = now
+                seen = fingerprint(self.folder)  # taken before loading: an edit during the load is seen next time
+                if seen != self._seen:
+                    self._swap(seen)
+            finally:
+                self._lock.release()
         return self._books
+
+    def reload(self) -> list[str]:
+        """Validate the folder now and swap its playbooks in; its errors ([]: swapped; else the old ones stay)."""
+        with self._lock:
+            self._looked = self._clock()
+            return self._swap(fingerprint(self.folder))
+
+    def _swap(self, seen: Fingerprint) -> list[str]:
+        loaded = self._load(self.folder)
+        books, errors = (loaded, []) if isinstance(loaded, dict) else loaded
+        self.loads += 1
+        self._seen = seen  # a refused folder is not validated again until it changes (or a reload)
+        if errors and self.loads > 1:
+            self.refused = errors
+            log.error("the playbooks in %s have %d error(s), so the %d playbooks in force stay as they were until "
+                      "the folder validates (csops validate %s): %s", self.folder, len(errors), len(self._books),
+                      self.folder, "; ".join(errors[:5]))
+            return errors
+        if errors:
+            log.error("the playbooks in %s have %d error(s); the valid ones are in force (csops validate %s): %s",
+                      self.folder, len(errors), self.folder, "; ".join(errors[:5]))
+        old = self._books
+        self._books = {pid: old[pid] if pid in old and old[pid].version == pb.version else pb
+                       for pid, pb in books.items()}
+        self.refused = []
+        log.info("playbooks in force from %s: %s", self.folder, ", ".join(sorted(self._books)) or "none")
+        return []
+
+
+def reload_on_hangup(registry: Registry) -> None:
+    """SIGHUP to this process reloads the registry (validated on a worker thread, not on the event loop)."""
+    loop = asyncio.get_running_loop()
+
+    def hangup() -> None:
+        log.info("SIGHUP: reloading the playbooks of %s", registry.folder)
+        loop.run_in_executor(None, registry.reload)
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
 
 
 def load_coverage_model(settings: Settings) -> Coverage | None:
@@ -124,7 +192,8 @@ class Root:
         self.calendar = Calendar.from_dict(settings.config.calendar.as_dict())
         """The configured calendar: every run is started with it, explain and the matcher use it."""
         self.playbooks = Registry(settings.playbooks)
-        """The valid playbooks of ``settings.playbooks`` (a callable; reloads when files change)."""
+        """The playbooks in force from ``settings.playbooks`` (a callable; swapped when the folder changes, or on
+        ``reload``: SIGHUP to worker.py and ``csops api``)."""
         self._store: Store | None = None
         self._client: Client | None = None
         self._connectors: Connectors | None = None

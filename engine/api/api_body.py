@@ -84,7 +84,10 @@ async def read_limited(chunks: AsyncIterable[bytes], content_length: str | None,
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out = dict(pairs)
+    if len(out) == len(pairs):  # no key twice: the common case, without a Python loop
+        return out
+    out = {}
     for key, value in pairs:
         if key in out:
             raise BodyError("duplicate_key", f"the key {key[:60]!r} appears twice in one object; "
@@ -144,6 +147,42 @@ def parse_json(body: bytes) -> Any:
 
 
 def _check(doc: Any) -> None:
+    """Depth and strings of a parsed document; the walk that names where the fault is runs only when there is one."""
+    if not _fine(doc, 1):
+        _find(doc)
+
+
+def _fine(value: Any, depth: int) -> bool:
+    """Whether ``_find`` finds nothing: the same checks, no paths built (recursion stops past MAX_DEPTH)."""
+    if isinstance(value, str):
+        return len(value) <= MAX_STRING and (value.isascii() or _text(value))
+    if isinstance(value, dict):
+        if depth > MAX_DEPTH:
+            return False
+        for key, item in value.items():
+            if len(key) > MAX_STRING or not (key.isascii() or _text(key)):
+                return False
+            if isinstance(item, dict | list | str) and not _fine(item, depth + 1):
+                return False
+        return True
+    if isinstance(value, list):
+        if depth > MAX_DEPTH:
+            return False
+        for item in value:
+            if isinstance(item, dict | list | str) and not _fine(item, depth + 1):
+                return False
+    return True
+
+
+def _text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _find(doc: Any) -> None:
     """Depth and strings of a parsed document, without recursion (the path says where the fault is)."""
     todo: list[tuple[Any, int, str]] = [(doc, 1, "")]
     while todo:

@@ -268,7 +268,7 @@ async def serve(settings: Settings, host: str, port: int, insecure: bool) -> int
 
     from engine.api.api_runs import TemporalWorkflows
     from engine.api.app import create_app
-    from engine.root import Root
+    from engine.root import Root, reload_on_hangup
     from engine.wiring import BuildError
 
     root = Root(settings)
@@ -286,6 +286,7 @@ async def serve(settings: Settings, host: str, port: int, insecure: bool) -> int
     app.state.sources = settings.config.sources  # POST /v1/sources/{name} (engine/sources)
     app.state.suppression_list = root.suppressions  # /v1/suppressions (engine/api/api_suppressions.py)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    reload_on_hangup(root.playbooks)  # SIGHUP: validate the playbooks folder now (uvicorn handles INT and TERM only)
     try:
         await server.serve()
     finally:

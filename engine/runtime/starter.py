@@ -51,7 +51,14 @@ async def begin_run(client: Client, playbook: Playbook, *, account_id: str, task
 
 def load_playbooks(folder: Path) -> dict[str, Playbook]:
     """The valid playbooks of a folder, by id (invalid ones are left out: csops validate says why)."""
+    return check_playbooks(folder)[0]
+
+
+def check_playbooks(folder: Path) -> tuple[dict[str, Playbook], list[str]]:
+    """The valid playbooks of a folder by id, and its errors as ``path:line:col: message`` lines ([] when none)."""
     try:
-        return validate_paths([str(folder)]).playbooks
-    except UsageError:
-        return {}
+        report = validate_paths([str(folder)])
+    except UsageError as exc:
+        return {}, [str(exc)]
+    return report.playbooks, [f"{p.path}:{p.line}:{p.col}: {p.message}" for p in report.problems
+                              if p.severity == "error"]

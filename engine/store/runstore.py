@@ -137,6 +137,14 @@ class RunTables:
         query = select(RunRow.occurrence).where(*_runs_of(playbook, account_id), RunRow.occurrence != "").distinct()
         return set(await self.db.read(lambda s: s.scalars(query).all()))
 
+    async def accounts_running(self, account_ids: Sequence[str]) -> set[str]:
+        """Which of these accounts have a run the store has as running (one query for a batch of events)."""
+        if not account_ids:
+            return set()
+        query = (select(RunRow.account_id).where(RunRow.account_id.in_(list(account_ids)), RunRow.status == "running")
+                 .distinct())
+        return set(await self.db.read(lambda s: s.scalars(query).all()))
+
     async def runs(self, *, account_id: str | None = None, playbook: str | None = None, status: str | None = None,
                    limit: int = 100, cursor: str | None = None) -> RunPage:
         """A page of runs, newest first, filtered when given; ``cursor`` is a page's ``next_cursor``.

@@ -18,17 +18,25 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, and_, exists, func, inspect, not_, or_, select, text, update
+from sqlalchemy import (
+    Engine,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateColumn
 
-from connectors.sqlcrm_models import Database
+from connectors.sqlcrm_models import Database, sqlite_engine
+from engine.store.claims import claim_statement
 from engine.store.facts import FactTables
 from engine.store.runstore import RunTables, commit_then
 from engine.store.store_models import (
@@ -39,6 +47,7 @@ from engine.store.store_models import (
     EventRow,
     RunPage,
     RunRecord,
+    event_record,
     to_json,
     utc,
 )
@@ -116,10 +125,19 @@ class Store(RunTables, FactTables):
         _add_missing(self.db.engine)
         create_views(self.db.engine)
         self._insert = pg_insert if backend == "postgresql" else sqlite_insert
+        events = Base.metadata.tables[EventRow.__tablename__]
+        # Core, not the ORM's bulk insert: the same SQL for a third of the Python per event.
+        self._add = self._insert(events).on_conflict_do_nothing().returning(events.c.id)
+        self._quick: dict[int, Engine] = {}
+        self._claims: dict[bool, Any] = {}
+        """The claim statements of ``unprocessed`` (with and without ``ids``)."""
+        """SQLite engines by lock wait in ms, for writes with a ``wait`` (``_write``)."""
 
     def close(self) -> None:
         """Release the database connections."""
         self.db.dispose()
+        for quick in self._quick.values():
+            quick.dispose()
 
     def __repr__(self) -> str:
         # The URL may carry a password.
@@ -153,8 +171,8 @@ class Store(RunTables, FactTables):
             return []
         # Sorted, so two batches sharing ids take PostgreSQL's row locks in the same order.
         batch = [rows[key] for key in sorted(rows)]
-        stmt = self._insert(EventRow).on_conflict_do_nothing().returning(EventRow.id)
-        inserted = set(await self._write(lambda s: commit_then(s, s.scalars(stmt, batch).all()), wait))
+        stmt = self._add
+        inserted = set(await self._write(lambda s: commit_then(s, s.execute(stmt, batch).scalars().all()), wait))
         firsts: set[str] = set()
         answer = []
         for event in events:
@@ -179,20 +197,12 @@ class Store(RunTables, FactTables):
                 return work(s)
 
             return await loop.run_in_executor(_QUICK_WRITES, functools.partial(self.db.call, limited))
-
-        def call() -> T:
-            with engine.connect() as conn:
-                raw = conn.connection.driver_connection
-                assert raw is not None
-                before = raw.execute("PRAGMA busy_timeout").fetchone()[0]
-                raw.execute(f"PRAGMA busy_timeout = {ms}")
-                try:
-                    # A Session over this connection begins it (BEGIN IMMEDIATE) and commits it.
-                    return self.db.call(work, engine=cast(Engine, conn))
-                finally:
-                    raw.execute(f"PRAGMA busy_timeout = {int(before)}")
-
-        return await loop.run_in_executor(_QUICK_WRITES, call)
+        quick = self._quick.get(ms)
+        if quick is None:
+            # Engines of their own whose connections wait ``wait`` s for the lock: no PRAGMA busy_timeout
+            # set and restored around each write (three statements more per API post).
+            quick = self._quick[ms] = sqlite_engine(engine.url.render_as_string(hide_password=False), ms / 1000)
+        return await loop.run_in_executor(_QUICK_WRITES, functools.partial(self.db.call, work, engine=quick))
 
     async def get_event(self, event_id: str) -> EventRecord | None:
         """The stored event with this id, or None."""
@@ -212,28 +222,18 @@ class Store(RunTables, FactTables):
         events are processed in the order received.
         """
         at = utc(now or datetime.now(UTC), "now")
-        free = _free(EventRow, at, lease)
-        earlier = aliased(EventRow)
-        busy = not_(_free(earlier, at, lease))
+        params: dict[str, Any] = {"at": at, "stale": at - lease, "limit": limit}
         if ids is not None:
-            busy = or_(busy, earlier.id.not_in(list(ids)))
-        behind = exists().where(
-            earlier.account_id == EventRow.account_id, earlier.processed_at.is_(None), earlier.failed_at.is_(None),
-            or_(earlier.received_at < EventRow.received_at,
-                and_(earlier.received_at == EventRow.received_at, earlier.id < EventRow.id)), busy)
-        pick = select(EventRow.id).where(free, ~behind)
-        if ids is not None:
-            pick = pick.where(EventRow.id.in_(list(ids)))
-        pick = pick.order_by(EventRow.received_at, EventRow.id).limit(limit)
-        # The condition is checked again by the UPDATE itself, so of two claimers only one gets a row.
-        stmt = (update(EventRow).where(EventRow.id.in_(pick.scalar_subquery()), free).values(claimed_at=at)
-                .returning(EventRow).execution_options(synchronize_session=False))
+            params["ids"] = list(ids)
+        stmt = self._claims.get(ids is not None)
+        if stmt is None:  # built once: its parameters are bound per call
+            stmt = self._claims[ids is not None] = claim_statement(with_ids=ids is not None)
         postgres = self.db.engine.dialect.name == "postgresql"
 
         def claim(s: Session) -> list[EventRecord]:
             if postgres:  # one claim at a time: else a claim that raced another could take an account's next event
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
-            return commit_then(s, [r.record() for r in s.scalars(stmt).all()])
+            return commit_then(s, [event_record(r) for r in s.execute(stmt, params).all()])
         rows = await self.db.run(claim)
         return sorted(rows, key=lambda r: (r.received_at, r.id))
 
@@ -344,12 +344,6 @@ class Store(RunTables, FactTables):
         def work(s: Session) -> dict[str, int]:
             return {t.name: s.scalar(select(func.count()).select_from(t)) or 0 for t in Base.metadata.sorted_tables}
         return self.db.call(work, engine=self.db.read_engine)
-
-
-def _free(t: Any, at: datetime, lease: timedelta) -> ColumnElement[bool]:
-    """Whether an event row (of ``EventRow`` or an alias) can be claimed at ``at``."""
-    return and_(t.processed_at.is_(None), t.failed_at.is_(None),
-                or_(t.claimed_at.is_(None), t.claimed_at < at - lease), or_(t.retry_at.is_(None), t.retry_at <= at))
 
 
 def _add_missing(engine: Engine) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, Date, DateTime, Dialect, Float, Index, Intege
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["DECISION_OUTCOMES", "AuditRow", "Base", "DecisionRecord", "EventRecord", "RunPage", "RunRecord",
-           "RunTaskRow", "UtcDateTime", "to_json", "utc"]
+           "RunTaskRow", "UtcDateTime", "event_record", "to_json", "utc"]
 
 
 DECISION_OUTCOMES = frozenset({"start", "suppressed", "started", "failed"})
@@ -101,9 +101,14 @@ class EventRow(Base):
 
     def record(self) -> EventRecord:
         """As the store's record."""
-        return EventRecord(id=self.id, type=self.type, account_id=self.account_id, occurred_at=self.occurred_at,
-                           received_at=self.received_at, data=json.loads(self.data), attempts=self.attempts,
-                           last_error=self.last_error, failed_at=self.failed_at)
+        return event_record(self)
+
+
+def event_record(row: Any) -> EventRecord:
+    """An ``EventRow``, or a Core row of the events table's columns, as the store's record."""
+    return EventRecord(id=row.id, type=row.type, account_id=row.account_id, occurred_at=row.occurred_at,
+                       received_at=row.received_at, data=json.loads(row.data), attempts=row.attempts,
+                       last_error=row.last_error, failed_at=row.failed_at)
 
 
 class HealthRow(Base):

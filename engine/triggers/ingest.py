@@ -46,7 +46,7 @@ from engine.payloads.runtypes import Event, run_id_for
 from engine.store.store import API_WRITE_WAIT, LEASE, MAX_ATTEMPTS, EventRecord, Store
 from engine.triggers.accountcheck import AccountCheck
 from engine.triggers.enrol import Start, enrol, facts_for
-from engine.triggers.ingest_facts import Change, apply_facts, parse_event, validate_event
+from engine.triggers.ingest_facts import ACCOUNT_FACTS, Change, apply_facts, parse_event, validate_event
 from engine.triggers.ingest_notes import (
     WAITING,
     IngestResult,
@@ -70,6 +70,9 @@ log = logging.getLogger(__name__)
 SignalRun = Callable[[str, Event], Awaitable[bool | str]]
 """Delivers an event to a run (workflow id): True when delivered; False, or the status it ended with
 (completed, failed, exited, cancelled), when the run is no longer there."""
+
+GATHER = 0.25
+"""Seconds at least between the starts of two processing rounds the ingestor's wake-ups begin."""
 
 ENDED = ("completed", "failed", "exited", "cancelled")
 
@@ -232,8 +235,10 @@ class Ingestor:
             await asyncio.to_thread(matcher.close)
 
     async def _loop(self, *, poll: float, limit: int) -> None:
+        clock = asyncio.get_running_loop().time
         while True:
             self.wake.clear()
+            began = clock()
             try:
                 done = await self.process_pending(limit)
             except Exception:  # the store may be back in a moment; the loop must go on
@@ -242,27 +247,40 @@ class Ingestor:
             if len(done) < limit:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), poll)
+                # Events posted one at a time wake the loop for each: gathering them for a moment makes one
+                # claim and one mark per many events, not per few (the first after an empty round goes at once).
+                if done and (rest := GATHER - (clock() - began)) > 0:
+                    await asyncio.sleep(rest)
 
     async def _process(self, records: Sequence[EventRecord]) -> list[Processed]:
         by_account: dict[str, list[EventRecord]] = {}
         for rec in records:
             by_account.setdefault(rec.account_id, []).append(rec)
-        gate = asyncio.Semaphore(self.parallel)
         held: list[str] = []
+        # One query for the batch, not one per event: most accounts have no running run to deliver to.
+        running = await self.store.accounts_running(list(by_account))
 
         async def account(recs: list[EventRecord]) -> list[Processed]:
-            async with gate:
-                out = []
-                for at, rec in enumerate(recs):
-                    out.append(await self._one(rec))
-                    if out[-1].error and (out[-1].transient or rec.attempts + 1 < self.max_attempts):
-                        # Later events of the account wait for this one's retry, keeping their order.
-                        held.extend(r.id for r in recs[at + 1:])
-                        break
-                    # Succeeded, or failed for the last time (set aside below): the account goes on.
-                return out
+            out = []
+            for at, rec in enumerate(recs):
+                out.append(await self._one(rec, running))
+                if out[-1].error and (out[-1].transient or rec.attempts + 1 < self.max_attempts):
+                    # Later events of the account wait for this one's retry, keeping their order.
+                    held.extend(r.id for r in recs[at + 1:])
+                    break
+                # Succeeded, or failed for the last time (set aside below): the account goes on.
+            return out
 
-        done = [p for group in await asyncio.gather(*(account(r) for r in by_account.values())) for p in group]
+        groups = list(by_account.values())
+        results: list[list[Processed]] = [[] for _ in groups]
+        turns = iter(range(len(groups)))
+
+        async def worker() -> None:  # ``parallel`` of these take the accounts in turn: not a task per account
+            for i in turns:
+                results[i] = await account(groups[i])
+
+        await asyncio.gather(*(worker() for _ in range(min(self.parallel, len(groups)))))
+        done = [p for group in results for p in group]
         now = self.now()
         await self.store.mark_processed([p.id for p in done if not p.error], at=now)
         gave_up = {r.id: r for r in await self.store.record_failures(
@@ -278,18 +296,23 @@ class Ingestor:
         return [replace(p, error=failure_text(p, attempts[p.id], gave_up=p.id in gave_up, lease=self.lease))
                 if p.error else p for p in done]
 
-    async def _one(self, rec: EventRecord) -> Processed:
+    async def _one(self, rec: EventRecord, running: set[str]) -> Processed:
+        """Process one event; ``running``: the accounts with running runs (this adds those it starts runs for)."""
         ev = EventSignal(id=rec.id, type=rec.type, account_id=rec.account_id, occurred_at=rec.occurred_at,
                          data=rec.data)
         try:
-            account = await self.crm.get_account(ev.account_id)
+            listening = [pb for pb in self.playbooks().values() if listens(pb, ev.type)]
+            # The CRM is read only when something uses the account: its facts, or a trigger listening.
+            account = await self.crm.get_account(ev.account_id) if listening or ev.type in ACCOUNT_FACTS else None
             change = await apply_facts(self.store, self.crm, ev, account)
             if self.suppress is not None and (said := await self.suppress(ev)):
                 change.notes.append(said)
             if change.previous:
                 ev = replace(ev, previous=change.previous)
-            delivered = await self._route(ev)
-            decisions = await self._decide(ev, change) if account is not None else []
+            delivered = await self._route(ev) if ev.account_id in running else []
+            decisions = await self._decide(ev, change, listening) if account is not None else []
+            if decisions:  # a run it started gets the account's next events
+                running.add(ev.account_id)
         except Exception as exc:  # noqa: BLE001 - one event's failure must not stop the others
             # Kept as the event's last_error and shown by the CLI and API: the exception's own
             # words only (connectors keep secrets out of them), no request headers or URLs.
@@ -321,8 +344,7 @@ class Ingestor:
                 return delivered
             cursor = page.next_cursor
 
-    async def _decide(self, ev: EventSignal, change: Change) -> list[str]:
-        listening = [pb for pb in self.playbooks().values() if listens(pb, ev.type)]
+    async def _decide(self, ev: EventSignal, change: Change, listening: list[m.Playbook]) -> list[str]:
         if not listening:
             return []
         view = await read_view(self.crm, ev.account_id)

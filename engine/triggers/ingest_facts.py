@@ -26,10 +26,12 @@ from engine.payloads.runcontext import account_data
 from engine.store.store import Store
 from engine.triggers.signals import EventSignal, lookup
 
-__all__ = ["BUILT_IN", "Change", "apply_facts", "parse_event", "parse_time", "validate_event"]
+__all__ = ["ACCOUNT_FACTS", "BUILT_IN", "Change", "apply_facts", "parse_event", "parse_time", "validate_event"]
 
 BUILT_IN = frozenset({"health.updated", "usage.feature_used", "account.updated", "task.completed", "email.replied",
                       "email.bounced", "contact.unsubscribed", "account.churned"})
+ACCOUNT_FACTS = frozenset({"health.updated", "usage.feature_used", "account.updated"})
+"""The built-in types whose facts ``apply_facts`` reads the account for (other events change no account fact)."""
 TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 TOP = ("id", "type", "account_id", "occurred_at", "data")
@@ -189,7 +191,7 @@ async def apply_facts(store: Store, crm: CRM, ev: EventSignal, account: Account 
         RetryableError: the CRM could not be reached; processing is tried again later.
     """
     change = Change()
-    if account is None and ev.type in ("health.updated", "usage.feature_used", "account.updated"):
+    if account is None and ev.type in ACCOUNT_FACTS:
         change.notes.append(f"account {ev.account_id} is not in the CRM: the CRM was not updated and no trigger "
                             "was evaluated; import or create the account, then send the event again with a new id")
     if ev.type == "health.updated":

@@ -360,3 +360,34 @@ async def test_a_run_the_store_has_as_active_is_checked_only_when_it_would_suppr
     # The run the store had as active had ended: a new run starts instead of a suppression.
     assert asked == ["pb:risk:acme:once"]
     assert res.decisions == ("risk: started (started): started pb:risk:acme:once",) and len(rig.starts) == 2
+
+
+async def test_a_run_started_by_an_event_gets_the_accounts_next_event_in_the_same_batch(rig: Rig) -> None:
+    rig.add(playbook("risk", "event: {type: billing.invoice_overdue}"))
+    done = await rig.ingestor().ingest([ev("o1", "billing.invoice_overdue"),
+                                        ev("t1", "task.completed", {"task_id": "task-9"})], process=True)
+    assert [d.run_id for d in rig.starts] == ["pb:risk:acme:once"]
+    assert [(r, e.id) for r, e in rig.signals] == [("pb:risk:acme:once", "t1")]
+    assert done[1].notes == ("delivered to pb:risk:acme:once",)
+
+
+async def test_the_crm_is_read_only_for_events_something_uses_the_account_of(rig: Rig,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    rig.add(playbook("risk", "health_drop: {below: 50}"))
+    ingest = rig.ingestor()
+    await ingest.ingest([ev("n1", "nps.submitted", {"score": 3}), ev("h1", "health.updated", {"score": 40}),
+                         ev("n2", "nps.submitted", {"score": 4})])
+    asked: list[str] = []
+    plain = rig.crm.get_account
+
+    async def get_account(account_id: str) -> Account | None:
+        asked.append(account_id)
+        return await plain(account_id)
+
+    monkeypatch.setattr(rig.crm, "get_account", get_account)
+    done = await ingest.process_pending()
+    assert sorted((p.id, p.error) for p in done) == [("h1", ""), ("n1", ""), ("n2", "")]
+    assert asked == ["acme"] and [d.run_id for d in rig.starts] == ["pb:risk:acme:once"]  # for h1 alone
+    monkeypatch.setattr(rig.crm, "get_account", None)  # an event nothing listens to must not need the CRM
+    await ingest.ingest([ev("n3", "nps.submitted", {"score": 5})])
+    assert [(p.id, p.error) for p in await ingest.process_pending()] == [("n3", "")]

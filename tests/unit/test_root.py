@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+import engine.root as root_module
 from engine.config.config import CalendarConfig, Config
 from engine.config.settings import Settings
 from engine.language.model import Playbook
@@ -55,10 +57,10 @@ def test_an_unchanged_folder_is_not_validated_again(tmp_path: Path) -> None:
     assert all(b is books[0] for b in books) and set(books[0]) == {"one"}
 
 
-def test_an_edited_added_or_removed_file_is_seen_at_the_next_call(tmp_path: Path) -> None:
+def test_an_edited_added_or_removed_file_is_seen_at_the_next_look(tmp_path: Path) -> None:
     _touch(tmp_path / "one.yaml", ONE, 0)
     load = Counting()
-    registry = Registry(tmp_path, load)
+    registry = Registry(tmp_path, load, check_every=0)
     assert registry()["one"].title == "One"
     _touch(tmp_path / "one.yaml", ONE.replace("title: One", "title: One, edited"), 5)
     assert registry()["one"].title == "One, edited"
@@ -70,13 +72,65 @@ def test_an_edited_added_or_removed_file_is_seen_at_the_next_call(tmp_path: Path
     assert load.calls == 4
 
 
-def test_a_file_that_turns_invalid_drops_out_and_a_missing_folder_is_empty(tmp_path: Path) -> None:
+def test_the_folder_is_looked_at_once_per_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _touch(tmp_path / "one.yaml", ONE, 0)
-    registry = Registry(tmp_path)
-    assert set(registry()) == {"one"}
+    looks: list[Path] = []
+    def look(folder: Path) -> tuple[tuple[str, int, int], ...]:
+        looks.append(folder)
+        return fingerprint(folder)
+
+    monkeypatch.setattr(root_module, "fingerprint", look)
+    clock = [100.0]
+    registry = Registry(tmp_path, Counting(), check_every=1.0, clock=lambda: clock[0])
+    for _ in range(500):
+        registry()
+    assert len(looks) == 1
+    _touch(tmp_path / "one.yaml", ONE.replace("title: One", "title: One, edited"), 5)
+    clock[0] += 0.5
+    assert registry()["one"].title == "One" and len(looks) == 1  # not looked again within the second
+    clock[0] += 0.5
+    assert registry()["one"].title == "One, edited" and len(looks) == 2 and registry.loads == 2
+
+
+def test_a_folder_with_errors_never_replaces_the_playbooks_in_force(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    _touch(tmp_path / "one.yaml", ONE, 0)
+    _touch(tmp_path / "two.yaml", ONE.replace("one", "two"), 0)
+    registry = Registry(tmp_path, check_every=0)
+    before = registry()
+    assert set(before) == {"one", "two"}
     _touch(tmp_path / "one.yaml", ONE.replace("steps:", "stepz:"), 5)
-    assert registry() == {}
+    with caplog.at_level(logging.ERROR, logger="csops.worker"):
+        assert registry() is before  # the valid two.yaml alone does not come in either
+    assert registry.loads == 2 and registry.refused and "one.yaml" in registry.refused[0]
+    assert "the 2 playbooks in force stay as they were" in caplog.text and "one.yaml" in caplog.text
+    assert registry() is before and registry.loads == 2  # refused once, not validated again per call
+    assert registry.reload() == registry.refused and registry() is before
+    _touch(tmp_path / "one.yaml", ONE.replace("title: One", "title: One, fixed"), 9)
+    assert registry()["one"].title == "One, fixed" and registry.refused == []
     assert Registry(tmp_path / "nowhere")() == {} and fingerprint(tmp_path / "nowhere") == ()
+
+
+def test_reload_validates_what_the_folder_look_cannot_see_and_keeps_unchanged_versions(tmp_path: Path) -> None:
+    _touch(tmp_path / "one.yaml", ONE, 0)
+    _touch(tmp_path / "two.yaml", ONE.replace("one", "two"), 0)
+    registry = Registry(tmp_path, check_every=0)
+    before = registry()
+    # Same size, same mtime: a copy that kept the times, or a file system with coarse ones.
+    st = (tmp_path / "one.yaml").stat()
+    (tmp_path / "one.yaml").write_text(ONE.replace("playbook: one", "playbook: eno"), encoding="utf-8")
+    os.utime(tmp_path / "one.yaml", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert registry() is before
+    assert registry.reload() == []
+    after = registry()
+    assert set(after) == {"eno", "two"} and after["two"] is before["two"]  # compiled once per version
+
+
+def test_a_first_load_with_errors_takes_the_valid_playbooks(tmp_path: Path) -> None:
+    _touch(tmp_path / "one.yaml", ONE, 0)
+    _touch(tmp_path / "bad.yaml", ONE.replace("one", "bad").replace("steps:", "stepz:"), 0)
+    registry = Registry(tmp_path)
+    assert set(registry()) == {"one"} and registry.refused == []
 
 
 def test_the_root_uses_the_configured_calendar_and_playbooks(tmp_path: Path) -> None:
