@@ -42,7 +42,7 @@ from engine.health.hooks import recompute_processed
 from engine.language import model as m
 from engine.language.context import Calendar
 from engine.payloads.runcontext import read_view, view_data
-from engine.payloads.runtypes import Event, run_id_for
+from engine.payloads.runtypes import run_id_for
 from engine.store.store import API_WRITE_WAIT, LEASE, MAX_ATTEMPTS, EventRecord, Store
 from engine.triggers.accountcheck import AccountCheck
 from engine.triggers.enrol import Start, enrol, facts_for
@@ -61,20 +61,15 @@ from engine.triggers.ingest_notes import (
 )
 from engine.triggers.matcher import decide
 from engine.triggers.matchproc import MatchTimeout, MatchWorker
+from engine.triggers.route import SignalRun, deliver
 from engine.triggers.signals import Decision, EventSignal, Facts, TriggerRef
 
 __all__ = ["Ingestor", "SignalRun", "validate_event"]
 
 log = logging.getLogger(__name__)
 
-SignalRun = Callable[[str, Event], Awaitable[bool | str]]
-"""Delivers an event to a run (workflow id): True when delivered; False, or the status it ended with
-(completed, failed, exited, cancelled), when the run is no longer there."""
-
 GATHER = 0.25
 """Seconds at least between the starts of two processing rounds the ingestor's wake-ups begin."""
-
-ENDED = ("completed", "failed", "exited", "cancelled")
 
 
 class Ingestor:
@@ -259,11 +254,12 @@ class Ingestor:
         held: list[str] = []
         # One query for the batch, not one per event: most accounts have no running run to deliver to.
         running = await self.store.accounts_running(list(by_account))
+        unrouted: dict[str, EventSignal] = {}
 
         async def account(recs: list[EventRecord]) -> list[Processed]:
             out = []
             for at, rec in enumerate(recs):
-                out.append(await self._one(rec, running))
+                out.append(await self._one(rec, running, unrouted))
                 if out[-1].error and (out[-1].transient or rec.attempts + 1 < self.max_attempts):
                     # Later events of the account wait for this one's retry, keeping their order.
                     held.extend(r.id for r in recs[at + 1:])
@@ -281,6 +277,10 @@ class Ingestor:
 
         await asyncio.gather(*(worker() for _ in range(min(self.parallel, len(groups)))))
         done = [p for group in results for p in group]
+        if unrouted:  # a run another process started during the round gets this round's events of its account
+            late = await self.store.accounts_running(sorted({p.account_id for p in done if p.id in unrouted} - running))
+            done = [replace(p, delivered=p.delivered + tuple(await self._route(unrouted[p.id])))
+                    if p.account_id in late and p.id in unrouted else p for p in done]
         now = self.now()
         await self.store.mark_processed([p.id for p in done if not p.error], at=now)
         gave_up = {r.id: r for r in await self.store.record_failures(
@@ -296,8 +296,9 @@ class Ingestor:
         return [replace(p, error=failure_text(p, attempts[p.id], gave_up=p.id in gave_up, lease=self.lease))
                 if p.error else p for p in done]
 
-    async def _one(self, rec: EventRecord, running: set[str]) -> Processed:
-        """Process one event; ``running``: the accounts with running runs (this adds those it starts runs for)."""
+    async def _one(self, rec: EventRecord, running: set[str], unrouted: dict[str, EventSignal]) -> Processed:
+        """Process one event; ``running``: the accounts with running runs (this adds those it starts runs for);
+        an event not delivered because its account had none goes in ``unrouted``, checked again after the round."""
         ev = EventSignal(id=rec.id, type=rec.type, account_id=rec.account_id, occurred_at=rec.occurred_at,
                          data=rec.data)
         try:
@@ -310,6 +311,8 @@ class Ingestor:
             if change.previous:
                 ev = replace(ev, previous=change.previous)
             delivered = await self._route(ev) if ev.account_id in running else []
+            if ev.account_id not in running:
+                unrouted[ev.id] = ev
             decisions = await self._decide(ev, change, listening) if account is not None else []
             if decisions:  # a run it started gets the account's next events
                 running.add(ev.account_id)
@@ -325,24 +328,7 @@ class Ingestor:
                          delivered=tuple(delivered), notes=tuple(change.notes))
 
     async def _route(self, ev: EventSignal) -> list[str]:
-        """Deliver the event to each running run of the account; a run Temporal no longer has is marked ended."""
-        event = Event(id=ev.id, type=ev.type, account_id=ev.account_id, occurred_at=ev.occurred_at.isoformat(),
-                      data=dict(ev.data))
-        delivered, cursor = [], None
-        while True:
-            page = await self.store.runs(account_id=ev.account_id, status="running", limit=100, cursor=cursor)
-            for run in page.runs:
-                answer = await self.signal_run(run.run_id, event)
-                if answer is True:
-                    delivered.append(run.run_id)
-                    continue
-                status = answer if isinstance(answer, str) and answer in ENDED else "completed"
-                await self.store.end_run(run.run_id, status=status, temporal_run_id=run.temporal_run_id,
-                                         at=self.now(), reason=f"ended in Temporal ({status}); noticed when event "
-                                                               f"{ev.id} could not be delivered")
-            if page.next_cursor is None:
-                return delivered
-            cursor = page.next_cursor
+        return await deliver(self.store, self.signal_run, self.now, ev)
 
     async def _decide(self, ev: EventSignal, change: Change, listening: list[m.Playbook]) -> list[str]:
         if not listening:

@@ -371,6 +371,22 @@ async def test_a_run_started_by_an_event_gets_the_accounts_next_event_in_the_sam
     assert done[1].notes == ("delivered to pb:risk:acme:once",)
 
 
+async def test_a_run_another_process_starts_during_a_round_still_gets_the_rounds_events(rig: Rig) -> None:
+    # The round asks the store once which accounts have running runs; a run another process (the scan,
+    # csops start) records after that question is asked again at the end of the round, not missed.
+    async def another_process_starts_a_run(event: Any) -> None:
+        if not await rig.store.get_run("pb:other:acme:once"):
+            await rig.store.add_run(run_id="pb:other:acme:once", temporal_run_id="t", playbook="other", version="v",
+                                    account_id="acme", started_at=NOW)
+
+    ingest = Ingestor(store=rig.store, crm=rig.crm, playbooks=lambda: rig.books, start=rig.start,
+                      signal_run=rig.signal_run, now=lambda: rig.clock[0], suppress=another_process_starts_a_run)
+    done = await ingest.ingest([ev("c1", "account.churned"), ev("b1", "nps.submitted", {"score": 3}, account="beta")],
+                               process=True)
+    assert [(r, e.id) for r, e in rig.signals] == [("pb:other:acme:once", "c1")]
+    assert done[0].notes == ("delivered to pb:other:acme:once",) and done[1].notes == ()
+
+
 async def test_the_crm_is_read_only_for_events_something_uses_the_account_of(rig: Rig,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     rig.add(playbook("risk", "health_drop: {below: 50}"))
