@@ -14,13 +14,24 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, literal_column, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from connectors import fields
 from connectors.base import Account, AccountView, Contact, NewTask, PermanentError, TaskRecord, User
-from connectors.sqlcrm_models import AccountRow, Base, ContactRow, Database, NoteRow, TaskRow, UserRow
+from connectors.sqlcrm_models import (
+    CONTACT_COLUMNS,
+    AccountRow,
+    Base,
+    ContactRow,
+    Database,
+    NoteRow,
+    TaskRow,
+    UserRow,
+    contact_of,
+    read_users,
+)
 
 __all__ = ["DEFAULT_URL", "SQLCRM", "NoteRecord"]
 
@@ -187,7 +198,11 @@ class SQLCRM:
             ValueError: a date field is neither a standard date field nor ``fields.NAME``.
         """
         cols = [getattr(AccountRow, c.key) for c in AccountRow.__table__.columns]
-        query = select(*cols).order_by(AccountRow.id).limit(limit)
+        # With a date window, order by an expression of the id (the same order): PostgreSQL then reads
+        # the window's candidates through the date index and sorts them, where ORDER BY id made it walk
+        # the primary key through every account to fill a page (200 ms a page over a million accounts).
+        order = AccountRow.id.concat(literal_column("''")) if dates else AccountRow.id
+        query = select(*cols).order_by(order).limit(limit)
         if after is not None:
             query = query.where(AccountRow.id > after)
         if dates:
@@ -198,20 +213,26 @@ class SQLCRM:
             query = query.where(AccountRow.lifecycle_stage.in_(list(lifecycle_stages)))
         return await self.db.read(lambda s: [_account(r) for r in s.execute(query)])
 
-    async def account_views(self, account_ids: Sequence[str]) -> dict[str, AccountView]:
-        """The views of several accounts (as ``account_view``) in two queries; unknown ids are left out."""
-        ids = list(dict.fromkeys(account_ids))
+    async def account_views(self, accounts: Sequence[Account]) -> dict[str, AccountView]:
+        """The views of a page of accounts already read (``list_accounts``): their contacts and users in
+        three small queries of plain rows (no ORM objects: a scan reads a page of them at a time)."""
+        owners = {a.owner_id for a in accounts if a.owner_id}
 
         def work(s: Session) -> dict[str, AccountView]:
             contacts: dict[str, list[Contact]] = {}
-            q = select(ContactRow).where(ContactRow.account_id.in_(ids))
-            for c in s.scalars(q.order_by(ContactRow.account_id, ContactRow.primary.desc(), ContactRow.id)):
-                contacts.setdefault(c.account_id, []).append(c.record())
-            return {row.id: AccountView(account=row.record(), owner=o.record() if o else None,
-                                        manager=m.record() if m else None,
-                                        contacts=tuple(contacts.get(row.id, ())))
-                    for row, o, m in s.execute(_VIEW.where(AccountRow.id.in_(ids)))}
-        return await self.db.read(work) if ids else {}
+            q = select(*CONTACT_COLUMNS).where(self.db.among(ContactRow.account_id, [a.id for a in accounts]))
+            for c in s.execute(q.order_by(ContactRow.account_id, ContactRow.primary.desc(), ContactRow.id)):
+                contacts.setdefault(c.account_id, []).append(contact_of(c))
+            users = read_users(s, self.db, owners)
+            users.update(read_users(s, self.db, {u.manager_id for u in users.values() if u.manager_id} - users.keys()))
+            views = {}
+            for a in accounts:
+                owner = users.get(a.owner_id) if a.owner_id else None
+                manager = users.get(owner.manager_id) if owner is not None and owner.manager_id else None
+                views[a.id] = AccountView(account=a, owner=owner, manager=manager,
+                                          contacts=tuple(contacts.get(a.id, ())))
+            return views
+        return await self.db.read(work) if accounts else {}
 
     # --- sync helpers for setup and tests -----------------------------------------------------
 
