@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from jinja2 import nodes
+from jinja2 import Undefined, nodes
 from jinja2.parser import Parser
 
 from engine.language.context import evaluate
@@ -134,7 +134,8 @@ class Memo:
         except KeyError:
             pass
         answer = evaluate(src, ctx)  # an error is raised each time, never remembered
-        self.answers[(src, key)] = answer
+        if not isinstance(answer, Undefined):  # it holds the account it was read from: not shared
+            self.answers[(src, key)] = answer
         return answer
 
     def probe(self, key: Hashable, work: Callable[[], Any]) -> Any:
