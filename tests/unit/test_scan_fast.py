@@ -12,15 +12,12 @@ stage suppressions its SQL filters away.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 
 from jinja2 import Undefined
 
 from connectors.base import Account, Contact, User
 from connectors.sqlcrm import SQLCRM
-from engine.language.context import Calendar
-from engine.language.model import Playbook
-from engine.language.validate import check_text
 from engine.payloads.runcontext import view_data
 from engine.store.store import Store
 from engine.triggers.enrol import facts_for
@@ -28,18 +25,9 @@ from engine.triggers.evalmemo import Memo, paths, reads_people
 from engine.triggers.matcher import decide
 from engine.triggers.scan import find_due
 from engine.triggers.signals import Decision, Scan
+from tests.unit.test_scan import BERLIN, NOW, TODAY, compile_text
 
-NOW = datetime(2026, 3, 2, 7, tzinfo=UTC)  # a Monday
-TODAY = NOW.date()
 SINCE = TODAY - timedelta(days=3)  # a catch-up window of three days
-BERLIN = Calendar(timezone="Europe/Berlin", holidays=frozenset({date(2026, 4, 3), date(2026, 4, 6)}))
-
-
-def compile_text(text: str) -> Playbook:
-    result = check_text(text, "<test>")
-    assert [p.message for p in result.problems if p.severity == "error"] == []
-    assert result.playbook is not None
-    return result.playbook
 
 
 PLAYBOOKS = [compile_text(t) for t in ("""
