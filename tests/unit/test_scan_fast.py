@@ -88,7 +88,8 @@ def corpus(crm: SQLCRM) -> None:
     segments, stages, owners = ("strategic", "commercial", "smb"), ("onboard", "adopt", "renew"), ("u1", "u2", None)
     arrs = (0.0, 1000.0, 50000.0, -0.0, 12.5)
     kickoffs: tuple[object, ...] = ("2026-02-25", "2026-02-26T15:00:00+01:00", "2026-02-24", "soon", None, "")
-    fields_of = ({"tier": "gold"}, {"tier": "silver", "score": 5}, {}, {"score": "high"}, {"score": 1})
+    fields_of: tuple[dict[str, object], ...] = (
+        {"tier": "gold"}, {"tier": "silver", "score": 5}, {}, {"score": "high"}, {"score": 1})
     for i in range(60):
         days = (120, 90, 30, 119, 28, 200, 88)[i % 7]
         fields: dict[str, object] = dict(fields_of[i % 5])
