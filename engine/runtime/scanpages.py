@@ -174,7 +174,8 @@ class PageActivities:
         try:
             aud = playbook.audience
             accounts = await self.crm.list_accounts(inp.after or None, inp.page, dates=ranges, segments=aud.segments,
-                                                    lifecycle_stages=aud.lifecycle_stages)
+                                                    lifecycle_stages=aud.lifecycle_stages,
+                                                    skip=scan.unread_parts(playbook))
         except ValueError as exc:
             problems: list[str] = []
             scan._skipped(playbook, exc, problems)

@@ -26,7 +26,7 @@ from jinja2.parser import Parser
 from engine.language.context import evaluate
 from engine.language.expressions import ENV
 
-__all__ = ["Memo", "reads_people"]
+__all__ = ["PARTS", "Memo", "unread"]
 
 Path = tuple[str | int, ...]
 _PURE = (nodes.Const, nodes.Compare, nodes.Operand, nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos,
@@ -58,17 +58,25 @@ def paths(src: str) -> tuple[Path, ...] | None:
     return tuple(dict.fromkeys(found)) if walk(tree) else None
 
 
-def reads_people(sources: Sequence[str | None]) -> bool:
-    """Whether the expressions may read the account's people (``contacts``, ``account.owner``, or the
-    whole ``account``): when none does, a scan need not read them from the CRM."""
+PARTS = {"people": (("contacts",), ("account", "owner")), "usage": (("account", "usage"),),
+         "fields": (("account", "fields"),)}
+"""Parts of an account a scan may leave unread, and the paths that read them."""
+
+
+def unread(sources: Sequence[str | None], fields: Sequence[str] = ()) -> frozenset[str]:
+    """The ``PARTS`` no expression of ``sources`` and no trigger field of ``fields`` (``renewal_date``,
+    ``fields.NAME``) can read: a scan need not read them from the CRM. An expression that cannot be
+    analysed, or that reads the whole ``account``, may read them all."""
+    left = set(PARTS)
+    if any(f.startswith("fields.") or f == "fields" for f in fields):
+        left.discard("fields")
     for src in sources:
-        if not src:
-            continue
-        found = paths(src)
-        if found is None or any(p[0] == "contacts" or p == ("account",) or p[:2] == ("account", "owner")
-                                for p in found):
-            return True
-    return False
+        found = paths(src) if src else ()
+        if found is None or ("account",) in found:
+            return frozenset()
+        left -= {part for part, prefixes in PARTS.items() for p in found for pre in prefixes
+                 if p[:len(pre)] == pre}
+    return frozenset(left)
 
 
 def _path(node: nodes.Node) -> Path | None:

@@ -40,7 +40,7 @@ from engine.language.context import Calendar
 from engine.payloads.runcontext import view_data, view_of
 from engine.store.store import Store
 from engine.triggers.enrol import MILESTONE_SCAN, Enrolment, Start, enrol
-from engine.triggers.evalmemo import Memo, reads_people
+from engine.triggers.evalmemo import Memo, unread
 from engine.triggers.matcher import decide, shift
 from engine.triggers.signals import Decision, Facts, Scan, Signal, Tick
 
@@ -249,7 +249,8 @@ async def _pages(crm: ScanCRM, store: Store, playbook: m.Playbook, now: datetime
     after: str | None = None
     users: dict[str, asyncio.Task[User | None]] = {}
     while True:
-        accounts = await crm.list_accounts(after, page, dates=dates, segments=segments, lifecycle_stages=stages)
+        accounts = await crm.list_accounts(after, page, dates=dates, segments=segments, lifecycle_stages=stages,
+                                           skip=unread_parts(playbook))
         if not accounts:
             return
         after = accounts[-1].id
@@ -264,8 +265,7 @@ async def page_facts(crm: ScanCRM, store: Store, playbook: m.Playbook, accounts:
                      users: dict[str, asyncio.Task[User | None]]) -> dict[str, Facts]:
     """The matcher's facts for a page of accounts: their people and their runs of the playbook, in bulk."""
     # When no expression a scan's decision reads looks at the people, the CRM is spared the calls.
-    needed = reads_people([playbook.audience.when, playbook.entry.key])
-    people = account_views(crm, accounts, users) if needed else _alone(accounts)
+    people = _alone(accounts) if "people" in unread_parts(playbook) else account_views(crm, accounts, users)
     views, runs = await asyncio.gather(people, store.run_summaries(playbook.id, [a.id for a in accounts]))
     facts: dict[str, Facts] = {}
     nothing: tuple[None, None, frozenset[str]] = (None, None, frozenset())
@@ -275,6 +275,14 @@ async def page_facts(crm: ScanCRM, store: Store, playbook: m.Playbook, accounts:
         facts[account_id] = Facts(account=data["account"], contacts=tuple(data["contacts"]), now=now,
                                   calendar=calendar, active_run=active, last_run_ended_at=ended, started_keys=keys)
     return facts
+
+
+def unread_parts(playbook: m.Playbook) -> frozenset[str]:
+    """What of an account (``people``, ``usage``, ``fields``; engine/triggers/evalmemo.py ``unread``) a scan's
+    or a tick's decisions for the playbook never read: its ``audience.when`` and ``entry.key`` and its
+    date triggers' fields are all they read beside the segment and stage."""
+    return unread([playbook.audience.when, playbook.entry.key],
+                  [t.field for t in playbook.triggers if isinstance(t, m.ContractMilestone)])
 
 
 async def _alone(accounts: Sequence[Account]) -> dict[str, AccountView]:

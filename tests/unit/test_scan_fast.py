@@ -21,7 +21,7 @@ from connectors.sqlcrm import SQLCRM
 from engine.payloads.runcontext import view_data
 from engine.store.store import Store
 from engine.triggers.enrol import facts_for
-from engine.triggers.evalmemo import Memo, paths, reads_people
+from engine.triggers.evalmemo import Memo, paths, unread
 from engine.triggers.matcher import decide
 from engine.triggers.scan import find_due
 from engine.triggers.signals import Decision, Scan
@@ -163,9 +163,10 @@ def test_only_expressions_that_read_plain_values_are_remembered() -> None:
     for src in ("contacts | length > 0", "account.items()", "account.name ~ 'x'", "now + days(3)", "account.x is none",
                 "account.items", "account[account.key]", "{{"):
         assert paths(src) is None, src
-    assert reads_people(["account.arr > 0", None, "account.renewal_date"]) is False
-    assert reads_people(["account.owner.name == 'x'"]) and reads_people(["contacts[0].email"])
-    assert reads_people(["account | length"])
+    assert unread(["account.arr > 0", None, "account.renewal_date"]) == {"people", "usage", "fields"}
+    assert unread(["account.owner.name == 'x'", "account.usage.logins > 3"]) == {"fields"}
+    assert unread(["contacts[0].email"], ["fields.kickoff"]) == {"usage"}
+    assert unread(["account | length"]) == unread(["account == 1"]) == set()
 
 
 def test_the_memo_tells_apart_values_that_compare_equal() -> None:
