@@ -8,7 +8,11 @@ database of its own and drops it at the end. Phases, each timed:
    built-in CRM's tables (created by ``SQLCRM``, so the same schema and indexes as ``csops import``).
 2. scan: ``engine.triggers.scan.find_due`` for today with the shipped playbooks, in a child process (its peak
    RSS is the scan's; it pages, so it stays flat as accounts grow), against one hand-written
-   indexed SQL query of the same due window (``scan_ratio`` = sql seconds / scan seconds).
+   indexed SQL query for the same due set: accounts LEFT JOIN contacts in each trigger's date
+   window and in the playbook's audience (its segments, which the scan filters in SQL too, and
+   ``arr > 0`` for its ``audience.when``, which the scan leaves to the matcher); ``same_due_set``
+   checks both find the same accounts (``scan_ratio`` = sql seconds / scan seconds; the scan's
+   seconds are all of find_due, reading included).
 3. ingest: 2 ``csops api`` processes, 2 workers, one ``temporal server start-dev``: ``--events``
    events (one ``nps.submitted`` per account of ``--runs`` accounts, each posted to both APIs, the
    rest usage events), a worker SIGKILLed when half the runs have started, and started again; events/s,
