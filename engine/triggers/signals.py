@@ -322,8 +322,8 @@ def jsonable(value: Any) -> Any:
     """``value`` with dates as ISO text and anything else unknown to JSON as text."""
     if type(value) in _PLAIN:  # most values: one look-up instead of a chain of isinstance checks
         return value
-    if type(value) is dict:
-        return {str(k): jsonable(v) for k, v in value.items()}
+    if type(value) is dict:  # plain values inline: a decision's two dicts are mostly text and numbers
+        return {k if type(k) is str else str(k): v if type(v) in _PLAIN else jsonable(v) for k, v in value.items()}
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Mapping):
