@@ -8,7 +8,11 @@ database of its own and drops it at the end. Phases, each timed:
    built-in CRM's tables (created by ``SQLCRM``, so the same schema and indexes as ``csops import``).
 2. scan: ``engine.triggers.scan.find_due`` for today with the shipped playbooks, in a child process (its peak
    RSS is the scan's; it pages, so it stays flat as accounts grow), against one hand-written
-   indexed SQL query of the same due window (``scan_ratio`` = sql seconds / scan seconds).
+   indexed SQL query for the same due set: accounts LEFT JOIN contacts in each trigger's date
+   window and in the playbook's audience (its segments, which the scan filters in SQL too, and
+   ``arr > 0`` for its ``audience.when``, which the scan leaves to the matcher); ``same_due_set``
+   checks both find the same accounts (``scan_ratio`` = sql seconds / scan seconds; the scan's
+   seconds are all of find_due, reading included).
 3. ingest: 2 ``csops api`` processes, 2 workers, one ``temporal server start-dev``: ``--events``
    events (one ``nps.submitted`` per account of ``--runs`` accounts, each posted to both APIs, the
    rest usage events), a worker SIGKILLed when half the runs have started, and started again; events/s,
@@ -98,7 +102,14 @@ def build(url: str, count: int) -> float:
 
 
 def scan_child(url: str) -> dict[str, Any]:
-    """In its own process: find_due for today, and the hand-written SQL for the same windows."""
+    """In its own process: find_due for today, and the hand-written SQL for the same due set.
+
+    The SQL is what a person would write for the shipped milestone playbook (renewal-reminders):
+    accounts LEFT JOIN contacts, the renewal date in each trigger's window, and the playbook's
+    audience (its segments, and ``audience.when: account.arr > 0`` as ``arr > 0``), which the scan
+    also applies (segments in its SQL, ``when`` in the matcher). Both run on a warm database, the
+    SQL after the scan; ``same_due_set`` says the SQL's accounts are exactly the runs the scan starts.
+    """
     books = list(load_playbooks(ROOT / "playbooks").values())
     calendar, since = Calendar(), TODAY - timedelta(days=1)
     crm, store = SQLCRM(url), Store(url)
@@ -107,23 +118,29 @@ def scan_child(url: str) -> dict[str, Any]:
         found, candidates = asyncio.run(find_due(crm, store, books, since=since, today=TODAY, now=NOW,
                                                  calendar=calendar))
         scan_s = time.perf_counter() - t
-        windows = [date_window(tr, since, TODAY, calendar) for p in milestone_playbooks(books)
-                   for tr in p.triggers if isinstance(tr, m.ContractMilestone) and tr.field == "renewal_date"]
-        query = " UNION ALL ".join(
-            f"SELECT a.id, c.email FROM accounts a LEFT JOIN contacts c ON c.account_id = a.id "
-            f"WHERE a.renewal_date BETWEEN '{first}' AND '{last}'" for first, last in windows)
+        parts = []
+        for p in milestone_playbooks(books):
+            assert p.audience.when in ("", "account.arr > 0") and not p.audience.lifecycle_stages, \
+                f"{p.id}: write its audience into the SQL below"
+            audience = "".join((f" AND a.segment IN ({', '.join(repr(x) for x in p.audience.segments)})"
+                                if p.audience.segments else "", " AND a.arr > 0" if p.audience.when else ""))
+            parts += [f"SELECT a.id, c.email FROM accounts a LEFT JOIN contacts c ON c.account_id = a.id "
+                      f"WHERE a.renewal_date BETWEEN '{first}' AND '{last}'{audience}"
+                      for tr in p.triggers if isinstance(tr, m.ContractMilestone) and tr.field == "renewal_date"
+                      for first, last in [date_window(tr, since, TODAY, calendar)]]
         engine = create_engine(url)
         t = time.perf_counter()
         with engine.connect() as conn:
-            rows = conn.execute(text(query)).all()
+            rows = conn.execute(text(" UNION ALL ".join(parts))).all()
         sql_s = time.perf_counter() - t
         engine.dispose()
     finally:
         crm.close()
         store.close()
+    started = {f.decision.account_id for f in found if f.decision.outcome == "start"}
     return {"scan_seconds": round(scan_s, 3), "sql_seconds": round(sql_s, 4), "candidates": candidates,
-            "found": len(found), "due_started": sum(1 for f in found if f.decision.outcome == "start"),
-            "sql_rows": len(rows),
+            "found": len(found), "due_started": len(started), "sql_rows": len(rows),
+            "same_due_set": started == {r.id for r in rows},
             "scan_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 

@@ -15,7 +15,7 @@ Error tree (activities map these to retryable or not)::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol, runtime_checkable
@@ -292,14 +292,16 @@ class AccountLister(Protocol):
 
     async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
                             dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
-                            lifecycle_stages: Sequence[str] = ()) -> list[Account]:
+                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = ()) -> list[Account]:
         """A page of at most ``limit`` accounts in ascending id order, with ids after ``after``.
 
         The caller asks for the next page with ``after`` = the last id of this one and stops at a
         page shorter than ``limit``. ``dates`` keeps accounts where any (field, first, last) holds
         a date in [first, last] (field: ``renewal_date``, ``contract_start`` or ``fields.NAME``);
         ``segments`` and ``lifecycle_stages`` keep accounts with one of the values when not empty.
-        Filters all apply together (AND); within ``dates`` any one range suffices (OR).
+        Filters all apply together (AND); within ``dates`` any one range suffices (OR). ``skip``
+        names account fields the caller does not read (``usage``, ``fields``): a CRM may leave them
+        empty to read less (the built-in one does; the others read them anyway).
 
         Raises:
             ValueError: a date field the CRM cannot filter on (not mapped).

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -254,7 +254,7 @@ class HubSpotCRM:
 
     async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
                             dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
-                            lifecycle_stages: Sequence[str] = ()) -> list[Account]:
+                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = ()) -> list[Account]:
         """A page of companies in ascending id order, ids above ``after``, found with HubSpot's
         company search (see connectors.hubspot_search and ``AccountLister``).
 

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date
 from typing import Any
 
@@ -226,7 +226,7 @@ class PipedriveCRM:
 
     async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
                             dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
-                            lifecycle_stages: Sequence[str] = ()) -> list[Account]:
+                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = ()) -> list[Account]:
         """A page of organizations in ascending (numeric) id order after ``after``, filtered here
         (connectors.base.AccountLister): Pipedrive's list takes no filter on custom fields.
 

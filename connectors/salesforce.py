@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -233,7 +233,7 @@ class SalesforceCRM:
 
     async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
                             dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
-                            lifecycle_stages: Sequence[str] = ()) -> list[Account]:
+                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = ()) -> list[Account]:
         """A page of accounts in ascending (18-character) id order after ``after``, by one SOQL query
         (connectors.salesforce_list; the contract is connectors.base.AccountLister).
 

@@ -1,7 +1,9 @@
 """``csops runs``, ``csops runs show ID``, ``csops runs cancel ID``, ``csops explain`` and ``csops api``.
 
 The first four read the store (and ask Temporal for live status and to cancel) directly, not
-through the HTTP API; ``csops api`` serves the API (engine/api/app.py) with uvicorn.
+through the HTTP API; ``csops api`` serves the API (engine/api/app.py) with uvicorn. ``csops runs``
+starts with a line for the daily scan while it runs and for a day after (``csops scan status``'s line:
+window, pages, accounts read, runs started), since the runs it starts come from it.
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from engine.language.textfmt import yellow
 
 if TYPE_CHECKING:
+    from engine.cli.cli_scan import ScanSeen
     from engine.config.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SCAN_SECONDS = 3.0
+"""How long ``csops runs`` waits for the daily scan's status before listing the runs without it."""
+SCAN_SHOWN = timedelta(days=1)
+"""How long after it ended the daily scan is still shown above the runs."""
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -87,6 +94,7 @@ def _workflows(settings: Settings) -> Any:
 def cmd_runs(args: argparse.Namespace) -> int:
     """``csops runs [list|show|cancel]``."""
     from engine.api.api_runs import cancel_run, refreshed, run_detail, run_out
+    from engine.cli.cli_scan import status_line
     from engine.errors import Refusal, Unavailable
     from engine.store.store import Store
 
@@ -116,10 +124,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 print(f"csops runs: {exc}", file=sys.stderr)
                 return EXIT_USAGE
             runs = await refreshed(store, _workflows(settings), page.runs)
+            scan = await _daily_scan(settings, args)
             if args.format == "json":
                 print(json.dumps({"runs": [run_out(r).model_dump(mode="json") for r in runs],
-                                  "next_cursor": page.next_cursor}, indent=2))
+                                  "next_cursor": page.next_cursor,
+                                  "daily_scan": scan[0].as_dict(scan[1]) if scan else None}, indent=2))
                 return EXIT_OK
+            if scan is not None:
+                print(status_line(scan[0].workflow_id, scan[0].status, scan[0].progress, scan[1]))
             for r in runs:
                 ended = f" ended {r.ended_at:%Y-%m-%d %H:%M}" if r.ended_at else ""
                 print(f"{r.run_id}  {r.status:<9}  started {r.started_at:%Y-%m-%d %H:%M}{ended}"
@@ -133,6 +145,32 @@ def cmd_runs(args: argparse.Namespace) -> int:
             store.close()
 
     return _go(work)
+
+
+async def _daily_scan(settings: Settings, args: argparse.Namespace) -> tuple[ScanSeen, str] | None:
+    """The daily scan for the top of ``csops runs`` (it is not a run of an account, but the runs it
+    starts come from it): the newest one while it runs or for a day after it ended; none on a page
+    after the first, for one account or playbook, for another --status, or with Temporal unreachable
+    (the runs are listed all the same)."""
+    from temporalio.service import RPCError
+
+    from engine.cli.cli_scan import last_scanned, newest_scan
+    from engine.runtime.starter import connect
+
+    if args.account or args.playbook or args.cursor:
+        return None
+
+    async def newest() -> ScanSeen | None:
+        return await newest_scan(await connect(settings), query_seconds=SCAN_SECONDS)
+    try:
+        seen = await asyncio.wait_for(newest(), SCAN_SECONDS * 2)
+    except (RuntimeError, OSError, RPCError, TimeoutError):
+        return None
+    if seen is None or (seen.closed_at is not None and datetime.now(UTC) - seen.closed_at > SCAN_SHOWN):
+        return None
+    if args.status and seen.status.lower().replace("canceled", "cancelled") != args.status:
+        return None
+    return seen, await last_scanned(settings)
 
 
 def _show_text(detail: Any) -> str:

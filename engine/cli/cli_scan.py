@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-__all__ = ["add_parsers", "cmd_scan", "status_line"]
+__all__ = ["ScanSeen", "add_parsers", "cmd_scan", "last_scanned", "newest_scan", "status_line"]
 
 EXIT_OK, EXIT_NONE, EXIT_USAGE = 0, 1, 2
 
@@ -57,10 +60,47 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return asyncio.run(_status(settings))
 
 
-async def _status(settings: Any) -> int:
-    from temporalio.client import WorkflowExecutionStatus
+@dataclass(frozen=True, kw_only=True)
+class ScanSeen:
+    """The newest ``DailyScan`` as Temporal has it."""
 
-    from engine.runtime.starter import connect
+    workflow_id: str
+    status: str
+    """Temporal's status name: RUNNING, COMPLETED, FAILED..."""
+    progress: Mapping[str, Any]
+    """The ``progress`` query while it runs (its memo if the query fails), else its ``scan`` memo."""
+    closed_at: datetime | None
+    """When it ended (None while it runs)."""
+
+    def as_dict(self, last_scanned: str) -> dict[str, Any]:
+        """For ``--format json``."""
+        return {"workflow_id": self.workflow_id, "status": self.status.lower(), "progress": dict(self.progress),
+                "closed_at": self.closed_at.isoformat() if self.closed_at else None, "last_scanned": last_scanned}
+
+
+async def newest_scan(client: Any, query_seconds: float = 5.0) -> ScanSeen | None:
+    """The newest ``DailyScan`` workflow (None: none has run), with its progress."""
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    newest = None
+    async for wf in client.list_workflows("WorkflowType = 'DailyScan'", limit=1):
+        newest = wf
+    if newest is None:
+        return None
+    memo = await newest.memo()
+    progress: Mapping[str, Any] = memo.get("scan") or {}
+    if newest.status == WorkflowExecutionStatus.RUNNING:
+        handle = client.get_workflow_handle(newest.id, run_id=newest.run_id)
+        # A scan whose worker is down cannot answer: its memo has the figures up to the last round.
+        with contextlib.suppress(RPCError, asyncio.TimeoutError):
+            progress = await handle.query("progress", rpc_timeout=timedelta(seconds=query_seconds))
+    status = newest.status.name if newest.status is not None else "UNKNOWN"
+    return ScanSeen(workflow_id=newest.id, status=status, progress=progress, closed_at=newest.close_time)
+
+
+async def last_scanned(settings: Any) -> str:
+    """The last day the store has as scanned (ISO), or ""."""
     from engine.store.store import Store
     from engine.triggers.scan import SCAN_NAME
 
@@ -69,24 +109,21 @@ async def _status(settings: Any) -> int:
         last = await store.last_scan(SCAN_NAME)
     finally:
         store.close()
+    return last.isoformat() if last else ""
+
+
+async def _status(settings: Any) -> int:
+    from engine.runtime.starter import connect
+
+    last = await last_scanned(settings)
     try:
         client = await connect(settings)
-        newest = None
-        async for wf in client.list_workflows("WorkflowType = 'DailyScan'", limit=1):
-            newest = wf
+        seen = await newest_scan(client)
     except RuntimeError as exc:
         print(f"csops scan: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if newest is None:
+    if seen is None:
         print(f"no daily scan has run yet; last day scanned: {last or 'none'}")
         return EXIT_NONE
-    handle = client.get_workflow_handle(newest.id, run_id=newest.run_id)
-    progress: Mapping[str, Any] = {}
-    if newest.status == WorkflowExecutionStatus.RUNNING:
-        progress = await handle.query("progress")
-    else:
-        memo = await newest.memo()
-        progress = memo.get("scan") or {}
-    status = newest.status.name if newest.status is not None else "unknown"
-    print(status_line(newest.id, status, progress, last.isoformat() if last else ""))
+    print(status_line(seen.workflow_id, seen.status, seen.progress, last))
     return EXIT_OK

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -129,9 +129,9 @@ class _SandboxCRM(RecordingCRM):
 
     async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
                             dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
-                            lifecycle_stages: Sequence[str] = ()) -> list[Account]:
+                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = ()) -> list[Account]:
         return await self.sql.list_accounts(after, limit, dates=dates, segments=segments,
-                                            lifecycle_stages=lifecycle_stages)
+                                            lifecycle_stages=lifecycle_stages, skip=skip)
 
 
 async def forecast_replay(playbook: Playbook, *, accounts: Sequence[Account], contacts: Sequence[Contact],

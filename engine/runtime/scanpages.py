@@ -21,20 +21,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
 
+from connectors.base import Account
 from engine.language import model as m
 from engine.language.context import Calendar
-from engine.payloads.runcontext import view_data
 from engine.store.store import Store
 from engine.triggers import scan
 from engine.triggers.enrol import Start
-from engine.triggers.signals import Facts, Scan
+from engine.triggers.evalmemo import Memo
+from engine.triggers.signals import Scan
 
 log = logging.getLogger("csops.scan")
 PAGES_PATCH = "csops-scan-pages"
@@ -171,15 +172,18 @@ class PageActivities:
         ranges = [(t.field, *scan.date_window(t, since, today, calendar)) for t in playbook.triggers
                   if isinstance(t, m.ContractMilestone)]
         try:
-            accounts = await self.crm.list_accounts(inp.after or None, inp.page, dates=ranges)
+            aud = playbook.audience
+            accounts = await self.crm.list_accounts(inp.after or None, inp.page, dates=ranges, segments=aud.segments,
+                                                    lifecycle_stages=aud.lifecycle_stages,
+                                                    skip=scan.unread_parts(playbook))
         except ValueError as exc:
             problems: list[str] = []
             scan._skipped(playbook, exc, problems)
             return PageResult(problem=problems[0])
         if not accounts:
             return PageResult()
-        found = await decide_page(self.crm, self.store, playbook, [a.id for a in accounts], accounts,
-                                  since=since, today=today, now=now, calendar=calendar)
+        found = await decide_page(self.crm, self.store, playbook, accounts, since=since, today=today, now=now,
+                                  calendar=calendar)
         assert self.start is not None, "PageActivities.start must be set before the worker runs"
         signal = {"kind": "scan", "since": inp.since, "today": inp.today}
         done = await scan.enrol_all(found, store=self.store, start=self.start, signal=signal, now=now)
@@ -214,19 +218,12 @@ async def beating() -> AsyncIterator[None]:
         task.cancel()
 
 
-async def decide_page(crm: scan.ScanCRM, store: Store, playbook: m.Playbook, ids: list[str], accounts: Any, *,
+async def decide_page(crm: scan.ScanCRM, store: Store, playbook: m.Playbook, accounts: Sequence[Account], *,
                       since: date, today: date, now: datetime, calendar: Calendar) -> list[scan.Found]:
     """The matcher's decisions for one page of accounts (their people and runs read in bulk)."""
-    views = await scan.account_views(crm, accounts, {})
-    runs = await store.run_summaries(playbook.id, ids)
-    facts: dict[str, Facts] = {}
-    for account_id, view in views.items():
-        data = view_data(view)
-        active, ended, keys = runs.get(account_id, (None, None, frozenset()))
-        facts[account_id] = Facts(account=data["account"], contacts=tuple(data["contacts"]), now=now,
-                                  calendar=calendar, active_run=active, last_run_ended_at=ended, started_keys=keys)
-    signals = [Scan(account_id=i, since=since, today=today) for i in ids if i in facts]
-    return scan.decide_signals(playbook, signals, facts)
+    facts = await scan.page_facts(crm, store, playbook, accounts, now=now, calendar=calendar, users={})
+    signals = [Scan(account_id=a.id, since=since, today=today) for a in accounts if a.id in facts]
+    return scan.decide_signals(playbook, signals, facts, Memo())
 
 
 def advance(state: ScanState, results: list[tuple[Cursor, PageResult]]) -> ScanState:

@@ -176,7 +176,7 @@ class RunTables:
         """Per account of ``ids``: the active run, when the last run ended, the used occurrence keys (what
         ``active_run``, ``last_ended`` and ``occurrences`` answer one account at a time), in one query."""
         query = (select(RunRow.account_id, RunRow.run_id, RunRow.occurrence, RunRow.ended_at)
-                 .where(RunRow.playbook == playbook, RunRow.account_id.in_(list(ids)))
+                 .where(RunRow.playbook == playbook, self.db.among(RunRow.account_id, ids))
                  .order_by(RunRow.account_id, RunRow.started_at, RunRow.id))
 
         def work(s: Session) -> dict[str, RunSummary]:

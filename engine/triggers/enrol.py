@@ -22,7 +22,7 @@ from typing import Any
 from engine.language import model as m
 from engine.language.context import Calendar
 from engine.store.store import Store
-from engine.triggers.matcher import back
+from engine.triggers.healthdrop import back
 from engine.triggers.signals import Decision, Facts
 
 MILESTONE_SCAN = "contract_milestone"

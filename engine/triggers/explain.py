@@ -22,7 +22,8 @@ from engine.language.model import (
     Schedule,
     Trigger,
 )
-from engine.triggers.matcher import context, expression_error, health, milestone
+from engine.triggers.healthdrop import health
+from engine.triggers.matcher import context, expression_error, milestone
 from engine.triggers.signals import (
     Check,
     Facts,

@@ -45,13 +45,11 @@ Rules where the spec leaves room (the user docs repeat them):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, date
 from typing import Any
 
 from engine.language.context import Calendar, business_days_fn, evaluate, to_eval
-from engine.language.durations import Duration
 from engine.language.model import (
     ContractMilestone,
     EventTrigger,
@@ -65,12 +63,15 @@ from engine.language.model import (
 )
 from engine.language.textfmt import count
 from engine.payloads.runtypes import run_id_for
+from engine.triggers.evalmemo import Memo
+from engine.triggers.healthdrop import health
 from engine.triggers.signals import (
     Decision,
     DirectStart,
     EventSignal,
     Facts,
     ManualStart,
+    Probe,
     Reason,
     Scan,
     Signal,
@@ -78,7 +79,6 @@ from engine.triggers.signals import (
     TriggerRef,
     as_date,
     describe,
-    fmt,
     jsonable,
     key_text,
     lookup,
@@ -86,29 +86,17 @@ from engine.triggers.signals import (
     number,
 )
 
-BANDS = {"green": 0, "yellow": 1, "red": 2}
 
+def decide(playbook: Playbook, signal: Signal, facts: Facts, memo: Memo | None = None) -> Decision | None:
+    """Whether ``signal`` starts a run of ``playbook`` for the account; None when no trigger fires.
 
-@dataclass(frozen=True)
-class Probe:
-    """How one trigger stands against a signal (or, for explain, against the facts)."""
-
-    fires: bool
-    why: str
-    """What was seen, in plain words."""
-    seen: dict[str, Any] = field(default_factory=dict)
-    key: str = ""
-    """The trigger's default occurrence key."""
-    error: str = ""
-    """Set when the trigger's ``where`` could not be evaluated."""
-
-
-def decide(playbook: Playbook, signal: Signal, facts: Facts) -> Decision | None:
-    """Whether ``signal`` starts a run of ``playbook`` for the account; None when no trigger fires."""
+    ``memo`` (engine/triggers/evalmemo.py) remembers expression results and milestone probes over a
+    scan's accounts; the answer is the same with or without it.
+    """
     fired: list[tuple[int, Probe]] = []
     failed: list[tuple[int, Probe]] = []
     for i, trig in enumerate(playbook.triggers):
-        probe = probe_trigger(trig, signal, facts)
+        probe = probe_trigger(trig, signal, facts, memo)
         if probe is not None and probe.error:
             failed.append((i, probe))
         elif probe is not None and probe.fires:
@@ -126,8 +114,11 @@ def decide(playbook: Playbook, signal: Signal, facts: Facts) -> Decision | None:
     seen: dict[str, Any] = {"trigger": said, "why": probe.why, **probe.seen}
     if len(fired) > 1:
         seen["also_matched"] = [i for i, _ in fired[1:]]
-    ctx = context(facts, trigger_data, signal if isinstance(signal, EventSignal) else None)
-    occurrence, key_error = _occurrence(playbook, signal, probe, ctx)
+    # Only entry.key and audience.when read the context: a playbook without them skips building it.
+    ctx = (context(facts, trigger_data, signal if isinstance(signal, EventSignal) else None)
+           if playbook.entry.key or playbook.audience.when else {})
+    ev = memo.evaluate if memo is not None else evaluate
+    occurrence, key_error = _occurrence(playbook, signal, probe, ctx, ev)
     seen["occurrence"] = occurrence
     run_id, ref = run_id_for(playbook.id, signal.account_id, occurrence), TriggerRef(index=index, kind=kind)
 
@@ -140,7 +131,7 @@ def decide(playbook: Playbook, signal: Signal, facts: Facts) -> Decision | None:
         return answer("expression_error", f"suppressed: {probe.error}")
     if not playbook.enabled:
         return answer("disabled", "suppressed: the playbook is disabled (enabled: false)")
-    refused = _audience(playbook, facts.account, ctx, seen)
+    refused = _audience(playbook, facts.account, ctx, seen, ev)
     if refused is not None:
         return answer(*refused)
     if key_error:
@@ -161,13 +152,16 @@ def decide(playbook: Playbook, signal: Signal, facts: Facts) -> Decision | None:
     return answer("started", f"start {run_id}: {said}: {probe.why}")
 
 
-def probe_trigger(trig: Trigger, signal: Signal, facts: Facts) -> Probe | None:
+def probe_trigger(trig: Trigger, signal: Signal, facts: Facts, memo: Memo | None = None) -> Probe | None:
     """How ``trig`` stands against ``signal``; None when the trigger does not listen to that signal."""
     if isinstance(signal, Scan):
         if not isinstance(trig, ContractMilestone):
             return None
         value = lookup(facts.account, trig.field)[1]
-        return milestone(trig, value, facts.calendar, signal.today, since=signal.since)
+        if memo is None or type(value) not in (str, date, type(None)):  # a datetime's zone would not be in the key
+            return milestone(trig, value, facts.calendar, signal.today, since=signal.since)
+        return memo.probe((id(trig), type(value), value, facts.calendar, signal.today, signal.since),  # type: ignore[no-any-return]
+                          lambda: milestone(trig, value, facts.calendar, signal.today, since=signal.since))
     if isinstance(signal, Tick):
         if not (isinstance(trig, Schedule) and (trig.cron, trig.timezone) == (signal.cron, signal.timezone)):
             return None
@@ -234,54 +228,6 @@ def _event(trig: EventTrigger, ev: EventSignal, facts: Facts) -> Probe:
                  seen)
 
 
-def health(trig: HealthDrop, score: float | None, band: Any, facts: Facts, at: datetime) -> Probe:
-    """``health_drop`` for a new score (and band) seen at ``at``, after ``facts.previous_score``."""
-    prev = facts.previous_score
-    if prev is None:
-        earlier = [(t, s) for t, s in facts.health_history if t < at]
-        prev = max(earlier, key=lambda e: e[0])[1] if earlier else None
-    seen: dict[str, Any] = {"score": score, "previous_score": prev}
-    if score is None and trig.to_band is None:
-        return Probe(False, "the update has no score", seen)
-    if trig.below is not None and score is not None:
-        n = trig.below
-        seen["below"] = n
-        if prev is not None and prev >= n > score:
-            return Probe(True, f"score fell from {fmt(prev)} to {fmt(score)}, below {n}", seen)
-        if score >= n:
-            return Probe(False, f"score is {fmt(score)} (>= {n})", seen)
-        before = f"previous {fmt(prev)}" if prev is not None else "no earlier score"
-        return Probe(False, f"score is {fmt(score)}, not a crossing of {n} ({before})", seen)
-    if trig.by is not None and trig.within is not None and score is not None:
-        start = back(at, trig.within, facts.calendar)
-        peak = peak_score(facts.health_history, prev, start, at)
-        drop = peak - score if peak is not None else 0
-        seen.update(by=trig.by, within=trig.within.text, window_start=start.isoformat(), peak=peak, drop=drop)
-        text = f"score is {fmt(score)}, the highest within {trig.within.text} was {fmt(peak)}: a fall of {fmt(drop)}"
-        if prev is None or peak is None or drop < trig.by:
-            return Probe(False, f"{text} (fires at {trig.by})", seen)
-        if peak - prev >= trig.by:
-            return Probe(False, f"{text}, but it was already {trig.by} down before (previous {fmt(prev)})", seen)
-        return Probe(True, text, seen)
-    new_band, old_band = str(band or "").lower(), str(facts.previous_band or "").lower()
-    seen.update(band=new_band or None, previous_band=old_band or None, to_band=trig.to_band)
-    fires = new_band == trig.to_band and old_band in BANDS and BANDS[old_band] < BANDS[new_band]
-    return Probe(fires, f"band is {new_band or 'unknown'} (previous {old_band or 'unknown'})", seen)
-
-
-def peak_score(history: tuple[tuple[datetime, float], ...], prev: float | None, start: datetime,
-               end: datetime) -> float | None:
-    """The highest score in force during [start, end]: scores set inside, the one in force at the start,
-    and ``prev`` (in force until ``end``)."""
-    inside = [s for t, s in history if start <= t <= end]
-    before = [(t, s) for t, s in history if t < start]
-    if before:
-        inside.append(max(before, key=lambda e: e[0])[1])
-    if prev is not None:
-        inside.append(prev)
-    return max(inside) if inside else None
-
-
 def milestone(trig: ContractMilestone, value: Any, calendar: Calendar, today: date, since: date | None,
               scanned: date | None = None) -> Probe:
     """A date trigger for a scan of ``(since, today]``, or for an edit of the field (``since`` None).
@@ -331,16 +277,8 @@ def shift(day: date, n: int, business: bool, calendar: Calendar) -> date | None:
         return None
 
 
-def back(at: datetime, duration: Duration, calendar: Calendar) -> datetime:
-    """``at`` minus ``duration`` (``Calendar.sub``); the earliest time when that is before the year 1."""
-    try:
-        return calendar.sub(at, duration)
-    except OverflowError:
-        return datetime.min.replace(tzinfo=at.tzinfo)
-
-
-def _audience(playbook: Playbook, account: Mapping[str, Any], ctx: dict[str, Any],
-              seen: dict[str, Any]) -> tuple[Reason, str] | None:
+def _audience(playbook: Playbook, account: Mapping[str, Any], ctx: dict[str, Any], seen: dict[str, Any],
+              ev: Callable[[str, dict[str, Any]], Any]) -> tuple[Reason, str] | None:
     aud = playbook.audience
     segment, stage = account.get("segment"), account.get("lifecycle_stage")
     seen.update(segment=segment, lifecycle_stage=stage)
@@ -352,7 +290,7 @@ def _audience(playbook: Playbook, account: Mapping[str, Any], ctx: dict[str, Any
                                   f"({', '.join(aud.lifecycle_stages)})")
     if aud.when:
         try:
-            holds = bool(evaluate(aud.when, ctx))
+            holds = bool(ev(aud.when, ctx))
         except Exception as exc:  # noqa: BLE001 - an author's expression must not stop the matcher
             return "expression_error", f"suppressed: {expression_error('audience.when', aud.when, exc)}"
         seen["audience_when"] = holds
@@ -361,13 +299,14 @@ def _audience(playbook: Playbook, account: Mapping[str, Any], ctx: dict[str, Any
     return None
 
 
-def _occurrence(playbook: Playbook, signal: Signal, probe: Probe, ctx: dict[str, Any]) -> tuple[str, str]:
+def _occurrence(playbook: Playbook, signal: Signal, probe: Probe, ctx: dict[str, Any],
+                ev: Callable[[str, dict[str, Any]], Any]) -> tuple[str, str]:
     """The occurrence key and, when ``entry.key`` failed, the error."""
     if isinstance(signal, ManualStart | DirectStart) and signal.occurrence:
         return signal.occurrence, ""
     if playbook.entry.key:
         try:
-            return key_text(evaluate(playbook.entry.key, ctx)), ""
+            return key_text(ev(playbook.entry.key, ctx)), ""
         except Exception as exc:  # noqa: BLE001 - an author's expression must not stop the matcher
             return probe.key, expression_error("entry.key", playbook.entry.key, exc)
     return probe.key, ""

@@ -4,9 +4,14 @@ Finding is cheap SQL first, the matcher second. For each ``contract_milestone`` 
 works out which dates of its field put the milestone day inside the window ``(since, today]``
 (:func:`date_window`) and asks the CRM only for accounts with such a date, a page at a time
 (``AccountLister.list_accounts``: SQL for the built-in CRM, the search API for HubSpot, SOQL for
-Salesforce). Every candidate then goes through ``engine.triggers.matcher.decide`` with a ``Scan`` signal, so the
-matcher stays the one place that decides; the SQL window is only ever wider than its answer.
-The runs of a page of candidates (active run, last end, occurrence keys) are read in one query.
+Salesforce), in the playbook's audience segments and lifecycle stages (as for ticks: an account
+outside them is never started, so it is not read, and no ``audience_segment`` suppression is
+recorded for it). Every candidate then goes through ``engine.triggers.matcher.decide`` with a ``Scan``
+signal, so the matcher stays the one place that decides; the SQL filter is only ever wider than its
+answer. The runs of a page of candidates (active run, last end, occurrence keys) are read in one
+query, and its people only when an expression of the playbook may read them. The matcher gets a
+``Memo`` per playbook (engine/triggers/evalmemo.py): ``audience.when`` and ``entry.key`` are evaluated
+once per distinct set of values they read, not once per account.
 
 Catch-up without duplicates: the window starts at the last day the scan covered
 (``Store.last_scan``), so after days without a scan all missed milestone days are in one window,
@@ -35,6 +40,7 @@ from engine.language.context import Calendar
 from engine.payloads.runcontext import view_data, view_of
 from engine.store.store import Store
 from engine.triggers.enrol import MILESTONE_SCAN, Enrolment, Start, enrol
+from engine.triggers.evalmemo import Memo, unread
 from engine.triggers.matcher import decide, shift
 from engine.triggers.signals import Decision, Facts, Scan, Signal, Tick
 
@@ -141,10 +147,13 @@ async def find_due(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook], 
                   if isinstance(t, m.ContractMilestone)]
         mine: list[Found] = []
         try:
-            async for ids, facts in _pages(crm, store, playbook, now, calendar, page, dates=ranges):
+            memo = Memo()
+            aud = playbook.audience
+            async for ids, facts in _pages(crm, store, playbook, now, calendar, page, dates=ranges,
+                                           segments=aud.segments, stages=aud.lifecycle_stages):
                 candidates += len(ids)
                 signals = [Scan(account_id=i, since=since, today=today) for i in ids]
-                mine.extend(decide_signals(playbook, signals, facts))
+                mine.extend(decide_signals(playbook, signals, facts, memo))
         except ValueError as exc:
             _skipped(playbook, exc, problems)
             continue
@@ -168,11 +177,12 @@ async def find_tick(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook],
     for playbook in schedules(playbooks).get((cron, timezone), []):
         aud = playbook.audience
         mine: list[Found] = []
+        memo = Memo()
         try:
             async for ids, facts in _pages(crm, store, playbook, now, calendar, page, segments=aud.segments,
                                            stages=aud.lifecycle_stages):
                 signals = [Tick(account_id=i, cron=cron, timezone=timezone, at=at) for i in ids]
-                mine.extend(decide_signals(playbook, signals, facts))
+                mine.extend(decide_signals(playbook, signals, facts, memo))
         except ValueError as exc:
             _skipped(playbook, exc, problems)
             continue
@@ -221,10 +231,12 @@ async def daily_scan(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook]
                       suppressed=len(done) - started, problems=tuple(problems))
 
 
-def decide_signals(playbook: m.Playbook, signals: Sequence[Signal], facts: Mapping[str, Facts]) -> list[Found]:
+def decide_signals(playbook: m.Playbook, signals: Sequence[Signal], facts: Mapping[str, Facts],
+                   memo: Memo | None = None) -> list[Found]:
+    """The matcher's decisions for the signals of a page (``memo``: one per playbook and scan)."""
     out = []
     for signal in signals:
-        decision = decide(playbook, signal, facts[signal.account_id])
+        decision = decide(playbook, signal, facts[signal.account_id], memo)
         if decision is not None:
             out.append(Found(playbook=playbook, decision=decision))
     return out
@@ -237,23 +249,44 @@ async def _pages(crm: ScanCRM, store: Store, playbook: m.Playbook, now: datetime
     after: str | None = None
     users: dict[str, asyncio.Task[User | None]] = {}
     while True:
-        accounts = await crm.list_accounts(after, page, dates=dates, segments=segments, lifecycle_stages=stages)
+        accounts = await crm.list_accounts(after, page, dates=dates, segments=segments, lifecycle_stages=stages,
+                                           skip=unread_parts(playbook))
         if not accounts:
             return
         after = accounts[-1].id
-        ids = [a.id for a in accounts]
-        views, runs = await asyncio.gather(account_views(crm, accounts, users),
-                                           store.run_summaries(playbook.id, ids))
-        facts: dict[str, Facts] = {}
-        for account_id, view in views.items():
-            data = view_data(view)
-            active, ended, keys = runs.get(account_id, (None, None, frozenset()))
-            facts[account_id] = Facts(account=data["account"], contacts=tuple(data["contacts"]), now=now,
-                                      calendar=calendar, active_run=active, last_run_ended_at=ended,
-                                      started_keys=keys)
-        yield [i for i in ids if i in facts], facts
+        facts = await page_facts(crm, store, playbook, accounts, now=now, calendar=calendar, users=users)
+        yield [a.id for a in accounts if a.id in facts], facts
         if len(accounts) < page:
             return
+
+
+async def page_facts(crm: ScanCRM, store: Store, playbook: m.Playbook, accounts: Sequence[Account], *,
+                     now: datetime, calendar: Calendar,
+                     users: dict[str, asyncio.Task[User | None]]) -> dict[str, Facts]:
+    """The matcher's facts for a page of accounts: their people and their runs of the playbook, in bulk."""
+    # When no expression a scan's decision reads looks at the people, the CRM is spared the calls.
+    people = _alone(accounts) if "people" in unread_parts(playbook) else account_views(crm, accounts, users)
+    views, runs = await asyncio.gather(people, store.run_summaries(playbook.id, [a.id for a in accounts]))
+    facts: dict[str, Facts] = {}
+    nothing: tuple[None, None, frozenset[str]] = (None, None, frozenset())
+    for account_id, view in views.items():
+        data = view_data(view)
+        active, ended, keys = runs.get(account_id, nothing)
+        facts[account_id] = Facts(account=data["account"], contacts=tuple(data["contacts"]), now=now,
+                                  calendar=calendar, active_run=active, last_run_ended_at=ended, started_keys=keys)
+    return facts
+
+
+def unread_parts(playbook: m.Playbook) -> frozenset[str]:
+    """What of an account (``people``, ``usage``, ``fields``; engine/triggers/evalmemo.py ``unread``) a scan's
+    or a tick's decisions for the playbook never read: its ``audience.when`` and ``entry.key`` and its
+    date triggers' fields are all they read beside the segment and stage."""
+    return unread([playbook.audience.when, playbook.entry.key],
+                  [t.field for t in playbook.triggers if isinstance(t, m.ContractMilestone)])
+
+
+async def _alone(accounts: Sequence[Account]) -> dict[str, AccountView]:
+    return {a.id: AccountView(account=a, owner=None, manager=None, contacts=()) for a in accounts}
 
 
 async def account_views(crm: ScanCRM, accounts: Sequence[Account],
@@ -262,7 +295,7 @@ async def account_views(crm: ScanCRM, accounts: Sequence[Account],
     account's contacts in a call of their own and every owner and manager read once per scan."""
     bulk = getattr(crm, "account_views", None)
     if bulk is not None:
-        views: dict[str, AccountView] = await bulk([a.id for a in accounts])
+        views: dict[str, AccountView] = await bulk(accounts)
         return views
 
     def user(user_id: str) -> asyncio.Task[User | None]:

@@ -163,6 +163,20 @@ class Facts:
     ``contract_milestone`` trigger: an edit fires a milestone day the scan will not look at again."""
 
 
+@dataclass(frozen=True)
+class Probe:
+    """How one trigger stands against a signal (or, for explain, against the facts)."""
+
+    fires: bool
+    why: str
+    """What was seen, in plain words."""
+    seen: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
+    """The trigger's default occurrence key."""
+    error: str = ""
+    """Set when the trigger's ``where`` could not be evaluated."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TriggerRef:
     """Which trigger of the playbook matched."""
@@ -301,8 +315,15 @@ def fmt(value: float | None) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
 def jsonable(value: Any) -> Any:
     """``value`` with dates as ISO text and anything else unknown to JSON as text."""
+    if type(value) in _PLAIN:  # most values: one look-up instead of a chain of isinstance checks
+        return value
+    if type(value) is dict:  # plain values inline: a decision's two dicts are mostly text and numbers
+        return {k if type(k) is str else str(k): v if type(v) in _PLAIN else jsonable(v) for k, v in value.items()}
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Mapping):

@@ -26,7 +26,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,15 +187,6 @@ class Site:
             assert outcome == "started", (outcome, run_id)
             handles.append(client.get_workflow_handle(run_id, result_type=RunOutcome))
         return handles
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    procs = Procs(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.cleanup()
 
 
 def make_site(tmp_path: Path, procs: Procs, accounts: tuple[str, ...] = ACCOUNTS, home: Path | None = None,

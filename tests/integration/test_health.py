@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,15 +53,6 @@ buckets:
         thresholds: [ { at_least: 1, points: 100 }, { points: 0 } ]
 bands: { red_below: 40, yellow_below: 70 }
 """
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    procs = Procs(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.cleanup()
 
 
 def event(ident: str, kind: str, at: datetime, data: dict[str, Any] | None = None) -> dict[str, Any]:

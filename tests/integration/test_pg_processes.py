@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,15 +55,6 @@ steps:
   - id: second
     task: { title: "Follow-up for {{ account.name }}" }
 """
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    procs = Procs(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.cleanup()
 
 
 def event(event_id: str, kind: str, account_id: str) -> dict[str, Any]:

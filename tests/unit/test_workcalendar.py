@@ -22,7 +22,8 @@ from engine.language.validate import check_text
 from engine.language.workcalendar import CalendarError
 from engine.payloads.runcontext import full_context
 from engine.triggers.enrol import health_window
-from engine.triggers.matcher import back, shift
+from engine.triggers.healthdrop import back
+from engine.triggers.matcher import shift
 
 SUN_THU = frozenset({6, 0, 1, 2, 3})
 BERLIN = Calendar(timezone="Europe/Berlin")

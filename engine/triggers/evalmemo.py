@@ -1,0 +1,156 @@
+"""Expression results and milestone probes remembered over one scan of one playbook.
+
+The daily scan asks the same questions of thousands of accounts: ``audience.when: account.arr > 0``,
+``entry.key: account.renewal_date``, "is the milestone of this renewal date due". An answer is a pure
+function of the few values the expression reads, so it is worked out once per distinct set of
+values and looked up after that (a Jinja evaluation costs about 50 µs; a look-up, 2).
+
+Only expressions whose answer provably depends on nothing else are remembered: names, constant
+attribute and item look-ups, constants, comparisons, ``and``/``or``/``not``, arithmetic and
+``x if c else y`` (no calls, filters or tests: a call could read anything, ``random`` is a filter).
+The values read must be plain scalars (text, numbers, booleans, None, dates), compared with their
+type, so ``0`` and ``0.0`` and ``False`` are different inputs. Anything else, and every evaluation
+that raised, goes through ``engine.language.context.evaluate`` every time, as without a memo: the
+answers are the same with or without one (tests/unit/test_scan_fast.py checks it on a corpus).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from jinja2 import Undefined, nodes
+from jinja2.parser import Parser
+
+from engine.language.context import evaluate
+from engine.language.expressions import ENV
+
+__all__ = ["PARTS", "Memo", "unread"]
+
+Path = tuple[str | int, ...]
+_PURE = (nodes.Const, nodes.Compare, nodes.Operand, nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos,
+         nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.CondExpr, nodes.List,
+         nodes.Tuple)
+_SCALARS = (str, int, float, bool, date, type(None))
+_MISSING = object()
+
+
+def paths(src: str) -> tuple[Path, ...] | None:
+    """The name/attribute paths ``src`` reads, when its value depends on nothing else; else None."""
+    try:
+        tree = Parser(ENV, src, state="variable").parse_expression()
+    except Exception:  # noqa: BLE001 - not ours to report: evaluate() says what is wrong, every time
+        return None
+    found: list[Path] = []
+
+    def walk(node: nodes.Node) -> bool:
+        if isinstance(node, nodes.Name | nodes.Getattr | nodes.Getitem):
+            path = _path(node)
+            if path is None:
+                return False
+            found.append(path)
+            return True
+        if not isinstance(node, _PURE):
+            return False
+        return all(walk(child) for child in node.iter_child_nodes())
+
+    return tuple(dict.fromkeys(found)) if walk(tree) else None
+
+
+PARTS = {"people": (("contacts",), ("account", "owner")), "usage": (("account", "usage"),),
+         "fields": (("account", "fields"),)}
+"""Parts of an account a scan may leave unread, and the paths that read them."""
+
+
+def unread(sources: Sequence[str | None], fields: Sequence[str] = ()) -> frozenset[str]:
+    """The ``PARTS`` no expression of ``sources`` and no trigger field of ``fields`` (``renewal_date``,
+    ``fields.NAME``) can read: a scan need not read them from the CRM. An expression that cannot be
+    analysed, or that reads the whole ``account``, may read them all."""
+    left = set(PARTS)
+    if any(f.startswith("fields.") or f == "fields" for f in fields):
+        left.discard("fields")
+    for src in sources:
+        found = paths(src) if src else ()
+        if found is None or ("account",) in found:
+            return frozenset()
+        left -= {part for part, prefixes in PARTS.items() for p in found for pre in prefixes
+                 if p[:len(pre)] == pre}
+    return frozenset(left)
+
+
+def _path(node: nodes.Node) -> Path | None:
+    steps: list[str | int] = []
+    while isinstance(node, nodes.Getattr | nodes.Getitem):
+        if isinstance(node, nodes.Getattr):
+            step: Any = node.attr
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str | int):
+            step = node.arg.value
+        else:
+            return None
+        if isinstance(step, str) and hasattr(dict, step):  # account.items is dict.items, not a field
+            return None
+        steps.append(step)
+        node = node.node
+    if not isinstance(node, nodes.Name):
+        return None
+    return (node.name, *reversed(steps))
+
+
+def value_key(ctx: dict[str, Any], path: Path) -> Hashable | None:
+    """What ``path`` reads in ``ctx``, as a key that tells apart every input with a different answer;
+    None when the value is not a plain scalar (then the expression is evaluated)."""
+    value: Any = ctx.get(path[0], _MISSING) if isinstance(path[0], str) else _MISSING
+    depth = 0
+    for step in path[1:]:
+        if type(value) is dict:
+            value = value.get(step, _MISSING)
+        elif value is None or value is _MISSING:
+            break  # the rest of the path cannot be read: the answer is the same for every such input
+        else:
+            return None
+        depth += 1
+    if value is _MISSING:
+        return depth, "missing"
+    if not isinstance(value, _SCALARS) or isinstance(value, datetime):
+        return None
+    if isinstance(value, float):
+        return depth, float, repr(value)  # -0.0 and 0.0 are equal but print differently
+    return depth, type(value), value
+
+
+class Memo:
+    """One scan's remembered answers for one playbook (create one per playbook and scan or page)."""
+
+    def __init__(self) -> None:
+        self.reads: dict[str, tuple[Path, ...] | None] = {}
+        self.answers: dict[tuple[str, tuple[Hashable, ...]], Any] = {}
+        self.probes: dict[Hashable, Any] = {}
+
+    def evaluate(self, src: str, ctx: dict[str, Any]) -> Any:
+        """``engine.language.context.evaluate(src, ctx)``, remembered by the values it reads."""
+        if src not in self.reads:
+            self.reads[src] = paths(src)
+        reads = self.reads[src]
+        if reads is None:
+            return evaluate(src, ctx)
+        key = tuple(value_key(ctx, p) for p in reads)
+        if None in key:
+            return evaluate(src, ctx)
+        try:
+            return self.answers[(src, key)]
+        except KeyError:
+            pass
+        answer = evaluate(src, ctx)  # an error is raised each time, never remembered
+        if not isinstance(answer, Undefined):  # it holds the account it was read from: not shared
+            self.answers[(src, key)] = answer
+        return answer
+
+    def probe(self, key: Hashable, work: Callable[[], Any]) -> Any:
+        """``work()``, remembered under ``key`` (the caller puts every input of ``work`` in it)."""
+        try:
+            return self.probes[key]
+        except KeyError:
+            pass
+        answer = self.probes[key] = work()
+        return answer

@@ -1,0 +1,179 @@
+"""The scan's fast path decides exactly as the matcher does one account at a time.
+
+The fast path (engine/triggers/scan.py ``find_due``) filters audience segments and stages in SQL, reads
+an account's people only when an expression may read them, reads runs a page at a time, and
+remembers expression results and milestone probes (engine/triggers/evalmemo.py ``Memo``). The
+general path reads each account on its own (``account_view``, ``facts_for``) and calls ``decide``
+without a memo. On a corpus with conditions, an audience, cooldowns, an active run, a used
+occurrence key, expressions that fail and accounts with missing fields, the two give the same
+decisions, field for field; the only ones the fast path leaves out are the audience segment and
+stage suppressions its SQL filters away.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from jinja2 import Undefined
+
+from connectors.base import Account, Contact, User
+from connectors.sqlcrm import SQLCRM
+from engine.payloads.runcontext import view_data
+from engine.store.store import Store
+from engine.triggers.enrol import facts_for
+from engine.triggers.evalmemo import Memo, paths, unread
+from engine.triggers.matcher import decide
+from engine.triggers.scan import find_due
+from engine.triggers.signals import Decision, Scan
+from tests.unit.test_scan import BERLIN, NOW, TODAY, compile_text
+
+SINCE = TODAY - timedelta(days=3)  # a catch-up window of three days
+
+
+PLAYBOOKS = [compile_text(t) for t in ("""
+playbook: renewals
+title: Renewals
+triggers:
+  - contract_milestone: { field: renewal_date, days_before: 120 }
+  - contract_milestone: { field: renewal_date, days_before: 90 }
+audience:
+  segments: [strategic, commercial]
+  when: account.arr > 0
+entry:
+  key: account.renewal_date
+  cooldown: 30d
+steps:
+  - id: t
+    task: { title: T }
+""", """
+playbook: kickoff
+title: Kickoff
+triggers:
+  - contract_milestone: { field: fields.kickoff, days_after: 3, business_days: true }
+audience:
+  lifecycle_stages: [onboard]
+  when: contacts | length > 0 and account.owner.manager.name == 'Mia'
+steps:
+  - id: t
+    task: { title: T }
+""", """
+playbook: at-risk
+title: At risk
+triggers:
+  - contract_milestone: { field: renewal_date, days_before: 30 }
+audience:
+  when: account.health.score < 50 or account.fields.tier == 'gold'
+entry:
+  key: account.arr * 2
+steps:
+  - id: t
+    task: { title: T }
+""", """
+playbook: scored
+title: Scored
+triggers:
+  - contract_milestone: { field: renewal_date, days_before: 30 }
+audience:
+  when: account.fields.score > 3
+steps:
+  - id: t
+    task: { title: T }
+""")]
+
+
+def corpus(crm: SQLCRM) -> None:
+    crm.add_user(User(id="mia", email="mia@example.com", name="Mia"))
+    crm.add_user(User(id="u1", email="u1@example.com", name="Una", manager_id="mia"))
+    crm.add_user(User(id="u2", email="u2@example.com", name="Ugo"))
+    segments, stages, owners = ("strategic", "commercial", "smb"), ("onboard", "adopt", "renew"), ("u1", "u2", None)
+    arrs = (0.0, 1000.0, 50000.0, -0.0, 12.5)
+    kickoffs: tuple[object, ...] = ("2026-02-25", "2026-02-26T15:00:00+01:00", "2026-02-24", "soon", None, "")
+    fields_of: tuple[dict[str, object], ...] = (
+        {"tier": "gold"}, {"tier": "silver", "score": 5}, {}, {"score": "high"}, {"score": 1})
+    for i in range(60):
+        days = (120, 90, 30, 119, 28, 200, 88)[i % 7]
+        fields: dict[str, object] = dict(fields_of[i % 5])
+        if kickoffs[i % 6] is not None:
+            fields["kickoff"] = kickoffs[i % 6]
+        crm.add_account(Account(
+            id=f"x{i:02d}", name=f"X {i}", segment=segments[i % 3], lifecycle_stage=stages[(i // 3) % 3],
+            owner_id=owners[i % 3], arr=arrs[i % 5], health_score=None if i % 4 == 0 else (i * 7) % 100,
+            renewal_date=None if i % 11 == 10 else TODAY + timedelta(days=days - i % 3), fields=fields))
+        if i % 2:
+            crm.add_contact(Contact(id=f"c{i}", account_id=f"x{i:02d}", email=f"c{i}@example.com", primary=True))
+
+
+async def runs(store: Store, crm: SQLCRM) -> None:
+    """An active run, a used occurrence key (ended long ago), and a run that ended 5 days ago (cooldown)."""
+    accounts = {a.id: a for a in await crm.list_accounts(None, 100)}
+    due = [a.id for a in accounts.values() if a.segment != "smb" and a.arr > 0 and a.renewal_date is not None
+           and any(0 <= (a.renewal_date - TODAY).days - n < 3 for n in (90, 120)) and a.id not in ("x01", "x07")]
+    for n, (account_id, ended) in enumerate((("x01", None), ("x07", NOW - timedelta(days=400)),
+                                             (due[0], NOW - timedelta(days=5)), ("x15", NOW - timedelta(days=5)))):
+        renewal = accounts[account_id].renewal_date
+        key = renewal.isoformat() if renewal and account_id == "x07" else "an-older-renewal"
+        run_id = f"pb:renewals:{account_id}:{key}"
+        await store.add_run(run_id=run_id, temporal_run_id=f"t{n}", playbook="renewals", version="v1",
+                            account_id=account_id, occurrence=key, started_at=NOW - timedelta(days=500))
+        if ended is not None:
+            await store.end_run(run_id, status="completed", at=ended)
+
+
+async def general(crm: SQLCRM, store: Store) -> dict[tuple[str, str], Decision]:
+    out = {}
+    for account in await crm.list_accounts(None, 100):
+        view = await crm.account_view(account.id)
+        assert view is not None
+        data = view_data(view)
+        for playbook in PLAYBOOKS:
+            facts = await facts_for(store, playbook, data["account"], now=NOW, calendar=BERLIN,
+                                    contacts=tuple(data["contacts"]))
+            decision = decide(playbook, Scan(account_id=account.id, since=SINCE, today=TODAY), facts)
+            if decision is not None:
+                out[(playbook.id, account.id)] = decision
+    return out
+
+
+async def test_the_fast_path_and_the_general_path_agree(db_url: str) -> None:
+    crm, store = SQLCRM(db_url), Store(db_url)
+    try:
+        corpus(crm)
+        await runs(store, crm)
+        found, candidates = await find_due(crm, store, PLAYBOOKS, since=SINCE, today=TODAY, now=NOW,
+                                           calendar=BERLIN, page=4)
+        slow = await general(crm, store)
+    finally:
+        crm.close()
+        store.close()
+    fast = {(f.playbook.id, f.decision.account_id): f.decision for f in found}
+    assert len(fast) == len(found) <= candidates
+    left_out = {k: d.reason for k, d in slow.items() if k not in fast}
+    assert set(left_out.values()) <= {"audience_segment", "audience_stage"}, left_out
+    assert fast == {k: d for k, d in slow.items() if k not in left_out}
+    # The corpus reaches every outcome the fast path can take, so the comparison is not empty.
+    assert {d.reason for d in fast.values()} == {"started", "already_active", "duplicate_occurrence", "cooldown",
+                                                 "audience_when", "expression_error"}
+    assert len(left_out) >= 5 and {p for p, _ in fast} == {p.id for p in PLAYBOOKS}
+
+
+def test_only_expressions_that_read_plain_values_are_remembered() -> None:
+    assert paths("account.arr > 0") == (("account", "arr"),)
+    assert paths("account['fields'].tier == 'gold' or today > account.renewal_date") == (
+        ("account", "fields", "tier"), ("today",), ("account", "renewal_date"))
+    for src in ("contacts | length > 0", "account.items()", "account.name ~ 'x'", "now + days(3)", "account.x is none",
+                "account.items", "account[account.key]", "{{"):
+        assert paths(src) is None, src
+    assert unread(["account.arr > 0", None, "account.renewal_date"]) == {"people", "usage", "fields"}
+    assert unread(["account.owner.name == 'x'", "account.usage.logins > 3"]) == {"fields"}
+    assert unread(["contacts[0].email"], ["fields.kickoff"]) == {"usage"}
+    assert unread(["account | length"]) == unread(["account == 1"]) == set()
+
+
+def test_the_memo_tells_apart_values_that_compare_equal() -> None:
+    memo = Memo()
+    for arr, want in ((0, "0"), (0.0, "0.0"), (False, "False"), (-0.0, "-0.0"), (None, "None"), (0, "0")):
+        assert str(memo.evaluate("account.arr", {"account": {"arr": arr}})) == want
+    assert isinstance(memo.evaluate("account.arr", {"account": {}}), Undefined)  # evaluated, never remembered
+    assert memo.evaluate("account.arr * 2", {"account": {"arr": 2}}) == 4
+    assert memo.evaluate("account.arr * 2", {"account": {"arr": 3}}) == 6
+    assert len(memo.answers) == 7
