@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, literal_column, or_, select
+from sqlalchemy import and_, bindparam, func, literal_column, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -80,8 +80,8 @@ class SQLCRM:
     async def get_account(self, account_id: str) -> Account | None:
         """The account, or None when there is none with this id."""
         def work(s: Session) -> Account | None:
-            row = s.get(AccountRow, account_id)
-            return row.record() if row else None
+            row = s.connection().execute(_ACCOUNT, {"account_id": account_id}).first()
+            return _account(row) if row else None
         return await self.db.read(work)
 
     async def list_contacts(self, account_id: str) -> list[Contact]:
@@ -310,6 +310,10 @@ def _insert_once(s: Session, row: Keyed, model: type[Keyed], key: str) -> Keyed:
     return row
 
 
+# Every effect step's activity re-reads its account: a statement built once, run on the session's
+# connection (no ORM identity map), costs half of Session.get.
+_ACCOUNT = select(*(getattr(AccountRow, c.key) for c in AccountRow.__table__.columns)).where(
+    AccountRow.id == bindparam("account_id"))
 _OWNER, _MANAGER = aliased(UserRow), aliased(UserRow)
 # Built once: building the aliased join per call cost 2 ms, five times the query itself, and this
 # runs before every step of every run. Two queries (this and the contacts), not four.

@@ -2,11 +2,14 @@
 
 Everything here crosses Temporal's data converter, so fields are plain JSON-able types. No secret
 ever goes in: connectors read theirs from the environment on the worker.
+
+No ``from __future__ import annotations`` here: the converter reads each dataclass's type hints
+every time it decodes one (typing.get_type_hints, uncached), and string annotations are compiled
+and evaluated anew on each call, which made decoding a payload two to four times slower. So the
+annotations are real objects, and a class is defined before the classes that name it.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 TASK_QUEUE = "csops-playbooks"
@@ -17,38 +20,22 @@ def run_id_for(playbook: str, account_id: str, occurrence: str = "") -> str:
     return f"pb:{playbook}:{account_id}:{occurrence or 'once'}"
 
 
+def as_json(value: Any) -> Any:
+    """A payload dataclass as the dict Temporal's JSON converter writes for it: the same JSON, byte
+    for byte (it sorts keys), for less work; any other value as it is. The converter turns a
+    dataclass into a dict with ``dataclasses.asdict``, which deep-copies every value inside; in the
+    workflow sandbox each of those steps also pays the sandbox's wrapped ``isinstance``. Here only
+    fields that are dataclasses become dicts; dicts and lists go to the encoder as they are (it
+    writes them itself, and a dataclass deeper down through ``asdict`` as before). The receiver
+    decodes into its own type hint, so it still gets the dataclass."""
+    if not hasattr(type(value), "__dataclass_fields__"):
+        return value
+    return {f.name: as_json(getattr(value, f.name)) for f in fields(value)}
+
+
 RULES = 2
 """The rules new runs start under (RunInput.rules): an input field, not a patch marker, so a run's
 history carries no extra event for it."""
-
-
-@dataclass(kw_only=True)
-class RunInput:
-    """What a run starts with; the playbook itself is in it, so a run is pinned to its version."""
-
-    playbook: dict[str, Any]
-    """The validated playbook data (canonical form, as compiled)."""
-    files: dict[str, str] = field(default_factory=dict)
-    """Email template files the playbook uses, as they were read at start."""
-    version: str
-    """The playbook's content hash."""
-    account_id: str
-    """The account this run is for."""
-    occurrence: str = ""
-    """The entry key value of this occurrence (part of the workflow id)."""
-    trigger: dict[str, Any] = field(default_factory=dict)
-    """What started it: ``type`` and details (``trigger`` in expressions)."""
-    calendar: dict[str, Any] = field(default_factory=dict)
-    """Business calendar: ``holidays`` (ISO dates), ``workdays`` (0=Mon..6), ``timezone``."""
-    resume: RunState | None = None
-    """Set when the run continues as new: what is already done."""
-    rules: int = 1
-    """The interpreter's rules the run started under, carried across continue-as-new: 2 (new runs,
-    RULES) honours a pending stop before every step and wakes every wait at once; 1 is the older
-    behaviour, kept for runs whose histories began before it (their input has no such field)."""
-    history_limit: int = 8_000
-    """Continue as new past this many history events (Temporal's hard limit is far above; the
-    10,240-event budget per run leaves room for a step's worth of events after the check)."""
 
 
 @dataclass(kw_only=True)
@@ -88,6 +75,35 @@ class RunState:
     steps: dict[str, StepResult] = field(default_factory=dict)
     open_tasks: list[OpenTask] = field(default_factory=list)
     started_at: str = ""
+
+
+@dataclass(kw_only=True)
+class RunInput:
+    """What a run starts with; the playbook itself is in it, so a run is pinned to its version."""
+
+    playbook: dict[str, Any]
+    """The validated playbook data (canonical form, as compiled)."""
+    files: dict[str, str] = field(default_factory=dict)
+    """Email template files the playbook uses, as they were read at start."""
+    version: str
+    """The playbook's content hash."""
+    account_id: str
+    """The account this run is for."""
+    occurrence: str = ""
+    """The entry key value of this occurrence (part of the workflow id)."""
+    trigger: dict[str, Any] = field(default_factory=dict)
+    """What started it: ``type`` and details (``trigger`` in expressions)."""
+    calendar: dict[str, Any] = field(default_factory=dict)
+    """Business calendar: ``holidays`` (ISO dates), ``workdays`` (0=Mon..6), ``timezone``."""
+    resume: RunState | None = None
+    """Set when the run continues as new: what is already done."""
+    rules: int = 1
+    """The interpreter's rules the run started under, carried across continue-as-new: 2 (new runs,
+    RULES) honours a pending stop before every step and wakes every wait at once; 1 is the older
+    behaviour, kept for runs whose histories began before it (their input has no such field)."""
+    history_limit: int = 8_000
+    """Continue as new past this many history events (Temporal's hard limit is far above; the
+    10,240-event budget per run leaves room for a step's worth of events after the check)."""
 
 
 @dataclass(kw_only=True)

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         StepScope,
         TaskChangeInput,
         WindowInput,
+        as_json,
     )
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
@@ -140,8 +141,9 @@ class RunBase:
     async def _context(self) -> dict[str, Any]:
         # A local activity: a short read with no side effect, run before every step, so it should not
         # pay a task-queue round trip each time (it is recorded in history all the same).
-        data = await workflow.execute_local_activity("load_context", ContextInput(account_id=self.inp.account_id),
-                                                     start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+        arg = as_json(ContextInput(account_id=self.inp.account_id))
+        data = await workflow.execute_local_activity("load_context", arg, start_to_close_timeout=TIMEOUT,
+                                                     retry_policy=RETRY)
         return full_context(data, now=workflow.now(), calendar=self.cal, trigger=self.inp.trigger,
                             steps=self._steps_view(), run=self._run_info())
 
@@ -183,7 +185,7 @@ class RunBase:
             self.held = ""
 
     async def _activity(self, name: str, arg: Any) -> Any:
-        return await workflow.execute_activity(name, arg, start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+        return await workflow.execute_activity(name, as_json(arg), start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
 
     def _record(self, step: m.Step, status: str, result: Any = None, *, planned: str = "") -> None:
         # kind and planned feed the performance report only: recording them issues no command.

@@ -11,7 +11,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from engine.config.settings import Settings
 from engine.language.model import Playbook
 from engine.language.validate import UsageError, validate_paths
-from engine.payloads.runtypes import RULES, RunInput, run_id_for
+from engine.payloads.runtypes import RULES, RunInput, as_json, run_id_for
 
 
 async def connect(settings: Settings) -> Client:
@@ -43,7 +43,8 @@ async def begin_run(client: Client, playbook: Playbook, *, account_id: str, task
                    account_id=account_id, occurrence=occurrence, trigger=trigger or {"type": "manual"},
                    calendar=calendar or {}, rules=RULES)
     try:
-        handle = await client.start_workflow("PlaybookRun", inp, id=run_id, task_queue=task_queue)
+        # as_json: the same payload without a deep copy of the whole playbook on every start.
+        handle = await client.start_workflow("PlaybookRun", as_json(inp), id=run_id, task_queue=task_queue)
     except WorkflowAlreadyStartedError:
         return "already running", run_id, ""
     return "started", run_id, handle.first_execution_run_id or handle.result_run_id or ""

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         TaskChangeInput,
         TaskInput,
         UpdateInput,
+        as_json,
     )
     from engine.runtime.runbase import (
         RETRY,
@@ -239,6 +240,7 @@ class PlaybookRun(RunBase):
         """An effect step's activity. A stop (a cancel, an exit event) while it is retrying (its
         connector is down) stops it at once: no further attempt starts; an attempt already running
         finishes, and what it did is kept (a task it made is known to the run, and closed)."""
+        arg = as_json(arg)  # the same payload, cheaper to write (engine.payloads.runtypes.as_json)
         if not self.at_once:
             out: StepOutcome = await workflow.execute_activity(name, arg, result_type=StepOutcome,
                                                                start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
