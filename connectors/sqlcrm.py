@@ -30,6 +30,7 @@ from connectors.sqlcrm_models import (
     TaskRow,
     UserRow,
     contact_of,
+    json_value,
     read_users,
 )
 
@@ -143,7 +144,7 @@ class SQLCRM:
             custom = dict(row.fields)
             for name, value in changes.items():
                 if m := _CUSTOM.fullmatch(name):
-                    custom[m.group(1)] = _json_value(name, value)
+                    custom[m.group(1)] = json_value(name, value)
                 elif name in ("owner", "owner_id"):
                     row.owner_id = _owner(s, value)
                 elif name in UPDATABLE:
@@ -388,16 +389,3 @@ def _owner(s: Session, value: Any) -> str | None:
     if user is None:
         raise PermanentError(f"owner {value!r} is not a user")
     return user.id
-
-
-def _json_value(name: str, value: Any) -> Any:
-    """Custom fields hold JSON: dates become ISO text, anything else non-JSON is refused."""
-    if isinstance(value, date):
-        return value.isoformat()
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, list | tuple):
-        return [_json_value(name, v) for v in value]
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: _json_value(name, v) for k, v in value.items()}
-    raise PermanentError(f"{name}: a {type(value).__name__} cannot be stored in a custom field")

@@ -307,3 +307,16 @@ def read_users(s: Session, db: Database, ids: set[str]) -> dict[str, User]:
     return {r.id: User(id=r.id, email=r.email, name=r.name, title=r.title, manager_id=r.manager_id,
                        timezone=r.timezone, out_of_office=r.out_of_office, backup_id=r.backup_id,
                        roles=tuple(r.roles or ())) for r in rows}
+
+
+def json_value(name: str, value: Any) -> Any:
+    """Custom fields hold JSON: dates become ISO text, anything else non-JSON is refused."""
+    if isinstance(value, date):
+        return value.isoformat()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [json_value(name, v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: json_value(name, v) for k, v in value.items()}
+    raise PermanentError(f"{name}: a {type(value).__name__} cannot be stored in a custom field")
