@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,8 @@ def free_port() -> int:
 
 # --- the servers (run in the subprocess) -----------------------------------------------------------
 
-def api_app(database_url: str) -> Any:
-    """The real API over a fresh store and CRM, no playbooks."""
+def api_app(database_url: str, *, process: bool = True) -> Any:
+    """The real API over a fresh store and CRM, no playbooks; ``process``: its processing loop in the process."""
     from connectors.sqlcrm import SQLCRM
     from engine.api.app import create_app
     from engine.store.store import Store
@@ -84,7 +85,43 @@ def api_app(database_url: str) -> Any:
         return True
 
     ingestor = Ingestor(store=store, crm=crm, playbooks=dict, start=start, signal_run=signal_run)
-    return create_app(store=store, ingestor=ingestor, token=TOKEN)
+    return create_app(store=store, ingestor=ingestor, token=TOKEN, process=process)
+
+
+def process_events(database_url: str, counts: Path) -> None:
+    """The processor beside the ``api-split`` server: ``csops process``'s loop over the same store, until SIGTERM;
+    then how many times each event was marked processed goes to ``counts`` (JSON), to check each was once."""
+    from collections import Counter
+
+    from connectors.sqlcrm import SQLCRM
+    from engine.cli.cli_process import process_until
+    from engine.store.store import Store
+    from engine.triggers.ingest import Ingestor
+
+    store, crm = Store(database_url), SQLCRM(database_url)
+    marked: Counter[str] = Counter()
+    mark = store.mark_processed
+
+    async def counted(ids: Sequence[str], *, at: datetime | None = None) -> None:
+        marked.update(ids)
+        await mark(ids, at=at)
+
+    store.mark_processed = counted  # type: ignore[method-assign]
+
+    async def start(playbook: Any, decision: Any) -> tuple[str, str]:
+        raise RuntimeError("no runs start in the benchmark")
+
+    async def signal_run(run_id: str, event: Any) -> bool:
+        return True
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        ingestor = Ingestor(store=store, crm=crm, playbooks=dict, start=start, signal_run=signal_run)
+        await process_until(ingestor, stop)
+
+    asyncio.run(run())
+    counts.write_text(json.dumps(marked))
 
 
 class BareEvent:
@@ -122,7 +159,8 @@ def baseline_app(database_url: str) -> Any:
 def serve(kind: str, port: int, database_url: str) -> None:
     import uvicorn
 
-    app = api_app(database_url) if kind == "api" else baseline_app(database_url)
+    app = (api_app(database_url, process=kind == "api") if kind in ("api", "api-split")
+           else baseline_app(database_url))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, workers=1)
 
 
@@ -239,28 +277,49 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    """Both servers up at once; in each round, batches then singles, the API and the baseline taking turns
-    (which goes first alternates), so a busy spell of the machine falls on both alike.
+SHAPES = {"in_process": "events_per_s, ratio, single_*, drain_s, cpu_us_per_event: one API process that also runs "
+                         "the processing loop (csops api, the default)",
+          "split": "split_*: the API with processing off (csops api --no-processing) and a processor process "
+                   "(csops process) on the same store; split_cpu_us_per_event the API's CPU alone, "
+                   "processor_cpu_us_per_event the processor's"}
+"""Which figures of the JSON line are which deployment shape (the baseline is the same for both)."""
 
-    After each of the API's turns its processing loop catches up with what it stored before anything
-    else goes on: a backlog from the batches is not what singles are measured against, and it does
-    not run in the baseline's turn. The time that took is ``drain_s``."""
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    """All servers up at once; in each round, batches then singles, the API (processing in its process), the
+    split API (processing in a processor process) and the baseline taking turns (the order rotates), so a
+    busy spell of the machine falls on all alike.
+
+    After each API turn the processing catches up with what it stored before anything else goes on: a
+    backlog from the batches is not what singles are measured against, and it does not run in another's
+    turn. The time that took is ``drain_s`` (``split_drain_s``); for the split shape, events processed per
+    second counts from the turn's first post to the end of its drain."""
     rounds = max(1, args.rounds)
     with tempfile.TemporaryDirectory() as tmp:
-        dbs = {kind: Path(tmp) / f"{kind}.db" for kind in ("api", "baseline")}
-        servers = {kind: Server(kind, f"sqlite:///{db}") for kind, db in dbs.items()}
+        kinds = ("api", "api-split", "baseline")
+        dbs = {kind: Path(tmp) / f"{kind}.db" for kind in kinds}
+        servers = {kind: Server(kind, f"sqlite:///{dbs[kind]}") for kind in kinds}
+        counts = Path(tmp) / "processed.json"
+        processor: subprocess.Popen[bytes] | None = None
         phases = {(kind, what): Phase() for kind in servers for what in ("batch", "single")}
-        drain = 0.0
+        processing = {what: Phase() for what in ("batch", "single")}  # the processor's CPU and time, split shape
+        drain = {"api": 0.0, "api-split": 0.0}
+        posted = 0
         try:
             for server in servers.values():
                 await server.ready()
+            processor = subprocess.Popen([sys.executable, "-m", "bench.ingest", "--serve", "processor",
+                                          "--database-url", f"sqlite:///{dbs['api-split']}", "--counts", str(counts)],
+                                         stdin=subprocess.DEVNULL)
             run = uuid.uuid4().hex[:8]
             for kind, server in servers.items():
                 warm = make_events(200, f"{run}-{kind}-warm")
                 await post_all(server.url, [json.dumps({"events": warm}).encode()], 1, [len(warm)])
+                posted += len(warm) if kind == "api-split" else 0
+            for kind in drain:
+                await drained(dbs[kind])
             for r in range(rounds):
-                order = list(servers) if r % 2 == 0 else list(reversed(servers))
+                order = list(servers)[r % 3:] + list(servers)[:r % 3]
                 events = make_events(args.events // rounds, f"{run}-{r}-b")
                 chunks = [events[i:i + args.batch] for i in range(0, len(events), args.batch)]
                 singles = make_events(args.singles // rounds, f"{run}-{r}-s")
@@ -269,17 +328,34 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                                             ("single", [json.dumps(e).encode() for e in singles], [1] * len(singles))):
                     for kind in order:
                         phase, before = phases[kind, what], cpu_seconds(servers[kind].proc.pid)
+                        helper = cpu_seconds(processor.pid)
+                        began = time.perf_counter()
                         phase.add(await post_all(servers[kind].url, bodies, args.clients, sizes))
-                        if kind == "api":  # its processing loop must not run into the baseline's turn
-                            drain += await drained(dbs[kind])
+                        if kind in drain:  # the processing must not run into another's turn
+                            drain[kind] += await drained(dbs[kind])
                         phase.cpu += cpu_seconds(servers[kind].proc.pid) - before  # the API's: with processing
+                        if kind == "api-split":
+                            posted += sum(sizes)
+                            processing[what].add((time.perf_counter() - began, [], sum(sizes)))
+                            processing[what].cpu += cpu_seconds(processor.pid) - helper
+            processor.send_signal(signal.SIGTERM)
+            processor.wait(30)
+            marked = json.loads(counts.read_text())
         finally:
+            if processor is not None and processor.poll() is None:
+                processor.kill()
+                processor.wait()
             for server in servers.values():
                 server.stop()
-    api, base = phases["api", "batch"], phases["baseline", "batch"]
-    single, base_single = phases["api", "single"], phases["baseline", "single"]
+    once = posted == len(marked) and set(marked.values()) == {1}
+    if not once:
+        raise RuntimeError(f"{posted} events posted to the split API, {len(marked)} marked processed, "
+                           f"{sum(1 for n in marked.values() if n > 1)} more than once")
     for kind in servers:
         print(f"{kind}: batches {phases[kind, 'batch'].per_s}/s, singles {phases[kind, 'single'].per_s}/s", flush=True)
+    api, base = phases["api", "batch"], phases["baseline", "batch"]
+    single, base_single = phases["api", "single"], phases["baseline", "single"]
+    split, split_single = phases["api-split", "batch"], phases["api-split", "single"]
     return {"events_per_s": api.per_s, "p99_ms": pct(api.latencies, 99), "p50_ms": pct(api.latencies, 50),
             "events": args.events, "batch_size": args.batch, "clients": args.clients, "rounds": rounds,
             "baseline_events_per_s": base.per_s, "baseline_p99_ms": pct(base.latencies, 99),
@@ -288,9 +364,21 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "baseline_single_events_per_s": base_single.per_s,
             "baseline_single_p99_ms": pct(base_single.latencies, 99),
             "single_ratio": round(single.per_s / base_single.per_s, 3) if base_single.per_s else 0.0,
-            "drain_s": round(drain, 1), "cpu_us_per_event": api.cpu_us, "baseline_cpu_us_per_event": base.cpu_us,
+            "drain_s": round(drain["api"], 1), "cpu_us_per_event": api.cpu_us,
+            "baseline_cpu_us_per_event": base.cpu_us,
             "single_cpu_us_per_event": single.cpu_us, "baseline_single_cpu_us_per_event": base_single.cpu_us,
-            "cpus": os.cpu_count()}
+            "split_events_per_s": split.per_s, "split_p99_ms": pct(split.latencies, 99),
+            "split_ratio": round(split.per_s / base.per_s, 3),
+            "split_single_events_per_s": split_single.per_s, "split_single_p99_ms": pct(split_single.latencies, 99),
+            "split_single_ratio": round(split_single.per_s / base_single.per_s, 3) if base_single.per_s else 0.0,
+            "split_drain_s": round(drain["api-split"], 1),
+            "split_processed_per_s": processing["batch"].per_s,
+            "split_single_processed_per_s": processing["single"].per_s,
+            "split_processed_once": once, "split_cpu_us_per_event": split.cpu_us,
+            "split_single_cpu_us_per_event": split_single.cpu_us,
+            "processor_cpu_us_per_event": processing["batch"].cpu_us,
+            "processor_single_cpu_us_per_event": processing["single"].cpu_us,
+            "shapes": SHAPES, "cpus": os.cpu_count()}
 
 
 def main() -> int:
@@ -300,10 +388,14 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent connections (default 8)")
     parser.add_argument("--singles", type=int, default=2000, help="events then posted one per request (default 2000)")
     parser.add_argument("--rounds", type=int, default=4, help="turns the API and the baseline take (default 4)")
-    parser.add_argument("--serve", choices=("api", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("api", "api-split", "baseline", "processor"), help=argparse.SUPPRESS)
+    parser.add_argument("--counts", default="", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve == "processor":
+        process_events(args.database_url, Path(args.counts))
+        return 0
     if args.serve:
         serve(args.serve, args.port, args.database_url)
         return 0

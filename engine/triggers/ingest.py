@@ -111,6 +111,8 @@ class Ingestor:
         self._accounts = AccountCheck(crm, lambda: monotonic())  # looked up per call: tests move the clock
         self._matcher: MatchWorker | None = None
         """Set while ``run`` goes: where trigger conditions are evaluated (a child process)."""
+        self.stopping = False
+        """Set by ``stop``: ``run`` returns after the round in hand (its events marked, no claim left to lapse)."""
 
     # --- in --------------------------------------------------------------------------------------
 
@@ -229,9 +231,14 @@ class Ingestor:
             matcher, self._matcher = self._matcher, None
             await asyncio.to_thread(matcher.close)
 
+    def stop(self) -> None:
+        """Make ``run`` return once the round in hand is done (SIGTERM to ``csops process``)."""
+        self.stopping = True
+        self.wake.set()
+
     async def _loop(self, *, poll: float, limit: int) -> None:
         clock = asyncio.get_running_loop().time
-        while True:
+        while not self.stopping:
             self.wake.clear()
             began = clock()
             try:
@@ -244,7 +251,7 @@ class Ingestor:
                     await asyncio.wait_for(self.wake.wait(), poll)
                 # Events posted one at a time wake the loop for each: gathering them for a moment makes one
                 # claim and one mark per many events, not per few (the first after an empty round goes at once).
-                if done and (rest := GATHER - (clock() - began)) > 0:
+                if done and not self.stopping and (rest := GATHER - (clock() - began)) > 0:
                     await asyncio.sleep(rest)
 
     async def _process(self, records: Sequence[EventRecord]) -> list[Processed]:
