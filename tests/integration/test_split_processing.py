@@ -56,16 +56,23 @@ def event(event_id: str, kind: str, account_id: str) -> dict[str, Any]:
             "occurred_at": datetime.now(UTC).isoformat(), "data": {"score": 3, "feature": "reports"}}
 
 
-def table(url: str) -> dict[str, tuple[bool, ...]]:
-    """Per event id: processed yet; and (under "runs") the accounts with a run."""
+def processed(url: str) -> dict[str, bool]:
+    """Per event id: processed yet."""
+    return {r[0]: r[1] is not None for r in rows(url, "SELECT id, processed_at FROM events")}
+
+
+def run_accounts(url: str) -> tuple[str, ...]:
+    """The accounts with a run in the store."""
+    return tuple(sorted(r[0] for r in rows(url, "SELECT account_id FROM runs")))
+
+
+def rows(url: str, query: str) -> list[Any]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            events = {r[0]: (r[1] is not None,) for r in conn.execute(text("SELECT id, processed_at FROM events"))}
-            runs = tuple(sorted(r[0] for r in conn.execute(text("SELECT account_id FROM runs"))))
+            return list(conn.execute(text(query)))
     finally:
         engine.dispose()
-    return {**events, "runs": runs}  # type: ignore[dict-item]
 
 
 def queued_line(env: dict[str, str]) -> str:
@@ -102,17 +109,15 @@ async def test_the_api_stores_and_a_separate_process_processes(tmp_path: Path, p
             first += [event(f"use-{a}-{n}", "usage.feature_used", a) for a in ACCOUNTS[:2] for n in range(3)]
             await post(first)
             await asyncio.sleep(QUIET)  # nothing to wait on: what is checked is that nothing happens
-            seen = table(url)
-            assert {k: v for k, v in seen.items() if k != "runs"} == {e["id"]: (False,) for e in first}
-            assert seen["runs"] == ()
+            assert processed(url) == {e["id"]: False for e in first}
+            assert run_accounts(url) == ()
             assert queued_line(env).startswith(f"{len(first)} event(s) queued")
             assert (await http.get("/v1/decisions")).json()["decisions"] == []
 
             processor = procs.start("process", [sys.executable, "-m", "engine.cli", "process", "--poll", "0.2"],
                                     env=env)
-            await wait_until(lambda: all(v == (True,) for k, v in table(url).items() if k != "runs"), 60,
-                             "the processor to process the queue")
-            assert table(url)["runs"] == ACCOUNTS[:2]
+            await wait_until(lambda: all(processed(url).values()), 60, "the processor to process the queue")
+            assert run_accounts(url) == ACCOUNTS[:2]
             decisions = (await http.get("/v1/decisions")).json()["decisions"]
             assert sorted((d["account_id"], d["outcome"]) for d in decisions) == [(a, "started") for a in ACCOUNTS[:2]]
             found = sorted([w.id async for w in client.list_workflows("WorkflowType = 'PlaybookRun'")])
@@ -127,8 +132,8 @@ async def test_the_api_stores_and_a_separate_process_processes(tmp_path: Path, p
             await post([late])  # stored while no processor runs: it waits for the next one
             assert queued_line(env).startswith("1 event(s) queued")
             procs.start("process", [sys.executable, "-m", "engine.cli", "process", "--poll", "0.2"], env=env)
-            await wait_until(lambda: table(url).get(late["id"]) == (True,), 60, "the next processor to take it up")
-            assert table(url)["runs"] == ACCOUNTS
+            await wait_until(lambda: processed(url).get(late["id"]), 60, "the next processor to take it up")
+            assert run_accounts(url) == ACCOUNTS
     except BaseException:
         print(procs.logs())
         raise
