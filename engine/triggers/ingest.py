@@ -46,7 +46,7 @@ from engine.payloads.runtypes import run_id_for
 from engine.store.store import API_WRITE_WAIT, LEASE, MAX_ATTEMPTS, EventRecord, Store
 from engine.triggers.accountcheck import AccountCheck
 from engine.triggers.enrol import Start, enrol, facts_for
-from engine.triggers.ingest_facts import ACCOUNT_FACTS, Change, apply_facts, parse_event, validate_event
+from engine.triggers.ingest_facts import ACCOUNT_FACTS, Change, apply_facts, read_event, validate_event
 from engine.triggers.ingest_notes import (
     WAITING,
     IngestResult,
@@ -57,7 +57,6 @@ from engine.triggers.ingest_notes import (
     listens_one,
     notes_of,
     refusal_text,
-    storable_errors,
 )
 from engine.triggers.matcher import decide
 from engine.triggers.matchproc import MatchTimeout, MatchWorker
@@ -128,10 +127,10 @@ class Ingestor:
         valid: list[EventSignal] = []
         problems: list[list[str]] = []
         for obj in events:
-            errors = validate_event(obj) or storable_errors(obj)
-            problems.append(errors)
-            if not errors:
-                valid.append(parse_event(obj))
+            event = read_event(obj)
+            problems.append([] if isinstance(event, EventSignal) else event)
+            if isinstance(event, EventSignal):
+                valid.append(event)
         stored = iter(await self._store(valid) if valid else [])
         results = []
         for obj, errors in zip(events, problems, strict=True):
