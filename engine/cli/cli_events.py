@@ -224,8 +224,8 @@ def _queued() -> int:
     return EXIT_OK
 
 
-_REQUEUED = {"requeued": "queued again with its attempts reset; the event processor (csops api, or csops process "
-                         "beside `csops api --no-processing`) takes it up",
+_REQUEUED = {"requeued": "queued again with its attempts reset; the event processor (csops up, csops api, "
+                         "or csops process beside `csops api --no-processing`) takes it up",
              "unknown": "no event has this id",
              "queued": "not a failed event: it is still queued (waiting for its turn or a retry)",
              "processed": "not a failed event: it was processed"}
