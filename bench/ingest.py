@@ -1,29 +1,38 @@
 """Event ingestion throughput of the HTTP API: POST /v1/events against one uvicorn process.
 
-The script starts the API (engine/api/app.py over a temporary SQLite store, the real Ingestor with its
-background processing on, no playbooks, so processing claims the events, finds no run to deliver to
-and no trigger listening, and marks them done) with uvicorn in a subprocess on a free port, one
-worker process, and posts EVENTS events in batches of BATCH over CLIENTS concurrent httpx
-connections, then SINGLES events one per request. It measures events accepted per second (every
-event must come back ``accepted``) and the latency of each request (p50, p99).
+The script starts the API (engine/api/app.py over a temporary SQLite store, the real Ingestor, no
+playbooks, so processing claims the events, finds no run to deliver to and no trigger listening, and
+marks them done) with uvicorn in a subprocess on a free port, one worker process, in the two shapes
+it is deployed in (bench/ingest_servers.py):
+
+- in process (``csops api``, the default): the API's processing loop runs in the API process;
+- split (``csops api --no-processing`` + ``csops process``, the shape for high event volume:
+  docs/operations.md, Sizing): the API only stores, and a processor process beside it, on the same
+  store, processes. Every event must be marked processed exactly once (checked at the end).
+
+To each it posts EVENTS events in batches of BATCH over CLIENTS concurrent httpx connections, then
+SINGLES events one per request. It measures events accepted per second (every event must come back
+``accepted``) and the latency of each request (p50, p99), and for the split shape events processed
+per second, from the first post of a turn to the end of its drain.
 
 Baseline, in the same run, over the same client: a bare FastAPI app in its own uvicorn process
 whose POST /v1/events parses the JSON body and does one insert of its events into the same store
 (engine.store.store.Store, its events table, ``add_events``, over its own temporary SQLite file
 like the API's) and answers 202 with a count: no token check, no validation, no per-event
-answers, no background processing. ``single_ratio`` is the API's single events accepted per
-second (one event per request) over the baseline's (issue 12: target >= 0.8); ``ratio`` the same
-for batches (the batch target is events_per_s >= 10,000). What the API adds: the bearer check, the
-hostile-input checks of the body, validation, group commit, the CRM account check, the per-event
-answers, and its processing loop in the same process.
+answers, no background processing. ``single_ratio`` is the in-process API's single events accepted
+per second (one event per request) over the baseline's (issue 12: target >= 0.8); ``ratio`` the same
+for batches (the batch target is events_per_s >= 10,000); ``split_*`` the same figures for the
+split shape. What the API adds: the bearer check, the hostile-input checks of the body, validation,
+group commit, the CRM account check, the per-event answers, and (in process) its processing loop.
 
-Both servers run at once and take turns over ROUNDS rounds (see ``bench``), so the load of a
-busy machine falls on both alike; the API's processing loop catches up after each of its turns.
+All servers run at once and take turns over ROUNDS rounds (see ``bench``), so the load of a busy
+machine falls on all alike; the processing catches up after each API turn.
 
 The last line of output is a JSON object: events_per_s (batches), ratio, single_events_per_s,
 baseline_single_events_per_s, single_ratio, drain_s, the servers' CPU time per event (``*cpu_us_per_event``:
-the API's includes its processing loop catching up; less noisy than rates on a shared machine) and
-the rest of the figures. The servers are stopped on exit, also on error.
+the in-process API's includes its processing loop catching up; less noisy than rates on a shared
+machine), the same for the split shape (``split_*``, ``processor_*``), ``shapes`` saying which
+figures are which, and the rest. The servers are stopped on exit, also on error.
 
     .venv/bin/python -m bench.ingest [--events 20000] [--batch 100] [--clients 8] [--singles 2000] [--rounds 4]
 """
@@ -42,16 +51,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
-TOKEN = "bench-token-" + "0" * 20
+from bench.ingest_servers import TOKEN, process_events, serve
+
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -61,107 +67,6 @@ def free_port() -> int:
         port: int = s.getsockname()[1]
         return port
 
-
-# --- the servers (run in the subprocess) -----------------------------------------------------------
-
-def api_app(database_url: str, *, process: bool = True) -> Any:
-    """The real API over a fresh store and CRM, no playbooks; ``process``: its processing loop in the process."""
-    from connectors.sqlcrm import SQLCRM
-    from engine.api.app import create_app
-    from engine.store.store import Store
-    from engine.triggers.ingest import Ingestor
-
-    store, crm = Store(database_url), SQLCRM(database_url)
-    from connectors.base import Account
-
-    # The events' accounts exist, so each comes back accepted (not unknown_account).
-    for i in range(500):
-        crm.add_account(Account(id=f"acct-{i}", name=f"Account {i}"))
-
-    async def start(playbook: Any, decision: Any) -> tuple[str, str]:
-        raise RuntimeError("no runs start in the benchmark")
-
-    async def signal_run(run_id: str, event: Any) -> bool:
-        return True
-
-    ingestor = Ingestor(store=store, crm=crm, playbooks=dict, start=start, signal_run=signal_run)
-    return create_app(store=store, ingestor=ingestor, token=TOKEN, process=process)
-
-
-def process_events(database_url: str, counts: Path) -> None:
-    """The processor beside the ``api-split`` server: ``csops process``'s loop over the same store, until SIGTERM;
-    then how many times each event was marked processed goes to ``counts`` (JSON), to check each was once."""
-    from collections import Counter
-
-    from connectors.sqlcrm import SQLCRM
-    from engine.cli.cli_process import process_until
-    from engine.store.store import Store
-    from engine.triggers.ingest import Ingestor
-
-    store, crm = Store(database_url), SQLCRM(database_url)
-    marked: Counter[str] = Counter()
-    mark = store.mark_processed
-
-    async def counted(ids: Sequence[str], *, at: datetime | None = None) -> None:
-        marked.update(ids)
-        await mark(ids, at=at)
-
-    store.mark_processed = counted  # type: ignore[method-assign]
-
-    async def start(playbook: Any, decision: Any) -> tuple[str, str]:
-        raise RuntimeError("no runs start in the benchmark")
-
-    async def signal_run(run_id: str, event: Any) -> bool:
-        return True
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        ingestor = Ingestor(store=store, crm=crm, playbooks=dict, start=start, signal_run=signal_run)
-        await process_until(ingestor, stop)
-
-    asyncio.run(run())
-    counts.write_text(json.dumps(marked))
-
-
-class BareEvent:
-    """An event as the store takes it (engine.store.store.EventLike), from the body as sent."""
-
-    __slots__ = ("account_id", "data", "id", "occurred_at", "type")
-
-    def __init__(self, doc: dict[str, Any]) -> None:
-        self.id, self.type, self.account_id = doc["id"], doc["type"], doc["account_id"]
-        self.occurred_at = datetime.fromisoformat(doc["occurred_at"])
-        self.data = doc.get("data", {})
-
-
-def baseline_app(database_url: str) -> Any:
-    """A bare FastAPI app: parse the JSON body, one insert of its events into the same store, 202 with a count."""
-    from engine.store.store import Store
-
-    store = Store(database_url)
-    app = FastAPI()
-
-    @app.post("/v1/events")
-    async def events(request: Request) -> JSONResponse:
-        doc = json.loads(await request.body())
-        stored = await store.add_events([BareEvent(e) for e in doc.get("events", [doc])])
-        n = sum(stored)
-        return JSONResponse({"accepted": n, "duplicates": len(stored) - n, "rejected": 0}, status_code=202)
-
-    @app.get("/v1/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return app
-
-
-def serve(kind: str, port: int, database_url: str) -> None:
-    import uvicorn
-
-    app = (api_app(database_url, process=kind == "api") if kind in ("api", "api-split")
-           else baseline_app(database_url))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, workers=1)
 
 
 class Server:
