@@ -8,7 +8,8 @@ Sizing). Any number of processors may run on one store: claims keep an event wit
 the claim of one that was killed lapses after the lease (5 minutes), so another takes its events.
 
 SIGTERM or Ctrl-C stops it: the round in hand is finished (its events marked, no claim left to lapse),
-then the process ends; past STOP_GRACE it is ended all the same (its claims lapse). SIGHUP reloads the
+then the process ends (exit 0, after Ctrl-C 130 as every csops command); past STOP_GRACE processing
+is cancelled all the same (its claims lapse). SIGHUP reloads the
 playbooks, as for the API and the worker.
 """
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STOP_GRACE", "add_parsers", "cmd_process", "process_until"]
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 STOP_GRACE = 8.0
 """Seconds the round in hand gets to finish after SIGTERM before processing is cancelled."""
 POLL = 1.0
@@ -81,8 +82,14 @@ async def _serve(settings: Settings, poll: float) -> int:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    got: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        got.append(sig)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     async with Root(settings) as root:
         try:
             ingestor = await root.ingestor()
@@ -93,7 +100,7 @@ async def _serve(settings: Settings, poll: float) -> int:
         print(f"csops process: processing events of {_where(settings.database_url)}", flush=True)
         await process_until(ingestor, stop, poll=poll)
         print("csops process: stopped", flush=True)
-    return EXIT_OK
+    return EXIT_INTERRUPTED if got[:1] == [signal.SIGINT] else EXIT_OK
 
 
 def _where(url: str) -> str:
