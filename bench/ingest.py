@@ -1,29 +1,38 @@
 """Event ingestion throughput of the HTTP API: POST /v1/events against one uvicorn process.
 
-The script starts the API (engine/api/app.py over a temporary SQLite store, the real Ingestor with its
-background processing on, no playbooks, so processing claims the events, finds no run to deliver to
-and no trigger listening, and marks them done) with uvicorn in a subprocess on a free port, one
-worker process, and posts EVENTS events in batches of BATCH over CLIENTS concurrent httpx
-connections, then SINGLES events one per request. It measures events accepted per second (every
-event must come back ``accepted``) and the latency of each request (p50, p99).
+The script starts the API (engine/api/app.py over a temporary SQLite store, the real Ingestor, no
+playbooks, so processing claims the events, finds no run to deliver to and no trigger listening, and
+marks them done) with uvicorn in a subprocess on a free port, one worker process, in the two shapes
+it is deployed in (bench/ingest_servers.py):
+
+- in process (``csops api``, the default): the API's processing loop runs in the API process;
+- split (``csops api --no-processing`` + ``csops process``, the shape for high event volume:
+  docs/operations.md, Sizing): the API only stores, and a processor process beside it, on the same
+  store, processes. Every event must be marked processed exactly once (checked at the end).
+
+To each it posts EVENTS events in batches of BATCH over CLIENTS concurrent httpx connections, then
+SINGLES events one per request. It measures events accepted per second (every event must come back
+``accepted``) and the latency of each request (p50, p99), and for the split shape events processed
+per second, from the first post of a turn to the end of its drain.
 
 Baseline, in the same run, over the same client: a bare FastAPI app in its own uvicorn process
 whose POST /v1/events parses the JSON body and does one insert of its events into the same store
 (engine.store.store.Store, its events table, ``add_events``, over its own temporary SQLite file
 like the API's) and answers 202 with a count: no token check, no validation, no per-event
-answers, no background processing. ``single_ratio`` is the API's single events accepted per
-second (one event per request) over the baseline's (issue 12: target >= 0.8); ``ratio`` the same
-for batches (the batch target is events_per_s >= 10,000). What the API adds: the bearer check, the
-hostile-input checks of the body, validation, group commit, the CRM account check, the per-event
-answers, and its processing loop in the same process.
+answers, no background processing. ``single_ratio`` is the in-process API's single events accepted
+per second (one event per request) over the baseline's (issue 12: target >= 0.8); ``ratio`` the same
+for batches (the batch target is events_per_s >= 10,000); ``split_*`` the same figures for the
+split shape. What the API adds: the bearer check, the hostile-input checks of the body, validation,
+group commit, the CRM account check, the per-event answers, and (in process) its processing loop.
 
-Both servers run at once and take turns over ROUNDS rounds (see ``bench``), so the load of a
-busy machine falls on both alike; the API's processing loop catches up after each of its turns.
+All servers run at once and take turns over ROUNDS rounds (see ``bench``), so the load of a busy
+machine falls on all alike; the processing catches up after each API turn.
 
 The last line of output is a JSON object: events_per_s (batches), ratio, single_events_per_s,
 baseline_single_events_per_s, single_ratio, drain_s, the servers' CPU time per event (``*cpu_us_per_event``:
-the API's includes its processing loop catching up; less noisy than rates on a shared machine) and
-the rest of the figures. The servers are stopped on exit, also on error.
+the in-process API's includes its processing loop catching up; less noisy than rates on a shared
+machine), the same for the split shape (``split_*``, ``processor_*``), ``shapes`` saying which
+figures are which, and the rest. The servers are stopped on exit, also on error.
 
     .venv/bin/python -m bench.ingest [--events 20000] [--batch 100] [--clients 8] [--singles 2000] [--rounds 4]
 """
@@ -42,15 +51,13 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
-TOKEN = "bench-token-" + "0" * 20
+from bench.ingest_servers import TOKEN, process_events, serve
+
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -60,70 +67,6 @@ def free_port() -> int:
         port: int = s.getsockname()[1]
         return port
 
-
-# --- the servers (run in the subprocess) -----------------------------------------------------------
-
-def api_app(database_url: str) -> Any:
-    """The real API over a fresh store and CRM, no playbooks."""
-    from connectors.sqlcrm import SQLCRM
-    from engine.api.app import create_app
-    from engine.store.store import Store
-    from engine.triggers.ingest import Ingestor
-
-    store, crm = Store(database_url), SQLCRM(database_url)
-    from connectors.base import Account
-
-    # The events' accounts exist, so each comes back accepted (not unknown_account).
-    for i in range(500):
-        crm.add_account(Account(id=f"acct-{i}", name=f"Account {i}"))
-
-    async def start(playbook: Any, decision: Any) -> tuple[str, str]:
-        raise RuntimeError("no runs start in the benchmark")
-
-    async def signal_run(run_id: str, event: Any) -> bool:
-        return True
-
-    ingestor = Ingestor(store=store, crm=crm, playbooks=dict, start=start, signal_run=signal_run)
-    return create_app(store=store, ingestor=ingestor, token=TOKEN)
-
-
-class BareEvent:
-    """An event as the store takes it (engine.store.store.EventLike), from the body as sent."""
-
-    __slots__ = ("account_id", "data", "id", "occurred_at", "type")
-
-    def __init__(self, doc: dict[str, Any]) -> None:
-        self.id, self.type, self.account_id = doc["id"], doc["type"], doc["account_id"]
-        self.occurred_at = datetime.fromisoformat(doc["occurred_at"])
-        self.data = doc.get("data", {})
-
-
-def baseline_app(database_url: str) -> Any:
-    """A bare FastAPI app: parse the JSON body, one insert of its events into the same store, 202 with a count."""
-    from engine.store.store import Store
-
-    store = Store(database_url)
-    app = FastAPI()
-
-    @app.post("/v1/events")
-    async def events(request: Request) -> JSONResponse:
-        doc = json.loads(await request.body())
-        stored = await store.add_events([BareEvent(e) for e in doc.get("events", [doc])])
-        n = sum(stored)
-        return JSONResponse({"accepted": n, "duplicates": len(stored) - n, "rejected": 0}, status_code=202)
-
-    @app.get("/v1/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return app
-
-
-def serve(kind: str, port: int, database_url: str) -> None:
-    import uvicorn
-
-    app = api_app(database_url) if kind == "api" else baseline_app(database_url)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, workers=1)
 
 
 class Server:
@@ -239,28 +182,49 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    """Both servers up at once; in each round, batches then singles, the API and the baseline taking turns
-    (which goes first alternates), so a busy spell of the machine falls on both alike.
+SHAPES = {"in_process": "events_per_s, ratio, single_*, drain_s, cpu_us_per_event: one API process that also runs "
+                         "the processing loop (csops api, the default)",
+          "split": "split_*: the API with processing off (csops api --no-processing) and a processor process "
+                   "(csops process) on the same store; split_cpu_us_per_event the API's CPU alone, "
+                   "processor_cpu_us_per_event the processor's"}
+"""Which figures of the JSON line are which deployment shape (the baseline is the same for both)."""
 
-    After each of the API's turns its processing loop catches up with what it stored before anything
-    else goes on: a backlog from the batches is not what singles are measured against, and it does
-    not run in the baseline's turn. The time that took is ``drain_s``."""
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    """All servers up at once; in each round, batches then singles, the API (processing in its process), the
+    split API (processing in a processor process) and the baseline taking turns (the order rotates), so a
+    busy spell of the machine falls on all alike.
+
+    After each API turn the processing catches up with what it stored before anything else goes on: a
+    backlog from the batches is not what singles are measured against, and it does not run in another's
+    turn. The time that took is ``drain_s`` (``split_drain_s``); for the split shape, events processed per
+    second counts from the turn's first post to the end of its drain."""
     rounds = max(1, args.rounds)
     with tempfile.TemporaryDirectory() as tmp:
-        dbs = {kind: Path(tmp) / f"{kind}.db" for kind in ("api", "baseline")}
-        servers = {kind: Server(kind, f"sqlite:///{db}") for kind, db in dbs.items()}
+        kinds = ("api", "api-split", "baseline")
+        dbs = {kind: Path(tmp) / f"{kind}.db" for kind in kinds}
+        servers = {kind: Server(kind, f"sqlite:///{dbs[kind]}") for kind in kinds}
+        counts = Path(tmp) / "processed.json"
+        processor: subprocess.Popen[bytes] | None = None
         phases = {(kind, what): Phase() for kind in servers for what in ("batch", "single")}
-        drain = 0.0
+        processing = {what: Phase() for what in ("batch", "single")}  # the processor's CPU and time, split shape
+        drain = {"api": 0.0, "api-split": 0.0}
+        posted = 0
         try:
             for server in servers.values():
                 await server.ready()
+            processor = subprocess.Popen([sys.executable, "-m", "bench.ingest", "--serve", "processor",
+                                          "--database-url", f"sqlite:///{dbs['api-split']}", "--counts", str(counts)],
+                                         stdin=subprocess.DEVNULL)
             run = uuid.uuid4().hex[:8]
             for kind, server in servers.items():
                 warm = make_events(200, f"{run}-{kind}-warm")
                 await post_all(server.url, [json.dumps({"events": warm}).encode()], 1, [len(warm)])
+                posted += len(warm) if kind == "api-split" else 0
+            for kind in drain:
+                await drained(dbs[kind])
             for r in range(rounds):
-                order = list(servers) if r % 2 == 0 else list(reversed(servers))
+                order = list(servers)[r % 3:] + list(servers)[:r % 3]
                 events = make_events(args.events // rounds, f"{run}-{r}-b")
                 chunks = [events[i:i + args.batch] for i in range(0, len(events), args.batch)]
                 singles = make_events(args.singles // rounds, f"{run}-{r}-s")
@@ -269,17 +233,34 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                                             ("single", [json.dumps(e).encode() for e in singles], [1] * len(singles))):
                     for kind in order:
                         phase, before = phases[kind, what], cpu_seconds(servers[kind].proc.pid)
+                        helper = cpu_seconds(processor.pid)
+                        began = time.perf_counter()
                         phase.add(await post_all(servers[kind].url, bodies, args.clients, sizes))
-                        if kind == "api":  # its processing loop must not run into the baseline's turn
-                            drain += await drained(dbs[kind])
+                        if kind in drain:  # the processing must not run into another's turn
+                            drain[kind] += await drained(dbs[kind])
                         phase.cpu += cpu_seconds(servers[kind].proc.pid) - before  # the API's: with processing
+                        if kind == "api-split":
+                            posted += sum(sizes)
+                            processing[what].add((time.perf_counter() - began, [], sum(sizes)))
+                            processing[what].cpu += cpu_seconds(processor.pid) - helper
+            processor.send_signal(signal.SIGTERM)
+            processor.wait(30)
+            marked = json.loads(counts.read_text())
         finally:
+            if processor is not None and processor.poll() is None:
+                processor.kill()
+                processor.wait()
             for server in servers.values():
                 server.stop()
-    api, base = phases["api", "batch"], phases["baseline", "batch"]
-    single, base_single = phases["api", "single"], phases["baseline", "single"]
+    once = posted == len(marked) and set(marked.values()) == {1}
+    if not once:
+        raise RuntimeError(f"{posted} events posted to the split API, {len(marked)} marked processed, "
+                           f"{sum(1 for n in marked.values() if n > 1)} more than once")
     for kind in servers:
         print(f"{kind}: batches {phases[kind, 'batch'].per_s}/s, singles {phases[kind, 'single'].per_s}/s", flush=True)
+    api, base = phases["api", "batch"], phases["baseline", "batch"]
+    single, base_single = phases["api", "single"], phases["baseline", "single"]
+    split, split_single = phases["api-split", "batch"], phases["api-split", "single"]
     return {"events_per_s": api.per_s, "p99_ms": pct(api.latencies, 99), "p50_ms": pct(api.latencies, 50),
             "events": args.events, "batch_size": args.batch, "clients": args.clients, "rounds": rounds,
             "baseline_events_per_s": base.per_s, "baseline_p99_ms": pct(base.latencies, 99),
@@ -288,9 +269,21 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "baseline_single_events_per_s": base_single.per_s,
             "baseline_single_p99_ms": pct(base_single.latencies, 99),
             "single_ratio": round(single.per_s / base_single.per_s, 3) if base_single.per_s else 0.0,
-            "drain_s": round(drain, 1), "cpu_us_per_event": api.cpu_us, "baseline_cpu_us_per_event": base.cpu_us,
+            "drain_s": round(drain["api"], 1), "cpu_us_per_event": api.cpu_us,
+            "baseline_cpu_us_per_event": base.cpu_us,
             "single_cpu_us_per_event": single.cpu_us, "baseline_single_cpu_us_per_event": base_single.cpu_us,
-            "cpus": os.cpu_count()}
+            "split_events_per_s": split.per_s, "split_p99_ms": pct(split.latencies, 99),
+            "split_ratio": round(split.per_s / base.per_s, 3),
+            "split_single_events_per_s": split_single.per_s, "split_single_p99_ms": pct(split_single.latencies, 99),
+            "split_single_ratio": round(split_single.per_s / base_single.per_s, 3) if base_single.per_s else 0.0,
+            "split_drain_s": round(drain["api-split"], 1),
+            "split_processed_per_s": processing["batch"].per_s,
+            "split_single_processed_per_s": processing["single"].per_s,
+            "split_processed_once": once, "split_cpu_us_per_event": split.cpu_us,
+            "split_single_cpu_us_per_event": split_single.cpu_us,
+            "processor_cpu_us_per_event": processing["batch"].cpu_us,
+            "processor_single_cpu_us_per_event": processing["single"].cpu_us,
+            "shapes": SHAPES, "cpus": os.cpu_count()}
 
 
 def main() -> int:
@@ -300,10 +293,14 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent connections (default 8)")
     parser.add_argument("--singles", type=int, default=2000, help="events then posted one per request (default 2000)")
     parser.add_argument("--rounds", type=int, default=4, help="turns the API and the baseline take (default 4)")
-    parser.add_argument("--serve", choices=("api", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("api", "api-split", "baseline", "processor"), help=argparse.SUPPRESS)
+    parser.add_argument("--counts", default="", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve == "processor":
+        process_events(args.database_url, Path(args.counts))
+        return 0
     if args.serve:
         serve(args.serve, args.port, args.database_url)
         return 0

@@ -18,6 +18,7 @@ import contextlib
 import html
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -293,8 +294,7 @@ def _routes(app: FastAPI) -> None:
         # A locked or unreachable store raises RetryableError: 503 with Retry-After (engine/api/api_errors.py).
         answers = await d.ingestor.ingest(items)
         done = [{"id": r.id, "status": r.status, "errors": list(r.errors)} for r in answers]
-        counts = {s: sum(1 for r in done if r["status"] == s)
-                  for s in ("accepted", "unknown_account", "duplicate", "rejected")}
+        counts = Counter(r.status for r in answers)  # one pass: a batch of 1,000 is counted once, not four times
         body = {"accepted": counts["accepted"], "unknown_accounts": counts["unknown_account"],
                 "duplicates": counts["duplicate"], "rejected": counts["rejected"], "results": done}
         if counts["rejected"] == len(done):

@@ -58,6 +58,10 @@ def add_parsers(sub: Any) -> None:
                                description="List the events that failed every processing attempt and were set "
                                            "aside, the latest to fail first (docs/events.md). Exit 0.")
     failed.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    events.add_parser("queued", help="how many events wait to be processed, and since when",
+                      description="How many stored events are not processed yet and when the oldest came in: "
+                                  "one that grows old means no processor runs (csops api processes unless "
+                                  "--no-processing; then csops process does). Exit 0.")
     retry = events.add_parser("retry", help="queue failed events again",
                               description="Queue failed events again, their attempts reset; the processor takes them "
                                           "up at once. Exit 0 all queued again, 1 an id was not a failed event.")
@@ -81,7 +85,9 @@ def main(args: argparse.Namespace) -> int:
         return _failed(args)
     if args.event_command == "retry":
         return _retry(args)
-    print("csops event: say send, import, failed or retry (csops event --help)", file=sys.stderr)
+    if args.event_command == "queued":
+        return _queued()
+    print("csops event: say send, import, queued, failed or retry (csops event --help)", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -203,7 +209,23 @@ def _failed(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_REQUEUED = {"requeued": "queued again with its attempts reset; the event processor (csops up, csops api) takes it up",
+def _queued() -> int:
+    found = _on_store("event queued", lambda store: store.queue())
+    if found is None:
+        return EXIT_USAGE
+    count, oldest = found
+    if oldest is None:
+        print("no events queued: every stored event is processed or failed (csops event failed)")
+        return EXIT_OK
+    age = (datetime.now(UTC) - oldest).total_seconds()
+    print(f"{count} event(s) queued, the oldest received {oldest:%Y-%m-%d %H:%M:%S} UTC ({age:.0f} s ago); "
+          "if that stays old, no processor is running: csops api processes events unless --no-processing, "
+          "csops process does beside such APIs")
+    return EXIT_OK
+
+
+_REQUEUED = {"requeued": "queued again with its attempts reset; the event processor (csops up, csops api, "
+                         "or csops process beside `csops api --no-processing`) takes it up",
              "unknown": "no event has this id",
              "queued": "not a failed event: it is still queued (waiting for its turn or a retry)",
              "processed": "not a failed event: it was processed"}

@@ -58,6 +58,9 @@ def add_parsers(sub: Any) -> None:
     api.add_argument("--port", type=int, default=0, help="port (default CSOPS_API_PORT, else 8000)")
     api.add_argument("--insecure-dev", action="store_true",
                      help="serve without a token, on a loopback address only (csops up uses this)")
+    api.add_argument("--no-processing", action="store_true",
+                     help="only store events; `csops process` processes them (for high event volume: "
+                          "docs/operations.md, Sizing)")
     api.set_defaults(runs_handler=cmd_api)
 
 
@@ -297,11 +300,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     if insecure:
         print(f"csops api: no CSOPS_API_TOKEN: serving WITHOUT a token on {args.host}:{port} (--insecure-dev; "
               "loopback only)", file=sys.stderr, flush=True)
-    return _go(lambda: serve(settings, args.host, port, insecure))
+    if args.no_processing:
+        print("csops api: --no-processing: events are stored only; run `csops process` on the same store to "
+              "process them (csops event queued shows what waits)", file=sys.stderr, flush=True)
+    return _go(lambda: serve(settings, args.host, port, insecure, process=not args.no_processing))
 
 
-async def serve(settings: Settings, host: str, port: int, insecure: bool) -> int:
-    """Build the parts, serve the API on ``host:port``, close the parts."""
+async def serve(settings: Settings, host: str, port: int, insecure: bool, *, process: bool = True) -> int:
+    """Build the parts, serve the API on ``host:port``, close the parts; ``process``: run the processing loop too."""
     import uvicorn
 
     from engine.api.api_runs import TemporalWorkflows
@@ -320,7 +326,7 @@ async def serve(settings: Settings, host: str, port: int, insecure: bool) -> int
     app = create_app(store=root.store, ingestor=await root.ingestor(), token=settings.api_token or None,
                      insecure=insecure, workflows=TemporalWorkflows(root.client), crm=crm, playbooks=root.playbooks,
                      calendar=root.calendar, door=await root.door(), unsubscribe=unsubscribe,
-                     suppressions=suppressions)
+                     suppressions=suppressions, process=process)
     app.state.sources = settings.config.sources  # POST /v1/sources/{name} (engine/sources)
     app.state.suppression_list = root.suppressions  # /v1/suppressions (engine/api/api_suppressions.py)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))

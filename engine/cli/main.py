@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     from engine.cli.cli_runs import add_parsers as add_run_parsers
 
     add_run_parsers(sub)
+    from engine.cli.cli_process import add_parsers as add_process_parsers
+
+    add_process_parsers(sub)
     from engine.cli.cli_events import add_parsers as add_event_parsers
 
     add_event_parsers(sub)

@@ -321,10 +321,14 @@ class Store(RunTables, FactTables):
 
     async def pending_count(self) -> int:
         """How many stored events are still queued (not processed and not failed)."""
-        query = select(func.count()).select_from(EventRow).where(EventRow.processed_at.is_(None),
-                                                                 EventRow.failed_at.is_(None))
-        count: int | None = await self.db.read(lambda s: s.scalar(query))
-        return count or 0
+        return (await self.queue())[0]
+
+    async def queue(self) -> tuple[int, datetime | None]:
+        """How many stored events are still queued (not processed and not failed), and when the oldest came in."""
+        query = select(func.count(), func.min(EventRow.received_at)).where(EventRow.processed_at.is_(None),
+                                                                           EventRow.failed_at.is_(None))
+        count, oldest = (await self.db.read(lambda s: s.execute(query).one()))
+        return count or 0, None if oldest is None else utc(oldest, "received_at")
 
     async def events_for(self, account_id: str, *, since: datetime | None = None, types: Sequence[str] | None = None,
                          limit: int = 1000, newest_first: bool = False) -> list[EventRecord]:

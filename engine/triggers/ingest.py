@@ -46,7 +46,7 @@ from engine.payloads.runtypes import run_id_for
 from engine.store.store import API_WRITE_WAIT, LEASE, MAX_ATTEMPTS, EventRecord, Store
 from engine.triggers.accountcheck import AccountCheck
 from engine.triggers.enrol import Start, enrol, facts_for
-from engine.triggers.ingest_facts import ACCOUNT_FACTS, Change, apply_facts, parse_event, validate_event
+from engine.triggers.ingest_facts import ACCOUNT_FACTS, Change, apply_facts, read_event, validate_event
 from engine.triggers.ingest_notes import (
     WAITING,
     IngestResult,
@@ -57,7 +57,6 @@ from engine.triggers.ingest_notes import (
     listens_one,
     notes_of,
     refusal_text,
-    storable_errors,
 )
 from engine.triggers.matcher import decide
 from engine.triggers.matchproc import MatchTimeout, MatchWorker
@@ -111,6 +110,8 @@ class Ingestor:
         self._accounts = AccountCheck(crm, lambda: monotonic())  # looked up per call: tests move the clock
         self._matcher: MatchWorker | None = None
         """Set while ``run`` goes: where trigger conditions are evaluated (a child process)."""
+        self.stopping = False
+        """Set by ``stop``: ``run`` returns after the round in hand (its events marked, no claim left to lapse)."""
 
     # --- in --------------------------------------------------------------------------------------
 
@@ -126,10 +127,10 @@ class Ingestor:
         valid: list[EventSignal] = []
         problems: list[list[str]] = []
         for obj in events:
-            errors = validate_event(obj) or storable_errors(obj)
-            problems.append(errors)
-            if not errors:
-                valid.append(parse_event(obj))
+            event = read_event(obj)
+            problems.append([] if isinstance(event, EventSignal) else event)
+            if isinstance(event, EventSignal):
+                valid.append(event)
         stored = iter(await self._store(valid) if valid else [])
         results = []
         for obj, errors in zip(events, problems, strict=True):
@@ -229,9 +230,14 @@ class Ingestor:
             matcher, self._matcher = self._matcher, None
             await asyncio.to_thread(matcher.close)
 
+    def stop(self) -> None:
+        """Make ``run`` return once the round in hand is done (SIGTERM to ``csops process``)."""
+        self.stopping = True
+        self.wake.set()
+
     async def _loop(self, *, poll: float, limit: int) -> None:
         clock = asyncio.get_running_loop().time
-        while True:
+        while not self.stopping:
             self.wake.clear()
             began = clock()
             try:
@@ -244,7 +250,7 @@ class Ingestor:
                     await asyncio.wait_for(self.wake.wait(), poll)
                 # Events posted one at a time wake the loop for each: gathering them for a moment makes one
                 # claim and one mark per many events, not per few (the first after an empty round goes at once).
-                if done and (rest := GATHER - (clock() - began)) > 0:
+                if done and not self.stopping and (rest := GATHER - (clock() - began)) > 0:
                     await asyncio.sleep(rest)
 
     async def _process(self, records: Sequence[EventRecord]) -> list[Processed]:

@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from connectors.base import CRM, Account, PermanentError
@@ -26,7 +26,8 @@ from engine.payloads.runcontext import account_data
 from engine.store.store import Store
 from engine.triggers.signals import EventSignal, lookup
 
-__all__ = ["ACCOUNT_FACTS", "BUILT_IN", "Change", "apply_facts", "parse_event", "parse_time", "validate_event"]
+__all__ = ["ACCOUNT_FACTS", "BUILT_IN", "Change", "apply_facts", "outside_years", "parse_event", "parse_time",
+           "read_event", "validate_event"]
 
 BUILT_IN = frozenset({"health.updated", "usage.feature_used", "account.updated", "task.completed", "email.replied",
                       "email.bounced", "contact.unsubscribed", "account.churned"})
@@ -51,8 +52,35 @@ class UsageNotes(Protocol):
 
 def validate_event(obj: Any) -> list[str]:
     """The problems of one event (SPEC section 8), each as "path: what is wrong"; [] when it is valid."""
+    return _checked(obj)[0]
+
+
+def read_event(obj: Any) -> EventSignal | list[str]:
+    """``validate_event`` then ``parse_event``, the time parsed once (the API's path: per event, every µs counts);
+    also refused: a time outside years 1-9999 once in UTC. Data that is not JSON is left to the store, which
+    refuses that event alone (engine/triggers/ingest.py ``_write``)."""
+    problems, when = _checked(obj)
+    if problems:
+        return problems
+    assert when is not None
+    try:
+        when.astimezone(UTC)
+    except OverflowError:
+        return [outside_years(obj["occurred_at"])]
+    return EventSignal(id=obj["id"], type=obj["type"], account_id=obj["account_id"], occurred_at=when,
+                       data=dict(obj.get("data") or {}))
+
+
+def outside_years(value: Any) -> str:
+    """The problem of an occurred_at outside the years 1 to 9999 once in UTC."""
+    return (f"occurred_at: is outside the years 1 to 9999 once converted to UTC ({value!r:.60}); "
+            "send a real date-time")
+
+
+def _checked(obj: Any) -> tuple[list[str], datetime | None]:
+    """The problems of one event and its time (None when it has none that parses)."""
     if not isinstance(obj, Mapping):
-        return [f"(event): must be a JSON object, not {_kind(obj)}"]
+        return [f"(event): must be a JSON object, not {_kind(obj)}"], None
     problems = [f"{key}: is not a field of an event; the fields are {', '.join(TOP)}"
                 for key in obj if key not in TOP]
     for key, longest in (("id", 255), ("account_id", 255)):
@@ -67,9 +95,10 @@ def validate_event(obj: Any) -> list[str]:
     elif not isinstance(kind, str) or len(kind) > 200 or not TYPE.fullmatch(kind):
         problems.append(f"type: must be a dotted lower-case name like health.updated or billing.invoice_overdue, "
                         f"not {kind!r:.60}")
+    when = parse_time(obj["occurred_at"]) if "occurred_at" in obj else None
     if "occurred_at" not in obj:
         problems.append("occurred_at: is required")
-    elif parse_time(obj["occurred_at"]) is None:
+    elif when is None:
         problems.append(f"occurred_at: must be an RFC 3339 date-time with a time zone, like 2025-03-01T09:30:00Z, "
                         f"not {obj['occurred_at']!r:.60}")
     data = obj.get("data", {})
@@ -77,7 +106,7 @@ def validate_event(obj: Any) -> list[str]:
         problems.append(f"data: must be a JSON object, not {_kind(data)}")
     elif isinstance(kind, str):
         problems.extend(_data_problems(kind, data))
-    return problems
+    return problems, when
 
 
 def _data_problems(kind: str, data: Mapping[str, Any]) -> list[str]:

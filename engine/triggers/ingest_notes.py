@@ -16,7 +16,7 @@ from connectors.base import RetryableError
 from engine.errors import TemporaryOutage
 from engine.language import model as m
 from engine.store.store import retry_delay
-from engine.triggers.ingest_facts import parse_time
+from engine.triggers.ingest_facts import outside_years, parse_time
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,8 +92,7 @@ def storable_errors(obj: Mapping[str, Any]) -> list[str]:
         if when is not None:
             when.astimezone(UTC)
     except OverflowError:
-        problems.append(f"occurred_at: is outside the years 1 to 9999 once converted to UTC "
-                        f"({obj['occurred_at']!r:.60}); send a real date-time")
+        problems.append(outside_years(obj["occurred_at"]))
     try:
         json.dumps(obj.get("data", {}), allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:

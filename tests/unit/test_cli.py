@@ -6,7 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -161,12 +161,31 @@ def test_event_failed_lists_failed_events(tmp_path: Path, monkeypatch: pytest.Mo
     assert "--limit must be 1 or more" in capsys.readouterr().err
 
 
+def test_event_queued_says_how_many_wait_and_since_when(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    url = _store_with_a_failed_event(tmp_path, monkeypatch)
+    assert main(["event", "queued"]) == 0
+    assert capsys.readouterr().out.startswith("no events queued")  # bad-1 failed, ok-1 processed
+    store = Store(url)
+    try:
+        asyncio.run(store.add_events([EventRecord(id=f"q-{n}", type="email.replied", account_id="acme",
+                                                  occurred_at=T0, received_at=T0) for n in range(3)],
+                                     received_at=T0 + timedelta(minutes=1)))
+    finally:
+        store.close()
+    assert main(["event", "queued"]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(f"3 event(s) queued, the oldest received {T0 + timedelta(minutes=1):%Y-%m-%d %H:%M:%S} UTC")
+    assert "no processor is running" in said
+
+
 def test_event_retry_queues_failed_events_and_says_what_else_it_met(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     url = _store_with_a_failed_event(tmp_path, monkeypatch)
     assert main(["event", "retry", "bad-1", "ok-1", "nope"]) == 1
     assert capsys.readouterr().out.splitlines() == [
-        "bad-1: queued again with its attempts reset; the event processor (csops up, csops api) takes it up",
+        "bad-1: queued again with its attempts reset; the event processor (csops up, csops api, or csops process "
+        "beside `csops api --no-processing`) takes it up",
         "ok-1: not a failed event: it was processed",
         "nope: no event has this id"]
     assert main(["event", "retry", "bad-1"]) == 1

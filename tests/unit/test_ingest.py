@@ -323,6 +323,37 @@ async def test_the_run_loop_processes_what_ingest_accepts(rig: Rig) -> None:
     assert [d.run_id for d in rig.starts] == ["pb:risk:acme:once"]
 
 
+async def test_stop_ends_the_run_loop_after_its_round_with_nothing_left_claimed(rig: Rig) -> None:
+    rig.add(playbook("risk", "health_drop: {below: 50}"))
+    ingest = rig.ingestor()
+
+    async def start_then_stop(pb: Playbook, decision: Decision) -> tuple[str, str]:
+        ingest.stop()  # SIGTERM in the middle of a round: the round goes to its end, its events marked
+        return await rig.start(pb, decision)
+
+    ingest.start = start_then_stop
+    loop = asyncio.create_task(ingest.run(poll=60))
+    await ingest.ingest([ev("h1", "health.updated", {"score": 40}), ev("u1", "email.replied")])
+    async with asyncio.timeout(10):
+        await loop
+    assert [d.run_id for d in rig.starts] == ["pb:risk:acme:once"]
+    assert await rig.store.pending_count() == 0  # nothing left claimed to wait out a lease
+    await ingest.ingest([ev("u2", "email.replied")])
+    assert await rig.store.pending_count() == 1  # and nothing processes after the stop
+
+
+async def test_data_that_is_not_json_or_a_time_past_year_9999_is_refused_alone(rig: Rig) -> None:
+    bad = [ev("n1", "email.replied", {"x": {1, 2}}),
+           {**ev("y1", "email.replied"), "occurred_at": "9999-12-31T23:00:00-05:00"}]
+    answers = await rig.ingestor().ingest([ev("ok1", "email.replied"), *bad, ev("ok2", "email.replied")])
+    assert [(a.id, a.status) for a in answers] == [("ok1", "accepted"), ("n1", "rejected"), ("y1", "rejected"),
+                                                   ("ok2", "accepted")]
+    assert "must be JSON" in answers[1].errors[0]
+    assert answers[2].errors == ("occurred_at: is outside the years 1 to 9999 once converted to UTC "
+                                 "('9999-12-31T23:00:00-05:00'); send a real date-time",)
+    assert await rig.store.pending_count() == 2
+
+
 # --- routing to running runs -----------------------------------------------------------------------
 
 async def test_an_event_reaches_the_accounts_running_runs_and_a_gone_run_is_marked_ended(rig: Rig) -> None:

@@ -1,0 +1,110 @@
+"""``csops process``: an event processor on its own, for the API processes that run with ``--no-processing``.
+
+The store's events table is the queue: ``csops api`` stores events, a processor claims them (with a
+lease), applies their facts, delivers them to running runs, decides and starts runs, and marks them
+processed (engine/triggers/ingest.py). By default each API process also processes; for high event
+volume the API's CPU goes to taking events in and processing runs here instead (docs/operations.md,
+Sizing). Any number of processors may run on one store: claims keep an event with one of them, and
+the claim of one that was killed lapses after the lease (5 minutes), so another takes its events.
+
+SIGTERM or Ctrl-C stops it: the round in hand is finished (its events marked, no claim left to lapse),
+then the process ends (exit 0, after Ctrl-C 130 as every csops command); past STOP_GRACE processing
+is cancelled all the same (its claims lapse). SIGHUP reloads the
+playbooks, as for the API and the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.config.settings import Settings
+    from engine.triggers.ingest import Ingestor
+
+__all__ = ["STOP_GRACE", "add_parsers", "cmd_process", "process_until"]
+
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+STOP_GRACE = 8.0
+"""Seconds the round in hand gets to finish after SIGTERM before processing is cancelled."""
+POLL = 1.0
+"""Seconds between looks at the queue when nothing woke the processor (the API is another process)."""
+
+
+def add_parsers(sub: Any) -> None:
+    """Register ``csops process``."""
+    p = sub.add_parser("process", help="process queued events (for API processes run with --no-processing)",
+                       description="Claim the events the API processes stored and process them: facts, delivery "
+                                   "to running runs, trigger decisions and run starts. Run one or more beside "
+                                   "`csops api --no-processing`; SIGTERM stops it after the round in hand.")
+    p.add_argument("--poll", type=float, default=POLL,
+                   help=f"seconds between looks at an empty queue (default {POLL:g})")
+    p.set_defaults(runs_handler=cmd_process)
+
+
+async def process_until(ingestor: Ingestor, stop: asyncio.Event, *, poll: float = POLL) -> None:
+    """Process queued events until ``stop`` is set; then finish the round in hand (at most STOP_GRACE s)."""
+    task = asyncio.create_task(ingestor.run(poll=poll))
+    waiting = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    ingestor.stop()
+    try:
+        await asyncio.wait_for(task, STOP_GRACE)
+    except TimeoutError:  # a call stuck on a locked store: its claims lapse and another processor takes them
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def cmd_process(args: Any) -> int:
+    """``csops process``: until SIGTERM or Ctrl-C."""
+    from engine.cli.common import load_settings
+
+    settings = load_settings("process")
+    if settings is None:
+        return EXIT_USAGE
+    if not args.poll > 0:
+        print(f"csops process: --poll {args.poll} must be more than 0 seconds", file=sys.stderr)
+        return EXIT_USAGE
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(_serve(settings, args.poll))
+    finally:
+        loop.close()
+
+
+async def _serve(settings: Settings, poll: float) -> int:
+    from engine.root import Root, reload_on_hangup
+    from engine.wiring import BuildError
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    got: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        got.append(sig)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    async with Root(settings) as root:
+        try:
+            ingestor = await root.ingestor()
+        except BuildError as exc:
+            print(f"csops process: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        reload_on_hangup(root.playbooks)
+        print(f"csops process: processing events of {_where(settings.database_url)}", flush=True)
+        await process_until(ingestor, stop, poll=poll)
+        print("csops process: stopped", flush=True)
+    return EXIT_INTERRUPTED if got[:1] == [signal.SIGINT] else EXIT_OK
+
+
+def _where(url: str) -> str:
+    """The store's URL without a password (it is printed)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
