@@ -203,7 +203,7 @@ class Database:
         except DBAPIError:
             # Another process created the same tables between the existence check and CREATE.
             metadata.create_all(self.engine)
-        add_missing_columns(self.engine, metadata)
+        upgrade_tables(self.engine, metadata)
 
     def call(self, work: Callable[[Session], T], *, engine: Engine | None = None) -> T:
         """Run ``work`` with a fresh session on this thread; ``work`` commits what it writes.
@@ -241,10 +241,11 @@ class Database:
         self.read_engine.dispose()
 
 
-def add_missing_columns(engine: Engine, metadata: MetaData) -> None:
-    """Give tables made by an older csops the columns and indexes added since (``create_all`` makes
+def upgrade_tables(engine: Engine, metadata: MetaData) -> None:
+    """Give tables made by an older csops the columns and plain indexes added since (``create_all`` makes
     missing tables only). Another process may add one at the same moment: then our DDL fails, and it is
-    there all the same. New columns must be nullable or have a server default."""
+    there all the same. New columns must be nullable or have a server default. A unique index is left
+    out: the rows already there may break it, which is a migration's to resolve, not a start's."""
     found = inspect(engine)
     for table in metadata.sorted_tables:
         if not found.has_table(table.name):
@@ -255,7 +256,7 @@ def add_missing_columns(engine: Engine, metadata: MetaData) -> None:
                                        f"{CreateColumn(c).compile(dialect=engine.dialect)}"))
             for c in table.columns if c.name not in columns]
         missing += [(str(i.name), functools.partial(i.create, engine, checkfirst=True))
-                    for i in table.indexes if i.name not in indexes]
+                    for i in table.indexes if i.name not in indexes and not i.unique]
         for name, make in missing:
             try:
                 make()
