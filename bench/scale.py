@@ -20,7 +20,8 @@ database of its own and drops it at the end. Phases, each timed:
 4. matcher: ``engine.triggers.matcher.decide`` for ``--decisions`` events (default 200,000) over the shipped
    playbooks; p50/p99 per event.
 
-``--small``: 20,000 accounts, 600 events, 20 runs, 20,000 decisions (a quick check). Every phase
+``--small``: 20,000 accounts, 600 events, 20 runs, 20,000 decisions (a quick check); ``--scan-only``:
+phases 1 and 2 alone (the JSON then has no matcher or ingest figures). Every phase
 stops by itself (deadlines); the last line is JSON with ``scan_seconds``, ``scan_ratio``, ``duplicates``.
 """
 
@@ -301,6 +302,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=5000)
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--decisions", type=int, default=200_000)
+    ap.add_argument("--scan-only", action="store_true", help="build and scan only (no matcher, no ingest)")
     ap.add_argument("--scan-child", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.scan_child:
@@ -323,11 +325,12 @@ def main() -> None:
         out["scan_ratio"] = round(out["sql_seconds"] / out["scan_seconds"], 4)
         print(f"scan: {out['scan_seconds']} s, sql {out['sql_seconds']} s, {out['found']} found, "
               f"peak RSS {out['scan_peak_rss_mb']} MB", flush=True)
-        out.update(matcher(args.decisions))
-        print(f"matcher: p50 {out['matcher_p50_us']} us, p99 {out['matcher_p99_us']} us", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            out.update(asyncio.run(ingest(url, args.events, args.runs, Path(tmp))))
-        out["duplicates"] = out["events_stored_twice"] + out["runs_started_twice"]
+        if not args.scan_only:
+            out.update(matcher(args.decisions))
+            print(f"matcher: p50 {out['matcher_p50_us']} us, p99 {out['matcher_p99_us']} us", flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                out.update(asyncio.run(ingest(url, args.events, args.runs, Path(tmp))))
+            out["duplicates"] = out["events_stored_twice"] + out["runs_started_twice"]
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -7,14 +7,13 @@ constraint, so a retried activity finds the record its first attempt made.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, func, literal_column, or_, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -33,6 +32,7 @@ from connectors.sqlcrm_models import (
     json_value,
     read_users,
 )
+from connectors.sqlcrm_pages import CUSTOM_FIELD, accounts_of, accounts_query
 
 __all__ = ["DEFAULT_URL", "SQLCRM", "NoteRecord"]
 
@@ -40,12 +40,9 @@ DEFAULT_URL = "sqlite:///.csops/crm.db"
 PRIORITIES = ("low", "normal", "high")
 STATUSES = ("open", "completed", "closed", "cancelled")
 _TEXT, _INT, _DATE = fields.TEXT, fields.INT, fields.DATE
-NARROW_DAYS = 8
-"""Days of renewal dates (over all ranges) up to which a page is found through the date index."""
 # What update_account writes: the standard fields (``owner`` is the playbook spelling of owner_id).
 UPDATABLE = frozenset((*_TEXT, *_INT, *_DATE, "arr", "owner", "owner_id"))
 Keyed = TypeVar("Keyed", TaskRow, NoteRow)
-_CUSTOM = re.compile(r"fields\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,8 +78,8 @@ class SQLCRM:
     async def get_account(self, account_id: str) -> Account | None:
         """The account, or None when there is none with this id."""
         def work(s: Session) -> Account | None:
-            row = s.connection().execute(_ACCOUNT, {"account_id": account_id}).first()
-            return _account(row) if row else None
+            found = accounts_of(s.connection().execute(_ACCOUNT, {"account_id": account_id}))
+            return found[0] if found else None
         return await self.db.read(work)
 
     async def list_contacts(self, account_id: str) -> list[Contact]:
@@ -143,7 +140,7 @@ class SQLCRM:
                 raise PermanentError(f"account {account_id} does not exist")
             custom = dict(row.fields)
             for name, value in changes.items():
-                if m := _CUSTOM.fullmatch(name):
+                if m := CUSTOM_FIELD.fullmatch(name):
                     custom[m.group(1)] = json_value(name, value)
                 elif name in ("owner", "owner_id"):
                     row.owner_id = _owner(s, value)
@@ -201,26 +198,8 @@ class SQLCRM:
         Raises:
             ValueError: a date field is neither a standard date field nor ``fields.NAME``.
         """
-        cols = [getattr(AccountRow, c.key) for c in AccountRow.__table__.columns if c.key not in skip]
-        # A narrow window on the indexed renewal date (a day's scan) is ordered by an expression of the
-        # id (the same order): PostgreSQL then reads the window's candidates through the date index and
-        # sorts them, where ORDER BY id made it walk the primary key through every account to fill a
-        # page (200 ms a page over a million accounts). Each page reads the window's candidates again,
-        # so a wide window (a long catch-up) or an unindexed field keeps ORDER BY id: many candidates
-        # a page then come from a short walk.
-        narrow = bool(dates) and all(name == "renewal_date" for name, _, _ in dates) and sum(
-            (last - first).days + 1 for _, first, last in dates) <= NARROW_DAYS
-        order = AccountRow.id.concat(literal_column("''")) if narrow else AccountRow.id
-        query = select(*cols).order_by(order).limit(limit)
-        if after is not None:
-            query = query.where(AccountRow.id > after)
-        if dates:
-            query = query.where(or_(*(_date_between(name, first, last) for name, first, last in dates)))
-        if segments:
-            query = query.where(AccountRow.segment.in_(list(segments)))
-        if lifecycle_stages:
-            query = query.where(AccountRow.lifecycle_stage.in_(list(lifecycle_stages)))
-        return await self.db.read(lambda s: [_account(r) for r in s.execute(query)])
+        query = accounts_query(after, limit, dates=dates, segments=segments, stages=lifecycle_stages, skip=skip)
+        return await self.db.read(lambda s: accounts_of(s.execute(query)))
 
     async def account_views(self, accounts: Sequence[Account]) -> dict[str, AccountView]:
         """The views of a page of accounts already read (``list_accounts``): their contacts and users in
@@ -320,25 +299,6 @@ _OWNER, _MANAGER = aliased(UserRow), aliased(UserRow)
 # runs before every step of every run. Two queries (this and the contacts), not four.
 _VIEW = (select(AccountRow, _OWNER, _MANAGER).outerjoin(_OWNER, _OWNER.id == AccountRow.owner_id)
          .outerjoin(_MANAGER, _MANAGER.id == _OWNER.manager_id))
-
-
-def _date_between(name: str, first: date, last: date) -> Any:
-    """SQL: the date field ``name`` lies in [first, last] (custom fields hold ISO text, maybe with a time)."""
-    if name in _DATE:
-        return getattr(AccountRow, name).between(first, last)
-    if m := _CUSTOM.fullmatch(name):
-        # ISO text sorts like the dates; "< the day after" also keeps a date-time on the last day.
-        text = AccountRow.fields[m.group(1)].as_string()
-        return and_(text >= first.isoformat(), text < (last + timedelta(days=1)).isoformat())
-    raise ValueError(f"{name!r} is not a date field of the account; use renewal_date, contract_start or fields.NAME")
-
-
-def _account(r: Any) -> Account:
-    return Account(id=r.id, name=r.name, segment=r.segment, lifecycle_stage=r.lifecycle_stage, owner_id=r.owner_id,
-                   arr=r.arr, renewal_date=r.renewal_date, contract_start=r.contract_start,
-                   renewal_status=r.renewal_status, health_score=r.health_score, health_band=r.health_band,
-                   previous_health_score=r.previous_health_score, usage=dict(getattr(r, "usage", None) or {}),
-                   fields=dict(getattr(r, "fields", None) or {}))  # not read when skipped: JSON costs most
 
 
 def _contacts(s: Session, account_id: str) -> list[Contact]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Engine,
     Float,
     ForeignKey,
+    Index,
     MetaData,
     String,
     Text,
@@ -61,13 +63,16 @@ class AccountRow(Base):
     """``accounts``: every field of ``connectors.base.Account``."""
 
     __tablename__ = "accounts"
+    # The daily scan reads a day's accounts in id order, a page at a time: (date, id) hands each page
+    # exactly its own rows, where an index of the date alone made every page read and sort the whole day.
+    __table_args__ = (Index("ix_accounts_renewal_date_id", "renewal_date", "id"),)
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     name: Mapped[str] = mapped_column(String(500))
     segment: Mapped[str] = mapped_column(String(100), default="")
     lifecycle_stage: Mapped[str] = mapped_column(String(100), default="")
     owner_id: Mapped[str | None] = mapped_column(String(255), index=True)
     arr: Mapped[float] = mapped_column(Float, default=0.0)
-    renewal_date: Mapped[date | None] = mapped_column(Date, index=True)  # the daily scan filters on it
+    renewal_date: Mapped[date | None] = mapped_column(Date)
     contract_start: Mapped[date | None] = mapped_column(Date)
     renewal_status: Mapped[str] = mapped_column(String(100), default="")
     health_score: Mapped[int | None]
@@ -198,7 +203,7 @@ class Database:
         except DBAPIError:
             # Another process created the same tables between the existence check and CREATE.
             metadata.create_all(self.engine)
-        add_missing_columns(self.engine, metadata)
+        upgrade_tables(self.engine, metadata)
 
     def call(self, work: Callable[[Session], T], *, engine: Engine | None = None) -> T:
         """Run ``work`` with a fresh session on this thread; ``work`` commits what it writes.
@@ -236,23 +241,39 @@ class Database:
         self.read_engine.dispose()
 
 
-def add_missing_columns(engine: Engine, metadata: MetaData) -> None:
-    """Give tables made by an older csops the columns added since (``create_all`` makes missing
-    tables only). Another process may add them at the same moment: then our ALTER fails, and the
-    columns are there all the same. New columns must be nullable or have a server default."""
+def upgrade_tables(engine: Engine, metadata: MetaData) -> None:
+    """Give tables made by an older csops the columns and plain indexes added since (``create_all`` makes
+    missing tables only). Another process may add one at the same moment: then our DDL fails, and it is
+    there all the same. New columns must be nullable or have a server default. A unique index is left
+    out: the rows already there may break it, which is a migration's to resolve, not a start's."""
     found = inspect(engine)
     for table in metadata.sorted_tables:
         if not found.has_table(table.name):
             continue
-        have = {c["name"] for c in found.get_columns(table.name)}
-        for column in (c for c in table.columns if c.name not in have):
-            ddl = CreateColumn(column).compile(dialect=engine.dialect)
+        columns, indexes = _names(engine, table.name)
+        missing: list[tuple[str, Callable[[], object]]] = [
+            (c.name, functools.partial(_execute, engine, f"ALTER TABLE {table.name} ADD COLUMN "
+                                       f"{CreateColumn(c).compile(dialect=engine.dialect)}"))
+            for c in table.columns if c.name not in columns]
+        missing += [(str(i.name), functools.partial(i.create, engine, checkfirst=True))
+                    for i in table.indexes if i.name not in indexes and not i.unique]
+        for name, make in missing:
             try:
-                with engine.begin() as conn:
-                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+                make()
             except DBAPIError:
-                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                if name not in set().union(*_names(engine, table.name)):
                     raise
+
+
+def _names(engine: Engine, table: str) -> tuple[set[str], set[str]]:
+    """The names of a table's columns and of its indexes, as the database has them now."""
+    found = inspect(engine)
+    return {c["name"] for c in found.get_columns(table)}, {str(i["name"]) for i in found.get_indexes(table)}
+
+
+def _execute(engine: Engine, ddl: str) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(ddl)
 
 
 def sqlite_engine(url: str, timeout: float = 30.0, *, immediate: bool = True) -> Engine:

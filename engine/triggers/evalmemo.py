@@ -16,6 +16,7 @@ answers are the same with or without one (tests/unit/test_scan_fast.py checks it
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -36,8 +37,10 @@ _SCALARS = (str, int, float, bool, date, type(None))
 _MISSING = object()
 
 
+@functools.lru_cache(maxsize=2048)
 def paths(src: str) -> tuple[Path, ...] | None:
-    """The name/attribute paths ``src`` reads, when its value depends on nothing else; else None."""
+    """The name/attribute paths ``src`` reads, when its value depends on nothing else; else None.
+    Remembered: every page of a scan asks it of the same few expressions (``unread``), a parse each."""
     try:
         tree = Parser(ENV, src, state="variable").parse_expression()
     except Exception:  # noqa: BLE001 - not ours to report: evaluate() says what is wrong, every time

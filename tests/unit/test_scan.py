@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect, text
 
 from connectors.base import Account, Contact, User
 from connectors.sqlcrm import SQLCRM
@@ -231,6 +232,44 @@ async def test_pages_are_read_in_id_order_and_filtered(parts: tuple[SQLCRM, Stor
                                        today=date(2026, 2, 3), now=NOW, calendar=Calendar())
     assert [(f.decision.account_id, f.decision.reason) for f in found] == [("p2", "started")]  # p1 is smb
     assert candidates == 1
+
+
+async def test_a_day_by_day_page_holds_exactly_the_next_ids_of_the_window(parts: tuple[SQLCRM, Store]) -> None:
+    crm, _ = parts
+    # Many accounts a day (ties on the date, ids interleaved over the days), more than a page, two ranges.
+    first = date(2026, 6, 1)
+    for i in range(40):
+        segment = "smb" if i % 5 == 0 else "strategic"
+        add(crm, f"w{(i * 17) % 40:02d}", renewal=first + timedelta(days=i % 6), segment=segment)
+    ranges = [("renewal_date", first, first + timedelta(days=1)), ("renewal_date", first + timedelta(days=4),
+                                                                   first + timedelta(days=4))]
+    every = await crm.list_accounts(None, 100)
+    want = sorted(a.id for a in every if a.segment == "strategic" and a.renewal_date is not None
+                  and any(lo <= a.renewal_date <= hi for _, lo, hi in ranges))
+    assert len(want) > 3 * 4
+    seen, after = [], None
+    while page := await crm.list_accounts(after, 4, dates=ranges, segments=["strategic"]):
+        seen.append([a.id for a in page])
+        after = page[-1].id
+    assert seen == [want[i:i + 4] for i in range(0, len(want), 4)]
+    assert await crm.list_accounts(None, 4, dates=[("renewal_date", first, first - timedelta(days=1))]) == []
+
+
+async def test_an_older_database_gets_the_scan_index_but_no_unique_one(db_url: str) -> None:
+    SQLCRM(db_url).close()
+    Store(db_url).close()
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP INDEX ix_accounts_renewal_date_id"))
+            conn.execute(text("DROP INDEX ux_runs_execution"))  # the rows there might not hold it
+        for _ in range(2):  # made once, then found
+            SQLCRM(db_url).close()
+            Store(db_url).close()
+            assert "ix_accounts_renewal_date_id" in {i["name"] for i in inspect(engine).get_indexes("accounts")}
+            assert "ux_runs_execution" not in {i["name"] for i in inspect(engine).get_indexes("runs")}
+    finally:
+        engine.dispose()
 
 
 async def test_a_tick_goes_to_every_account_in_the_audience_once(parts: tuple[SQLCRM, Store]) -> None:

@@ -1,0 +1,94 @@
+"""How the built-in CRM pages through its accounts for the daily scan and schedule ticks (``SQLCRM.list_accounts``).
+
+A day's scan reads the accounts renewing on a few days: each page is the next ids of those days, read
+from the (renewal_date, id) index day by day and merged by id, so a page reads about its own rows.
+ORDER BY id over all the days made PostgreSQL walk the primary key through every account (200 ms a
+page over a million), and ordering the date index's rows by id made every page read and sort all
+the window's candidates again. Other filters (another date field, a long catch-up, none) walk the ids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import and_, false, or_, select, union_all
+
+from connectors import fields
+from connectors.base import Account
+from connectors.sqlcrm_models import AccountRow
+
+NARROW_DAYS = 8
+"""Days of renewal dates (over all ranges) up to which a page is read day by day."""
+CUSTOM_FIELD = re.compile(r"fields\.([A-Za-z_][A-Za-z0-9_]*)")
+"""A custom field's name in a playbook (``fields.NAME``)."""
+
+
+def accounts_query(after: str | None, limit: int, *, dates: Sequence[tuple[str, date, date]],
+                   segments: Sequence[str], stages: Sequence[str], skip: Collection[str]) -> Any:
+    """SQL for ``SQLCRM.list_accounts``: the next ``limit`` accounts in id order after ``after``.
+
+    Raises:
+        ValueError: a date field is neither a standard date field nor ``fields.NAME``.
+    """
+    cols = [getattr(AccountRow, c.key) for c in AccountRow.__table__.columns if c.key not in skip]
+    query = select(*cols)
+    if after is not None:
+        query = query.where(AccountRow.id > after)
+    if segments:
+        query = query.where(AccountRow.segment.in_(list(segments)))
+    if stages:
+        query = query.where(AccountRow.lifecycle_stage.in_(list(stages)))
+    days = renewal_days(dates)
+    if days is not None:
+        return day_by_day(query, days, limit)
+    if dates:
+        query = query.where(or_(*(date_between(name, first, last) for name, first, last in dates)))
+    return query.order_by(AccountRow.id).limit(limit)
+
+
+def accounts_of(result: Any) -> list[Account]:
+    """The rows of ``result`` (columns of ``accounts``, named as Account's fields) as accounts. Plain dicts:
+    a Row answered getattr for a skipped JSON column by raising and catching an error, a third of a page."""
+    keys = list(result.keys())
+    out = []
+    for values in result:
+        row = dict(zip(keys, values, strict=True))
+        row["usage"], row["fields"] = dict(row.get("usage") or {}), dict(row.get("fields") or {})
+        out.append(Account(**row))
+    return out
+
+
+def renewal_days(dates: Sequence[tuple[str, date, date]]) -> list[date] | None:
+    """The renewal dates of a narrow window (a day's scan), or None to walk the ids (another field, or a
+    long catch-up: many candidates a page then come from a short walk of the primary key)."""
+    if not dates or any(name != "renewal_date" for name, _, _ in dates):
+        return None
+    if sum((last - first).days + 1 for _, first, last in dates) > NARROW_DAYS:
+        return None
+    return sorted({first + timedelta(days=i) for _, first, last in dates for i in range((last - first).days + 1)})
+
+
+def day_by_day(query: Any, days: Sequence[date], limit: int) -> Any:
+    """``query``'s next ``limit`` accounts in id order among those renewing on one of ``days``: a branch
+    per day in id order (the index hands it from the cursor on), merged by id (PostgreSQL's Merge Append
+    pulls from each branch only what the page takes)."""
+    if not days:
+        return query.where(false()).limit(limit)
+    branches = [select(query.where(AccountRow.renewal_date == day).order_by(AccountRow.id).limit(limit).subquery())
+                for day in days]
+    merged = (branches[0] if len(branches) == 1 else union_all(*branches)).subquery()
+    return select(merged).order_by(merged.c.id).limit(limit)
+
+
+def date_between(name: str, first: date, last: date) -> Any:
+    """SQL: the date field ``name`` lies in [first, last] (custom fields hold ISO text, maybe with a time)."""
+    if name in fields.DATE:
+        return getattr(AccountRow, name).between(first, last)
+    if m := CUSTOM_FIELD.fullmatch(name):
+        # ISO text sorts like the dates; "< the day after" also keeps a date-time on the last day.
+        text = AccountRow.fields[m.group(1)].as_string()
+        return and_(text >= first.isoformat(), text < (last + timedelta(days=1)).isoformat())
+    raise ValueError(f"{name!r} is not a date field of the account; use renewal_date, contract_start or fields.NAME")
