@@ -341,6 +341,8 @@ def run() -> None:
         status = main()
     except KeyboardInterrupt:
         status = 130
+    except BrokenPipeError:  # the reader went away (csops runs | head): it took what it wanted; no error line
+        status = 141  # 128 + SIGPIPE, what a shell reports for a command a pipe's reader left
     except Exception as exc:  # noqa: BLE001 - a bug of ours is reported in one line, not a traceback
         print(f"csops: internal error: {exc!r} (please report it)", file=sys.stderr)
         status = 3

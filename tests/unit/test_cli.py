@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -217,3 +218,18 @@ def test_csops_start_records_the_login_name_without_by_and_cli_without_one(monke
 
     monkeypatch.setattr(getpass, "getuser", nobody)
     assert started_by() == "cli"
+
+
+def test_a_reader_that_leaves_the_pipe_gets_no_error_line(tmp_path: Path) -> None:
+    # `csops validate folder | head -1`: the reader closes the pipe while csops still writes; csops ends
+    # quietly with 141 (128 + SIGPIPE) instead of "internal error: BrokenPipeError".
+    for i in range(400):
+        _write(tmp_path, f"p{i}.yaml", BAD.replace("playbook: ok", f"playbook: p{i}"))
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "engine.cli", "validate", str(tmp_path)], cwd=ROOT, stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.stderr == "" and done.returncode == 141
