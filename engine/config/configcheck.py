@@ -11,7 +11,6 @@ read as one). Messages never repeat a secret's value.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -25,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from engine.language.problems import Problem, make, problem_at
-from engine.language.schemafiles import schema_file
+from engine.language.schemafiles import parsed_schema, schema_file
 from engine.language.structure import Hook, Walker, describe, walk_top_level
 from engine.language.yamlpos import Document, Path
 
@@ -56,12 +55,9 @@ def hide_password(url: str) -> str:
         return "(not a database URL)"
 
 
-@cache
 def config_schema() -> dict[str, Any]:
     """The config schema, parsed once per process."""
-    with SCHEMA_FILE.open(encoding="utf-8") as fh:
-        schema: dict[str, Any] = json.load(fh)
-    return schema
+    return parsed_schema("config.schema.json")
 
 
 @cache

@@ -12,20 +12,18 @@ party resolves against the model is engine.language.coverage_resolve; ``check_pa
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from engine.language.parties import parse_party
-from engine.language.problems import CATALOGUE, Problem, file_problem, problem_at
-from engine.language.schemafiles import schema_file
+from engine.language.problems import CATALOGUE, Problem, problem_at
+from engine.language.schemafiles import parsed_schema, schema_file
 from engine.language.structure import Hook, Walker, describe, label, walk_top_level
-from engine.language.yamlpos import Document, Path, load, read
+from engine.language.yamlpos import Document, Path, load, read_checked
 
 if TYPE_CHECKING:
     pass
@@ -151,13 +149,8 @@ class Coverage:
 
 def load_coverage(path: str | os.PathLike[str]) -> tuple[Coverage | None, list[Problem]]:
     """Read and check a coverage file: the model (None when there is any problem) and every problem."""
-    name = os.fspath(path)
-    try:
-        doc = read(name)
-    except OSError as exc:
-        return None, [file_problem(name, "coverage-file", f"cannot read the coverage file: {exc.strerror or exc}",
-                                   "check the path; without a coverage file owners come from the CRM")]
-    return check_coverage(doc)
+    return read_checked(path, check_coverage, rule="coverage-file", what="the coverage file",
+                        hint="check the path; without a coverage file owners come from the CRM")
 
 
 def parse_coverage(text: str, path: str = "coverage.yaml") -> tuple[Coverage | None, list[Problem]]:
@@ -190,12 +183,9 @@ def check_coverage(doc: Document) -> tuple[Coverage | None, list[Problem]]:
     return _typed(doc.path, data), []
 
 
-@cache
 def coverage_schema() -> dict[str, Any]:
     """The coverage schema, parsed once per process."""
-    with SCHEMA_FILE.open(encoding="utf-8") as fh:
-        schema: dict[str, Any] = json.load(fh)
-    return schema
+    return parsed_schema("coverage.schema.json")
 
 
 def _report(walker: Walker, p: Path, rule: str, message: str, hint: str = "") -> None:

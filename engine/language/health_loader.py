@@ -10,10 +10,8 @@ overrides naming measures the model has.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-from functools import cache
 from typing import Any
 
 from engine.language.health_checks import cross_checks
@@ -30,10 +28,10 @@ from engine.language.health_model import (
     Source,
     Threshold,
 )
-from engine.language.problems import Problem, file_problem, problem_at
-from engine.language.schemafiles import schema_file
+from engine.language.problems import Problem, problem_at
+from engine.language.schemafiles import parsed_schema, schema_file
 from engine.language.structure import Hook, Walker, describe, walk_top_level
-from engine.language.yamlpos import Document, Path, load, read
+from engine.language.yamlpos import Document, Path, load, read_checked
 
 __all__ = ["HEALTH_NAMES", "SCHEMA_FILE", "check_health", "health_beside", "health_schema",
            "load_health", "parse_health"]
@@ -45,23 +43,15 @@ _FIELD = re.compile(r"^(arr|renewal_date|contract_start|fields\.[A-Za-z_][A-Za-z
 _FIELDS = ("arr", "renewal_date", "contract_start")
 
 
-@cache
 def health_schema() -> dict[str, Any]:
     """The health schema, parsed once per process."""
-    with SCHEMA_FILE.open(encoding="utf-8") as fh:
-        schema: dict[str, Any] = json.load(fh)
-    return schema
+    return parsed_schema("health.schema.json")
 
 
 def load_health(path: str | os.PathLike[str]) -> tuple[HealthModel | None, list[Problem]]:
     """Read and check a health model file: the model (None when there is any problem) and every problem."""
-    name = os.fspath(path)
-    try:
-        doc = read(name)
-    except OSError as exc:
-        return None, [file_problem(name, "health-file", f"cannot read the health model: {exc.strerror or exc}",
-                                   "check the path (csops looks for health.yaml beside the playbooks)")]
-    return check_health(doc)
+    return read_checked(path, check_health, rule="health-file", what="the health model",
+                        hint="check the path (csops looks for health.yaml beside the playbooks)")
 
 
 def parse_health(text: str, path: str = "health.yaml") -> tuple[HealthModel | None, list[Problem]]:

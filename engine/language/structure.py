@@ -11,14 +11,12 @@ the one source of truth for structure.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 from engine.language.problems import Problem, make
-from engine.language.schemafiles import schema_file
+from engine.language.schemafiles import parsed_schema, schema_file
 from engine.language.yamlpos import Document, Path
 
 SCHEMA_FILE = schema_file("playbook.schema.json")
@@ -40,12 +38,9 @@ _PATTERN_RULES = {"id": "id-format", "name": "id-format"}
 _PATTERN_WORDS = {"id": "is not a valid id", "name": "is not a valid name"}
 
 
-@cache
 def load_schema() -> dict[str, Any]:
     """The playbook schema, parsed once per process."""
-    with SCHEMA_FILE.open(encoding="utf-8") as fh:
-        schema: dict[str, Any] = json.load(fh)
-    return schema
+    return parsed_schema("playbook.schema.json")
 
 
 _JSON_TYPES = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string", list: "array",

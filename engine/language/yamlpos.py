@@ -9,13 +9,17 @@ stays plain JSON-like values that a JSON Schema validator accepts unchanged.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
-from engine.language.problems import Problem, make
+from engine.language.problems import Problem, file_problem, make
+
+T = TypeVar("T")
 
 Path = tuple[str | int, ...]
 
@@ -161,6 +165,17 @@ def load(text: str, path: str) -> Document:
         doc.problems.append(make(path, (0, 0), "yaml-syntax", str(exc),
                                  "a playbook is far smaller; check for aliases (*name) that repeat large parts"))
     return doc
+
+
+def read_checked(path: str | os.PathLike[str], check: Callable[[Document], tuple[T | None, list[Problem]]], *,
+                 rule: str, what: str, hint: str) -> tuple[T | None, list[Problem]]:
+    """Read a file and ``check`` it; a file that cannot be read is one ``rule`` problem ("cannot read ``what``")."""
+    name = os.fspath(path)
+    try:
+        doc = read(name)
+    except OSError as exc:
+        return None, [file_problem(name, rule, f"cannot read {what}: {exc.strerror or exc}", hint)]
+    return check(doc)
 
 
 def read(path: str) -> Document:
