@@ -3,11 +3,11 @@
 A caller that wants "any csops error, shown as one clear line" catches ``CsopsError``. Errors say
 what went wrong in the engine's words, never as an HTTP status: the API maps them to statuses at
 its boundary only (engine/api/api_errors.py: ``Refusal`` and ``BodyError``; the routes map the
-others they catch), the CLI to exit codes. A function the CLI shares with the API (engine/api/api_runs.py,
-engine/api/api_body.py) raises these, never the API's own ``ApiError``. Errors that also read as a
-``ValueError`` (a bad value in user input) keep that base too, so existing ``except ValueError``
-callers keep working. The tree (module where each is defined; tests/unit/test_errors.py checks it
-against the code)::
+others they catch), the CLI to exit codes. A function the CLI shares with the API
+(engine/runtime/runcontrol.py, engine/triggers/explainaccount.py, engine/api/api_body.py) raises
+these, never the API's own ``ApiError``. Errors that also read as a ``ValueError`` (a bad value in
+user input) keep that base too, so existing ``except ValueError`` callers keep working. The tree
+(module where each is defined; tests/unit/test_errors.py checks it against the code)::
 
     CsopsError                    engine.errors
     ├── TemporaryOutage           engine.errors                (Temporal unreachable: retry, never give up)
