@@ -35,7 +35,7 @@ user input) keep that base too, so existing ``except ValueError`` callers keep w
     ├── BodyError                 engine.api.api_body          (a JSON body; the API maps its code to 400/413/415/422)
     ├── ApiError                  engine.api.deps              (an HTTP answer: raised by routes only)
     ├── UpError                   engine.cli.up                (csops up)
-    ├── Refused                   engine.sources.base          (a webhook delivery; only its route raises it)
+    ├── Refused                   engine.sources.base          (a webhook delivery turned down; the API maps its code)
     ├── UnknownTask               engine.reports.inbox         (also LookupError)
     ├── TaskClosed                engine.reports.inbox         (also ValueError)
     ├── BacktestError             engine.health.backtest

@@ -21,13 +21,16 @@ from connectors.base import Account
 from connectors.sqlcrm import SQLCRM
 from engine import errors
 from engine.api.api_body import BODY_CODES, BodyError, parse_json
-from engine.api.api_errors import BODY_STATUS
+from engine.api.api_errors import BODY_STATUS, SOURCE_STATUS
 from engine.api.app import create_app
 from engine.api.deps import ApiError
 from engine.cli.main import main
+from engine.config.sourceconfig import SourceConfig
 from engine.errors import Conflict, CsopsError, NotFound, Unavailable
 from engine.language.context import Calendar
 from engine.runtime.runcontrol import TemporalWorkflows, cancel_run
+from engine.sources.base import REFUSED_CODES, Delivery, Refused
+from engine.sources.registry import VENDORS
 from engine.store.store import Store
 from engine.triggers.explainaccount import explain_account
 from engine.triggers.ingest import Ingestor
@@ -166,6 +169,23 @@ def test_a_body_error_says_what_is_wrong_and_the_api_alone_picks_the_status() ->
         parse_json(b'{"a": 1, "a": 2}')
     assert (caught.value.code, hasattr(caught.value, "status")) == ("duplicate_key", False)
     assert set(BODY_STATUS) == set(BODY_CODES)
+
+
+def test_a_refused_delivery_speaks_the_engines_words_and_the_api_alone_picks_the_status() -> None:
+    unsigned = Delivery(body=b"{}", headers={})
+    with pytest.raises(Refused) as caught:
+        VENDORS["typeform"].verify(SourceConfig(name="forms", kind="typeform", secret=None), unsigned)
+    assert (caught.value.code, hasattr(caught.value, "status")) == ("not_verified", False)
+    assert set(SOURCE_STATUS) == set(REFUSED_CODES)
+    with pytest.raises(ValueError, match="not a code of Refused"):
+        Refused("401", "a status is not a code")
+    raised = []  # every Refused the sources raise says a code, never a status
+    for path in sorted(ROOT.joinpath("engine", "sources").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Refused":
+                first = node.args[0]
+                raised.append(first.value if isinstance(first, ast.Constant) else ast.dump(first))
+    assert len(raised) > 20 and set(raised) <= set(REFUSED_CODES)
 
 
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
