@@ -3,11 +3,11 @@
 A caller that wants "any csops error, shown as one clear line" catches ``CsopsError``. Errors say
 what went wrong in the engine's words, never as an HTTP status: the API maps them to statuses at
 its boundary only (engine/api/api_errors.py: ``Refusal`` and ``BodyError``; the routes map the
-others they catch), the CLI to exit codes. A function the CLI shares with the API (engine/api/api_runs.py,
-engine/api/api_body.py) raises these, never the API's own ``ApiError``. Errors that also read as a
-``ValueError`` (a bad value in user input) keep that base too, so existing ``except ValueError``
-callers keep working. The tree (module where each is defined; tests/unit/test_errors.py checks it
-against the code)::
+others they catch), the CLI to exit codes. A function the CLI shares with the API
+(engine/runtime/runcontrol.py, engine/triggers/explainaccount.py, engine/api/api_body.py) raises
+these, never the API's own ``ApiError``. Errors that also read as a ``ValueError`` (a bad value in
+user input) keep that base too, so existing ``except ValueError`` callers keep working. The tree
+(module where each is defined; tests/unit/test_errors.py checks it against the code)::
 
     CsopsError                    engine.errors
     ├── TemporaryOutage           engine.errors                (Temporal unreachable: retry, never give up)
@@ -35,7 +35,7 @@ against the code)::
     ├── BodyError                 engine.api.api_body          (a JSON body; the API maps its code to 400/413/415/422)
     ├── ApiError                  engine.api.deps              (an HTTP answer: raised by routes only)
     ├── UpError                   engine.cli.up                (csops up)
-    ├── Refused                   engine.sources.base          (a webhook delivery; only its route raises it)
+    ├── Refused                   engine.sources.base          (a webhook delivery turned down; the API maps its code)
     ├── UnknownTask               engine.reports.inbox         (also LookupError)
     ├── TaskClosed                engine.reports.inbox         (also ValueError)
     ├── BacktestError             engine.health.backtest

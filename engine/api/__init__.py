@@ -2,13 +2,6 @@
 """
 
 from engine.api.api_body import read_body
-from engine.api.api_runs import (
-    TemporalWorkflows,
-    cancel_run,
-    explain_account,
-    refreshed,
-    run_detail,
-)
 from engine.api.app import (
     MAX_BATCH,
     PROCESS_IDLE,
@@ -53,20 +46,15 @@ __all__ = [
     "HealthOut",
     "Ingesting",
     "Suppressor",
-    "TemporalWorkflows",
     "UnsubscribeOut",
     "Unsubscriber",
     "authorised",
-    "cancel_run",
     "create_app",
     "deps",
     "error_response",
     "errors",
     "event_body_schema",
     "event_components",
-    "explain_account",
     "parse_events",
     "read_body",
-    "refreshed",
-    "run_detail",
 ]

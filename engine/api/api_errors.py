@@ -5,7 +5,8 @@ Starlette's plain-text "Internal Server Error":
 
 - a :class:`~engine.errors.Refusal` that a function shared with the CLI raised is answered with its
   subclass's status (:data:`STATUS`: ``NotFound`` 404, ``Conflict`` 409, ``Unavailable`` 503);
-- a :class:`~engine.api.api_body.BodyError` with its code's status (:data:`BODY_STATUS`);
+- a :class:`~engine.api.api_body.BodyError` with its code's status (:data:`BODY_STATUS`), and a
+  refused webhook delivery (``engine.sources.base.Refused``) likewise (:data:`SOURCE_STATUS`, by its route);
 - a store that is locked or unreachable (``RetryableError`` from the database layer: SQLite's
   "database is locked" after the API's short busy timeout, a PostgreSQL lock timeout, a lost
   connection) is **503** ``store_unavailable`` with ``Retry-After``;
@@ -29,7 +30,8 @@ from connectors.base import RetryableError
 from engine.api.api_body import BodyError
 from engine.errors import Conflict, NotFound, Refusal, Unavailable
 
-__all__ = ["BODY_STATUS", "RETRY_AFTER", "STATUS", "JsonErrors", "install", "status_of", "unavailable"]
+__all__ = ["BODY_STATUS", "RETRY_AFTER", "SOURCE_STATUS", "STATUS", "JsonErrors", "install", "status_of",
+           "unavailable"]
 
 log = logging.getLogger("csops.api")
 
@@ -42,6 +44,10 @@ STATUS: dict[type[Refusal], int] = {NotFound: 404, Conflict: 409, Unavailable: 5
 BODY_STATUS = {"malformed_json": 400, "duplicate_key": 400, "body_too_large": 413, "unsupported_media_type": 415,
                "limit_exceeded": 422}
 """The HTTP status of each BodyError code (engine.api.api_body.BODY_CODES)."""
+SOURCE_STATUS = {"not_verified": 401, "bad_signature": 401, "stale_timestamp": 401, "malformed_json": 400,
+                 "not_an_event": 422}
+"""The HTTP status of each code of a refused webhook delivery (engine.sources.base.REFUSED_CODES; the
+sources route, engine/api/api_sources.py, answers them)."""
 
 
 def status_of(exc: Refusal) -> int:

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from engine.api.api_body import read_body
+from engine.api.api_errors import SOURCE_STATUS
 from engine.api.deps import ApiError, deps, errors
 from engine.config.sourceconfig import SourceConfig
 from engine.sources.base import Delivery, Refused
@@ -58,14 +59,15 @@ async def receive(name: str, request: Request) -> JSONResponse:
         try:
             payload = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise Refused(400, "malformed_json", "the body is not valid JSON") from None
+            raise Refused("malformed_json", "the body is not valid JSON") from None
         except RecursionError:  # nested deeper than the parser goes: no vendor sends that
-            raise Refused(400, "malformed_json", "the body's JSON is nested too deeply") from None
+            raise Refused("malformed_json", "the body's JSON is nested too deeply") from None
         mapped = vendor.map(cfg, payload, now)
-    except Refused as exc:
+    except Refused as exc:  # the engine's words become HTTP here
         log.warning("source %s: delivery refused (%s): %s", cfg.name, exc.code, exc.message)
-        headers = {"WWW-Authenticate": f'Signature realm="csops source {cfg.name}"'} if exc.status == 401 else None
-        raise ApiError(exc.status, exc.code, exc.message, headers=headers) from None
+        http = SOURCE_STATUS[exc.code]
+        headers = {"WWW-Authenticate": f'Signature realm="csops source {cfg.name}"'} if http == 401 else None
+        raise ApiError(http, exc.code, exc.message, headers=headers) from None
     if not mapped.events:
         return JSONResponse({"source": cfg.name, "status": "ignored", "reason": mapped.ignored, "events": [],
                              "unknown_accounts": []}, status_code=202)

@@ -89,7 +89,7 @@ class Deps:
     token: str | None
     """The bearer token (None: no auth, ``--insecure-dev`` only)."""
     workflows: Any = None
-    """engine.api.api_runs.Workflows: live status and cancel (None: Temporal not configured)."""
+    """engine.runtime.runcontrol.Workflows: live status and cancel (None: Temporal not configured)."""
     crm: Any = None
     """The CRM explain reads accounts from."""
     playbooks: Callable[[], Mapping[str, Playbook]] = dict

@@ -1,16 +1,16 @@
 """The response and request bodies of the runs, decisions, explain and failed-events routers, and the
-converters from store records to them (engine/api/api_runs.py serves them; csops runs prints them).
+converters from the engine's records to them (engine/api/api_runs.py serves them; csops runs prints them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from engine.runtime.runcontrol import Live, RunDetail
 from engine.store.store_models import AuditRow, DecisionRecord, EventRecord, RunRecord
 
 
@@ -190,8 +190,12 @@ def decision_out(d: DecisionRecord) -> DecisionOut:
     return DecisionOut(**asdict(d))
 
 
-def live_out(status: Mapping[str, Any]) -> LiveOut:
-    """The API shape of the status query's answer."""
-    return LiveOut(current_step=str(status.get("current_step", "")), outcome=str(status.get("outcome", "")),
-                   open_tasks=[str(t) for t in status.get("open_tasks", [])],
-                   steps_done=[str(s) for s in status.get("steps", {})], held=str(status.get("held") or ""))
+def live_out(live: Live) -> LiveOut:
+    """The API shape of a run's live state."""
+    return LiveOut(**asdict(live))
+
+
+def run_detail_out(detail: RunDetail) -> RunDetailOut:
+    """The API shape of a run with its timeline and live state."""
+    return RunDetailOut(run=run_out(detail.run), timeline=[step_out(a) for a in detail.timeline],
+                        live=None if detail.live is None else live_out(detail.live), live_error=detail.live_error)

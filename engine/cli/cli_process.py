@@ -7,10 +7,13 @@ volume the API's CPU goes to taking events in and processing runs here instead (
 Sizing). Any number of processors may run on one store: claims keep an event with one of them, and
 the claim of one that was killed lapses after the lease (5 minutes), so another takes its events.
 
-SIGTERM or Ctrl-C stops it: the round in hand is finished (its events marked, no claim left to lapse),
-then the process ends (exit 0, after Ctrl-C 130 as every csops command); past STOP_GRACE processing
-is cancelled all the same (its claims lapse). SIGHUP reloads the
-playbooks, as for the API and the worker.
+SIGTERM or Ctrl-C stops it: the round in hand is finished (its events marked, no claim left), then the
+process ends with exit 0. A round that takes longer (a call stuck on Temporal, the CRM or a locked
+store) is cancelled after STOP_GRACE, and its events go back to the queue at once, not after the lease
+(engine/triggers/giveback.py). Ctrl-C is as in every csops command (engine/cli/interrupts.py): the
+line "csops process: interrupted" at once, exit 130 within 2 s (the round gets INTERRUPT_ROUND, then
+its claims are given back), and a second Ctrl-C ends it at once (its claims then lapse after the
+lease). SIGHUP reloads the playbooks, as for the API and the worker.
 """
 
 from __future__ import annotations
@@ -19,17 +22,23 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from engine.cli.interrupts import INTERRUPT_GRACE, end_after, end_now, say_interrupted
+from engine.triggers.giveback import RELEASE_WAIT
 
 if TYPE_CHECKING:
     from engine.config.settings import Settings
     from engine.triggers.ingest import Ingestor
 
-__all__ = ["STOP_GRACE", "add_parsers", "cmd_process", "process_until"]
+__all__ = ["INTERRUPT_ROUND", "STOP_GRACE", "add_parsers", "cmd_process", "process_until"]
 
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 STOP_GRACE = 8.0
 """Seconds the round in hand gets to finish after SIGTERM before processing is cancelled."""
+INTERRUPT_ROUND = INTERRUPT_GRACE - RELEASE_WAIT
+"""Seconds it gets after Ctrl-C: with giving its claims back, within every command's INTERRUPT_GRACE."""
 POLL = 1.0
 """Seconds between looks at the queue when nothing woke the processor (the API is another process)."""
 
@@ -45,16 +54,18 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(runs_handler=cmd_process)
 
 
-async def process_until(ingestor: Ingestor, stop: asyncio.Event, *, poll: float = POLL) -> None:
-    """Process queued events until ``stop`` is set; then finish the round in hand (at most STOP_GRACE s)."""
+async def process_until(ingestor: Ingestor, stop: asyncio.Event, *, poll: float = POLL,
+                        grace: Callable[[], float] = lambda: STOP_GRACE) -> None:
+    """Process queued events until ``stop`` is set; then finish the round in hand (at most ``grace()`` s, asked
+    when ``stop`` is set), or else cancel it: its claims are given back (engine/triggers/giveback.py)."""
     task = asyncio.create_task(ingestor.run(poll=poll))
     waiting = asyncio.create_task(stop.wait())
     await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
     waiting.cancel()
     ingestor.stop()
     try:
-        await asyncio.wait_for(task, STOP_GRACE)
-    except TimeoutError:  # a call stuck on a locked store: its claims lapse and another processor takes them
+        await asyncio.wait_for(task, grace())
+    except TimeoutError:  # a call stuck (Temporal, the CRM, a locked store): cancelled, the round's claims go back
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
@@ -85,6 +96,11 @@ async def _serve(settings: Settings, poll: float) -> int:
     got: list[int] = []
 
     def on_signal(sig: int) -> None:
+        if sig == signal.SIGINT:
+            if sig in got:  # a second Ctrl-C: no more waiting
+                end_now()
+            say_interrupted("process")
+            end_after(INTERRUPT_GRACE + RELEASE_WAIT)  # if closing hangs after the round: within 2 s all the same
         got.append(sig)
         stop.set()
 
@@ -98,9 +114,10 @@ async def _serve(settings: Settings, poll: float) -> int:
             return EXIT_USAGE
         reload_on_hangup(root.playbooks)
         print(f"csops process: processing events of {_where(settings.database_url)}", flush=True)
-        await process_until(ingestor, stop, poll=poll)
+        await process_until(ingestor, stop, poll=poll,
+                            grace=lambda: INTERRUPT_ROUND if signal.SIGINT in got else STOP_GRACE)
         print("csops process: stopped", flush=True)
-    return EXIT_INTERRUPTED if got[:1] == [signal.SIGINT] else EXIT_OK
+    return EXIT_INTERRUPTED if signal.SIGINT in got else EXIT_OK
 
 
 def _where(url: str) -> str:

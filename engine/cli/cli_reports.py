@@ -13,11 +13,11 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from engine.cli.reportcommon import emit, settings_or_none, with_root
+from engine.cli.reportcommon import emit, with_root
 from engine.reports.spans import parse_since, parse_span
 from engine.root import Root
 
-__all__ = ["emit", "register", "settings_or_none", "with_root"]
+__all__ = ["emit", "register", "with_root"]
 
 EXIT_OK, EXIT_FAILED = 0, 1
 CONNECT_TIMEOUT = 5.0

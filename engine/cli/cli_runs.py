@@ -21,6 +21,7 @@ from engine.language.textfmt import yellow
 if TYPE_CHECKING:
     from engine.cli.cli_scan import ScanSeen
     from engine.config.settings import Settings
+    from engine.runtime.runcontrol import RunDetail
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SCAN_SECONDS = 3.0
@@ -88,7 +89,7 @@ def _go(work: Callable[[], Awaitable[int]]) -> int:
 
 
 def _workflows(settings: Settings) -> Any:
-    from engine.api.api_runs import TemporalWorkflows
+    from engine.runtime.runcontrol import TemporalWorkflows
     from engine.runtime.starter import connect
 
     return TemporalWorkflows(lambda: connect(settings))
@@ -96,9 +97,10 @@ def _workflows(settings: Settings) -> Any:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """``csops runs [list|show|cancel]``."""
-    from engine.api.api_runs import cancel_run, refreshed, run_detail, run_out
+    from engine.api.runmodels import run_detail_out, run_out
     from engine.cli.cli_scan import status_line
     from engine.errors import Refusal, Unavailable
+    from engine.runtime.runcontrol import cancel_run, refreshed, run_detail
     from engine.store.store import Store
 
     settings = _settings("runs")
@@ -114,7 +116,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 if detail is None:
                     print(f"csops runs show: there is no run {args.run_id!r}; csops runs lists them", file=sys.stderr)
                     return EXIT_FAILED
-                print(detail.model_dump_json(indent=2) if args.format == "json" else _show_text(detail))
+                print(run_detail_out(detail).model_dump_json(indent=2) if args.format == "json"
+                      else _show_text(detail))
                 return EXIT_OK
             if action == "cancel":
                 done = await cancel_run(store, _workflows(settings), args.run_id, args.reason)
@@ -176,7 +179,7 @@ async def _daily_scan(settings: Settings, args: argparse.Namespace) -> tuple[Sca
     return seen, await last_scanned(settings)
 
 
-def _show_text(detail: Any) -> str:
+def _show_text(detail: RunDetail) -> str:
     run = detail.run
     lines = [f"{run.run_id}: {run.status}" + (f" ({run.reason})" if run.reason else ""),
              f"  playbook {run.playbook} ({run.version}), account {run.account_id}, started {run.started_at}",
@@ -208,10 +211,11 @@ def _started_by(trigger: dict[str, Any]) -> str:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """``csops explain --account ID [--playbook P]``."""
-    from engine.api.api_runs import decision_out, explain_account
+    from engine.api.runmodels import decision_out
     from engine.errors import Refusal
     from engine.language.validate import Report, UsageError, validate_paths
     from engine.root import Root
+    from engine.triggers.explainaccount import explain_account
     from engine.wiring import BuildError
 
     settings = _settings("explain")
@@ -310,9 +314,9 @@ async def serve(settings: Settings, host: str, port: int, insecure: bool, *, pro
     """Build the parts, serve the API on ``host:port``, close the parts; ``process``: run the processing loop too."""
     import uvicorn
 
-    from engine.api.api_runs import TemporalWorkflows
     from engine.api.app import create_app
     from engine.root import Root, reload_on_hangup
+    from engine.runtime.runcontrol import TemporalWorkflows
     from engine.wiring import BuildError
 
     root = Root(settings)

@@ -51,18 +51,13 @@ def _who(given: str) -> str:
 def cmd_suppression(args: argparse.Namespace) -> int:
     """Run one ``csops suppression`` action."""
     from connectors.suppression import SuppressionList
-    from engine.config.config import ConfigError
-    from engine.config.settings import Settings
+    from engine.cli.common import load_settings
 
     if args.suppression_action is None:
         print("csops suppression: say list, add, remove or log (csops suppression --help)", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        settings = Settings.load()
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(f"{p.path}:{p.line}:{p.col}: {p.message}", file=sys.stderr)
-        print(f"csops suppression: {exc}", file=sys.stderr)
+    settings = load_settings("suppression", pointers=False)
+    if settings is None:
         return EXIT_USAGE
     suppressions = SuppressionList(settings.database_url)
     try:

@@ -16,8 +16,12 @@ TALKS_TO_TEMPORAL = frozenset({"start", "event send", "event import", "runs"})
 """The commands that say which Temporal they use when it is not the default (stderr)."""
 
 
-def load_settings(command: str, config_file: str = "") -> Settings | None:
-    """Settings from the environment and the config file; None (after saying why) when the file is unusable."""
+def load_settings(command: str, config_file: str = "", *, pointers: bool = True) -> Settings | None:
+    """Settings from the environment and the config file; None (after saying why) when the file is unusable.
+
+    ``pointers``: give each problem's hint and point to ``csops check-config`` (the report, forecast,
+    tasks and suppression commands say the problems and the error only).
+    """
     from engine.config.config import ConfigError
     from engine.config.settings import Settings
 
@@ -25,10 +29,10 @@ def load_settings(command: str, config_file: str = "") -> Settings | None:
         settings = Settings.load(config_file=config_file)
     except ConfigError as exc:
         for p in exc.problems:
-            print(f"{p.path}:{p.line}:{p.col}: {p.message}" + (f" (hint: {p.hint})" if p.hint else ""),
-                  file=sys.stderr)
-        print(f"csops {command}: {exc} (csops check-config says more)" if exc.problems else f"csops {command}: {exc}",
-              file=sys.stderr)
+            hint = f" (hint: {p.hint})" if p.hint and pointers else ""
+            print(f"{p.path}:{p.line}:{p.col}: {p.message}{hint}", file=sys.stderr)
+        more = " (csops check-config says more)" if exc.problems and pointers else ""
+        print(f"csops {command}: {exc}{more}", file=sys.stderr)
         return None
     if command in TALKS_TO_TEMPORAL and settings.temporal_from:
         api = f", API {settings.stack.api_url}" if settings.stack and settings.stack.api_url else ""

@@ -1,5 +1,7 @@
-"""What the report commands share (settings, a root, output), apart from engine/cli/cli_reports.py so that
-the forecast's commands (engine/cli/cli_forecast.py), which cli_reports.py registers, need not import it back.
+"""What the report commands share (a root built from the settings, output), apart from
+engine/cli/cli_reports.py so that the forecast's commands (engine/cli/cli_forecast.py), which
+cli_reports.py registers, need not import it back. The settings are read as every command reads them
+(engine/cli/common.py ``load_settings``), with its plain lines (no hints, no pointer to check-config).
 """
 
 from __future__ import annotations
@@ -10,31 +12,20 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from engine.cli.common import load_settings
 from engine.config.config import ConfigError
-from engine.config.settings import Settings
 from engine.root import Root
 
-__all__ = ["EXIT_USAGE", "emit", "settings_or_none", "with_root"]
+__all__ = ["EXIT_USAGE", "emit", "with_root"]
 
 EXIT_USAGE = 2
-
-
-def settings_or_none(command: str) -> Settings | None:
-    """The settings; None (after saying why on stderr) when the configuration is unusable."""
-    try:
-        return Settings.load()
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(f"{p.path}:{p.line}:{p.col}: {p.message}", file=sys.stderr)
-        print(f"csops {command}: {exc}", file=sys.stderr)
-        return None
 
 
 def with_root(command: str, work: Callable[[Root], Awaitable[int]]) -> int:
     """Run ``work`` with a root built from the settings; configuration and build errors exit 2."""
     from engine.wiring import BuildError
 
-    settings = settings_or_none(command)
+    settings = load_settings(command, pointers=False)
     if settings is None:
         return EXIT_USAGE
 

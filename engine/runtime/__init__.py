@@ -12,6 +12,12 @@ from engine.runtime.runbase import (
     RETRY,
     TIMEOUT,
 )
+from engine.runtime.runcontrol import (
+    TemporalWorkflows,
+    cancel_run,
+    refreshed,
+    run_detail,
+)
 from engine.runtime.runrecord import (
     is_running,
     refresh,
@@ -48,7 +54,9 @@ __all__ = [
     "PlaybookRun",
     "ScanActivities",
     "ScheduleTick",
+    "TemporalWorkflows",
     "begin_run",
+    "cancel_run",
     "connect",
     "ensure_schedule",
     "is_running",
@@ -56,6 +64,8 @@ __all__ = [
     "outage",
     "redacting",
     "refresh",
+    "refreshed",
+    "run_detail",
     "sandbox_runner",
     "start_run",
     "temporal_signaller",

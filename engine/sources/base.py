@@ -20,8 +20,8 @@ from typing import Any
 from engine.config.sourceconfig import SourceConfig
 from engine.errors import CsopsError
 
-__all__ = ["Delivery", "Mapped", "Refused", "Vendor", "account_of", "at_path", "build_event", "digest", "iso", "same",
-           "secret_of", "within"]
+__all__ = ["REFUSED_CODES", "Delivery", "Mapped", "Refused", "Vendor", "account_of", "at_path", "build_event",
+           "digest", "iso", "same", "secret_of", "within"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,12 +38,24 @@ class Delivery:
     """When it arrived."""
 
 
-class Refused(CsopsError):
-    """The delivery is not accepted: ``status`` (401 not verified, 400 not JSON), a code and plain words."""
+REFUSED_CODES = ("not_verified", "bad_signature", "stale_timestamp", "malformed_json", "not_an_event")
+"""What a :class:`Refused` can say: no proof it came from the vendor (no signature or secret, or one that
+cannot be read); a signature or secret that does not match; signed too far from now (a replay); a body
+that is not JSON; JSON that is not the vendor's event."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+
+class Refused(CsopsError):
+    """A delivery that is not taken: ``code`` (one of :data:`REFUSED_CODES`) and ``message`` in plain words.
+
+    It says what is wrong in the engine's words; the API answers each code with its status at its
+    boundary (engine/api/api_errors.py ``SOURCE_STATUS``: not verified 401, not JSON 400, not an event 422).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        if code not in REFUSED_CODES:
+            raise ValueError(f"{code!r} is not a code of Refused ({', '.join(REFUSED_CODES)})")
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.code, self.message = code, message
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +85,7 @@ class Vendor:
 def secret_of(cfg: SourceConfig) -> bytes:
     """The source's secret as bytes (the config check made sure there is one)."""
     if cfg.secret is None:
-        raise Refused(401, "not_verified", f"source {cfg.name} has no secret configured, so nothing it sends "
+        raise Refused("not_verified", f"source {cfg.name} has no secret configured, so nothing it sends "
                       "can be verified; set secret: in csops.yaml")
     return cfg.secret.reveal().encode("utf-8")
 
@@ -93,7 +105,7 @@ def within(cfg: SourceConfig, signed: datetime, now: datetime) -> None:
     """Refuse a signing time further than the tolerance from now: a captured delivery cannot be replayed later."""
     off = abs((now - signed).total_seconds())
     if off > cfg.tolerance:
-        raise Refused(401, "stale_timestamp", f"the delivery was signed {int(off)} s away from now, over the "
+        raise Refused("stale_timestamp", f"the delivery was signed {int(off)} s away from now, over the "
                       f"{cfg.tolerance} s tolerance: a replay, or this machine's clock is wrong")
 
 

@@ -35,17 +35,17 @@ def verify(cfg: SourceConfig, d: Delivery) -> None:
     """Check the ``token`` of the URL."""
     given = d.query.get("token")
     if not given:
-        raise Refused(401, "not_verified", "no ?token= in the URL: give Delighted the URL "
+        raise Refused("not_verified", "no ?token= in the URL: give Delighted the URL "
                       "https://YOUR-HOST/v1/sources/NAME?token=SECRET (docs/sources.md)")
     if not same(secret_of(cfg).decode("utf-8"), given):
-        raise Refused(401, "bad_signature", "the URL's token is not this source's secret")
+        raise Refused("bad_signature", "the URL's token is not this source's secret")
 
 
 def map_event(cfg: SourceConfig, payload: Any, now: datetime) -> Mapped:
     """A survey response → ``survey.responded``; an unsubscribe → ``contact.unsubscribed``."""
     kind, ident, data = at_path(payload, "event_type"), at_path(payload, "event_id"), at_path(payload, "event_data")
     if not isinstance(kind, str) or not isinstance(ident, str) or not isinstance(data, dict):
-        raise Refused(422, "not_an_event", "the body is not a Delighted webhook (event_type, event_id, event_data)")
+        raise Refused("not_an_event", "the body is not a Delighted webhook (event_type, event_id, event_data)")
     if kind not in ("survey_response.created", "survey_response.updated", "unsubscribe.created"):
         return Mapped(ignored=f"Delighted event {kind} is not mapped to a csops event")
     account = account_of(cfg, DELIGHTED.account_path, payload)

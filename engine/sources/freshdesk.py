@@ -26,10 +26,10 @@ def verify(cfg: SourceConfig, d: Delivery) -> None:
     """Check the shared secret of ``X-Csops-Secret``."""
     given = d.headers.get("x-csops-secret")
     if not given:
-        raise Refused(401, "not_verified", "no X-Csops-Secret header: add it to the automation rule's webhook "
+        raise Refused("not_verified", "no X-Csops-Secret header: add it to the automation rule's webhook "
                       "(Custom headers) with the source's secret")
     if not same(secret_of(cfg).decode("utf-8"), given):
-        raise Refused(401, "bad_signature", "the X-Csops-Secret header is not this source's secret")
+        raise Refused("bad_signature", "the X-Csops-Secret header is not this source's secret")
 
 
 def _kind(ticket: dict[str, Any]) -> str | None:
@@ -48,7 +48,7 @@ def map_event(cfg: SourceConfig, payload: Any, now: datetime) -> Mapped:
     """The csops event of one rule's delivery."""
     ticket = payload.get("freshdesk_webhook") if isinstance(payload, dict) else None
     if not isinstance(ticket, dict):
-        raise Refused(422, "not_an_event", 'the body is not a Freshdesk webhook ({"freshdesk_webhook": {...}})')
+        raise Refused("not_an_event", 'the body is not a Freshdesk webhook ({"freshdesk_webhook": {...}})')
     kind = _kind(ticket)
     if kind is None:
         return Mapped(ignored="this ticket change (status, priority, event) is not mapped to a csops event")

@@ -33,19 +33,19 @@ def verify(cfg: SourceConfig, d: Delivery) -> None:
     """Check the configured HMAC (and the timestamp's age when there is one)."""
     sig = cfg.signature
     if sig is None:
-        raise Refused(401, "not_verified", f"source {cfg.name} has no signature: settings, so nothing it sends can "
+        raise Refused("not_verified", f"source {cfg.name} has no signature: settings, so nothing it sends can "
                       "be verified")
     given = d.headers.get(sig.header.lower(), "")
     if not given.startswith(sig.prefix) or not given[len(sig.prefix):]:
-        raise Refused(401, "not_verified", f"no {sig.header} header{' starting ' + sig.prefix if sig.prefix else ''}")
+        raise Refused("not_verified", f"no {sig.header} header{' starting ' + sig.prefix if sig.prefix else ''}")
     signed = d.body
     if sig.timestamp_header:
         stamp = d.headers.get(sig.timestamp_header.lower(), "").strip()
         if not stamp.isdigit() or len(stamp) > 11:
-            raise Refused(401, "not_verified", f"no {sig.timestamp_header} header with a Unix time")
+            raise Refused("not_verified", f"no {sig.timestamp_header} header with a Unix time")
         signed = stamp.encode("ascii") + b"." + d.body
     if not same(digest(secret_of(cfg), signed, sig.algorithm, sig.encoding), given[len(sig.prefix):]):
-        raise Refused(401, "bad_signature", f"the {sig.header} does not match this source's secret")
+        raise Refused("bad_signature", f"the {sig.header} does not match this source's secret")
     if sig.timestamp_header:
         within(cfg, datetime.fromtimestamp(int(signed.split(b".", 1)[0]), UTC), d.now)
 
@@ -58,10 +58,10 @@ def map_event(cfg: SourceConfig, payload: Any, now: datetime) -> Mapped:
     """The event the mapping reads from the payload."""
     m = cfg.map
     if m is None:
-        raise Refused(422, "not_an_event", f"source {cfg.name} has no map: settings")
+        raise Refused("not_an_event", f"source {cfg.name} has no map: settings")
     ident = _text(at_path(payload, m.id))
     if not ident:
-        raise Refused(422, "not_an_event", f"the payload has no id at {m.id}")
+        raise Refused("not_an_event", f"the payload has no id at {m.id}")
     kind = _text(at_path(payload, m.type[5:])) if m.type.startswith("path:") else m.type
     account = _text(at_path(payload, m.account_id))
     if not account:

@@ -40,9 +40,9 @@ def verify(cfg: SourceConfig, d: Delivery) -> None:
     """Check ``X-Hub-Signature``."""
     given = d.headers.get("x-hub-signature", "")
     if not given.startswith("sha1="):
-        raise Refused(401, "not_verified", "no X-Hub-Signature: sha1=... header: this did not come from Intercom")
+        raise Refused("not_verified", "no X-Hub-Signature: sha1=... header: this did not come from Intercom")
     if not same(digest(secret_of(cfg), d.body, "sha1"), given[5:]):
-        raise Refused(401, "bad_signature", "the X-Hub-Signature does not match: check that secret: is the app's "
+        raise Refused("bad_signature", "the X-Hub-Signature does not match: check that secret: is the app's "
                       "client secret (Developer Hub > your app > Basic information)")
 
 
@@ -50,7 +50,7 @@ def map_event(cfg: SourceConfig, payload: Any, now: datetime) -> Mapped:
     """The csops event of one Intercom notification."""
     topic, ident, item = at_path(payload, "topic"), at_path(payload, "id"), at_path(payload, "data.item")
     if not isinstance(topic, str) or not isinstance(ident, str) or not isinstance(item, dict):
-        raise Refused(422, "not_an_event", "the body is not an Intercom notification (id, topic, data.item expected)")
+        raise Refused("not_an_event", "the body is not an Intercom notification (id, topic, data.item expected)")
     if topic not in TOPICS:
         return Mapped(ignored=f"Intercom topic {topic} is not mapped to a csops event")
     if topic == "conversation.priority.updated" and item.get("priority") != "priority":

@@ -23,9 +23,9 @@ def verify(cfg: SourceConfig, d: Delivery) -> None:
     """Check ``X-Signature``."""
     given = d.headers.get("x-signature")
     if not given:
-        raise Refused(401, "not_verified", "no X-Signature header: set a shared secret on the Webhooks destination")
+        raise Refused("not_verified", "no X-Signature header: set a shared secret on the Webhooks destination")
     if not same(digest(secret_of(cfg), d.body, "sha1"), given):
-        raise Refused(401, "bad_signature", "the X-Signature does not match: check that secret: is the "
+        raise Refused("bad_signature", "the X-Signature does not match: check that secret: is the "
                       "destination's shared secret")
 
 
@@ -33,7 +33,7 @@ def map_event(cfg: SourceConfig, payload: Any, now: datetime) -> Mapped:
     """A track call → ``usage.feature_used`` with the feature (properties.feature, else the event name)."""
     kind, ident = at_path(payload, "type"), at_path(payload, "messageId")
     if not isinstance(kind, str) or not isinstance(ident, str):
-        raise Refused(422, "not_an_event", "the body is not a Segment call (type and messageId expected)")
+        raise Refused("not_an_event", "the body is not a Segment call (type and messageId expected)")
     if kind != "track":
         return Mapped(ignored=f"a {kind} call is not mapped; only track calls are")
     group = at_path(payload, cfg.account_path or cfg.group_key)

@@ -42,11 +42,11 @@ def verify(cfg: SourceConfig, d: Delivery) -> None:
     stamps = [v for k, _, v in parts if k.strip() == "t"]
     signatures = [v for k, _, v in parts if k.strip() == "v1"]
     if not stamps or not signatures or not stamps[0].strip().isdigit():
-        raise Refused(401, "not_verified", "no valid Stripe-Signature header (t=...,v1=...): this did not come "
+        raise Refused("not_verified", "no valid Stripe-Signature header (t=...,v1=...): this did not come "
                       "from Stripe, or the endpoint is not the one whose signing secret is configured")
     expected = digest(secret_of(cfg), stamps[0].strip().encode("ascii") + b"." + d.body)
     if not any(same(expected, s) for s in signatures):
-        raise Refused(401, "bad_signature", "the Stripe-Signature does not match: check that secret: is this "
+        raise Refused("bad_signature", "the Stripe-Signature does not match: check that secret: is this "
                       "endpoint's signing secret (Developers > Webhooks > the endpoint > Signing secret)")
     within(cfg, datetime.fromtimestamp(min(int(stamps[0]), 10**11), UTC), d.now)
 
@@ -78,7 +78,7 @@ def map_event(cfg: SourceConfig, payload: Any, now: datetime) -> Mapped:
     """The csops event of one Stripe event object."""
     kind, obj, ident = at_path(payload, "type"), at_path(payload, "data.object"), at_path(payload, "id")
     if not isinstance(kind, str) or not isinstance(ident, str) or not isinstance(obj, dict):
-        raise Refused(422, "not_an_event", "the body is not a Stripe event (id, type and data.object expected)")
+        raise Refused("not_an_event", "the body is not a Stripe event (id, type and data.object expected)")
     account = account_of(cfg, STRIPE.account_path, payload)
     if kind not in TYPES:
         return Mapped(ignored=f"Stripe event type {kind} is not mapped to a csops event")

@@ -42,10 +42,10 @@ def verify(cfg: SourceConfig, d: Delivery) -> None:
     """Check ``Typeform-Signature``."""
     given = d.headers.get("typeform-signature", "")
     if not given.startswith("sha256="):
-        raise Refused(401, "not_verified", "no Typeform-Signature: sha256=... header: this did not come from a "
+        raise Refused("not_verified", "no Typeform-Signature: sha256=... header: this did not come from a "
                       "Typeform webhook with a secret")
     if not same(digest(secret_of(cfg), d.body, encoding="base64"), given[7:]):
-        raise Refused(401, "bad_signature", "the Typeform-Signature does not match: check that secret: is the "
+        raise Refused("bad_signature", "the Typeform-Signature does not match: check that secret: is the "
                       "secret set on the webhook (Connect > Webhooks > Edit > Secret)")
 
 
@@ -53,7 +53,7 @@ def map_event(cfg: SourceConfig, payload: Any, now: datetime) -> Mapped:
     """A form response with a score → ``survey.responded``."""
     ident, response = at_path(payload, "event_id"), at_path(payload, "form_response")
     if not isinstance(ident, str) or not isinstance(response, dict):
-        raise Refused(422, "not_an_event", "the body is not a Typeform event (event_id and form_response expected)")
+        raise Refused("not_an_event", "the body is not a Typeform event (event_id and form_response expected)")
     answers = [a for a in response.get("answers") or [] if isinstance(a, dict)]
     scored = [a for t in SCORED for a in answers
               if at_path(a, "field.type") == t and isinstance(a.get("number"), int) and not isinstance(

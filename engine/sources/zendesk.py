@@ -42,17 +42,17 @@ def verify(cfg: SourceConfig, d: Delivery) -> None:
     signature = d.headers.get("x-zendesk-webhook-signature")
     stamp = d.headers.get("x-zendesk-webhook-signature-timestamp", "")
     if not signature or not stamp:
-        raise Refused(401, "not_verified", "no X-Zendesk-Webhook-Signature and -Timestamp headers: this did not "
+        raise Refused("not_verified", "no X-Zendesk-Webhook-Signature and -Timestamp headers: this did not "
                       "come from a Zendesk webhook")
     if not same(digest(secret_of(cfg), stamp.encode("utf-8") + d.body, encoding="base64"), signature):
-        raise Refused(401, "bad_signature", "the X-Zendesk-Webhook-Signature does not match: check that secret: is "
+        raise Refused("bad_signature", "the X-Zendesk-Webhook-Signature does not match: check that secret: is "
                       "this webhook's signing secret (Admin Center > Apps and integrations > Webhooks > Reveal secret)")
     try:
         signed = datetime.fromisoformat(stamp.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise Refused(401, "not_verified", "X-Zendesk-Webhook-Signature-Timestamp is not a time") from None
+        raise Refused("not_verified", "X-Zendesk-Webhook-Signature-Timestamp is not a time") from None
     if signed.tzinfo is None:
-        raise Refused(401, "not_verified", "X-Zendesk-Webhook-Signature-Timestamp has no time zone")
+        raise Refused("not_verified", "X-Zendesk-Webhook-Signature-Timestamp has no time zone")
     within(cfg, signed, d.now)
 
 
@@ -73,7 +73,7 @@ def map_event(cfg: SourceConfig, payload: Any, now: datetime) -> Mapped:
     """The csops event of one Zendesk ticket event."""
     kind, ident, ticket = at_path(payload, "type"), at_path(payload, "id"), at_path(payload, "detail")
     if not isinstance(kind, str) or not isinstance(ident, str) or not isinstance(ticket, dict):
-        raise Refused(422, "not_an_event", "the body is not a Zendesk event (type, id and detail expected)")
+        raise Refused("not_an_event", "the body is not a Zendesk event (type, id and detail expected)")
     ours = _kind(kind.removeprefix(PREFIX), at_path(payload, "event"))
     if ours is None:
         return Mapped(ignored=f"Zendesk event {kind} (as it changed) is not mapped to a csops event")

@@ -1,19 +1,29 @@
-"""The statement that claims queued events (``Store.unprocessed``), built once per store and bound per call.
+"""Claims of queued events: the statement that takes them (``Store.unprocessed``), and giving them back.
 
-Building it costs more Python than running it (an aliased table, a correlated NOT EXISTS, a dozen
-comparisons), so the processor claiming a few events per round would pay that each time.
+The claim statement is built once per store and bound per call: building it costs more Python than
+running it (an aliased table, a correlated NOT EXISTS, a dozen comparisons), so the processor
+claiming a few events per round would pay that each time.
+
+``release_claims`` gives back the claims of a round a processor cut short (stopped mid-round): its
+events are claimed again at once, by it or another processor, instead of after the lease.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BindParameter, ColumnElement, Integer, and_, bindparam, exists, not_, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
-from engine.store.store_models import Base, EventRow, UtcDateTime
+from engine.store.runstore import commit_then
+from engine.store.store_models import Base, EventRow, UtcDateTime, utc
 
-__all__ = ["claim_statement"]
+if TYPE_CHECKING:
+    from engine.store.store import Store
+
+__all__ = ["claim_statement", "release_claims"]
 
 
 def _free(t: Any, at: Any, stale: Any) -> ColumnElement[bool]:
@@ -44,3 +54,22 @@ def claim_statement(*, with_ids: bool) -> Any:
     table = Base.metadata.tables[EventRow.__tablename__]
     return (update(table).where(table.c.id.in_(pick.scalar_subquery()), free).values(claimed_at=at)
             .returning(*table.c))
+
+
+async def release_claims(store: Store, ids: Sequence[str], *, at: datetime) -> int:
+    """Give back the claims taken at ``at`` on these events, of those not processed yet; how many were given back.
+
+    Only a claim still ours is released: an event another processor claimed since (after our lease
+    lapsed) has a later ``claimed_at``, and one processed, failed or waiting out a back-off was
+    already let go (``Store.mark_processed``, ``Store.record_failures``).
+    """
+    if not ids:
+        return 0
+    when = utc(at, "at")
+    stmt = (update(EventRow).where(EventRow.id.in_(list(ids)), EventRow.processed_at.is_(None),
+                                   EventRow.claimed_at == when)
+            .values(claimed_at=None).returning(EventRow.id).execution_options(synchronize_session=False))
+
+    def work(s: Session) -> int:
+        return commit_then(s, len(s.scalars(stmt).all()))
+    return await store.db.run(work)

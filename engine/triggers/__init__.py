@@ -25,6 +25,9 @@ from engine.triggers.enrol import (
 from engine.triggers.explain import (
     explain,
 )
+from engine.triggers.explainaccount import (
+    explain_account,
+)
 from engine.triggers.ingest import (
     Ingestor,
     SignalRun,
@@ -73,6 +76,7 @@ __all__ = [
     "StartRefused",
     "decide",
     "explain",
+    "explain_account",
     "facts_for",
     "find_due",
     "import_csv",

@@ -13,7 +13,8 @@ Two halves, joined by the store's events table, which is the queue:
   marks the event processed. ``run`` does that in a loop.
 
 Nothing stored is lost when the process dies: an event is marked processed only after all of
-that, and a claim lapses after a lease (5 minutes), so another processor takes it up. Events of
+that, and a claim lapses after a lease (5 minutes), so another processor takes it up; a round cut
+short by a stop gives its claims back at once (engine/triggers/giveback.py). Events of
 one account are processed one after another in the order they were received; accounts in
 parallel.
 
@@ -46,6 +47,7 @@ from engine.payloads.runtypes import run_id_for
 from engine.store.store import API_WRITE_WAIT, LEASE, MAX_ATTEMPTS, EventRecord, Store
 from engine.triggers.accountcheck import AccountCheck
 from engine.triggers.enrol import Start, enrol, facts_for
+from engine.triggers.giveback import cut_short
 from engine.triggers.ingest_facts import ACCOUNT_FACTS, Change, apply_facts, read_event, validate_event
 from engine.triggers.ingest_notes import (
     WAITING,
@@ -146,8 +148,7 @@ class Ingestor:
         results = await self._accounts.unknown(results, {e.id: e.account_id for e in valid})
         accepted = [r.id for r in results if r.status in ("accepted", "unknown_account")]
         if accepted and process:
-            done = {p.id: p for p in await self._process(await self.store.unprocessed(
-                len(accepted), ids=accepted, now=self.now(), lease=self.lease))}
+            done = {p.id: p for p in await self._round(len(accepted), ids=accepted)}
             results = [replace(r, decisions=done[r.id].decisions, notes=notes_of(done[r.id])) if r.id in done
                        else replace(r, notes=(WAITING,)) if r.id in accepted else r for r in results]
         elif accepted:
@@ -215,7 +216,13 @@ class Ingestor:
 
     async def process_pending(self, limit: int = 200) -> list[Processed]:
         """Claim and process up to ``limit`` queued events; what each did."""
-        return await self._process(await self.store.unprocessed(limit, now=self.now(), lease=self.lease))
+        return await self._round(limit)
+
+    async def _round(self, limit: int, ids: Sequence[str] | None = None) -> list[Processed]:
+        at = self.now()
+        records = await self.store.unprocessed(limit, ids=ids, now=at, lease=self.lease)
+        async with cut_short(self.store, records, at=at):  # cancelled midway: its events go back to the queue now
+            return await self._process(records)
 
     async def run(self, *, poll: float = 1.0, limit: int = 200) -> None:
         """Process queued events until cancelled: at once when ``ingest`` wakes it, else every ``poll`` seconds

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -163,6 +164,10 @@ def serve(requests: Connection, replies: Connection) -> None:
 
 def main() -> None:
     """Entry point of the child: requests on stdin, replies on the real stdout; anything printed goes to stderr."""
+    # Ctrl-C at a terminal reaches the whole process group: the parent decides when this child ends (it
+    # kills it, or its pipe closes), so the child must not die mid-answer (failing the parent's round) nor
+    # print a KeyboardInterrupt traceback under the parent's one "interrupted" line.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = Connection(os.dup(1), readable=False)
     os.dup2(2, 1)  # a stray print must not corrupt the replies
     serve(Connection(os.dup(0), writable=False), replies)

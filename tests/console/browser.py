@@ -27,12 +27,12 @@ from temporalio.worker import Worker
 from connectors.ledger import Ledger
 from connectors.outbox import ChatOutbox, EmailOutbox
 from connectors.sqlcrm import SQLCRM
-from engine.api.api_runs import TemporalWorkflows
 from engine.api.app import create_app
 from engine.api.console.web import ConsoleConfig
 from engine.language.context import Calendar
 from engine.root import Registry
 from engine.runtime.activities import PlaybookActivities
+from engine.runtime.runcontrol import TemporalWorkflows
 from engine.runtime.temporal import temporal_signaller, temporal_starter
 from engine.runtime.workflow import PlaybookRun, sandbox_runner
 from engine.store.store import Store

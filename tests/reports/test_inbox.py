@@ -12,12 +12,12 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
-from engine.api.api_runs import TemporalWorkflows
 from engine.api.app import create_app
 from engine.language.validate import check_text
 from engine.payloads.runtypes import RunOutcome
 from engine.reports import TaskClosed, UnknownTask, complete_task, list_tasks
 from engine.reports.inbox import event_id_for
+from engine.runtime.runcontrol import TemporalWorkflows
 from engine.runtime.runrecord import refresh
 from engine.runtime.runtasks import get_task
 from engine.runtime.starter import begin_run

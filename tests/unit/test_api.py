@@ -452,7 +452,7 @@ class EndingWorkflows(FakeWorkflows):
 async def test_runs_list_shows_runs_that_ended_meanwhile_as_ended(api: Api) -> None:
     # The store's copy follows Temporal when looked at; a list must not show a finished run as running.
     await add_runs(api.store)
-    from engine.api.api_runs import refreshed
+    from engine.runtime.runcontrol import refreshed
 
     page = await api.store.runs(status="running")
     running = [r.run_id for r in page.runs]

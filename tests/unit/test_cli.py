@@ -233,3 +233,21 @@ def test_a_reader_that_leaves_the_pipe_gets_no_error_line(tmp_path: Path) -> Non
     finally:
         os.close(write)
     assert done.stderr == "" and done.returncode == 141
+
+
+@pytest.mark.parametrize(("argv", "pointers"), [
+    (["runs"], True), (["process"], True), (["report", "playbooks"], False), (["tasks", "list"], False),
+    (["forecast", "any"], False), (["suppression", "list"], False)])
+def test_an_unusable_config_file_is_said_once_by_every_command_in_its_own_words(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str],
+        pointers: bool) -> None:
+    """One reader of the settings (engine/cli/common.load_settings): the run commands give each problem's hint
+    and point to check-config; the report, forecast, tasks and suppression commands say the problems only."""
+    config = tmp_path / "csops.yaml"
+    config.write_text("crmm:\n  kind: builtin\n", encoding="utf-8")
+    monkeypatch.setenv("CSOPS_CONFIG", str(config))
+    monkeypatch.setenv("CSOPS_HOME", str(tmp_path / "home"))
+    assert main(argv) == 2
+    hint, more = (' (hint: did you mean "crm"?)', " (csops check-config says more)") if pointers else ("", "")
+    assert capsys.readouterr().err == (f'{config}:1:1: unknown key "crmm" in the configuration{hint}\n'
+                                       f"csops {argv[0]}: {config}: 1 problem(s){more}\n")

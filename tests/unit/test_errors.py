@@ -21,14 +21,18 @@ from connectors.base import Account
 from connectors.sqlcrm import SQLCRM
 from engine import errors
 from engine.api.api_body import BODY_CODES, BodyError, parse_json
-from engine.api.api_errors import BODY_STATUS
-from engine.api.api_runs import TemporalWorkflows, cancel_run, explain_account
+from engine.api.api_errors import BODY_STATUS, SOURCE_STATUS
 from engine.api.app import create_app
 from engine.api.deps import ApiError
 from engine.cli.main import main
+from engine.config.sourceconfig import SourceConfig
 from engine.errors import Conflict, CsopsError, NotFound, Unavailable
 from engine.language.context import Calendar
+from engine.runtime.runcontrol import TemporalWorkflows, cancel_run
+from engine.sources.base import REFUSED_CODES, Delivery, Refused
+from engine.sources.registry import VENDORS
 from engine.store.store import Store
+from engine.triggers.explainaccount import explain_account
 from engine.triggers.ingest import Ingestor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,17 +110,26 @@ def _api(module: str) -> bool:
     return module.startswith("engine.api") or module.split(".")[-1] == "api"
 
 
-def _shared() -> dict[str, set[str]]:
-    """The names the CLI (engine/cli and the feature packages' command modules) imports from the API's
+RUN_FUNCTIONS = {"cancel_run", "explain_account", "run_detail", "refreshed"}
+"""What the API, the CLI and the console share about runs: below the API (engine.runtime, engine.triggers)."""
+
+
+def _cli_imports() -> dict[str, set[str]]:
+    """The names the CLI (engine/cli and the feature packages' command modules) imports from the engine's
     modules, by module (``create_app`` aside: ``csops api`` serves the API itself)."""
     found: dict[str, set[str]] = {}
     for path in ROOT.joinpath("engine").rglob("*.py"):
         if path.parent.name != "cli" and "cli" not in path.stem:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and _api(node.module):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("engine"):
                 found.setdefault(node.module, set()).update(a.name for a in node.names if a.name != "create_app")
     return found
+
+
+def _shared() -> dict[str, set[str]]:
+    """The names the CLI imports from the API's modules, by module."""
+    return {module: names for module, names in _cli_imports().items() if _api(module)}
 
 
 def _raises_http(module: str, names: set[str]) -> list[str]:
@@ -142,10 +155,13 @@ def _raises_http(module: str, names: set[str]) -> list[str]:
 
 def test_no_function_the_cli_shares_with_the_api_raises_an_http_error() -> None:
     shared = _shared()
-    assert {"cancel_run", "explain_account", "run_detail", "refreshed"} <= shared["engine.api.api_runs"]
     assert "parse_json" in shared["engine.api.api_body"]
     assert [m for m, names in shared.items() if names & HTTP_ERRORS] == []
     assert [at for module, names in shared.items() for at in _raises_http(module, names)] == []
+    runs = {module: names & RUN_FUNCTIONS for module, names in _cli_imports().items() if names & RUN_FUNCTIONS}
+    assert set().union(*runs.values()) == RUN_FUNCTIONS
+    assert sorted(runs) == ["engine.runtime.runcontrol", "engine.triggers.explainaccount"]  # below the API
+    assert [at for module, names in runs.items() for at in _raises_http(module, names)] == []
 
 
 def test_a_body_error_says_what_is_wrong_and_the_api_alone_picks_the_status() -> None:
@@ -153,6 +169,23 @@ def test_a_body_error_says_what_is_wrong_and_the_api_alone_picks_the_status() ->
         parse_json(b'{"a": 1, "a": 2}')
     assert (caught.value.code, hasattr(caught.value, "status")) == ("duplicate_key", False)
     assert set(BODY_STATUS) == set(BODY_CODES)
+
+
+def test_a_refused_delivery_speaks_the_engines_words_and_the_api_alone_picks_the_status() -> None:
+    unsigned = Delivery(body=b"{}", headers={})
+    with pytest.raises(Refused) as caught:
+        VENDORS["typeform"].verify(SourceConfig(name="forms", kind="typeform", secret=None), unsigned)
+    assert (caught.value.code, hasattr(caught.value, "status")) == ("not_verified", False)
+    assert set(SOURCE_STATUS) == set(REFUSED_CODES)
+    with pytest.raises(ValueError, match="not a code of Refused"):
+        Refused("401", "a status is not a code")
+    raised = []  # every Refused the sources raise says a code, never a status
+    for path in sorted(ROOT.joinpath("engine", "sources").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Refused":
+                first = node.args[0]
+                raised.append(first.value if isinstance(first, ast.Constant) else ast.dump(first))
+    assert len(raised) > 20 and set(raised) <= set(REFUSED_CODES)
 
 
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)

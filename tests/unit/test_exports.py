@@ -55,13 +55,14 @@ SUBPACKAGES: dict[str, set[str]] = {
     "triggers": {
         "COLUMNS", "Check", "Decision", "Door", "EventSignal", "Facts", "ImportReport", "IngestResult", "Ingestor",
         "ManualStart", "SEPARATORS", "Scan", "SignalRun", "Start", "StartRefused", "decide", "explain",
-        "facts_for", "find_due", "import_csv", "lookup", "milestone_playbooks", "parse_delimiter", "parse_event",
-        "probe_trigger", "start_by_hand", "start_from_step", "today_of", "validate_event",
+        "explain_account", "facts_for", "find_due", "import_csv", "lookup", "milestone_playbooks", "parse_delimiter",
+        "parse_event", "probe_trigger", "start_by_hand", "start_from_step", "today_of", "validate_event",
     },
     "runtime": {
         "DailyScan", "EFFECTS", "PlaybookActivities", "PlaybookRun", "RETRY", "ScanActivities", "ScheduleTick",
-        "TIMEOUT", "begin_run", "connect", "ensure_schedule", "is_running", "load_playbooks", "outage",
-        "redacting", "refresh", "sandbox_runner", "start_run", "temporal_signaller", "temporal_starter",
+        "TIMEOUT", "TemporalWorkflows", "begin_run", "cancel_run", "connect", "ensure_schedule", "is_running",
+        "load_playbooks", "outage", "redacting", "refresh", "refreshed", "run_detail", "sandbox_runner", "start_run",
+        "temporal_signaller", "temporal_starter",
     },
     "sim": {
         "CalendarError", "PlaybookError", "SimulationError", "TriggerEventError", "find_playbook", "layered",
@@ -69,10 +70,9 @@ SUBPACKAGES: dict[str, set[str]] = {
     },
     "api": {
         "ApiError", "Authorised", "Credentials", "Deps", "ERRORS", "ErrorDetail", "ErrorOut", "EventResultOut",
-        "EventsOut", "HealthOut", "Ingesting", "MAX_BATCH", "PROCESS_IDLE", "Suppressor", "TemporalWorkflows",
-        "UnsubscribeOut", "Unsubscriber", "authorised", "cancel_run", "create_app", "deps", "error_response",
-        "errors", "event_body_schema", "event_components", "explain_account", "parse_events", "read_body",
-        "refreshed", "run_detail",
+        "EventsOut", "HealthOut", "Ingesting", "MAX_BATCH", "PROCESS_IDLE", "Suppressor", "UnsubscribeOut",
+        "Unsubscriber", "authorised", "create_app", "deps", "error_response", "errors", "event_body_schema",
+        "event_components", "parse_events", "read_body",
     },
     "health": {
         "BUCKETS", "Bands", "Bucket", "HEALTH_NAMES", "HealthModel", "Line", "Measure", "Missing", "Override", "RULES",

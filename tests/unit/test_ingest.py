@@ -23,6 +23,7 @@ from connectors.sqlcrm import SQLCRM
 from engine.language.model import Playbook
 from engine.language.validate import check_text
 from engine.payloads.runtypes import Event
+from engine.store.claims import release_claims
 from engine.store.store import Store
 from engine.triggers.ingest import Ingestor, validate_event
 from engine.triggers.signals import Decision
@@ -340,6 +341,34 @@ async def test_stop_ends_the_run_loop_after_its_round_with_nothing_left_claimed(
     assert await rig.store.pending_count() == 0  # nothing left claimed to wait out a lease
     await ingest.ingest([ev("u2", "email.replied")])
     assert await rig.store.pending_count() == 1  # and nothing processes after the stop
+
+
+async def test_a_round_cut_short_gives_its_claims_back_at_once(rig: Rig) -> None:
+    rig.add(playbook("risk", "health_drop: {below: 50}"))
+    ingest = rig.ingestor()
+    starting, never = asyncio.Event(), asyncio.Event()
+
+    async def hang(pb: Playbook, decision: Decision) -> tuple[str, str]:
+        starting.set()  # Temporal never answers: the round cannot end by itself
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    ingest.start = hang
+    await ingest.ingest([ev("h1", "health.updated", {"score": 40}), ev("u1", "email.replied"),
+                         ev("o1", "email.replied", account="other")])
+    cut = asyncio.create_task(ingest.process_pending())
+    async with asyncio.timeout(10):
+        await starting.wait()
+    assert await rig.store.unprocessed(10, now=NOW) == []  # all three are the round's
+    cut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cut
+    # Back in the queue at the same moment, not after the lease, and no attempt counted.
+    again = await rig.store.unprocessed(10, now=NOW)
+    assert sorted((e.id, e.attempts) for e in again) == [("h1", 0), ("o1", 0), ("u1", 0)]
+    assert await release_claims(rig.store, ["h1", "u1", "o1"], at=NOW - timedelta(seconds=1)) == 0  # not ours
+    assert await rig.store.unprocessed(10, now=NOW) == []  # so they stay with whoever took them
+    assert await release_claims(rig.store, ["h1", "u1", "o1"], at=NOW) == 3
 
 
 async def test_data_that_is_not_json_or_a_time_past_year_9999_is_refused_alone(rig: Rig) -> None:

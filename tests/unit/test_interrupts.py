@@ -19,8 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
+from connectors.base import Account, User
+from connectors.sqlcrm import SQLCRM
 from engine.store.store import Store
+from engine.triggers.signals import EventSignal
 from tests.conftest import ROOT
 
 LIMIT = 2.0
@@ -121,3 +125,80 @@ def test_ctrl_c_stops_csops_up_within_2_seconds(tmp_path: Path, hanging: Hanging
     assert "Traceback" not in err
     assert took < LIMIT
     assert not (tmp_path / "home" / "stack.json").exists()
+
+
+NPS_PLAYBOOK = ("playbook: nps-follow-up\ntitle: Detractor follow-up\ntriggers: [{event: {type: nps.submitted}}]\n"
+                "steps: [{id: first, task: {title: First look}}]\n")
+
+
+def claims(url: str) -> dict[str, tuple[bool, bool, int]]:
+    """Per event id: (processed, claimed, attempts)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, processed_at, claimed_at, attempts FROM events")).all()
+    finally:
+        engine.dispose()
+    return {r[0]: (r[1] is not None, r[2] is not None, r[3]) for r in rows}
+
+
+def test_ctrl_c_in_process_mid_round_releases_its_claims_at_once(tmp_path: Path, hanging: Hanging) -> None:
+    """Ctrl-C (to the process group, as a terminal sends it) while a round waits on Temporal to start a run.
+
+    The round cannot finish (Temporal never answers), so it is cut short: its events go back to the
+    queue at once, not after the 5-minute lease, with no attempt counted; and the line and status are
+    every command's, with no traceback (from the matching child either, which got the Ctrl-C too)."""
+    env = env_for(tmp_path, hanging)
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "nps-follow-up.yaml").write_text(NPS_PLAYBOOK, encoding="utf-8")
+    env["CSOPS_PLAYBOOKS"], env["CSOPS_FALLBACK_OWNER"] = str(books), "ops@example.com"
+    url = env["CSOPS_DATABASE_URL"]
+    crm = SQLCRM(url)
+    try:
+        crm.add_user(User(id="u-csm", email="carl@example.com", name="Carl CSM"))
+        crm.add_account(Account(id="acme", name="Acme Corp", segment="strategic", lifecycle_stage="renew",
+                                owner_id="u-csm", arr=120000.0))
+    finally:
+        crm.close()
+    now = datetime.now(UTC)
+    events = [EventSignal(id="nps-1", type="nps.submitted", account_id="acme", occurred_at=now, data={"score": 3}),
+              EventSignal(id="use-1", type="usage.feature_used", account_id="acme", occurred_at=now,
+                          data={"feature": "reports"}),
+              EventSignal(id="note-1", type="note.added", account_id="other", occurred_at=now, data={})]
+
+    async def store_events() -> None:
+        store = Store(url)
+        try:
+            assert await store.add_events(events) == [True, True, True]
+        finally:
+            store.close()
+    asyncio.run(store_events())
+
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "process", "--poll", "0.2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, start_new_session=True)
+    try:
+        assert hanging.connected.wait(60), f"csops process never started a run: {proc.communicate(timeout=10)}"
+        time.sleep(0.3)  # let it settle into waiting for Temporal's answer
+        assert proc.poll() is None, proc.communicate()
+        assert claims(url) == {e.id: (False, True, 0) for e in events}  # the round in hand holds them all
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert (proc.returncode, err) == (130, "csops process: interrupted\n"), out
+    assert out.splitlines()[-1] == "csops process: stopped"
+    assert took < LIMIT
+    assert claims(url) == {e.id: (False, False, 0) for e in events}
+
+    async def claim_again() -> list[str]:
+        store = Store(url)
+        try:  # another processor takes them now, not after the lease
+            return [r.id for r in await store.unprocessed(10)]
+        finally:
+            store.close()
+    assert sorted(asyncio.run(claim_again())) == sorted(e.id for e in events)

@@ -18,12 +18,12 @@ import pytest
 
 from connectors.base import Account
 from connectors.sqlcrm import SQLCRM
-from engine.api.api_runs import explain_account
 from engine.language.context import Calendar
 from engine.language.model import ContractMilestone, Playbook
 from engine.language.validate import check_text
 from engine.payloads.runtypes import Event
 from engine.store.store import Store
+from engine.triggers.explainaccount import explain_account
 from engine.triggers.ingest import Ingestor
 from engine.triggers.matcher import milestone
 from engine.triggers.scan import daily_scan

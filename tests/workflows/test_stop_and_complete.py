@@ -19,9 +19,9 @@ from temporalio.testing import ActivityEnvironment
 
 from connectors.base import ChatMessage, NewTask, RetryableError, TaskRecord
 from connectors.sqlcrm import SQLCRM
-from engine.api.api_runs import TemporalWorkflows, cancel_run
 from engine.language.validate import check_text
 from engine.payloads.runtypes import RULES, Event, RunInput, TaskChangeInput, run_id_for
+from engine.runtime.runcontrol import TemporalWorkflows, cancel_run
 from engine.runtime.workflow import PlaybookRun
 from engine.store.store import Store
 from tests.workflows.harness import Stack, record_history, stack

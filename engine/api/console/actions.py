@@ -29,8 +29,8 @@ MAX_SNOOZE = 90
 @router.post("/runs/{run_id:path}/cancel")
 async def cancel(request: Request, run_id: str) -> Response:
     from engine.api.api_errors import status_of
-    from engine.api.api_runs import cancel_run
     from engine.errors import Refusal
+    from engine.runtime.runcontrol import cancel_run
 
     who = await person(request)
     fields = await form(request, who.csrf)

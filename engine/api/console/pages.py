@@ -78,7 +78,7 @@ async def runs(request: Request, playbook: str = "", account: str = "", status: 
 
 @router.get("/runs/{run_id:path}")
 async def run_page(request: Request, run_id: str, note: str = "") -> Response:
-    from engine.api.api_runs import run_detail
+    from engine.runtime.runcontrol import run_detail
 
     who = await person(request)
     d = deps(request)

@@ -49,8 +49,8 @@ async def accounts(request: Request, q: str = "", mine: str = "") -> Response:
 
 @router.get("/accounts/{account_id}")
 async def account(request: Request, account_id: str) -> Response:
-    from engine.api.api_runs import explain_account
     from engine.errors import Refusal
+    from engine.triggers.explainaccount import explain_account
 
     who = await person(request)
     d = deps(request)
