@@ -1,24 +1,50 @@
-"""The statement that claims queued events (``Store.unprocessed``), built once per store and bound per call.
+"""How ``Store.unprocessed`` claims queued events: by a scan of the queue in order (the processor's claims), or by
+one statement over given ids (``ingest(process=True)``), built once per store and bound per call.
 
-Building it costs more Python than running it (an aliased table, a correlated NOT EXISTS, a dozen
-comparisons), so the processor claiming a few events per round would pay that each time.
+The rule is the same for both: an event is claimed when it is free (not processed, not failed, not
+claimed by another within the lease, not waiting out a back-off) and no earlier queued event of its
+account is busy. The scan reads the queue oldest first (only the columns that decide, a page at a
+time) and stops as soon as it has its events: an account is held back from the first busy event
+of it the scan meets, which sees every earlier event of an account before a later one. The single
+statement checked each candidate with a correlated NOT EXISTS over all the earlier queued events
+of its account, one table read each: with a backlog of a few thousand events that was most of the
+processor's CPU per event (bench/ingest.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Integer, and_, bindparam, exists, not_, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.types import NullType
 
 from engine.store.store_models import Base, EventRow, UtcDateTime
 
-__all__ = ["claim_statement"]
+__all__ = ["QueueScan", "claim_statement"]
 
 
 def _free(t: Any, at: Any, stale: Any) -> ColumnElement[bool]:
     """Whether an event row (of ``EventRow`` or an alias) can be claimed at ``at`` (claims before ``stale`` lapsed)."""
-    return and_(t.processed_at.is_(None), t.failed_at.is_(None),
+    # coalesce(...) IS NULL, not two IS NULLs: SQLite would otherwise walk the index of queued events for a
+    # claim of given ids (every queued row checked against the list) instead of looking up each id.
+    return and_(func.coalesce(t.processed_at, t.failed_at).is_(None),
                 or_(t.claimed_at.is_(None), t.claimed_at < stale), or_(t.retry_at.is_(None), t.retry_at <= at))
 
 
@@ -44,3 +70,57 @@ def claim_statement(*, with_ids: bool) -> Any:
     table = Base.metadata.tables[EventRow.__tablename__]
     return (update(table).where(table.c.id.in_(pick.scalar_subquery()), free).values(claimed_at=at)
             .returning(*table.c))
+
+
+class QueueScan:
+    """The statements of a claim by scan, built once; ``claim`` runs it in the caller's write transaction."""
+
+    PAGE = 1000
+    """Rows of the queue read at a time after the first page (which is twice the claim's ``limit``)."""
+
+    def __init__(self) -> None:
+        table = Base.metadata.tables[EventRow.__tablename__]
+        c = table.c
+        at, stale = bindparam("at", type_=UtcDateTime()), bindparam("stale", type_=UtcDateTime())
+        # Whether each row is busy is worked out by the database, and the order's time column comes back as
+        # the database keeps it (it is only bound again for the next page): no time converted per row read.
+        raw = NullType()
+        after_at, after_id = bindparam("after_at", type_=raw), bindparam("after_id", type_=String())
+        received = type_coerce(c.received_at, raw)
+        queued = (select(c.id, c.account_id, not_(_free(c, at, stale)).label("busy"), received.label("received_raw"))
+                  .where(c.processed_at.is_(None), c.failed_at.is_(None)).order_by(c.received_at, c.id)
+                  .limit(bindparam("page", type_=Integer())))
+        self.first = queued
+        self.next = queued.where(or_(received > after_at, and_(received == after_at, c.id > after_id)))
+        # The free check again, in the write: on PostgreSQL a processor may mark an event between the read and it.
+        self.take = (update(table).where(c.id.in_(bindparam("ids", expanding=True)), _free(c, at, stale))
+                     .values(claimed_at=at).returning(*record_columns(c)))
+
+    def claim(self, s: Session, *, at: datetime, stale: datetime, limit: int) -> Sequence[Any]:
+        """Claim up to ``limit`` events (rows of ``event_record``'s columns); ``s`` holds the write lock."""
+        chosen: list[str] = []
+        held: set[str] = set()
+        params: dict[str, Any] = {"at": at, "stale": stale, "page": 2 * limit}
+        rows = s.execute(self.first, params).all()
+        while rows:
+            for r in rows:
+                if r.account_id in held:
+                    continue
+                if r.busy:  # the account's later events wait their turn behind it
+                    held.add(r.account_id)
+                    continue
+                chosen.append(r.id)
+                if len(chosen) >= limit:
+                    break
+            if len(chosen) >= limit or len(rows) < params["page"]:
+                break
+            params.update(page=self.PAGE, after_at=rows[-1].received_raw, after_id=rows[-1].id)
+            rows = s.execute(self.next, params).all()
+        if not chosen:
+            return []
+        return s.execute(self.take, {"ids": chosen, "at": at, "stale": stale}).all()
+
+
+def record_columns(c: Any) -> list[Any]:
+    """The columns ``event_record`` reads."""
+    return [c.id, c.type, c.account_id, c.occurred_at, c.received_at, c.data, c.attempts, c.last_error, c.failed_at]

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateColumn
 
 from connectors.sqlcrm_models import Database, sqlite_engine
-from engine.store.claims import claim_statement
+from engine.store.claims import QueueScan, claim_statement
 from engine.store.facts import FactTables
 from engine.store.runstore import RunTables, commit_then
 from engine.store.store_models import (
@@ -129,9 +129,11 @@ class Store(RunTables, FactTables):
         # Core, not the ORM's bulk insert: the same SQL for a third of the Python per event.
         self._add = self._insert(events).on_conflict_do_nothing().returning(events.c.id)
         self._quick: dict[int, Engine] = {}
-        self._claims: dict[bool, Any] = {}
-        """The claim statements of ``unprocessed`` (with and without ``ids``)."""
         """SQLite engines by lock wait in ms, for writes with a ``wait`` (``_write``)."""
+        self._by_ids: Any = None
+        """The claim statement of ``unprocessed`` with ``ids`` (engine/store/claims.py)."""
+        self._scan = QueueScan()
+        """The claim of ``unprocessed`` without ``ids``."""
 
     def close(self) -> None:
         """Release the database connections."""
@@ -225,15 +227,17 @@ class Store(RunTables, FactTables):
         params: dict[str, Any] = {"at": at, "stale": at - lease, "limit": limit}
         if ids is not None:
             params["ids"] = list(ids)
-        stmt = self._claims.get(ids is not None)
-        if stmt is None:  # built once: its parameters are bound per call
-            stmt = self._claims[ids is not None] = claim_statement(with_ids=ids is not None)
+        if ids is not None and self._by_ids is None:  # built once: its parameters are bound per call
+            self._by_ids = claim_statement(with_ids=True)
         postgres = self.db.engine.dialect.name == "postgresql"
+        scan, by_ids = self._scan, self._by_ids
 
         def claim(s: Session) -> list[EventRecord]:
             if postgres:  # one claim at a time: else a claim that raced another could take an account's next event
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
-            return commit_then(s, [event_record(r) for r in s.execute(stmt, params).all()])
+            rows = (s.execute(by_ids, params).all() if by_ids is not None and ids is not None
+                    else scan.claim(s, at=at, stale=at - lease, limit=limit))
+            return commit_then(s, [event_record(r) for r in rows])
         rows = await self.db.run(claim)
         return sorted(rows, key=lambda r: (r.received_at, r.id))
 
