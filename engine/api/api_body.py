@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING, Any
 
@@ -142,14 +143,38 @@ def parse_json(body: bytes) -> Any:
     except json.JSONDecodeError as exc:
         raise BodyError("malformed_json", f"the body is not valid JSON ({exc}); send one event object or "
                         '{"events": [...]} with Content-Type: application/json') from None
-    _check(doc)
+    _check(doc, text)
     return doc
 
 
-def _check(doc: Any) -> None:
-    """Depth and strings of a parsed document; the walk that names where the fault is runs only when there is one."""
-    if not _fine(doc, 1):
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A \\uD800-\\uDFFF escape in JSON text: the only way a parsed string can hold a lone surrogate (UTF-8 that
+decoded has none). Also matches an escaped backslash before such letters, which only costs the full check."""
+
+
+def _check(doc: Any, text: str) -> None:
+    """Depth and strings of a parsed document; the walk that names where the fault is runs only when there is one.
+
+    When the text itself rules the strings' faults out (no string is longer than the whole text, and
+    without a surrogate escape none holds a lone surrogate), only the nesting is walked: the objects
+    and arrays, not each string of a batch."""
+    if len(text) <= MAX_STRING and not _SURROGATE.search(text):
+        if not _shallow(doc, 1):
+            _find(doc)
+    elif not _fine(doc, 1):
         _find(doc)
+
+
+def _shallow(value: Any, depth: int) -> bool:
+    """Whether no object or array nests deeper than MAX_DEPTH (recursion stops past it); ``value`` is the document
+    or an object or array in it."""
+    if depth > MAX_DEPTH:
+        return False
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:  # noqa: SIM110 - a loop, not all() over a generator: that costs a frame per object
+        if isinstance(item, dict | list) and not _shallow(item, depth + 1):
+            return False
+    return True
 
 
 def _fine(value: Any, depth: int) -> bool:

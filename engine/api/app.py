@@ -166,7 +166,7 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
         store: The engine's store.
         ingestor: engine.triggers.ingest.Ingestor (or alike).
         token: The bearer token clients must send.
-        workflows: engine.api.api_runs.Workflows for live status and cancel; None: those answer 503.
+        workflows: engine.runtime.runcontrol.Workflows for live status and cancel; None: those answer 503.
         crm: The CRM explain reads accounts from; None: explain answers 503.
         playbooks: The playbooks by id, or a function giving them.
         calendar: Workdays and time zone (default: Monday to Friday, UTC).

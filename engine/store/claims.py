@@ -1,8 +1,14 @@
-"""Claims of queued events: the statement that takes them (``Store.unprocessed``), and giving them back.
+"""How ``Store.unprocessed`` claims queued events: by a scan of the queue in order (the processor's claims), or by
+one statement over given ids (``ingest(process=True)``), built once per store and bound per call.
 
-The claim statement is built once per store and bound per call: building it costs more Python than
-running it (an aliased table, a correlated NOT EXISTS, a dozen comparisons), so the processor
-claiming a few events per round would pay that each time.
+The rule is the same for both: an event is claimed when it is free (not processed, not failed, not
+claimed by another within the lease, not waiting out a back-off) and no earlier queued event of its
+account is busy. The scan reads the queue oldest first (only the columns that decide, a page at a
+time) and stops as soon as it has its events: an account is held back from the first busy event
+of it the scan meets, which sees every earlier event of an account before a later one. The single
+statement checked each candidate with a correlated NOT EXISTS over all the earlier queued events
+of its account, one table read each: with a backlog of a few thousand events that was most of the
+processor's CPU per event (bench/ingest.py).
 
 ``release_claims`` gives back the claims of a round a processor cut short (stopped mid-round): its
 events are claimed again at once, by it or another processor, instead of after the lease.
@@ -10,25 +16,65 @@ events are claimed again at once, by it or another processor, instead of after t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BindParameter, ColumnElement, Integer, and_, bindparam, exists, not_, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.types import NullType
 
-from engine.store.runstore import commit_then
 from engine.store.store_models import Base, EventRow, UtcDateTime, utc
 
 if TYPE_CHECKING:
     from engine.store.store import Store
 
-__all__ = ["claim_statement", "release_claims"]
+__all__ = ["QueueScan", "bound_ids", "claim_statement", "one_of", "release_claims"]
+
+
+def one_of(column: Any, postgres: bool) -> ColumnElement[bool]:
+    """``column`` is one of the ids bound as ``ids`` (``bound_ids``): one parameter, not one per id.
+
+    A statement built per call with ``in_(ids)`` coerced each of a round's 200 ids and rendered a
+    placeholder for it, which cost more Python than the statement took to run. SQLite reads the
+    list as JSON text (json_each) and still looks each id up by its key.
+    """
+    if postgres:
+        found: ColumnElement[bool] = column == any_(bindparam("ids", type_=ARRAY(String())))
+        return found
+    listed: Any = select(literal_column("value")).select_from(func.json_each(bindparam("ids", type_=String())))
+    inside: ColumnElement[bool] = column.in_(listed.scalar_subquery())
+    return inside
+
+
+def bound_ids(ids: Sequence[str], postgres: bool) -> Any:
+    """The value of the ``ids`` parameter of ``one_of``."""
+    return list(ids) if postgres else json.dumps(list(ids))
 
 
 def _free(t: Any, at: Any, stale: Any) -> ColumnElement[bool]:
     """Whether an event row (of ``EventRow`` or an alias) can be claimed at ``at`` (claims before ``stale`` lapsed)."""
-    return and_(t.processed_at.is_(None), t.failed_at.is_(None),
+    # coalesce(...) IS NULL, not two IS NULLs: SQLite would otherwise walk the index of queued events for a
+    # claim of given ids (every queued row checked against the list) instead of looking up each id.
+    return and_(func.coalesce(t.processed_at, t.failed_at).is_(None),
                 or_(t.claimed_at.is_(None), t.claimed_at < stale), or_(t.retry_at.is_(None), t.retry_at <= at))
 
 
@@ -56,6 +102,61 @@ def claim_statement(*, with_ids: bool) -> Any:
             .returning(*table.c))
 
 
+class QueueScan:
+    """The statements of a claim by scan, built once; ``claim`` runs it in the caller's write transaction."""
+
+    PAGE = 1000
+    """Rows of the queue read at a time after the first page (which is twice the claim's ``limit``)."""
+
+    def __init__(self, *, postgres: bool) -> None:
+        self.postgres = postgres
+        table = Base.metadata.tables[EventRow.__tablename__]
+        c = table.c
+        at, stale = bindparam("at", type_=UtcDateTime()), bindparam("stale", type_=UtcDateTime())
+        # Whether each row is busy is worked out by the database, and the order's time column comes back as
+        # the database keeps it (it is only bound again for the next page): no time converted per row read.
+        raw = NullType()
+        after_at, after_id = bindparam("after_at", type_=raw), bindparam("after_id", type_=String())
+        received = type_coerce(c.received_at, raw)
+        queued = (select(c.id, c.account_id, not_(_free(c, at, stale)).label("busy"), received.label("received_raw"))
+                  .where(c.processed_at.is_(None), c.failed_at.is_(None)).order_by(c.received_at, c.id)
+                  .limit(bindparam("page", type_=Integer())))
+        self.first = queued
+        self.next = queued.where(or_(received > after_at, and_(received == after_at, c.id > after_id)))
+        # The free check again, in the write: on PostgreSQL a processor may mark an event between the read and it.
+        self.take = (update(table).where(one_of(c.id, postgres), _free(c, at, stale))
+                     .values(claimed_at=at).returning(*record_columns(c)))
+
+    def claim(self, s: Session, *, at: datetime, stale: datetime, limit: int) -> Sequence[Any]:
+        """Claim up to ``limit`` events (rows of ``event_record``'s columns); ``s`` holds the write lock."""
+        chosen: list[str] = []
+        held: set[str] = set()
+        params: dict[str, Any] = {"at": at, "stale": stale, "page": 2 * limit}
+        rows = s.execute(self.first, params).all()
+        while rows:
+            for r in rows:
+                if r.account_id in held:
+                    continue
+                if r.busy:  # the account's later events wait their turn behind it
+                    held.add(r.account_id)
+                    continue
+                chosen.append(r.id)
+                if len(chosen) >= limit:
+                    break
+            if len(chosen) >= limit or len(rows) < params["page"]:
+                break
+            params.update(page=self.PAGE, after_at=rows[-1].received_raw, after_id=rows[-1].id)
+            rows = s.execute(self.next, params).all()
+        if not chosen:
+            return []
+        return s.execute(self.take, {"ids": bound_ids(chosen, self.postgres), "at": at, "stale": stale}).all()
+
+
+def record_columns(c: Any) -> list[Any]:
+    """The columns ``event_record`` reads."""
+    return [c.id, c.type, c.account_id, c.occurred_at, c.received_at, c.data, c.attempts, c.last_error, c.failed_at]
+
+
 async def release_claims(store: Store, ids: Sequence[str], *, at: datetime) -> int:
     """Give back the claims taken at ``at`` on these events, of those not processed yet; how many were given back.
 
@@ -71,5 +172,7 @@ async def release_claims(store: Store, ids: Sequence[str], *, at: datetime) -> i
             .values(claimed_at=None).returning(EventRow.id).execution_options(synchronize_session=False))
 
     def work(s: Session) -> int:
-        return commit_then(s, len(s.scalars(stmt).all()))
+        given = len(s.scalars(stmt).all())
+        s.commit()
+        return given
     return await store.db.run(work)

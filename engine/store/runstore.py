@@ -17,6 +17,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from connectors.sqlcrm_models import Database
+from engine.store.claims import bound_ids, one_of
 from engine.store.cursor_models import PoolCursorRow, ScanStateRow
 from engine.store.store_models import (
     AuditRow,
@@ -141,9 +142,13 @@ class RunTables:
         """Which of these accounts have a run the store has as running (one query for a batch of events)."""
         if not account_ids:
             return set()
-        query = (select(RunRow.account_id).where(RunRow.account_id.in_(list(account_ids)), RunRow.status == "running")
-                 .distinct())
-        return set(await self.db.read(lambda s: s.scalars(query).all()))
+        postgres = self.db.engine.dialect.name == "postgresql"
+        query = _RUNNING.get(postgres)
+        if query is None:  # built once, the ids bound as one parameter: it runs twice per round of processing
+            query = _RUNNING[postgres] = (select(RunRow.account_id).where(one_of(RunRow.account_id, postgres),
+                                                                          RunRow.status == "running").distinct())
+        params = {"ids": bound_ids(account_ids, postgres)}
+        return set(await self.db.read(lambda s: s.scalars(query, params).all()))
 
     async def runs(self, *, account_id: str | None = None, playbook: str | None = None, status: str | None = None,
                    limit: int = 100, cursor: str | None = None) -> RunPage:
@@ -243,6 +248,10 @@ class RunTables:
                                           set_={"counter": PoolCursorRow.counter + 1})
         counter = await self.db.run(lambda s: commit_then(s, s.scalars(stmt.returning(PoolCursorRow.counter)).one()))
         return int(counter) % size
+
+
+_RUNNING: dict[bool, Any] = {}
+"""``accounts_running``'s query, for PostgreSQL (True) and SQLite."""
 
 
 def commit_then(session: Session, value: T) -> T:

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import (
     Engine,
+    bindparam,
     func,
     inspect,
     select,
@@ -36,7 +37,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateColumn
 
 from connectors.sqlcrm_models import Database, sqlite_engine
-from engine.store.claims import claim_statement
+from engine.store.claims import QueueScan, bound_ids, claim_statement, one_of
 from engine.store.facts import FactTables
 from engine.store.runstore import RunTables, commit_then
 from engine.store.store_models import (
@@ -47,6 +48,7 @@ from engine.store.store_models import (
     EventRow,
     RunPage,
     RunRecord,
+    UtcDateTime,
     event_record,
     to_json,
     utc,
@@ -124,14 +126,19 @@ class Store(RunTables, FactTables):
         self.db = Database(database_url, Base.metadata)
         _add_missing(self.db.engine)
         create_views(self.db.engine)
-        self._insert = pg_insert if backend == "postgresql" else sqlite_insert
+        postgres = backend == "postgresql"
+        self._insert = pg_insert if postgres else sqlite_insert
         events = Base.metadata.tables[EventRow.__tablename__]
         # Core, not the ORM's bulk insert: the same SQL for a third of the Python per event.
         self._add = self._insert(events).on_conflict_do_nothing().returning(events.c.id)
+        self._mark = (update(events).where(one_of(events.c.id, postgres))
+                      .values(processed_at=bindparam("at", type_=UtcDateTime())))
         self._quick: dict[int, Engine] = {}
-        self._claims: dict[bool, Any] = {}
-        """The claim statements of ``unprocessed`` (with and without ``ids``)."""
         """SQLite engines by lock wait in ms, for writes with a ``wait`` (``_write``)."""
+        self._by_ids: Any = None
+        """The claim statement of ``unprocessed`` with ``ids`` (engine/store/claims.py)."""
+        self._scan = QueueScan(postgres=postgres)
+        """The claim of ``unprocessed`` without ``ids``."""
 
     def close(self) -> None:
         """Release the database connections."""
@@ -225,15 +232,17 @@ class Store(RunTables, FactTables):
         params: dict[str, Any] = {"at": at, "stale": at - lease, "limit": limit}
         if ids is not None:
             params["ids"] = list(ids)
-        stmt = self._claims.get(ids is not None)
-        if stmt is None:  # built once: its parameters are bound per call
-            stmt = self._claims[ids is not None] = claim_statement(with_ids=ids is not None)
+        if ids is not None and self._by_ids is None:  # built once: its parameters are bound per call
+            self._by_ids = claim_statement(with_ids=True)
         postgres = self.db.engine.dialect.name == "postgresql"
+        scan, by_ids = self._scan, self._by_ids
 
         def claim(s: Session) -> list[EventRecord]:
             if postgres:  # one claim at a time: else a claim that raced another could take an account's next event
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
-            return commit_then(s, [event_record(r) for r in s.execute(stmt, params).all()])
+            rows = (s.execute(by_ids, params).all() if by_ids is not None and ids is not None
+                    else scan.claim(s, at=at, stale=at - lease, limit=limit))
+            return commit_then(s, [event_record(r) for r in rows])
         rows = await self.db.run(claim)
         return sorted(rows, key=lambda r: (r.received_at, r.id))
 
@@ -241,9 +250,9 @@ class Store(RunTables, FactTables):
         """Note that these events were processed, so no one claims them again."""
         if not ids:
             return
-        stmt = (update(EventRow).where(EventRow.id.in_(list(ids)))
-                .values(processed_at=utc(at or datetime.now(UTC), "at")).execution_options(synchronize_session=False))
-        await self.db.run(lambda s: commit_then(s, s.execute(stmt)))
+        params = {"ids": bound_ids(ids, self._scan.postgres), "at": utc(at or datetime.now(UTC), "at")}
+        stmt = self._mark
+        await self.db.run(lambda s: commit_then(s, s.execute(stmt, params)))
 
     async def record_failures(self, failures: Sequence[tuple[str, str]], *, at: datetime | None = None,
                               max_attempts: int = MAX_ATTEMPTS, lease: timedelta = LEASE,

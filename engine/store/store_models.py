@@ -24,6 +24,11 @@ DECISION_OUTCOMES = frozenset({"start", "suppressed", "started", "failed"})
 """What a trigger decision can come to."""
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+"""One encoder for ``to_json``: ``json.dumps`` with options builds a new one per call, which cost as much as
+encoding an event's data (once per event stored)."""
+
+
 def to_json(value: Any, what: str) -> str:
     """``value`` as compact JSON text.
 
@@ -31,7 +36,7 @@ def to_json(value: Any, what: str) -> str:
         TypeError: ``value`` is not JSON (``what`` names it in the message).
     """
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _COMPACT.encode(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} must be JSON (text, numbers, true/false, null, lists, objects): {exc}") from exc
 

@@ -37,6 +37,8 @@ class AccountCheck:
         missing = {a for a in ask if now - self.missing.get(a, -MISSING_FOR) < MISSING_FOR}
         ask = {a for a in ask - missing if now - self.known.get(a, -KNOWN_FOR) >= KNOWN_FOR}
         names = sorted(ask)
+        if not names and not missing:  # every account known already: nothing to ask, nothing to mark
+            return results
         try:
             found = await asyncio.wait_for(asyncio.gather(*(self.crm.get_account(a) for a in names),
                                                           return_exceptions=True), ACCOUNT_CHECK)

@@ -71,6 +71,9 @@ log = logging.getLogger(__name__)
 
 GATHER = 0.25
 """Seconds at least between the starts of two processing rounds the ingestor's wake-ups begin."""
+ROUND_MOST = 1000
+"""Most events in one processing round of ``run``: its rounds double from ``limit`` up to this while each
+comes back full (a backlog), since every round costs two commits (claim, mark) and a few reads."""
 
 
 class Ingestor:
@@ -244,15 +247,19 @@ class Ingestor:
 
     async def _loop(self, *, poll: float, limit: int) -> None:
         clock = asyncio.get_running_loop().time
+        size = limit
         while not self.stopping:
             self.wake.clear()
             began = clock()
             try:
-                done = await self.process_pending(limit)
+                done = await self.process_pending(size)
             except Exception:  # the store may be back in a moment; the loop must go on
                 log.exception("processing queued events failed; trying again in %s s", poll)
                 done = []
-            if len(done) < limit:
+            full, size = len(done) >= size, limit
+            if full:  # a backlog: bigger rounds, each of one claim and one mark, cost fewer commits per event
+                size = max(limit, min(2 * len(done), ROUND_MOST))
+            else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), poll)
                 # Events posted one at a time wake the loop for each: gathering them for a moment makes one

@@ -17,9 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.base import Account
 from connectors.sqlcrm import SQLCRM
+from engine.api import api_body
 from engine.api.app import create_app
 from engine.store.store import Store
 from tests.unit.test_api import AUTH, NOW, TOKEN, Starts, compiled, make_ingestor
@@ -88,3 +91,32 @@ async def test_a_body_at_the_limits_is_accepted(client: httpx.AsyncClient) -> No
     # "deep" makes data level 2, its value level 3 ... the innermost object level 32.
     r = await client.post("/v1/events", content=json.dumps(event), headers=AUTH)
     assert r.status_code == 202, r.json()
+
+
+_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=8) | st.sampled_from(
+    ["\ud800", "a\udfff", "\\ud800", "\U0001f600", "é"])
+_JSON = st.recursive(st.none() | st.integers() | _TEXT | st.booleans(),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+                     max_leaves=60)
+
+
+@settings(max_examples=400, deadline=None)
+@given(doc=_JSON, deep=st.integers(0, 40), plain=st.booleans())
+def test_a_small_bodys_short_check_finds_what_the_full_walk_finds(doc: Any, deep: int, plain: bool) -> None:
+    # Small bodies have only their nesting walked when the text rules out long strings and lone surrogates;
+    # whatever the document (lone surrogates, deep nesting, \u escapes or not), the answer is that of the walk of
+    # every string, which a body over MAX_STRING gets.
+    for _ in range(deep):
+        doc = [doc]
+    text = json.dumps(doc, ensure_ascii=plain)
+    if not plain and any("\ud800" <= ch <= "\udfff" for ch in text):
+        return  # not UTF-8 text: the body's decoding refuses it before any check
+    found = []
+    padded = text + " " * api_body.MAX_STRING  # over MAX_STRING: every string is walked
+    for body in (text, padded):
+        try:
+            api_body.parse_json(body.encode())
+            found.append("ok")
+        except api_body.BodyError as exc:
+            found.append(f"{exc.code} {exc.details}")
+    assert found[0] == found[1]

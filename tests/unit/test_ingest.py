@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,7 +24,7 @@ from engine.language.model import Playbook
 from engine.language.validate import check_text
 from engine.payloads.runtypes import Event
 from engine.store.claims import release_claims
-from engine.store.store import Store
+from engine.store.store import EventRecord, Store
 from engine.triggers.ingest import Ingestor, validate_event
 from engine.triggers.signals import Decision
 
@@ -322,6 +322,36 @@ async def test_the_run_loop_processes_what_ingest_accepts(rig: Rig) -> None:
     finally:
         loop.cancel()
     assert [d.run_id for d in rig.starts] == ["pb:risk:acme:once"]
+
+
+async def test_a_backlog_is_processed_in_growing_rounds_each_event_once(rig: Rig) -> None:
+    ingest = rig.ingestor()
+    claims: list[int] = []
+    marked: list[str] = []
+    claim, mark = rig.store.unprocessed, rig.store.mark_processed
+
+    async def claiming(limit: int = 100, **kw: Any) -> list[EventRecord]:
+        claims.append(limit)
+        return await claim(limit, **kw)
+
+    async def marking(ids: Sequence[str], **kw: Any) -> None:
+        marked.extend(ids)
+        await mark(ids, **kw)
+
+    rig.store.unprocessed, rig.store.mark_processed = claiming, marking  # type: ignore[method-assign]
+    await ingest.ingest([ev(f"e{n}", "email.replied", account=f"a{n % 7}") for n in range(75)])
+    loop = asyncio.create_task(ingest.run(poll=60, limit=5))
+    async with asyncio.timeout(10):
+        while await rig.store.pending_count():
+            await asyncio.sleep(0.01)
+    ingest.stop()
+    async with asyncio.timeout(10):
+        await loop
+    # A full round means a backlog: the next one takes twice as many (two commits per round, whatever its size);
+    # a round that finds the queue empty (if it came before the stop) is the last before the loop waits.
+    assert claims[:4] == [5, 10, 20, 40]
+    assert claims[4:] in ([], [80])
+    assert sorted(marked) == sorted(f"e{n}" for n in range(75))
 
 
 async def test_stop_ends_the_run_loop_after_its_round_with_nothing_left_claimed(rig: Rig) -> None:

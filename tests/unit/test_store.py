@@ -14,6 +14,7 @@ import pytest
 
 from connectors.ledger import Ledger
 from connectors.sqlcrm import SQLCRM
+from engine.store.claims import QueueScan
 from engine.store.runstore import MAX_DETAIL
 from engine.store.store import AuditRow, DecisionRecord, EventRecord, Store
 from engine.triggers.signals import EventSignal
@@ -167,6 +168,19 @@ async def test_an_accounts_later_events_wait_for_an_earlier_one_that_is_taken(st
     assert await store.unprocessed(10, now=T0) == []  # e2 waits while e1 is taken
     await store.mark_processed(["e1"], at=T0)
     assert ids_of(await store.unprocessed(10, now=T0)) == ["e2"]
+
+
+async def test_a_claim_reads_past_a_queue_head_held_behind_a_taken_event(store: Store,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # The claim scans the queue a page at a time (the first page twice the limit): here every row of the
+    # first pages is acme's, held behind the taken e0, so the events it claims are on later pages.
+    monkeypatch.setattr(QueueScan, "PAGE", 3)
+    await queue(store, *[(f"e{n}", "acme") for n in range(9)], ("o1", "other"), ("e9", "acme"), ("p1", "third"))
+    assert ids_of(await store.unprocessed(1, now=T0)) == ["e0"]
+    assert ids_of(await store.unprocessed(2, now=T0)) == ["o1", "p1"]
+    assert await store.unprocessed(5, now=T0) == []  # the rest wait for e0
+    await store.mark_processed(["e0"], at=T0)
+    assert ids_of(await store.unprocessed(20, now=T0)) == [f"e{n}" for n in range(1, 10)]
 
 
 async def test_failed_events_are_listed_latest_first_and_can_be_queued_again(store: Store) -> None:
