@@ -90,6 +90,9 @@ class Ingestor:
         lease: How long a claimed event stays with its processor before another may take it.
         parallel: How many accounts are processed at once.
         max_attempts: Failed attempts after which an event is set aside as failed (at least 1).
+        still_running: Checks a run the store has as active against Temporal (engine/runrecord.is_running).
+        suppress: Puts the address of a hard bounce, unsubscribe or complaint on the suppression list
+            (engine/triggers/suppress.py).
     """
 
     def __init__(self, *, store: Store, crm: CRM, playbooks: Callable[[], Mapping[str, m.Playbook]], start: Start,
@@ -102,19 +105,13 @@ class Ingestor:
             raise ValueError(f"max_attempts must be 1 or more, not {max_attempts}")
         self.max_attempts = max_attempts
         self.store, self.crm, self.playbooks, self.start = store, crm, playbooks, start
-        self.still_running = still_running
-        """Checks a run the store has as active against Temporal (engine/runrecord.is_running)."""
+        self.still_running, self.suppress, self.parallel = still_running, suppress, parallel
         self.signal_run, self.calendar, self.now, self.lease = signal_run, calendar or Calendar(), now, lease
-        self.parallel = parallel
-        self.suppress = suppress
-        """Puts the address of a hard bounce, unsubscribe or complaint on the suppression list
-        (engine/triggers/suppress.py)."""
         self.wake = asyncio.Event()
         self._waiting: list[tuple[list[EventSignal], asyncio.Future[list[bool | str]]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._accounts = AccountCheck(crm, lambda: monotonic())  # looked up per call: tests move the clock
-        self._matcher: MatchWorker | None = None
-        """Set while ``run`` goes: where trigger conditions are evaluated (a child process)."""
+        self._matcher: MatchWorker | None = None  # while ``run`` goes: the child process that evaluates conditions
         self.stopping = False
         """Set by ``stop``: ``run`` returns after the round in hand (its events marked, no claim left to lapse)."""
 
@@ -216,7 +213,6 @@ class Ingestor:
         return first + await self._write(events[half:])
 
     # --- processing ------------------------------------------------------------------------------
-
     async def process_pending(self, limit: int = 200) -> list[Processed]:
         """Claim and process up to ``limit`` queued events; what each did."""
         return await self._round(limit)
