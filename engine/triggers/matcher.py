@@ -80,11 +80,11 @@ from engine.triggers.signals import (
     TriggerRef,
     as_date,
     describe,
-    jsonable,
     key_text,
     lookup,
     mapping,
     number,
+    own_json,
 )
 
 
@@ -125,7 +125,7 @@ def decide(playbook: Playbook, signal: Signal, facts: Facts, memo: Memo | None =
     def answer(reason: Reason, message: str) -> Decision:
         return Decision(outcome="start" if reason == "started" else "suppressed", reason=reason, message=message,
                         playbook=playbook.id, account_id=signal.account_id, trigger=ref, occurrence=occurrence,
-                        run_id=run_id, trigger_data=jsonable(trigger_data), seen=jsonable(seen))
+                        run_id=run_id, trigger_data=own_json(trigger_data), seen=own_json(seen))
 
     if probe.error:
         return answer("expression_error", f"suppressed: {probe.error}")

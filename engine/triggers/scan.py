@@ -156,7 +156,7 @@ async def find_due(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook], 
             async for ids, facts in _pages(crm, store, playbook, now, calendar, page, dates=ranges,
                                            segments=aud.segments, stages=aud.lifecycle_stages):
                 candidates += len(ids)
-                signals = [Scan(account_id=i, since=since, today=today) for i in ids]
+                signals = (Scan(account_id=i, since=since, today=today) for i in ids)  # one alive at a time
                 mine.extend(decide_signals(playbook, signals, facts, memo))
         except ValueError as exc:
             _skipped(playbook, exc, problems)
@@ -185,7 +185,7 @@ async def find_tick(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook],
         try:
             async for ids, facts in _pages(crm, store, playbook, now, calendar, page, segments=aud.segments,
                                            stages=aud.lifecycle_stages):
-                signals = [Tick(account_id=i, cron=cron, timezone=timezone, at=at) for i in ids]
+                signals = (Tick(account_id=i, cron=cron, timezone=timezone, at=at) for i in ids)
                 mine.extend(decide_signals(playbook, signals, facts, memo))
         except ValueError as exc:
             _skipped(playbook, exc, problems)
@@ -235,7 +235,7 @@ async def daily_scan(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook]
                       suppressed=len(done) - started, problems=tuple(problems))
 
 
-def decide_signals(playbook: m.Playbook, signals: Sequence[Signal], facts: Mapping[str, Facts],
+def decide_signals(playbook: m.Playbook, signals: Iterable[Signal], facts: Mapping[str, Facts],
                    memo: Memo | None = None) -> list[Found]:
     """The matcher's decisions for the signals of a page (``memo``: one per playbook and scan)."""
     out = []
@@ -257,10 +257,14 @@ async def _pages(crm: ScanCRM, store: Store, playbook: m.Playbook, now: datetime
                                            skip=unread_parts(playbook))
         if not accounts:
             return
-        after = accounts[-1].id
+        after, last = accounts[-1].id, len(accounts) < page
         facts = await page_facts(crm, store, playbook, accounts, now=now, calendar=calendar, users=users)
-        yield [a.id for a in accounts if a.id in facts], facts
-        if len(accounts) < page:
+        ids = [a.id for a in accounts if a.id in facts]
+        # The facts hold what the matcher reads: the accounts go before it runs. Thousands of objects
+        # the garbage collector would otherwise look at again and again while the page is decided.
+        del accounts
+        yield ids, facts
+        if last:
             return
 
 
