@@ -12,7 +12,9 @@ database of its own and drops it at the end. Phases, each timed:
    window and in the playbook's audience (its segments, which the scan filters in SQL too, and
    ``arr > 0`` for its ``audience.when``, which the scan leaves to the matcher); ``same_due_set``
    checks both find the same accounts (``scan_ratio`` = sql seconds / scan seconds; the scan's
-   seconds are all of find_due, reading included).
+   seconds are all of find_due, reading included). ``scan_cpu_seconds`` is the CPU time of the
+   scanning process during find_due (its threads included, PostgreSQL's own work not): steadier than
+   the wall clock on a loaded machine.
 3. ingest: 2 ``csops api`` processes, 2 workers, one ``temporal server start-dev``: ``--events``
    events (one ``nps.submitted`` per account of ``--runs`` accounts, each posted to both APIs, the
    rest usage events), a worker SIGKILLed when half the runs have started, and started again; events/s,
@@ -21,7 +23,9 @@ database of its own and drops it at the end. Phases, each timed:
    playbooks; p50/p99 per event.
 
 ``--small``: 20,000 accounts, 600 events, 20 runs, 20,000 decisions (a quick check); ``--scan-only``:
-phases 1 and 2 alone (the JSON then has no matcher or ingest figures). Every phase
+phases 1 and 2 alone (the JSON then has no matcher or ingest figures); ``--database NAME``: build into
+(or reuse, when it already holds accounts) a database of that name and keep it, for trying changes to
+the scan without building a million accounts each time (drop it by hand). Every phase
 stops by itself (deadlines); the last line is JSON with ``scan_seconds``, ``scan_ratio``, ``duplicates``.
 """
 
@@ -102,6 +106,18 @@ def build(url: str, count: int) -> float:
     return time.perf_counter() - started
 
 
+def accounts_in(url: str) -> int:
+    """How many accounts a kept database (``--database``) holds; 0 before it was built."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not conn.execute(text("SELECT to_regclass('accounts')")).scalar():
+                return 0
+            return int(conn.execute(text("SELECT count(*) FROM accounts")).scalar() or 0)
+    finally:
+        engine.dispose()
+
+
 def scan_child(url: str) -> dict[str, Any]:
     """In its own process: find_due for today, and the hand-written SQL for the same due set.
 
@@ -115,10 +131,10 @@ def scan_child(url: str) -> dict[str, Any]:
     calendar, since = Calendar(), TODAY - timedelta(days=1)
     crm, store = SQLCRM(url), Store(url)
     try:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         found, candidates = asyncio.run(find_due(crm, store, books, since=since, today=TODAY, now=NOW,
                                                  calendar=calendar))
-        scan_s = time.perf_counter() - t
+        scan_s, scan_cpu = time.perf_counter() - t, time.process_time() - cpu
         parts = []
         for p in milestone_playbooks(books):
             assert p.audience.when in ("", "account.arr > 0") and not p.audience.lifecycle_stages, \
@@ -139,7 +155,8 @@ def scan_child(url: str) -> dict[str, Any]:
         crm.close()
         store.close()
     started = {f.decision.account_id for f in found if f.decision.outcome == "start"}
-    return {"scan_seconds": round(scan_s, 3), "sql_seconds": round(sql_s, 4), "candidates": candidates,
+    return {"scan_seconds": round(scan_s, 3), "scan_cpu_seconds": round(scan_cpu, 3), "sql_seconds": round(sql_s, 4),
+            "candidates": candidates,
             "found": len(found), "due_started": len(started), "sql_rows": len(rows),
             "same_due_set": started == {r.id for r in rows},
             "scan_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -303,6 +320,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--decisions", type=int, default=200_000)
     ap.add_argument("--scan-only", action="store_true", help="build and scan only (no matcher, no ingest)")
+    ap.add_argument("--database", default="",
+                    help="use (and keep) this database, building it only when it has no accounts yet: for trying "
+                         "changes to the scan without building a million accounts each time; drop it by hand")
     ap.add_argument("--scan-child", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.scan_child:
@@ -310,15 +330,22 @@ def main() -> None:
         return
     if args.small:
         args.accounts, args.events, args.runs, args.decisions = 20_000, 600, 20, 20_000
-    name = f"csops_scale_{uuid.uuid4().hex[:10]}"
+    name = args.database or f"csops_scale_{uuid.uuid4().hex[:10]}"
     admin = create_engine(args.server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(args.server).set(database=name).render_as_string(hide_password=False)
     out: dict[str, Any] = {"accounts": args.accounts}
     try:
-        out["build_seconds"] = round(build(url, args.accounts), 1)
-        print(f"built {args.accounts} accounts in {out['build_seconds']} s", flush=True)
+        have = accounts_in(url) if exists else 0
+        if have:
+            out["accounts"], out["build_seconds"] = have, 0.0
+            print(f"reusing {name} with {have} accounts", flush=True)
+        else:
+            out["build_seconds"] = round(build(url, args.accounts), 1)
+            print(f"built {args.accounts} accounts in {out['build_seconds']} s", flush=True)
         child = subprocess.run([sys.executable, __file__, "--scan-child", url], capture_output=True, text=True,
                                timeout=600, check=True)
         out.update(json.loads(child.stdout.strip().splitlines()[-1]))
@@ -332,8 +359,9 @@ def main() -> None:
                 out.update(asyncio.run(ingest(url, args.events, args.runs, Path(tmp))))
             out["duplicates"] = out["events_stored_twice"] + out["runs_started_twice"]
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not args.database:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
     print(json.dumps(out))
 

@@ -199,7 +199,7 @@ class SQLCRM:
             ValueError: a date field is neither a standard date field nor ``fields.NAME``.
         """
         query = accounts_query(after, limit, dates=dates, segments=segments, stages=lifecycle_stages, skip=skip)
-        return await self.db.read(lambda s: accounts_of(s.execute(query)))
+        return await self.db.read_lone(lambda s: accounts_of(s.execute(query)))
 
     async def account_views(self, accounts: Sequence[Account]) -> dict[str, AccountView]:
         """The views of a page of accounts already read (``list_accounts``): their contacts and users in

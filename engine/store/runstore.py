@@ -194,7 +194,7 @@ class RunTables:
                     ended = ended_at
                 out[account_id] = (active, ended, keys | {occurrence} if occurrence else keys)
             return out
-        return await self.db.read(work)
+        return await self.db.read_lone(work)
 
     # --- step audit ------------------------------------------------------------------------------
 

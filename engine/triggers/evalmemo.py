@@ -126,25 +126,35 @@ class Memo:
     """One scan's remembered answers for one playbook (create one per playbook and scan or page)."""
 
     def __init__(self) -> None:
-        self.reads: dict[str, tuple[Path, ...] | None] = {}
+        self.reads: dict[str, tuple[tuple[Path, ...] | None, bool]] = {}
         self.answers: dict[tuple[str, tuple[Hashable, ...]], Any] = {}
         self.probes: dict[Hashable, Any] = {}
 
-    def evaluate(self, src: str, ctx: dict[str, Any]) -> Any:
-        """``engine.language.context.evaluate(src, ctx)``, remembered by the values it reads."""
-        if src not in self.reads:
-            self.reads[src] = paths(src)
-        reads = self.reads[src]
+    def evaluate(self, src: str, ctx: dict[str, Any] | Callable[[], dict[str, Any]],
+                 account: Callable[[], dict[str, Any]] | None = None) -> Any:
+        """``engine.language.context.evaluate(src, ctx)``, remembered by the values it reads.
+
+        ``ctx`` may be a function that builds the context (the matcher's, built only when an expression
+        must be evaluated); ``account`` one that gives ``{"account": ...}`` exactly as in the context,
+        which is all the key of an expression that reads only the account needs.
+        """
+        full = ctx if callable(ctx) else lambda: ctx
+        try:
+            reads, of_account = self.reads[src]
+        except KeyError:
+            found = paths(src)
+            reads, of_account = self.reads[src] = found, found is not None and all(p[0] == "account" for p in found)
         if reads is None:
-            return evaluate(src, ctx)
-        key = tuple(value_key(ctx, p) for p in reads)
+            return evaluate(src, full())
+        seen = account() if account is not None and of_account else full()
+        key = tuple([value_key(seen, p) for p in reads])
         if None in key:
-            return evaluate(src, ctx)
+            return evaluate(src, full())
         try:
             return self.answers[(src, key)]
         except KeyError:
             pass
-        answer = evaluate(src, ctx)  # an error is raised each time, never remembered
+        answer = evaluate(src, full())  # an error is raised each time, never remembered
         if not isinstance(answer, Undefined):  # it holds the account it was read from: not shared
             self.answers[(src, key)] = answer
         return answer

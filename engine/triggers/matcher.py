@@ -45,6 +45,7 @@ Rules where the spec leaves room (the user docs repeat them):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from datetime import UTC, date
 from typing import Any
@@ -79,11 +80,11 @@ from engine.triggers.signals import (
     TriggerRef,
     as_date,
     describe,
-    jsonable,
     key_text,
     lookup,
     mapping,
     number,
+    own_json,
 )
 
 
@@ -114,24 +115,23 @@ def decide(playbook: Playbook, signal: Signal, facts: Facts, memo: Memo | None =
     seen: dict[str, Any] = {"trigger": said, "why": probe.why, **probe.seen}
     if len(fired) > 1:
         seen["also_matched"] = [i for i, _ in fired[1:]]
-    # Only entry.key and audience.when read the context: a playbook without them skips building it.
-    ctx = (context(facts, trigger_data, signal if isinstance(signal, EventSignal) else None)
-           if playbook.entry.key or playbook.audience.when else {})
-    ev = memo.evaluate if memo is not None else evaluate
-    occurrence, key_error = _occurrence(playbook, signal, probe, ctx, ev)
+    # Only entry.key and audience.when read the context, and it is built when one of them is evaluated:
+    # a memo that answers from the account's values alone (a scan's usual case) never needs it.
+    ev = _evaluator(facts, trigger_data, signal if isinstance(signal, EventSignal) else None, memo)
+    occurrence, key_error = _occurrence(playbook, signal, probe, ev)
     seen["occurrence"] = occurrence
-    run_id, ref = run_id_for(playbook.id, signal.account_id, occurrence), TriggerRef(index=index, kind=kind)
+    run_id, ref = run_id_for(playbook.id, signal.account_id, occurrence), trigger_ref(index, kind)
 
     def answer(reason: Reason, message: str) -> Decision:
         return Decision(outcome="start" if reason == "started" else "suppressed", reason=reason, message=message,
                         playbook=playbook.id, account_id=signal.account_id, trigger=ref, occurrence=occurrence,
-                        run_id=run_id, trigger_data=jsonable(trigger_data), seen=jsonable(seen))
+                        run_id=run_id, trigger_data=own_json(trigger_data), seen=own_json(seen))
 
     if probe.error:
         return answer("expression_error", f"suppressed: {probe.error}")
     if not playbook.enabled:
         return answer("disabled", "suppressed: the playbook is disabled (enabled: false)")
-    refused = _audience(playbook, facts.account, ctx, seen, ev)
+    refused = _audience(playbook, facts.account, seen, ev)
     if refused is not None:
         return answer(*refused)
     if key_error:
@@ -277,8 +277,8 @@ def shift(day: date, n: int, business: bool, calendar: Calendar) -> date | None:
         return None
 
 
-def _audience(playbook: Playbook, account: Mapping[str, Any], ctx: dict[str, Any], seen: dict[str, Any],
-              ev: Callable[[str, dict[str, Any]], Any]) -> tuple[Reason, str] | None:
+def _audience(playbook: Playbook, account: Mapping[str, Any], seen: dict[str, Any],
+              ev: Callable[[str], Any]) -> tuple[Reason, str] | None:
     aud = playbook.audience
     segment, stage = account.get("segment"), account.get("lifecycle_stage")
     seen.update(segment=segment, lifecycle_stage=stage)
@@ -290,7 +290,7 @@ def _audience(playbook: Playbook, account: Mapping[str, Any], ctx: dict[str, Any
                                   f"({', '.join(aud.lifecycle_stages)})")
     if aud.when:
         try:
-            holds = bool(ev(aud.when, ctx))
+            holds = bool(ev(aud.when))
         except Exception as exc:  # noqa: BLE001 - an author's expression must not stop the matcher
             return "expression_error", f"suppressed: {expression_error('audience.when', aud.when, exc)}"
         seen["audience_when"] = holds
@@ -299,14 +299,13 @@ def _audience(playbook: Playbook, account: Mapping[str, Any], ctx: dict[str, Any
     return None
 
 
-def _occurrence(playbook: Playbook, signal: Signal, probe: Probe, ctx: dict[str, Any],
-                ev: Callable[[str, dict[str, Any]], Any]) -> tuple[str, str]:
+def _occurrence(playbook: Playbook, signal: Signal, probe: Probe, ev: Callable[[str], Any]) -> tuple[str, str]:
     """The occurrence key and, when ``entry.key`` failed, the error."""
     if isinstance(signal, ManualStart | DirectStart) and signal.occurrence:
         return signal.occurrence, ""
     if playbook.entry.key:
         try:
-            return key_text(ev(playbook.entry.key, ctx)), ""
+            return key_text(ev(playbook.entry.key)), ""
         except Exception as exc:  # noqa: BLE001 - an author's expression must not stop the matcher
             return probe.key, expression_error("entry.key", playbook.entry.key, exc)
     return probe.key, ""
@@ -314,15 +313,51 @@ def _occurrence(playbook: Playbook, signal: Signal, probe: Probe, ctx: dict[str,
 
 def context(facts: Facts, trigger: dict[str, Any], event: EventSignal | None) -> dict[str, Any]:
     """What ``where``, ``audience.when`` and ``entry.key`` see (SPEC section 5, before a run)."""
-    data = {"account": dict(facts.account), "contacts": [dict(c) for c in facts.contacts]}
-    try:
-        ctx = to_eval(data)
-    except ValueError:  # a malformed date stays text; an expression comparing it then reports the error
-        ctx = data
-    ctx.update(trigger=trigger, now=facts.now, today=today_of(facts), business_days=business_days_fn(facts.calendar))
+    ctx = {"account": account_seen(facts.account), "contacts": [dict(c) for c in facts.contacts], "trigger": trigger,
+           "now": facts.now, "today": today_of(facts), "business_days": business_days_fn(facts.calendar)}
     if event is not None:
         ctx["event"] = event.as_dict()
     return ctx
+
+
+def account_seen(account: Mapping[str, Any]) -> dict[str, Any]:
+    """``account`` as expressions see it: a copy, its dates as dates."""
+    try:
+        seen: dict[str, Any] = to_eval({"account": account})["account"]
+        return seen
+    except ValueError:  # a malformed date stays text; an expression comparing it then reports the error
+        return dict(account)
+
+
+def _evaluator(facts: Facts, trigger: dict[str, Any], event: EventSignal | None,
+               memo: Memo | None) -> Callable[[str], Any]:
+    """``evaluate(src, context(...))``, the context built once, when first needed; with a memo, an
+    expression that reads only the account is answered from the account alone when it can be."""
+    built: list[dict[str, Any]] = []
+
+    def full() -> dict[str, Any]:
+        if not built:
+            built.append(context(facts, trigger, event))
+        return built[0]
+
+    if memo is None:
+        return lambda src: evaluate(src, full())
+    accounts: list[dict[str, Any]] = []
+
+    def account() -> dict[str, Any]:
+        if built:
+            return built[0]
+        if not accounts:
+            accounts.append({"account": account_seen(facts.account)})
+        return accounts[0]
+
+    return lambda src: memo.evaluate(src, full, account)
+
+
+@functools.lru_cache(maxsize=256)
+def trigger_ref(index: int, kind: str) -> TriggerRef:
+    """The ``TriggerRef`` of (index, kind): one shared object each, as a scan makes thousands (it is frozen)."""
+    return TriggerRef(index=index, kind=kind)
 
 
 def expression_error(where: str, src: str, exc: Exception) -> str:

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from connectors.base import CRM, Account, AccountLister, AccountView, User
 from engine.language import model as m
 from engine.language.context import Calendar
-from engine.payloads.runcontext import view_data, view_of
+from engine.payloads.runcontext import account_data, view_data, view_of
 from engine.store.store import Store
 from engine.triggers.enrol import MILESTONE_SCAN, Enrolment, Start, enrol
 from engine.triggers.evalmemo import Memo, unread
@@ -48,7 +48,11 @@ log = logging.getLogger("csops.scan")
 SCAN_NAME = MILESTONE_SCAN
 """The name the daily scan notes its last day under (``Store.last_scan``)."""
 PAGE = 1000
-"""Accounts read per query."""
+"""Accounts read per query by a page of the paged scan (engine/runtime/scanpages.py, one activity each)."""
+DUE_PAGE = 5000
+"""Accounts read per query by ``find_due`` and ``find_tick``: one process holds the whole scan, so a page
+is only a bound on memory (a few MB), and each page costs a round of queries and their set-up (a day's
+scan of a million accounts, about 3,600 candidates, was four pages of 1000)."""
 BATCH = 50
 """Runs started at once."""
 PEOPLE = 8
@@ -133,7 +137,7 @@ def schedules(playbooks: Iterable[m.Playbook]) -> dict[tuple[str, str], list[m.P
 
 
 async def find_due(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook], *, since: date, today: date,
-                   now: datetime, calendar: Calendar, page: int = PAGE,
+                   now: datetime, calendar: Calendar, page: int = DUE_PAGE,
                    problems: list[str] | None = None) -> tuple[list[Found], int]:
     """The matcher's decisions for every milestone day in ``(since, today]``, and how many candidates were read.
 
@@ -152,7 +156,7 @@ async def find_due(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook], 
             async for ids, facts in _pages(crm, store, playbook, now, calendar, page, dates=ranges,
                                            segments=aud.segments, stages=aud.lifecycle_stages):
                 candidates += len(ids)
-                signals = [Scan(account_id=i, since=since, today=today) for i in ids]
+                signals = (Scan(account_id=i, since=since, today=today) for i in ids)  # one alive at a time
                 mine.extend(decide_signals(playbook, signals, facts, memo))
         except ValueError as exc:
             _skipped(playbook, exc, problems)
@@ -169,7 +173,7 @@ def _skipped(playbook: m.Playbook, exc: ValueError, problems: list[str] | None) 
 
 
 async def find_tick(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook], *, cron: str, timezone: str,
-                    at: datetime, now: datetime, calendar: Calendar, page: int = PAGE,
+                    at: datetime, now: datetime, calendar: Calendar, page: int = DUE_PAGE,
                     problems: list[str] | None = None) -> list[Found]:
     """The matcher's decisions for one tick of (cron, timezone), for every account in each playbook's
     audience; a playbook the CRM cannot filter for is skipped as in ``find_due``."""
@@ -181,7 +185,7 @@ async def find_tick(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook],
         try:
             async for ids, facts in _pages(crm, store, playbook, now, calendar, page, segments=aud.segments,
                                            stages=aud.lifecycle_stages):
-                signals = [Tick(account_id=i, cron=cron, timezone=timezone, at=at) for i in ids]
+                signals = (Tick(account_id=i, cron=cron, timezone=timezone, at=at) for i in ids)
                 mine.extend(decide_signals(playbook, signals, facts, memo))
         except ValueError as exc:
             _skipped(playbook, exc, problems)
@@ -231,7 +235,7 @@ async def daily_scan(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook]
                       suppressed=len(done) - started, problems=tuple(problems))
 
 
-def decide_signals(playbook: m.Playbook, signals: Sequence[Signal], facts: Mapping[str, Facts],
+def decide_signals(playbook: m.Playbook, signals: Iterable[Signal], facts: Mapping[str, Facts],
                    memo: Memo | None = None) -> list[Found]:
     """The matcher's decisions for the signals of a page (``memo``: one per playbook and scan)."""
     out = []
@@ -253,10 +257,14 @@ async def _pages(crm: ScanCRM, store: Store, playbook: m.Playbook, now: datetime
                                            skip=unread_parts(playbook))
         if not accounts:
             return
-        after = accounts[-1].id
+        after, last = accounts[-1].id, len(accounts) < page
         facts = await page_facts(crm, store, playbook, accounts, now=now, calendar=calendar, users=users)
-        yield [a.id for a in accounts if a.id in facts], facts
-        if len(accounts) < page:
+        ids = [a.id for a in accounts if a.id in facts]
+        # The facts hold what the matcher reads: the accounts go before it runs. Thousands of objects
+        # the garbage collector would otherwise look at again and again while the page is decided.
+        del accounts
+        yield ids, facts
+        if last:
             return
 
 
@@ -264,16 +272,26 @@ async def page_facts(crm: ScanCRM, store: Store, playbook: m.Playbook, accounts:
                      now: datetime, calendar: Calendar,
                      users: dict[str, asyncio.Task[User | None]]) -> dict[str, Facts]:
     """The matcher's facts for a page of accounts: their people and their runs of the playbook, in bulk."""
-    # When no expression a scan's decision reads looks at the people, the CRM is spared the calls.
-    people = _alone(accounts) if "people" in unread_parts(playbook) else account_views(crm, accounts, users)
-    views, runs = await asyncio.gather(people, store.run_summaries(playbook.id, [a.id for a in accounts]))
+    ids = [a.id for a in accounts]
+    views: dict[str, AccountView] | None = None
+    if "people" in unread_parts(playbook):
+        # No expression a scan's decision reads looks at the people: the CRM is spared the calls, and
+        # the account alone is what view_data makes of a view without people (no view is built for it).
+        runs = await store.run_summaries(playbook.id, ids)
+    else:
+        views, runs = await asyncio.gather(account_views(crm, accounts, users), store.run_summaries(playbook.id, ids))
     facts: dict[str, Facts] = {}
     nothing: tuple[None, None, frozenset[str]] = (None, None, frozenset())
-    for account_id, view in views.items():
-        data = view_data(view)
-        active, ended, keys = runs.get(account_id, nothing)
-        facts[account_id] = Facts(account=data["account"], contacts=tuple(data["contacts"]), now=now,
-                                  calendar=calendar, active_run=active, last_run_ended_at=ended, started_keys=keys)
+    contacts: tuple[dict[str, Any], ...] = ()
+    for a in accounts:
+        if views is None:
+            account = account_data(a, None)
+        else:
+            data = view_data(views[a.id])
+            account, contacts = data["account"], tuple(data["contacts"])
+        active, ended, keys = runs.get(a.id, nothing)
+        facts[a.id] = Facts(account=account, contacts=contacts, now=now, calendar=calendar, active_run=active,
+                            last_run_ended_at=ended, started_keys=keys)
     return facts
 
 
@@ -283,10 +301,6 @@ def unread_parts(playbook: m.Playbook) -> frozenset[str]:
     date triggers' fields are all they read beside the segment and stage."""
     return unread([playbook.audience.when, playbook.entry.key],
                   [t.field for t in playbook.triggers if isinstance(t, m.ContractMilestone)])
-
-
-async def _alone(accounts: Sequence[Account]) -> dict[str, AccountView]:
-    return {a.id: AccountView(account=a, owner=None, manager=None, contacts=()) for a in accounts}
 
 
 async def account_views(crm: ScanCRM, accounts: Sequence[Account],

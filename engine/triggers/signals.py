@@ -333,3 +333,15 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+_TEXT = frozenset((str,))
+
+
+def own_json(value: dict[str, Any]) -> dict[str, Any]:
+    """``jsonable(value)`` for a dict the caller made and hands over: the dict itself when it already is
+    JSON (text keys, plain values: a scan's thousands of decisions), else a converted copy."""
+    if _PLAIN.issuperset(map(type, value.values())) and _TEXT.issuperset(map(type, value)):
+        return value
+    converted: dict[str, Any] = jsonable(value)
+    return converted

@@ -335,3 +335,18 @@ steps:
     assert decided == [("a0", "started"), ("a1", "started"), ("a2", "started"), ("a3", "audience_when"),
                        ("a4", "started"), ("a5", "started"), ("nobody", "expression_error")]  # no owner to ask about
     assert remote.user_reads == Counter({"u1": 1, "u2": 1, "mgr": 1})  # 2 pages, each person read once
+
+
+async def test_a_page_holds_the_same_accounts_as_reading_them_one_by_one(parts: tuple[SQLCRM, Store]) -> None:
+    crm, _ = parts
+    crm.add_account(Account(id="full", name="Full", segment="smb", lifecycle_stage="renew", owner_id=None, arr=12.5,
+                            renewal_date=date(2026, 6, 1), contract_start=date(2025, 6, 1), renewal_status="open",
+                            health_score=40, health_band="red", previous_health_score=70,
+                            usage={"logins": 3}, fields={"tier": "gold"}))
+    add(crm, "bare")
+    for account in await crm.list_accounts(None, 10):
+        assert account == await crm.get_account(account.id)
+    # Columns a playbook does not read are left out: the accounts hold empty ones, the rest as stored.
+    skipped = {a.id: a for a in await crm.list_accounts(None, 10, skip={"usage", "fields"})}
+    stored = await crm.get_account("full")
+    assert stored is not None and skipped["full"] == dataclasses.replace(stored, usage={}, fields={})

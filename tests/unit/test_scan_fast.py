@@ -12,7 +12,9 @@ stage suppressions its SQL filters away.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from jinja2 import Undefined
 
@@ -177,3 +179,26 @@ def test_the_memo_tells_apart_values_that_compare_equal() -> None:
     assert memo.evaluate("account.arr * 2", {"account": {"arr": 2}}) == 4
     assert memo.evaluate("account.arr * 2", {"account": {"arr": 3}}) == 6
     assert len(memo.answers) == 7
+
+
+def test_the_memo_builds_the_context_only_when_it_must_evaluate() -> None:
+    memo, built = Memo(), []
+
+    def full(arr: float) -> Callable[[], dict[str, Any]]:
+        def make() -> dict[str, Any]:
+            built.append(arr)
+            return {"account": {"arr": arr}, "limit": 3}
+        return make
+
+    def account(arr: float) -> Callable[[], dict[str, Any]]:
+        return lambda: {"account": {"arr": arr}}
+
+    assert memo.evaluate("account.arr > 0", full(5), account(5)) is True
+    assert memo.evaluate("account.arr > 0", full(5), account(5)) is True  # answered from the account alone
+    assert memo.evaluate("account.arr > 0", full(0), account(0)) is False
+    assert built == [5, 0]
+    # An expression that reads more than the account takes its key from the whole context, every time.
+    assert memo.evaluate("account.arr > limit", full(5), account(5)) is True
+    del built[:]
+    assert memo.evaluate("account.arr > limit", full(5), account(5)) is True  # remembered, by both values
+    assert built == [5]
