@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -77,10 +77,10 @@ class SQLCRM:
 
     async def get_account(self, account_id: str) -> Account | None:
         """The account, or None when there is none with this id."""
-        def work(s: Session) -> Account | None:
-            found = accounts_of(s.connection().execute(_ACCOUNT, {"account_id": account_id}))
+        def work(conn: Connection) -> Account | None:
+            found = accounts_of(conn.execute(_ACCOUNT, {"account_id": account_id}))
             return found[0] if found else None
-        return await self.db.read(work)
+        return await self.db.read_one(work)
 
     async def list_contacts(self, account_id: str) -> list[Contact]:
         """The account's contacts, primary first (empty for an unknown account)."""
@@ -199,7 +199,7 @@ class SQLCRM:
             ValueError: a date field is neither a standard date field nor ``fields.NAME``.
         """
         query = accounts_query(after, limit, dates=dates, segments=segments, stages=lifecycle_stages, skip=skip)
-        return await self.db.read_lone(lambda s: accounts_of(s.execute(query)))
+        return await self.db.read_one(lambda conn: accounts_of(conn.execute(query)))
 
     async def account_views(self, accounts: Sequence[Account]) -> dict[str, AccountView]:
         """The views of a page of accounts already read (``list_accounts``): their contacts and users in
@@ -290,8 +290,8 @@ def _insert_once(s: Session, row: Keyed, model: type[Keyed], key: str) -> Keyed:
     return row
 
 
-# Every effect step's activity re-reads its account: a statement built once, run on the session's
-# connection (no ORM identity map), costs half of Session.get.
+# Every effect step's activity re-reads its account: a statement built once, run on a plain
+# connection (no ORM session or identity map, and on SQLite no BEGIN: Database.read_one).
 _ACCOUNT = select(*(getattr(AccountRow, c.key) for c in AccountRow.__table__.columns)).where(
     AccountRow.id == bindparam("account_id"))
 _OWNER, _MANAGER = aliased(UserRow), aliased(UserRow)

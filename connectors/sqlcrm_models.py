@@ -11,14 +11,13 @@ import asyncio
 import contextlib
 import functools
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from sqlalchemy import (
     JSON,
+    Connection,
     Date,
     DateTime,
     Engine,
@@ -31,7 +30,6 @@ from sqlalchemy import (
     any_,
     bindparam,
     create_engine,
-    event,
     inspect,
     select,
 )
@@ -40,10 +38,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateColumn
 
 from connectors.base import Account, Contact, PermanentError, RetryableError, TaskRecord, User
+from connectors.sqlite_engine import ONE_STATEMENT, sqlite_engine, writer_turn
 
 T = TypeVar("T")
 
@@ -199,8 +197,8 @@ class Database:
         else:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
             self.read_engine = self.engine
-        # A lone SELECT sees one snapshot with or without a transaction around it. Without one, psycopg
-        # sends no BEGIN and the pool no ROLLBACK: two of the four round trips of such a read (same pool).
+        # A lone SELECT sees one snapshot with or without a transaction around it (``read_one``). Without
+        # one, psycopg sends no BEGIN and the pool no ROLLBACK (same pool).
         self.lone_engine = (self.read_engine if parsed.get_backend_name() == "sqlite"
                             else self.engine.execution_options(isolation_level="AUTOCOMMIT"))
         try:
@@ -218,13 +216,8 @@ class Database:
             PermanentError: a value the database refuses (too long, out of range).
         """
         bind = engine or self.engine
-        try:
-            with self._lock, writer_turn(bind), Session(bind, expire_on_commit=False) as session:
-                return work(session)
-        except (OperationalError, InterfaceError, SATimeoutError) as exc:
-            raise RetryableError(f"database unavailable: {type(exc).__name__}", detail=str(exc)) from exc
-        except DataError as exc:
-            raise PermanentError("the database refused a value", detail=str(exc.orig)) from exc
+        with _mapped_errors(), self._lock, writer_turn(bind), Session(bind, expire_on_commit=False) as session:
+            return work(session)
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` on a worker thread (SQLAlchemy sessions are synchronous)."""
@@ -234,9 +227,17 @@ class Database:
         """Like ``run`` for a unit of work that only reads (it takes no write lock on SQLite)."""
         return await asyncio.to_thread(self.call, work, engine=self.read_engine)
 
-    async def read_lone(self, work: Callable[[Session], T]) -> T:
-        """Like ``read`` for a unit of work of one SELECT (``work`` must run no more than one statement)."""
-        return await asyncio.to_thread(self.call, work, engine=self.lone_engine)
+    async def read_one(self, work: Callable[[Connection], T]) -> T:
+        """Like ``read`` for a unit of work that is a single SELECT, on a plain connection (no ORM
+        session: it cost more than the query). One statement reads a consistent snapshot by itself,
+        so it runs outside a transaction: SQLite gets no BEGIN, PostgreSQL (psycopg) no BEGIN and the
+        pool no ROLLBACK, two of the four round trips of such a read."""
+        return await asyncio.to_thread(self._read_one, work)
+
+    def _read_one(self, work: Callable[[Connection], T]) -> T:
+        options = {ONE_STATEMENT: True}
+        with _mapped_errors(), self._lock, self.lone_engine.connect().execution_options(**options) as conn:
+            return work(conn)
 
     def among(self, column: Any, values: Sequence[Any]) -> Any:
         """SQL: ``column`` is one of ``values``. One array parameter on PostgreSQL: an IN list of a
@@ -249,6 +250,17 @@ class Database:
         """Close the pooled connections."""
         self.engine.dispose()
         self.read_engine.dispose()
+
+
+@contextlib.contextmanager
+def _mapped_errors() -> Iterator[None]:
+    """Database errors as the connector errors activities retry (or not)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, SATimeoutError) as exc:
+        raise RetryableError(f"database unavailable: {type(exc).__name__}", detail=str(exc)) from exc
+    except DataError as exc:
+        raise PermanentError("the database refused a value", detail=str(exc.orig)) from exc
 
 
 def upgrade_tables(engine: Engine, metadata: MetaData) -> None:
@@ -284,78 +296,6 @@ def _names(engine: Engine, table: str) -> tuple[set[str], set[str]]:
 def _execute(engine: Engine, ddl: str) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql(ddl)
-
-
-def sqlite_engine(url: str, timeout: float = 30.0, *, immediate: bool = True) -> Engine:
-    """An engine for a SQLite URL: WAL, foreign keys, ``BEGIN IMMEDIATE`` (``immediate``) and a writer waiting up
-    to ``timeout`` seconds for another's lock."""
-    database = make_url(url).database or ""
-    memory = database in ("", ":memory:")
-    if not memory and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url,
-        # Worker threads share the pool; a writer waits up to 30 s for another's lock instead of failing.
-        connect_args={"check_same_thread": False, "timeout": timeout},
-        **({"poolclass": StaticPool} if memory else {"pool_size": 5, "max_overflow": 10}),
-    )
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        # pysqlite's own BEGIN is deferred and sent only before DML; SQLAlchemy's begin hook below
-        # takes over so read-check-write units of work are serialized across threads and processes.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        # WAL lets readers run beside a writer; synchronous stays FULL, because the ledger and the
-        # tasks must survive an OS crash (an effect recorded then lost would be repeated).
-        if not memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    if immediate and not memory:
-        key = database if database.startswith("file:") else str(Path(database).resolve())
-        with _TURNS_LOCK:
-            _WRITERS[engine] = (_TURNS.setdefault(key, threading.RLock()), timeout)
-    return engine
-
-
-_TURNS: dict[str, threading.RLock] = {}
-"""One lock per SQLite file: the writers of this process take turns on it (see ``writer_turn``)."""
-_TURNS_LOCK = threading.Lock()
-_WRITERS: weakref.WeakKeyDictionary[Engine, tuple[threading.RLock, float]] = weakref.WeakKeyDictionary()
-"""The file's lock and the lock wait in seconds of each writing (``BEGIN IMMEDIATE``) SQLite engine."""
-
-
-@contextlib.contextmanager
-def writer_turn(engine: Engine) -> Iterator[None]:
-    """For a writing SQLite engine: wait for this process's other writers of the same file, then go.
-
-    SQLite lets one writer in at a time; the others poll, sleeping 1, 2, 5... up to 100 ms between
-    tries, so a few threads of one process writing at once left the file idle between their
-    transactions (a bare endpoint's p99 was over a second). Taking turns on a lock in the process
-    hands the file over at once; writers in other processes still meet at SQLite's own lock.
-    A unit of work of another engine (PostgreSQL, a reader) goes at once.
-
-    Raises:
-        RetryableError: the engine's lock wait passed before this writer's turn came.
-    """
-    turn = _WRITERS.get(engine)
-    if turn is None:
-        yield
-        return
-    lock, wait = turn
-    if not lock.acquire(timeout=wait):
-        raise RetryableError("database unavailable: locked",
-                             detail=f"another writer of this process held the database over {wait:g} s")
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 CONTACT_COLUMNS = [a.class_attribute for a in ContactRow.__mapper__.column_attrs]

@@ -52,6 +52,31 @@ def compile_playbook(data: Mapping[str, Any], source: str = "", read: Mapping[st
     )
 
 
+RUN_CACHE_SIZE = 256
+_RUN_CACHE: dict[str, tuple[Mapping[str, Any], dict[str, str], m.Playbook]] = {}
+
+
+def compile_for_run(data: Mapping[str, Any], read: Mapping[str, str], version: str) -> m.Playbook:
+    """``compile_playbook(data, read=read)``, compiled once per process for each playbook version.
+
+    Every run compiles the playbook it carries, and a worker runs the same few versions over and
+    over: compiling (and hashing the content for ``version``) cost more than a step's bookkeeping.
+    The model is immutable, so runs can share it. ``version`` is only where to look: a hit must
+    carry equal data and files (a caller may name a version that is not the content's hash), so a
+    run always gets the compilation of exactly what it carries. Safe across the worker's threads:
+    at worst two compile the same playbook at once and one result is kept.
+    """
+    files = dict(read)
+    found = _RUN_CACHE.get(version)
+    if found is not None and found[0] == data and found[1] == files:
+        return found[2]
+    playbook = compile_playbook(data, read=files)
+    if len(_RUN_CACHE) >= RUN_CACHE_SIZE:
+        _RUN_CACHE.clear()
+    _RUN_CACHE[version] = (data, files, playbook)
+    return playbook
+
+
 def _party(text: str) -> Party:
     party = parse_party(text)
     if party is None:  # validation rejects these; reaching here is a bug in the caller

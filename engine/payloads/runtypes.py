@@ -30,7 +30,29 @@ def as_json(value: Any) -> Any:
     decodes into its own type hint, so it still gets the dataclass."""
     if not hasattr(type(value), "__dataclass_fields__"):
         return value
-    return {f.name: as_json(getattr(value, f.name)) for f in fields(value)}
+    return {name: _field_json(getattr(value, name)) for name in _names(type(value))}
+
+
+def _field_json(value: Any) -> Any:
+    """A field's value for ``as_json``: a dict or list whose items are dataclasses (RunOutcome.steps,
+    RunState.open_tasks) gets them as dicts too, as the encoder would have them through ``asdict``;
+    other dicts and lists stay as they are (the encoder writes them)."""
+    if type(value) is dict and any(hasattr(type(v), "__dataclass_fields__") for v in value.values()):
+        return {k: as_json(v) for k, v in value.items()}
+    if type(value) is list and any(hasattr(type(v), "__dataclass_fields__") for v in value):
+        return [as_json(v) for v in value]
+    return as_json(value)
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, read once per class (``dataclasses.fields`` walks them on every call)."""
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 RULES = 2
@@ -207,6 +229,17 @@ class StepOutcome:
     result: Any = None
     detail: str = ""
     """Why it exited (the exit criteria that held)."""
+
+
+def step_outcome(raw: Any) -> StepOutcome:
+    """An effect activity's result, decoded as plain JSON (no result type), as a StepOutcome.
+
+    Given ``result_type=StepOutcome`` the converter reads the class's type hints and converts field
+    by field on every result; the workflow decodes four or more of these per run, so it builds the
+    same value from the dict itself."""
+    if isinstance(raw, StepOutcome):
+        return raw
+    return StepOutcome(status=raw["status"], result=raw.get("result"), detail=raw.get("detail", ""))
 
 
 @dataclass(kw_only=True)

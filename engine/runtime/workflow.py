@@ -24,7 +24,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from engine.language import model as m
-    from engine.language.compiler import compile_playbook
+    from engine.language.compiler import compile_for_run
     from engine.language.context import Calendar, as_datetime, evaluate, render
     from engine.payloads.runtypes import (
         AlertInput,
@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         TaskInput,
         UpdateInput,
         as_json,
+        step_outcome,
     )
     from engine.runtime.runbase import (
         RETRY,
@@ -124,7 +125,7 @@ class PlaybookRun(RunBase):
     async def run(self, inp: RunInput) -> RunOutcome:
         self.inp = inp
         self.at_once = inp.rules >= 2
-        self.pb = compile_playbook(inp.playbook, read=inp.files)
+        self.pb = compile_for_run(inp.playbook, inp.files, inp.version)
         if self.at_once and self.stop is None:  # an exit event that came before the playbook was compiled
             early = next((e for e in self.inbox if e.type in self.pb.exit.on_events), None)
             if early is not None:
@@ -153,7 +154,9 @@ class PlaybookRun(RunBase):
         if end.outcome not in ("completed", "failed") and self.pb.exit.close_open_tasks:
             await self._close_open_tasks(end)
         self.outcome, self.current = end.outcome, ""
-        return RunOutcome(outcome=end.outcome, reason=end.reason, steps=dict(self.results))
+        # Returned in its dict form: the very JSON of the RunOutcome (clients read it as one), without
+        # the converter's asdict, which deep-copies every step result.
+        return as_json(RunOutcome(outcome=end.outcome, reason=end.reason, steps=dict(self.results)))  # type: ignore[no-any-return]
 
     # --- walking the steps ---------------------------------------------------------------------
 
@@ -241,23 +244,21 @@ class PlaybookRun(RunBase):
         connector is down) stops it at once: no further attempt starts; an attempt already running
         finishes, and what it did is kept (a task it made is known to the run, and closed)."""
         arg = as_json(arg)  # the same payload, cheaper to write (engine.payloads.runtypes.as_json)
+        # No result_type: step_outcome builds the StepOutcome from the plain JSON, for less work.
         if not self.at_once:
-            out: StepOutcome = await workflow.execute_activity(name, arg, result_type=StepOutcome,
-                                                               start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
-            return out
-        handle = workflow.start_activity(name, arg, result_type=StepOutcome, start_to_close_timeout=TIMEOUT,
-                                         retry_policy=RETRY,
+            return step_outcome(await workflow.execute_activity(name, arg, start_to_close_timeout=TIMEOUT,
+                                                                retry_policy=RETRY))
+        handle = workflow.start_activity(name, arg, start_to_close_timeout=TIMEOUT, retry_policy=RETRY,
                                          cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
         await workflow.wait_condition(lambda: handle.done() or self.stop is not None)
         if not handle.done():
             handle.cancel()
         try:
-            done: StepOutcome = await handle
+            return step_outcome(await handle)
         except (ActivityError, asyncio.CancelledError):
             if self.stop is not None:
                 raise self.stop from None
             raise
-        return done
 
     def _scope(self, step: m.Step | None, texts: list[str]) -> StepScope:
         """The workflow's part of an effect step's context, and the conditions its activity checks."""

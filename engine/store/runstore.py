@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.orm import Session
 
 from connectors.sqlcrm_models import Database
@@ -184,9 +184,9 @@ class RunTables:
                  .where(RunRow.playbook == playbook, self.db.among(RunRow.account_id, ids))
                  .order_by(RunRow.account_id, RunRow.started_at, RunRow.id))
 
-        def work(s: Session) -> dict[str, RunSummary]:
+        def work(conn: Connection) -> dict[str, RunSummary]:
             out: dict[str, RunSummary] = {}
-            for account_id, run_id, occurrence, ended_at in s.execute(query):
+            for account_id, run_id, occurrence, ended_at in conn.execute(query):
                 active, ended, keys = out.get(account_id, (None, None, frozenset()))
                 if ended_at is None:
                     active = run_id  # rows come oldest first: the newest open run wins
@@ -194,7 +194,7 @@ class RunTables:
                     ended = ended_at
                 out[account_id] = (active, ended, keys | {occurrence} if occurrence else keys)
             return out
-        return await self.db.read_lone(work)
+        return await self.db.read_one(work)
 
     # --- step audit ------------------------------------------------------------------------------
 

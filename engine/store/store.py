@@ -36,7 +36,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateColumn
 
-from connectors.sqlcrm_models import Database, sqlite_engine
+from connectors.sqlcrm_models import Database
+from connectors.sqlite_engine import sqlite_engine
 from engine.store.claims import QueueScan, bound_ids, claim_statement, one_of
 from engine.store.facts import FactTables
 from engine.store.runstore import RunTables, commit_then

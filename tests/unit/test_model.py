@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
 import pytest
 
 from engine.language import model as m
+from engine.language.compiler import compile_for_run
 from engine.language.durations import Duration
 from engine.language.parties import Party
 from engine.language.validate import check_text, validate_paths
@@ -97,3 +99,17 @@ def test_shipped_playbooks_compile() -> None:
     assert len(report.playbooks) >= 4
     for pb in report.playbooks.values():
         assert len(pb.version) == 16 and list(pb.all_steps())
+
+
+def test_a_run_shares_the_compilation_of_equal_content_only() -> None:
+    pb = compiled(SPEC)
+    data, files = dict(pb.data), dict(pb.files)
+    first = compile_for_run(data, files, "v-shared")
+    assert dataclasses.replace(first, source=pb.source) == pb
+    # Equal data carried by another run (decoded anew): the same compiled object, not a new one.
+    assert compile_for_run(copy.deepcopy(data), dict(files), "v-shared") is first
+    # Other content under the same version string (a caller may pass any version): compiled from it.
+    other = {**copy.deepcopy(data), "title": "Another title"}
+    again = compile_for_run(other, files, "v-shared")
+    assert again.title == "Another title" and again is not first
+    assert compile_for_run(other, {"x.md": "changed"}, "v-shared").files == {"x.md": "changed"}

@@ -60,3 +60,22 @@ def test_every_payload_type_has_real_annotations() -> None:
     for cls in classes:
         strings = [f.name for f in dataclasses.fields(cls) if isinstance(f.type, str)]
         assert strings == [], f"{cls.__name__}: string annotations {strings}"
+
+
+@pytest.mark.parametrize("value", [rt.StepOutcome(status="done", result={"task_id": "t1", "n": [1, None]}),
+                                   rt.StepOutcome(status="exited", detail="exit criteria met: x"),
+                                   rt.StepOutcome(status="skipped")], ids=lambda v: v.status)
+def test_step_outcome_reads_what_the_typed_decode_reads(value: rt.StepOutcome) -> None:
+    written = CONVERTER.to_payloads([value])
+    [typed] = CONVERTER.from_payloads(written, [rt.StepOutcome])
+    [plain] = CONVERTER.from_payloads(written, None)
+    assert rt.step_outcome(plain) == typed == value
+
+
+def test_as_json_turns_dataclasses_in_a_field_s_dict_or_list_into_dicts() -> None:
+    state = rt.RunState(steps=RESULTS, open_tasks=[rt.OpenTask(task_id="t1", step_id="s", created_at="c")])
+    plain = as_json(state)
+    assert plain["steps"]["note-1"] == dataclasses.asdict(RESULTS["note-1"])
+    assert plain["open_tasks"] == [{"task_id": "t1", "step_id": "s", "created_at": "c", "escalations_done": 0}]
+    trigger = {"type": "manual", "n": [1, 2]}
+    assert as_json(rt.StepScope(now="n", trigger=trigger))["trigger"] is trigger  # plain JSON: not copied

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -316,3 +317,20 @@ def test_an_older_crm_database_gets_the_reason_column_when_opened(tmp_path: Path
         SQLCRM(url).close()  # opening again finds the column there: nothing to add
     finally:
         crm.close()
+
+
+async def test_get_account_is_one_statement(crm: SQLCRM) -> None:
+    # Before every effect step the account is re-read: one SELECT on a plain connection, no
+    # transaction statements around it on SQLite (a single statement reads a consistent snapshot).
+    sent: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement.split()[0].upper())
+
+    event.listen(crm.db.read_engine, "before_cursor_execute", seen)
+    try:
+        account = await crm.get_account("a1")
+    finally:
+        event.remove(crm.db.read_engine, "before_cursor_execute", seen)
+    assert account is not None and account.name == "Acme"
+    assert sent == ["SELECT"]
