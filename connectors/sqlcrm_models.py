@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     any_,
     bindparam,
+    cast,
     create_engine,
     event,
     inspect,
@@ -239,16 +240,24 @@ class Database:
         return await asyncio.to_thread(self.call, work, engine=self.lone_engine)
 
     def among(self, column: Any, values: Sequence[Any]) -> Any:
-        """SQL: ``column`` is one of ``values``. One array parameter on PostgreSQL: an IN list of a
-        page's thousand ids cost more to render and parse than the query took to run."""
-        if self.engine.dialect.name == "postgresql":
-            return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-        return column.in_(list(values))
+        """SQL: ``column`` is one of ``values``: one array parameter on PostgreSQL (an IN list of a page's ids
+        cost more to render and parse than the query took to run), text as its literal quoted here (psycopg ran
+        a regex search on each element: a few ms of CPU for a scan's page of 3,600 ids), cast back by SQL."""
+        if self.engine.dialect.name != "postgresql":
+            return column.in_(list(values))
+        if all(type(v) is str for v in values):
+            return column == any_(cast(bindparam(None, array_text(values), type_=Text()), ARRAY(column.type)))
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
     def dispose(self) -> None:
         """Close the pooled connections."""
         self.engine.dispose()
         self.read_engine.dispose()
+
+
+def array_text(values: Sequence[str]) -> str:
+    """``values`` as a PostgreSQL array literal: every element double-quoted, its ``\\`` and ``"`` escaped."""
+    return "{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]) + "}"
 
 
 def upgrade_tables(engine: Engine, metadata: MetaData) -> None:
