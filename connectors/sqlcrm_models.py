@@ -245,8 +245,8 @@ class Database:
         a regex search on each element: a few ms of CPU for a scan's page of 3,600 ids), cast back by SQL."""
         if self.engine.dialect.name != "postgresql":
             return column.in_(list(values))
-        if all(type(v) is str for v in values):
-            return column == any_(cast(bindparam(None, array_text(values), type_=Text()), ARRAY(column.type)))
+        if isinstance(column.type, String) and all(type(v) is str for v in values):  # text[]: VARCHAR(n) cuts
+            return column == any_(cast(bindparam(None, array_text(values), type_=Text()), ARRAY(Text())))
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
     def dispose(self) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,7 @@ from connectors.base import (
     User,
 )
 from connectors.sqlcrm import SQLCRM
+from connectors.sqlcrm_models import ContactRow
 
 
 @pytest.fixture
@@ -100,6 +102,14 @@ async def test_bulk_views_find_ids_that_need_quoting(crm: SQLCRM) -> None:
         assert [c.id for c in view.contacts] == [f"c-{i}"]
         assert view.owner is not None and view.owner.id == f"{account_id}-owner"
         assert view.manager is not None and view.manager.id == "u-mgr"
+    # An id longer than the column is nobody's, not the account its first 255 characters name.
+    crm.add_account(Account(id="x" * 255, name="Long"))
+    crm.add_contact(Contact(id="c-long", account_id="x" * 255, email="long@example.com"))
+    query = select(ContactRow.id).where(crm.db.among(ContactRow.account_id, ["x" * 300, "x" * 254]))
+    assert await crm.db.read(lambda s: s.scalars(query).all()) == []
+    query = select(ContactRow.id).where(crm.db.among(ContactRow.account_id, ["x" * 255, *AWKWARD]))
+    assert sorted(await crm.db.read(lambda s: s.scalars(query).all())) == sorted(["c-long", *(
+        f"c-{i}" for i in range(len(AWKWARD)))])
 
 
 async def test_get_user_by_id_and_by_email(crm: SQLCRM) -> None:
