@@ -24,7 +24,7 @@ import threading
 from connectors import redact
 from engine.config.config import ConfigError
 from engine.config.settings import Settings
-from engine.root import Root, load_coverage_model, reload_on_hangup
+from engine.root import Root, load_coverage_model, reload_on_hangup, settle_heap
 from engine.wiring import BuildError
 
 __all__ = ["load_coverage_model", "serve"]  # load_coverage_model now lives in engine/root.py
@@ -40,6 +40,7 @@ async def serve(root: Root, stop: asyncio.Event) -> None:
         worker = await root.worker()
         async with worker:
             connectors = await root.connectors()
+            settle_heap()  # what it has built lives as long as the worker: out of every later full collection
             log.info("worker polling %s on %s (namespace %s) with %s", settings.task_queue,
                      settings.temporal_address, settings.namespace,
                      ", ".join(f"{p.name} {p.kind}" for p in connectors.parts))

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     any_,
     bindparam,
+    cast,
     create_engine,
     inspect,
     select,
@@ -240,11 +241,14 @@ class Database:
             return work(conn)
 
     def among(self, column: Any, values: Sequence[Any]) -> Any:
-        """SQL: ``column`` is one of ``values``. One array parameter on PostgreSQL: an IN list of a
-        page's thousand ids cost more to render and parse than the query took to run."""
-        if self.engine.dialect.name == "postgresql":
-            return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-        return column.in_(list(values))
+        """SQL: ``column`` is one of ``values``: one array parameter on PostgreSQL (an IN list of a page's ids
+        cost more to render and parse than the query took to run), text as its literal quoted here (psycopg ran
+        a regex search on each element: a few ms of CPU for a scan's page of 3,600 ids), cast back by SQL."""
+        if self.engine.dialect.name != "postgresql":
+            return column.in_(list(values))
+        if isinstance(column.type, String) and all(type(v) is str for v in values):  # text[]: VARCHAR(n) cuts
+            return column == any_(cast(bindparam(None, array_text(values), type_=Text()), ARRAY(Text())))
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
     def dispose(self) -> None:
         """Close the pooled connections."""
@@ -261,6 +265,11 @@ def _mapped_errors() -> Iterator[None]:
         raise RetryableError(f"database unavailable: {type(exc).__name__}", detail=str(exc)) from exc
     except DataError as exc:
         raise PermanentError("the database refused a value", detail=str(exc.orig)) from exc
+
+
+def array_text(values: Sequence[str]) -> str:
+    """``values`` as a PostgreSQL array literal: every element double-quoted, its ``\\`` and ``"`` escaped."""
+    return "{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]) + "}"
 
 
 def upgrade_tables(engine: Engine, metadata: MetaData) -> None:

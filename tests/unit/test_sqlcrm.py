@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from connectors.base import (
     User,
 )
 from connectors.sqlcrm import SQLCRM
+from connectors.sqlcrm_models import ContactRow
 
 
 @pytest.fixture
@@ -82,6 +83,33 @@ async def test_account_view_reads_what_the_four_calls_read(crm: SQLCRM) -> None:
     assert managerless is not None and managerless.owner is not None and managerless.owner.id == "u-mgr"
     assert managerless.manager is None and managerless.contacts == ()
     assert await crm.account_view("nope") is None
+
+
+# Ids a CRM may hold that an array literal must quote (PostgreSQL binds a bulk read's ids as one array).
+AWKWARD = ['q"uote', "back\\slash", "com,ma", "{brace}", " spaced ", "NULL", "", "\\\"", "tab\tnew\nline"]
+
+
+async def test_bulk_views_find_ids_that_need_quoting(crm: SQLCRM) -> None:
+    for i, account_id in enumerate(AWKWARD):
+        crm.add_user(User(id=f"{account_id}-owner", email=f"o{i}@example.com", manager_id="u-mgr"))
+        crm.add_account(Account(id=account_id, name=f"Account {i}", owner_id=f"{account_id}-owner"))
+        crm.add_contact(Contact(id=f"c-{i}", account_id=account_id, email=f"p{i}@example.com"))
+    accounts = [a for a in await crm.list_accounts(None, 100) if a.id in AWKWARD]
+    assert sorted(a.id for a in accounts) == sorted(AWKWARD)
+    views = await crm.account_views(accounts)
+    for i, account_id in enumerate(AWKWARD):
+        view = views[account_id]
+        assert [c.id for c in view.contacts] == [f"c-{i}"]
+        assert view.owner is not None and view.owner.id == f"{account_id}-owner"
+        assert view.manager is not None and view.manager.id == "u-mgr"
+    # An id longer than the column is nobody's, not the account its first 255 characters name.
+    crm.add_account(Account(id="x" * 255, name="Long"))
+    crm.add_contact(Contact(id="c-long", account_id="x" * 255, email="long@example.com"))
+    query = select(ContactRow.id).where(crm.db.among(ContactRow.account_id, ["x" * 300, "x" * 254]))
+    assert await crm.db.read(lambda s: s.scalars(query).all()) == []
+    query = select(ContactRow.id).where(crm.db.among(ContactRow.account_id, ["x" * 255, *AWKWARD]))
+    assert sorted(await crm.db.read(lambda s: s.scalars(query).all())) == sorted(["c-long", *(
+        f"c-{i}" for i in range(len(AWKWARD)))])
 
 
 async def test_get_user_by_id_and_by_email(crm: SQLCRM) -> None:
