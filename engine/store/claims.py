@@ -26,9 +26,11 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     String,
+    Text,
     and_,
     any_,
     bindparam,
+    cast,
     exists,
     func,
     literal_column,
@@ -42,6 +44,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.types import NullType
 
+from connectors.sqlcrm_models import array_text
 from engine.store.store_models import Base, EventRow, UtcDateTime, utc
 
 if TYPE_CHECKING:
@@ -55,10 +58,11 @@ def one_of(column: Any, postgres: bool) -> ColumnElement[bool]:
 
     A statement built per call with ``in_(ids)`` coerced each of a round's 200 ids and rendered a
     placeholder for it, which cost more Python than the statement took to run. SQLite reads the
-    list as JSON text (json_each) and still looks each id up by its key.
+    list as JSON text (json_each) and still looks each id up by its key; PostgreSQL reads it as the
+    array literal ``Database.among`` binds too (``array_text``), cast to ``text[]`` by SQL.
     """
     if postgres:
-        found: ColumnElement[bool] = column == any_(bindparam("ids", type_=ARRAY(String())))
+        found: ColumnElement[bool] = column == any_(cast(bindparam("ids", type_=Text()), ARRAY(Text())))
         return found
     listed: Any = select(literal_column("value")).select_from(func.json_each(bindparam("ids", type_=String())))
     inside: ColumnElement[bool] = column.in_(listed.scalar_subquery())
@@ -67,7 +71,7 @@ def one_of(column: Any, postgres: bool) -> ColumnElement[bool]:
 
 def bound_ids(ids: Sequence[str], postgres: bool) -> Any:
     """The value of the ``ids`` parameter of ``one_of``."""
-    return list(ids) if postgres else json.dumps(list(ids))
+    return array_text(ids) if postgres else json.dumps(list(ids))
 
 
 def _free(t: Any, at: Any, stale: Any) -> ColumnElement[bool]:

@@ -54,3 +54,22 @@ async def test_a_claim_racing_another_does_not_take_the_accounts_next_event(pg_d
     finally:
         other.dispose()
         store.close()
+
+
+HOSTILE_IDS = ['q"uote', "back\\slash", "com,ma", "{brace}", "sp ace", "NULL", "é-ü"]
+
+
+async def test_ids_that_need_quoting_are_claimed_and_marked_by_id(pg_database: str) -> None:
+    """The processor binds a round's ids as one array literal (``bound_ids``): each id comes back whole."""
+    store = Store(pg_database)
+    try:
+        for i, event_id in enumerate(HOSTILE_IDS):
+            await store.add_event(Ev(event_id, account_id=f"acct-{i}"), received_at=T0)
+        now = T0 + timedelta(minutes=1)
+        claimed = await store.unprocessed(100, ids=HOSTILE_IDS[:4] + ["absent"], now=now)
+        assert sorted(r.id for r in claimed) == sorted(HOSTILE_IDS[:4])
+        await store.mark_processed(HOSTILE_IDS, at=now)
+        assert await store.unprocessed(100, now=now + timedelta(hours=1)) == []
+        assert await store.accounts_running(HOSTILE_IDS) == set()
+    finally:
+        store.close()
