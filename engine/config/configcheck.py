@@ -97,9 +97,7 @@ def check_document(doc: Document, env: Mapping[str, str]) -> tuple[Any, list[Pro
     problems.extend(_substitute(doc, data, (), ctx))
     schema = config_schema()
     walker = Walker(doc, _HOOKS, ctx)
-    walker.defs = schema["$defs"]
-    problems.extend(walk_top_level(walker, doc, data, schema["properties"], "the configuration"))
-    problems.extend(walker.problems)
+    problems.extend(walk_top_level(walker, doc, data, schema, "the configuration"))
     if not problems:
         problems.extend(_cross_checks(doc, data))
     return data, list(dict.fromkeys(problems)), env

@@ -173,9 +173,7 @@ def check_coverage(doc: Document) -> tuple[Coverage | None, list[Problem]]:
         return None, problems
     schema = coverage_schema()
     walker = Walker(doc, _HOOKS)
-    walker.defs = schema["$defs"]
-    problems.extend(walk_top_level(walker, doc, data, schema["properties"], "the coverage model"))
-    problems.extend(walker.problems)
+    problems.extend(walk_top_level(walker, doc, data, schema, "the coverage model"))
     problems.extend(_cross_checks(doc, data))
     problems = sorted(dict.fromkeys(problems), key=Problem.sort_key)
     if problems:

@@ -82,9 +82,7 @@ def check_health(doc: Document) -> tuple[HealthModel | None, list[Problem]]:
         return None, problems
     schema = health_schema()
     walker = Walker(doc, _HOOKS)
-    walker.defs = schema["$defs"]
-    problems.extend(walk_top_level(walker, doc, data, schema["properties"], "the health model"))
-    problems.extend(walker.problems)
+    problems.extend(walk_top_level(walker, doc, data, schema, "the health model"))
     for key in schema["required"]:
         if key not in data:
             problems.append(problem_at(doc, (), "missing-key", f'the health model is missing "{key}"',

@@ -320,11 +320,13 @@ class Walker:
             self.report(p, "out-of-range", f"{label(p)} must be {bounds}; found {value}")
 
 
-def walk_top_level(walker: Walker, doc: Document, data: dict[str, Any], props: dict[str, Any],
+def walk_top_level(walker: Walker, doc: Document, data: dict[str, Any], schema: dict[str, Any],
                    what: str) -> list[Problem]:
-    """Walk each top-level key of a document other than a playbook (csops.yaml, coverage.yaml)
-    against its property schema; an unknown key is reported with a did-you-mean. Returns the
-    unknown-key problems; the walk's own problems collect on ``walker.problems``."""
+    """Walk each top-level key of a document other than a playbook (csops.yaml, coverage.yaml, the
+    health model) against its schema's properties; an unknown key is reported with a did-you-mean.
+    Returns the unknown-key problems, then the walk's own (``walker.problems``)."""
+    walker.defs = schema["$defs"]
+    props: dict[str, Any] = schema["properties"]
     problems = []
     for key, value in data.items():
         if key in props:
@@ -333,7 +335,7 @@ def walk_top_level(walker: Walker, doc: Document, data: dict[str, Any], props: d
         near = difflib.get_close_matches(key, list(props), n=1, cutoff=0.6)
         problems.append(make(doc.path, doc.key_pos((key,)), "unknown-key", f'unknown key "{key}" in {what}',
                              f'did you mean "{near[0]}"?' if near else "allowed here: " + ", ".join(props)))
-    return problems
+    return problems + walker.problems
 
 
 def _type_hint(value: Any, name: str) -> str:
