@@ -13,7 +13,6 @@ import asyncio
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from tests.integration.procs import (
     wait_until,
 )
 from tests.integration.test_durability import seed_crm
+from tests.integration.test_pg_processes import event
 
 pytestmark = pytest.mark.asyncio
 ACCOUNTS = ("sp1", "sp2", "sp3")
@@ -49,11 +49,6 @@ steps:
   - id: first
     task: { title: "First look at {{ account.name }}" }
 """
-
-
-def event(event_id: str, kind: str, account_id: str) -> dict[str, Any]:
-    return {"id": event_id, "type": kind, "account_id": account_id,
-            "occurred_at": datetime.now(UTC).isoformat(), "data": {"score": 3, "feature": "reports"}}
 
 
 def processed(url: str) -> dict[str, bool]:
