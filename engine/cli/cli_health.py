@@ -157,13 +157,10 @@ def _simulate_events(args: argparse.Namespace, model: HealthModel) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from engine.config.config import ConfigError
-    from engine.config.settings import Settings
+    from engine.cli.common import load_settings
 
-    try:
-        settings = Settings.load()
-    except ConfigError as exc:
-        print(f"csops health show: {exc} (csops check-config says more)", file=sys.stderr)
+    settings = load_settings("health show")
+    if settings is None:
         return EXIT_USAGE
     model = _model(args.model, settings.playbooks)
     if model is None:

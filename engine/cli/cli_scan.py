@@ -46,16 +46,13 @@ def status_line(workflow_id: str, status: str, progress: Mapping[str, Any], last
 
 def cmd_scan(args: argparse.Namespace) -> int:
     """Run ``csops scan status``."""
-    from engine.config.config import ConfigError
-    from engine.config.settings import Settings
-
     if args.scan_action != "status":
         print("csops scan: say status (csops scan --help)", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        settings = Settings.load()
-    except ConfigError as exc:
-        print(f"csops scan: {exc}", file=sys.stderr)
+    from engine.cli.common import load_settings
+
+    settings = load_settings("scan status")
+    if settings is None:
         return EXIT_USAGE
     return asyncio.run(_status(settings))
 

@@ -86,7 +86,6 @@ def configured(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     Raises:
         ConfigError: csops.yaml has problems. CalendarError, OSError: the calendar file.
     """
-    # The lead's composition root (engine/root.py) is to provide settings; read here meanwhile.
     from engine.config.settings import Settings
     from engine.sim.simcalendar import load_calendar_file
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine.cli.cli_scan import status_line
@@ -20,3 +22,14 @@ def test_the_status_line_shows_the_scans_figures() -> None:
 def test_scan_without_an_action_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scan"]) == 2
     assert "csops scan: say status" in capsys.readouterr().err
+
+
+def test_scan_status_says_where_csops_yaml_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # As every command that reads csops.yaml: each problem with its line and column, not only a count.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "csops.yaml").write_text("calendar:\n  timezone: Mars/Olympus\n", encoding="utf-8")
+    assert main(["scan", "status"]) == 2
+    err = capsys.readouterr().err
+    assert "csops.yaml:2:13: calendar.timezone 'Mars/Olympus'" in err
+    assert "csops scan status: csops.yaml: 1 problem(s)" in err
