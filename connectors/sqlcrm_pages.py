@@ -10,6 +10,7 @@ the window's candidates again. Other filters (another date field, a long catch-u
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 from collections.abc import Collection, Sequence
 from datetime import date, timedelta
@@ -28,11 +29,13 @@ CUSTOM_FIELD = re.compile(r"fields\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def accounts_query(after: str | None, limit: int, *, dates: Sequence[tuple[str, date, date]],
-                   segments: Sequence[str], stages: Sequence[str], skip: Collection[str]) -> Any:
+                   segments: Sequence[str], stages: Sequence[str], skip: Collection[str],
+                   numbers: Sequence[tuple[str, str, float]] = ()) -> Any:
     """SQL for ``SQLCRM.list_accounts``: the next ``limit`` accounts in id order after ``after``.
 
     Raises:
-        ValueError: a date field is neither a standard date field nor ``fields.NAME``.
+        ValueError: a date field is neither a standard date field nor ``fields.NAME``; a number
+            comparison of another column or with another operator.
     """
     cols = [getattr(AccountRow, c.key) for c in AccountRow.__table__.columns if c.key not in skip]
     query = select(*cols)
@@ -42,6 +45,8 @@ def accounts_query(after: str | None, limit: int, *, dates: Sequence[tuple[str, 
         query = query.where(AccountRow.segment.in_(list(segments)))
     if stages:
         query = query.where(AccountRow.lifecycle_stage.in_(list(stages)))
+    for name, op, value in numbers:
+        query = query.where(number_holds(name, op, value))
     days = renewal_days(dates)
     if days is not None:
         return day_by_day(query, days, limit)
@@ -98,6 +103,22 @@ def day_by_day(query: Any, days: Sequence[date], limit: int) -> Any:
                 for day in days]
     merged = (branches[0] if len(branches) == 1 else union_all(*branches)).subquery()
     return select(merged).order_by(merged.c.id).limit(limit)
+
+
+NUMBER_COLUMNS = frozenset({"arr", "health_score", "previous_health_score"})
+COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
+           "!=": operator.ne}
+
+
+def number_holds(name: str, op: str, value: float) -> Any:
+    """SQL: the numeric column ``name`` compares so with ``value``, or is null (``AccountLister``'s
+    ``numbers``: the caller's matcher decides a null, which fails ``>`` but passes ``!=`` in Python)."""
+    if name not in NUMBER_COLUMNS or op not in COMPARE:
+        raise ValueError(f"cannot compare {name!r} with {op!r}: numbers compare arr, health_score or "
+                         "previous_health_score with >, >=, <, <=, == or !=")
+    column = getattr(AccountRow, name)
+    holds = COMPARE[op](column, value)
+    return or_(column.is_(None), holds) if column.nullable else holds
 
 
 def date_between(name: str, first: date, last: date) -> Any:

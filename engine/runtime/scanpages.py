@@ -173,9 +173,8 @@ class PageActivities:
                   if isinstance(t, m.ContractMilestone)]
         try:
             aud = playbook.audience
-            accounts = await self.crm.list_accounts(inp.after or None, inp.page, dates=ranges, segments=aud.segments,
-                                                    lifecycle_stages=aud.lifecycle_stages,
-                                                    skip=scan.unread_parts(playbook))
+            accounts = await scan.list_page(self.crm, playbook, inp.after or None, inp.page, dates=ranges,
+                                            segments=aud.segments, stages=aud.lifecycle_stages)
         except ValueError as exc:
             problems: list[str] = []
             scan._skipped(playbook, exc, problems)

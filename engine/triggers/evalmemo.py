@@ -27,7 +27,7 @@ from jinja2.parser import Parser
 from engine.language.context import evaluate
 from engine.language.expressions import ENV
 
-__all__ = ["PARTS", "Memo", "unread"]
+__all__ = ["PARTS", "Memo", "node_path", "unread"]
 
 Path = tuple[str | int, ...]
 _PURE = (nodes.Const, nodes.Compare, nodes.Operand, nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos,
@@ -49,7 +49,7 @@ def paths(src: str) -> tuple[Path, ...] | None:
 
     def walk(node: nodes.Node) -> bool:
         if isinstance(node, nodes.Name | nodes.Getattr | nodes.Getitem):
-            path = _path(node)
+            path = node_path(node)
             if path is None:
                 return False
             found.append(path)
@@ -82,7 +82,9 @@ def unread(sources: Sequence[str | None], fields: Sequence[str] = ()) -> frozens
     return frozenset(left)
 
 
-def _path(node: nodes.Node) -> Path | None:
+def node_path(node: nodes.Node) -> Path | None:
+    """The (name, attribute or key, ...) path a Name/Getattr/Getitem node reads; None for a computed key or
+    a name of dict's own (``account.items``)."""
     steps: list[str | int] = []
     while isinstance(node, nodes.Getattr | nodes.Getitem):
         if isinstance(node, nodes.Getattr):
