@@ -131,6 +131,10 @@ class Memo:
         self.reads: dict[str, tuple[tuple[Path, ...] | None, bool]] = {}
         self.answers: dict[tuple[str, tuple[Hashable, ...]], Any] = {}
         self.probes: dict[Hashable, Any] = {}
+        self.kept: set[int] = set()
+        """The ids of the answers ``probes`` holds: alive as long as the memo, so an id names one answer."""
+        self.decisions: dict[Hashable, Any] = {}
+        """A scan's decisions by what they depend on beside the account's id (engine/triggers/scanmatch.py)."""
 
     def evaluate(self, src: str, ctx: dict[str, Any] | Callable[[], dict[str, Any]],
                  account: Callable[[], dict[str, Any]] | None = None) -> Any:
@@ -161,11 +165,13 @@ class Memo:
             self.answers[(src, key)] = answer
         return answer
 
-    def probe(self, key: Hashable, work: Callable[[], Any]) -> Any:
-        """``work()``, remembered under ``key`` (the caller puts every input of ``work`` in it)."""
+    def probe(self, key: Hashable, work: Callable[..., Any], *args: Any) -> Any:
+        """``work(*args)``, remembered under ``key`` (the caller puts every input of ``work`` in it; the
+        arguments are passed, not a closure made, as most calls find the answer)."""
         try:
             return self.probes[key]
         except KeyError:
             pass
-        answer = self.probes[key] = work()
+        answer = self.probes[key] = work(*args)
+        self.kept.add(id(answer))
         return answer

@@ -161,7 +161,7 @@ def probe_trigger(trig: Trigger, signal: Signal, facts: Facts, memo: Memo | None
         if memo is None or type(value) not in (str, date, type(None)):  # a datetime's zone would not be in the key
             return milestone(trig, value, facts.calendar, signal.today, since=signal.since)
         return memo.probe((id(trig), type(value), value, facts.calendar, signal.today, signal.since),  # type: ignore[no-any-return]
-                          lambda: milestone(trig, value, facts.calendar, signal.today, since=signal.since))
+                          milestone, trig, value, facts.calendar, signal.today, signal.since)
     if isinstance(signal, Tick):
         if not (isinstance(trig, Schedule) and (trig.cron, trig.timezone) == (signal.cron, signal.timezone)):
             return None

@@ -45,7 +45,8 @@ from engine.store.store import Store
 from engine.triggers.enrol import MILESTONE_SCAN, Enrolment, Start, enrol
 from engine.triggers.evalmemo import Memo, unread
 from engine.triggers.matcher import decide, shift
-from engine.triggers.signals import Decision, Facts, Scan, Signal, Tick
+from engine.triggers.scanmatch import decide_scan
+from engine.triggers.signals import Decision, Facts, Scan, Signal, Tick, scans
 from engine.triggers.whenfilter import numbers
 
 log = logging.getLogger("csops.scan")
@@ -160,8 +161,7 @@ async def find_due(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook], 
             async for ids, facts in _pages(crm, store, playbook, now, calendar, page, dates=ranges,
                                            segments=aud.segments, stages=aud.lifecycle_stages):
                 candidates += len(ids)
-                signals = (Scan(account_id=i, since=since, today=today) for i in ids)  # one alive at a time
-                mine.extend(decide_signals(playbook, signals, facts, memo))
+                mine.extend(decide_signals(playbook, scans(ids, since, today), facts, memo))  # one alive at a time
         except ValueError as exc:
             _skipped(playbook, exc, problems)
             continue
@@ -244,7 +244,10 @@ def decide_signals(playbook: m.Playbook, signals: Iterable[Signal], facts: Mappi
     """The matcher's decisions for the signals of a page (``memo``: one per playbook and scan)."""
     out = []
     for signal in signals:
-        decision = decide(playbook, signal, facts[signal.account_id], memo)
+        if memo is not None and type(signal) is Scan:
+            decision = decide_scan(playbook, signal, facts[signal.account_id], memo)
+        else:
+            decision = decide(playbook, signal, facts[signal.account_id], memo)
         if decision is not None:
             out.append(Found(playbook=playbook, decision=decision))
     return out
