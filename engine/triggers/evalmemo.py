@@ -17,6 +17,7 @@ answers are the same with or without one (tests/unit/test_scan_fast.py checks it
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Hashable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -120,7 +121,9 @@ def value_key(ctx: dict[str, Any], path: Path) -> Hashable | None:
     if not isinstance(value, _SCALARS) or isinstance(value, datetime):
         return None
     if isinstance(value, float):
-        return depth, float, repr(value)  # -0.0 and 0.0 are equal but print differently
+        # -0.0 and 0.0 are equal (and hash alike) but answer differently (1 / x): the sign tells them apart.
+        # A NaN is equal to nothing, so it is never found again: evaluated each time, as without a memo.
+        return depth, float, value, math.copysign(1.0, value)
     return depth, type(value), value
 
 
