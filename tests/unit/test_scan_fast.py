@@ -25,8 +25,9 @@ from engine.store.store import Store
 from engine.triggers.enrol import facts_for
 from engine.triggers.evalmemo import Memo, paths, unread
 from engine.triggers.matcher import decide
-from engine.triggers.scan import find_due
-from engine.triggers.signals import Decision, Scan
+from engine.triggers.scan import find_due, page_facts
+from engine.triggers.scanmatch import decide_scan
+from engine.triggers.signals import Decision, Facts, Scan, scans
 from engine.triggers.whenfilter import numbers
 from tests.unit.test_scan import BERLIN, NOW, TODAY, compile_text
 
@@ -226,3 +227,29 @@ def test_the_memo_builds_the_context_only_when_it_must_evaluate() -> None:
     del built[:]
     assert memo.evaluate("account.arr > limit", full(5), account(5)) is True  # remembered, by both values
     assert built == [5]
+
+
+async def test_a_decision_is_made_once_per_kind_of_account_and_copied_exactly(db_url: str) -> None:
+    """decide_scan (engine/triggers/scanmatch.py) answers as the matcher without a memo, field for field, while
+    asking it only once per kind of account; the signals and facts it is given, set up without their
+    dataclasses' __init__, equal those made by it."""
+    crm, store = SQLCRM(db_url), Store(db_url)
+    try:
+        corpus(crm)
+        await runs(store, crm)
+        accounts = await crm.list_accounts(None, 100)
+        for playbook in PLAYBOOKS:
+            facts = await page_facts(crm, store, playbook, accounts, now=NOW, calendar=BERLIN, users={})
+            memo, made = Memo(), 0
+            for signal in scans([a.id for a in accounts], SINCE, TODAY):
+                assert signal == Scan(account_id=signal.account_id, since=SINCE, today=TODAY)
+                f = facts[signal.account_id]
+                assert f == Facts(**{k: getattr(f, k) for k in Facts.__dataclass_fields__})
+                want = decide(playbook, signal, f)
+                assert decide_scan(playbook, signal, f, memo) == want
+                made += want is not None
+            if playbook.id == "renewals":  # many accounts of one kind: decided once each kind
+                assert 0 < len(memo.decisions) < made
+    finally:
+        crm.close()
+        store.close()
