@@ -21,7 +21,7 @@ from typing import Any
 from engine.language.model import Playbook
 from engine.payloads.runtypes import run_id_for
 from engine.triggers.evalmemo import Memo
-from engine.triggers.matcher import _evaluator, _occurrence, decide, probe_trigger
+from engine.triggers.matcher import decide, evaluator, occurrence_of, probe_trigger
 from engine.triggers.signals import Decision, Facts, Probe, Scan
 
 __all__ = ["decide_scan"]
@@ -53,8 +53,8 @@ def decide_scan(playbook: Playbook, signal: Scan, facts: Facts, memo: Memo) -> D
     index, probe = fired[0]
     # What the matcher's expressions see as ``trigger`` (decide builds the same from the same probe).
     data = memo.probe(("scan-trigger", id(playbook), index, id(probe)), _trigger_data, playbook, index, probe)
-    ev = _evaluator(facts, data, None, memo)
-    occurrence, key_error = _occurrence(playbook, signal, probe, ev)
+    ev = evaluator(facts, data, None, memo)
+    occurrence, key_error = occurrence_of(playbook, signal, probe, ev)
     aud, account = playbook.audience, facts.account
     segment, stage = account.get("segment"), account.get("lifecycle_stage")
     holds = None
