@@ -65,8 +65,8 @@ def decide_scan(playbook: Playbook, signal: Scan, facts: Facts, memo: Memo) -> D
         except Exception:  # noqa: BLE001 - the matcher words the error: its path, every time
             return decide(playbook, signal, facts, memo)
     key = ("scan-decision", id(playbook), tuple((i, id(p)) for i, p in fired), occurrence, key_error, segment,
-           stage, holds, bool(occurrence) and occurrence in facts.started_keys, facts.last_run_ended_at, facts.now,
-           id(facts.calendar), signal.since, signal.today)
+           stage, holds, facts.active_run, bool(occurrence) and occurrence in facts.started_keys,
+           facts.last_run_ended_at, facts.now, id(facts.calendar), signal.since, signal.today)
     try:
         shape: _Shape | None = memo.decisions.get(key)
     except TypeError:  # a segment or stage that is not plain text
