@@ -23,6 +23,7 @@ from engine.payloads.runtypes import run_id_for
 from engine.triggers.evalmemo import Memo
 from engine.triggers.matcher import decide, evaluator, occurrence_of, probe_trigger
 from engine.triggers.signals import Decision, Facts, Probe, Scan
+from engine.triggers.whenfilter import holds as numbers_hold
 
 __all__ = ["decide_scan"]
 
@@ -60,10 +61,12 @@ def decide_scan(playbook: Playbook, signal: Scan, facts: Facts, memo: Memo) -> D
     holds = None
     if (playbook.enabled and not key_error and aud.when and (not aud.segments or segment in aud.segments)
             and (not aud.lifecycle_stages or stage in aud.lifecycle_stages)):
-        try:
-            holds = bool(ev(aud.when))
-        except Exception:  # noqa: BLE001 - the matcher words the error: its path, every time
-            return decide(playbook, signal, facts, memo)
+        holds = numbers_hold(aud.when, account)  # a comparison of numbers: answered here (whenfilter.py)
+        if holds is None:
+            try:
+                holds = bool(ev(aud.when))
+            except Exception:  # noqa: BLE001 - the matcher words the error: its path, every time
+                return decide(playbook, signal, facts, memo)
     key = ("scan-decision", id(playbook), tuple((i, id(p)) for i, p in fired), occurrence, key_error, segment,
            stage, holds, facts.active_run, bool(occurrence) and occurrence in facts.started_keys,
            facts.last_run_ended_at, facts.now, id(facts.calendar), signal.since, signal.today)
