@@ -10,18 +10,21 @@ database of its own and drops it at the end. Phases, each timed:
    RSS is the scan's; it pages, so it stays flat as accounts grow), against one hand-written
    indexed SQL query for the same due set: accounts LEFT JOIN contacts in each trigger's date
    window and in the playbook's audience (its segments, which the scan filters in SQL too, and
-   ``arr > 0`` for its ``audience.when``, which the scan leaves to the matcher); ``same_due_set``
+   ``arr > 0`` for its ``audience.when``, which the built-in CRM filters in SQL too); ``same_due_set``
    checks both find the same accounts (``scan_ratio`` = sql seconds / scan seconds; the scan's
    seconds are all of find_due, reading included). ``scan_cpu_seconds`` is the CPU time of the
    scanning process during find_due (its threads included, PostgreSQL's own work not): steadier than
-   the wall clock on a loaded machine. These cold figures are the scan as the first thing a fresh
-   process does: its statements compiled and its types set up on first use, and the garbage collector
-   walking every object the process has made so far. ``warm_scan_seconds`` and ``warm_scan_cpu_seconds``
-   (the median of ``WARM`` scans of the same day in the same process, after the cold one and the SQL)
-   and ``warm_scan_ratio`` = sql seconds / warm scan seconds are the scan as production runs it: an
-   activity of a long-lived worker that has run it before and has frozen its start-up objects out of
-   later collections (``settle_heap``, as worker.py does once it has started). ``scan_ratio`` is the cold
-   one, as before; the SQL is timed once, after the cold scan, in both ratios.
+   the wall clock on a loaded machine. These cold figures are the first scan of a freshly started
+   worker: the scan only ever runs as an activity of worker.py (``csops_scan_page``, or the one-shot
+   ``csops_daily_scan`` of older histories; ``csops forecast`` runs its own on a sandbox copy), and the
+   worker calls ``settle_heap`` once it has started, before it polls for work. So the child does what
+   the worker has done by then: its modules imported, the playbooks loaded, the CRM and the store
+   built, ``settle_heap()``; nothing of the scan has run: its statements are compiled, its types set
+   up and its expressions compiled on first use, inside the timed call. ``warm_scan_seconds`` and
+   ``warm_scan_cpu_seconds`` (the median of ``WARM`` scans of the same day in the same process, after
+   the cold one and the SQL) and ``warm_scan_ratio`` = sql seconds / warm scan seconds are a later
+   scan of the same worker, which has run it before. ``scan_ratio`` is the cold one; the SQL is timed
+   once, after the cold scan, in both ratios.
 3. ingest: 2 ``csops api`` processes, 2 workers, one ``temporal server start-dev``: ``--events``
    events (one ``nps.submitted`` per account of ``--runs`` accounts, each posted to both APIs, the
    rest usage events), a worker SIGKILLed when half the runs have started, and started again; events/s,
@@ -135,12 +138,14 @@ def scan_child(url: str) -> dict[str, Any]:
     The SQL is what a person would write for the shipped milestone playbook (renewal-reminders):
     accounts LEFT JOIN contacts, the renewal date in each trigger's window, and the playbook's
     audience (its segments, and ``audience.when: account.arr > 0`` as ``arr > 0``), which the scan
-    also applies (segments in its SQL, ``when`` in the matcher). Both run on a warm database, the
+    also applies (both in its SQL, and ``when`` again in the matcher). Both run on a warm database, the
     SQL after the scan; ``same_due_set`` says the SQL's accounts are exactly the runs the scan starts.
     """
     books = list(load_playbooks(ROOT / "playbooks").values())
     calendar, since = Calendar(), TODAY - timedelta(days=1)
     crm, store = SQLCRM(url), Store(url)
+    # As worker.py once it has started, before its first activity: what it has built lives as long as it.
+    settle_heap()
     try:
         t, cpu = time.perf_counter(), time.process_time()
         found, candidates = asyncio.run(find_due(crm, store, books, since=since, today=TODAY, now=NOW,
@@ -165,10 +170,8 @@ def scan_child(url: str) -> dict[str, Any]:
         started = {f.decision.account_id for f in found if f.decision.outcome == "start"}
         count = len(found)
         del found  # as a worker's scan activity ends: its decisions are enrolled and gone
-        # Warm: as in the worker, where the scan is an activity of a process that has started (and, like
-        # worker.py, frozen its start-up objects out of later collections: settle_heap) and has run the
-        # scan's statements before. The same day again, WARM times; the median is reported.
-        settle_heap()
+        # Warm: a later scan of the same worker, which has run the scan's statements before. The same
+        # day again, WARM times; the median is reported. (No settle_heap here: the worker calls it once.)
         warm: list[tuple[float, float]] = []
         for _ in range(WARM):
             t, cpu = time.perf_counter(), time.process_time()

@@ -292,7 +292,8 @@ class AccountLister(Protocol):
 
     async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
                             dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
-                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = ()) -> list[Account]:
+                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = (),
+                            numbers: Sequence[tuple[str, str, float]] = ()) -> list[Account]:
         """A page of at most ``limit`` accounts in ascending id order, with ids after ``after``.
 
         The caller asks for the next page with ``after`` = the last id of this one and stops at a
@@ -301,7 +302,12 @@ class AccountLister(Protocol):
         ``segments`` and ``lifecycle_stages`` keep accounts with one of the values when not empty.
         Filters all apply together (AND); within ``dates`` any one range suffices (OR). ``skip``
         names account fields the caller does not read (``usage``, ``fields``): a CRM may leave them
-        empty to read less (the built-in one does; the others read them anyway).
+        empty to read less (the built-in one does; the others read them anyway). ``numbers`` holds
+        comparisons (column, operator, number) of the numeric fields ``arr``, ``health_score`` and
+        ``previous_health_score`` (operators ``>``, ``>=``, ``<``, ``<=``, ``==``, ``!=``) taken from
+        the playbook's ``audience.when``, which the caller evaluates again for every account returned:
+        a CRM may leave out the accounts that fail one (the built-in one does, in SQL, and keeps a
+        null field) or return them all (the others do).
 
         Raises:
             ValueError: a date field the CRM cannot filter on (not mapped).

@@ -254,7 +254,8 @@ class HubSpotCRM:
 
     async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
                             dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
-                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = ()) -> list[Account]:
+                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = (),
+                            numbers: Sequence[tuple[str, str, float]] = ()) -> list[Account]:
         """A page of companies in ascending id order, ids above ``after``, found with HubSpot's
         company search (see connectors.hubspot_search and ``AccountLister``).
 

@@ -226,7 +226,8 @@ class PipedriveCRM:
 
     async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
                             dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
-                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = ()) -> list[Account]:
+                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = (),
+                            numbers: Sequence[tuple[str, str, float]] = ()) -> list[Account]:
         """A page of organizations in ascending (numeric) id order after ``after``, filtered here
         (connectors.base.AccountLister): Pipedrive's list takes no filter on custom fields.
 

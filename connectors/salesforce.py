@@ -233,7 +233,8 @@ class SalesforceCRM:
 
     async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
                             dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
-                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = ()) -> list[Account]:
+                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = (),
+                            numbers: Sequence[tuple[str, str, float]] = ()) -> list[Account]:
         """A page of accounts in ascending (18-character) id order after ``after``, by one SOQL query
         (connectors.salesforce_list; the contract is connectors.base.AccountLister).
 

@@ -185,7 +185,8 @@ class SQLCRM:
 
     async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
                             dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
-                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = ()) -> list[Account]:
+                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = (),
+                            numbers: Sequence[tuple[str, str, float]] = ()) -> list[Account]:
         """A page of accounts in id order, after the id ``after``; the next page starts after the last id.
 
         Filters are pushed into SQL so a scan reads only its candidates: ``dates`` keeps accounts
@@ -194,11 +195,14 @@ class SQLCRM:
         ``lifecycle_stages`` keep accounts with one of the values when not empty. Rows are read with
         plain SQL, not ORM objects, because a scan pages through every account; the JSON columns
         named in ``skip`` (``usage``, ``fields``) are not read at all (decoding them was half the read).
+        ``numbers`` are SQL too: a row whose column is null is kept (connectors.sqlcrm_pages ``number_holds``).
 
         Raises:
-            ValueError: a date field is neither a standard date field nor ``fields.NAME``.
+            ValueError: a date field is neither a standard date field nor ``fields.NAME``; a number
+                comparison of another column.
         """
-        query = accounts_query(after, limit, dates=dates, segments=segments, stages=lifecycle_stages, skip=skip)
+        query = accounts_query(after, limit, dates=dates, segments=segments, stages=lifecycle_stages, skip=skip,
+                               numbers=numbers)
         return await self.db.read_one(lambda conn: accounts_of(conn.execute(query)))
 
     async def account_views(self, accounts: Sequence[Account]) -> dict[str, AccountView]:

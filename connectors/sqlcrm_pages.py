@@ -10,6 +10,7 @@ the window's candidates again. Other filters (another date field, a long catch-u
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 from collections.abc import Collection, Sequence
 from datetime import date, timedelta
@@ -21,6 +22,9 @@ from connectors import fields
 from connectors.base import Account
 from connectors.sqlcrm_models import AccountRow
 
+ACCOUNTS = AccountRow.__table__.c
+"""The table's columns: the page's SQL is Core, not ORM (the same SQL, without the ORM's compile step, and
+without setting up every mapper on a worker's first read)."""
 NARROW_DAYS = 8
 """Days of renewal dates (over all ranges) up to which a page is read day by day."""
 CUSTOM_FIELD = re.compile(r"fields\.([A-Za-z_][A-Za-z0-9_]*)")
@@ -28,26 +32,30 @@ CUSTOM_FIELD = re.compile(r"fields\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def accounts_query(after: str | None, limit: int, *, dates: Sequence[tuple[str, date, date]],
-                   segments: Sequence[str], stages: Sequence[str], skip: Collection[str]) -> Any:
+                   segments: Sequence[str], stages: Sequence[str], skip: Collection[str],
+                   numbers: Sequence[tuple[str, str, float]] = ()) -> Any:
     """SQL for ``SQLCRM.list_accounts``: the next ``limit`` accounts in id order after ``after``.
 
     Raises:
-        ValueError: a date field is neither a standard date field nor ``fields.NAME``.
+        ValueError: a date field is neither a standard date field nor ``fields.NAME``; a number
+            comparison of another column or with another operator.
     """
-    cols = [getattr(AccountRow, c.key) for c in AccountRow.__table__.columns if c.key not in skip]
+    cols = [c for c in ACCOUNTS if c.key not in skip]
     query = select(*cols)
     if after is not None:
-        query = query.where(AccountRow.id > after)
+        query = query.where(ACCOUNTS.id > after)
     if segments:
-        query = query.where(AccountRow.segment.in_(list(segments)))
+        query = query.where(ACCOUNTS.segment.in_(list(segments)))
     if stages:
-        query = query.where(AccountRow.lifecycle_stage.in_(list(stages)))
+        query = query.where(ACCOUNTS.lifecycle_stage.in_(list(stages)))
+    for name, op, value in numbers:
+        query = query.where(number_holds(name, op, value))
     days = renewal_days(dates)
     if days is not None:
         return day_by_day(query, days, limit)
     if dates:
         query = query.where(or_(*(date_between(name, first, last) for name, first, last in dates)))
-    return query.order_by(AccountRow.id).limit(limit)
+    return query.order_by(ACCOUNTS.id).limit(limit)
 
 
 ACCOUNT_FIELDS = frozenset(f.name for f in dataclasses.fields(Account))
@@ -59,14 +67,15 @@ def accounts_of(result: Any) -> list[Account]:
     """The rows of ``result`` (columns of ``accounts``, named as Account's fields) as accounts. Plain dicts:
     a Row answered getattr for a skipped JSON column by raising and catching an error, a third of a page."""
     keys = list(result.keys())
+    rows = result.all()  # one fetch of the page: row by row, psycopg's fetchone per row cost more than the rows
     out = []
     if {*keys, *JSON_FIELDS} != ACCOUNT_FIELDS:  # not exactly the fields: Account() fills in or refuses
-        for values in result:
+        for values in rows:
             row = dict(zip(keys, values, strict=True))
             row["usage"], row["fields"] = dict(row.get("usage") or {}), dict(row.get("fields") or {})
             out.append(Account(**row))
         return out
-    for values in result:
+    for values in rows:
         # Every field is in the row: the account's state is set at once. A frozen dataclass's __init__
         # sets each of its 14 fields through object.__setattr__, which was most of the cost of turning a
         # page of rows into accounts; the instance is the same (equal, same fields) either way.
@@ -94,18 +103,34 @@ def day_by_day(query: Any, days: Sequence[date], limit: int) -> Any:
     pulls from each branch only what the page takes)."""
     if not days:
         return query.where(false()).limit(limit)
-    branches = [select(query.where(AccountRow.renewal_date == day).order_by(AccountRow.id).limit(limit).subquery())
+    branches = [select(query.where(ACCOUNTS.renewal_date == day).order_by(ACCOUNTS.id).limit(limit).subquery())
                 for day in days]
     merged = (branches[0] if len(branches) == 1 else union_all(*branches)).subquery()
     return select(merged).order_by(merged.c.id).limit(limit)
 
 
+NUMBER_COLUMNS = frozenset({"arr", "health_score", "previous_health_score"})
+COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
+           "!=": operator.ne}
+
+
+def number_holds(name: str, op: str, value: float) -> Any:
+    """SQL: the numeric column ``name`` compares so with ``value``, or is null (``AccountLister``'s
+    ``numbers``: the caller's matcher decides a null, which fails ``>`` but passes ``!=`` in Python)."""
+    if name not in NUMBER_COLUMNS or op not in COMPARE:
+        raise ValueError(f"cannot compare {name!r} with {op!r}: numbers compare arr, health_score or "
+                         "previous_health_score with >, >=, <, <=, == or !=")
+    column = ACCOUNTS[name]
+    holds = COMPARE[op](column, value)
+    return or_(column.is_(None), holds) if column.nullable else holds
+
+
 def date_between(name: str, first: date, last: date) -> Any:
     """SQL: the date field ``name`` lies in [first, last] (custom fields hold ISO text, maybe with a time)."""
     if name in fields.DATE:
-        return getattr(AccountRow, name).between(first, last)
+        return ACCOUNTS[name].between(first, last)
     if m := CUSTOM_FIELD.fullmatch(name):
         # ISO text sorts like the dates; "< the day after" also keeps a date-time on the last day.
-        text = AccountRow.fields[m.group(1)].as_string()
+        text = ACCOUNTS.fields[m.group(1)].as_string()
         return and_(text >= first.isoformat(), text < (last + timedelta(days=1)).isoformat())
     raise ValueError(f"{name!r} is not a date field of the account; use renewal_date, contract_start or fields.NAME")

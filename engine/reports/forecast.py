@@ -129,9 +129,10 @@ class _SandboxCRM(RecordingCRM):
 
     async def list_accounts(self, after: str | None = None, limit: int = 1000, *,
                             dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
-                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = ()) -> list[Account]:
+                            lifecycle_stages: Sequence[str] = (), skip: Collection[str] = (),
+                            numbers: Sequence[tuple[str, str, float]] = ()) -> list[Account]:
         return await self.sql.list_accounts(after, limit, dates=dates, segments=segments,
-                                            lifecycle_stages=lifecycle_stages, skip=skip)
+                                            lifecycle_stages=lifecycle_stages, skip=skip, numbers=numbers)
 
 
 async def forecast_replay(playbook: Playbook, *, accounts: Sequence[Account], contacts: Sequence[Contact],

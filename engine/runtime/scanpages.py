@@ -35,7 +35,7 @@ from engine.store.store import Store
 from engine.triggers import scan
 from engine.triggers.enrol import Start
 from engine.triggers.evalmemo import Memo
-from engine.triggers.signals import Scan
+from engine.triggers.signals import scans
 
 log = logging.getLogger("csops.scan")
 PAGES_PATCH = "csops-scan-pages"
@@ -173,9 +173,8 @@ class PageActivities:
                   if isinstance(t, m.ContractMilestone)]
         try:
             aud = playbook.audience
-            accounts = await self.crm.list_accounts(inp.after or None, inp.page, dates=ranges, segments=aud.segments,
-                                                    lifecycle_stages=aud.lifecycle_stages,
-                                                    skip=scan.unread_parts(playbook))
+            accounts = await scan.list_page(self.crm, playbook, inp.after or None, inp.page, dates=ranges,
+                                            segments=aud.segments, stages=aud.lifecycle_stages)
         except ValueError as exc:
             problems: list[str] = []
             scan._skipped(playbook, exc, problems)
@@ -222,7 +221,7 @@ async def decide_page(crm: scan.ScanCRM, store: Store, playbook: m.Playbook, acc
                       since: date, today: date, now: datetime, calendar: Calendar) -> list[scan.Found]:
     """The matcher's decisions for one page of accounts (their people and runs read in bulk)."""
     facts = await scan.page_facts(crm, store, playbook, accounts, now=now, calendar=calendar, users={})
-    signals = [Scan(account_id=a.id, since=since, today=today) for a in accounts if a.id in facts]
+    signals = scans([a.id for a in accounts if a.id in facts], since, today)
     return scan.decide_signals(playbook, signals, facts, Memo())
 
 

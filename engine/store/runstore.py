@@ -180,9 +180,12 @@ class RunTables:
     async def run_summaries(self, playbook: str, ids: Sequence[str]) -> dict[str, RunSummary]:
         """Per account of ``ids``: the active run, when the last run ended, the used occurrence keys (what
         ``active_run``, ``last_ended`` and ``occurrences`` answer one account at a time), in one query."""
-        query = (select(RunRow.account_id, RunRow.run_id, RunRow.occurrence, RunRow.ended_at)
-                 .where(RunRow.playbook == playbook, self.db.among(RunRow.account_id, ids))
-                 .order_by(RunRow.account_id, RunRow.started_at, RunRow.id))
+        # Core columns, not the ORM's: the same SQL, without the ORM's compile step and without setting up
+        # every mapper when this is a worker's first read (its first daily scan: about 12 ms).
+        runs = RunRow.__table__.c
+        query = (select(runs.account_id, runs.run_id, runs.occurrence, runs.ended_at)
+                 .where(runs.playbook == playbook, self.db.among(runs.account_id, ids))
+                 .order_by(runs.account_id, runs.started_at, runs.id))
 
         def work(conn: Connection) -> dict[str, RunSummary]:
             out: dict[str, RunSummary] = {}

@@ -17,6 +17,7 @@ answers are the same with or without one (tests/unit/test_scan_fast.py checks it
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Hashable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -27,7 +28,7 @@ from jinja2.parser import Parser
 from engine.language.context import evaluate
 from engine.language.expressions import ENV
 
-__all__ = ["PARTS", "Memo", "unread"]
+__all__ = ["PARTS", "Memo", "node_path", "unread"]
 
 Path = tuple[str | int, ...]
 _PURE = (nodes.Const, nodes.Compare, nodes.Operand, nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos,
@@ -49,7 +50,7 @@ def paths(src: str) -> tuple[Path, ...] | None:
 
     def walk(node: nodes.Node) -> bool:
         if isinstance(node, nodes.Name | nodes.Getattr | nodes.Getitem):
-            path = _path(node)
+            path = node_path(node)
             if path is None:
                 return False
             found.append(path)
@@ -82,7 +83,9 @@ def unread(sources: Sequence[str | None], fields: Sequence[str] = ()) -> frozens
     return frozenset(left)
 
 
-def _path(node: nodes.Node) -> Path | None:
+def node_path(node: nodes.Node) -> Path | None:
+    """The (name, attribute or key, ...) path a Name/Getattr/Getitem node reads; None for a computed key or
+    a name of dict's own (``account.items``)."""
     steps: list[str | int] = []
     while isinstance(node, nodes.Getattr | nodes.Getitem):
         if isinstance(node, nodes.Getattr):
@@ -118,7 +121,9 @@ def value_key(ctx: dict[str, Any], path: Path) -> Hashable | None:
     if not isinstance(value, _SCALARS) or isinstance(value, datetime):
         return None
     if isinstance(value, float):
-        return depth, float, repr(value)  # -0.0 and 0.0 are equal but print differently
+        # -0.0 and 0.0 are equal (and hash alike) but answer differently (1 / x): the sign tells them apart.
+        # A NaN is equal to nothing, so it is never found again: evaluated each time, as without a memo.
+        return depth, float, value, math.copysign(1.0, value)
     return depth, type(value), value
 
 
@@ -129,6 +134,10 @@ class Memo:
         self.reads: dict[str, tuple[tuple[Path, ...] | None, bool]] = {}
         self.answers: dict[tuple[str, tuple[Hashable, ...]], Any] = {}
         self.probes: dict[Hashable, Any] = {}
+        self.kept: set[int] = set()
+        """The ids of the answers ``probes`` holds: alive as long as the memo, so an id names one answer."""
+        self.decisions: dict[Hashable, Any] = {}
+        """A scan's decisions by what they depend on beside the account's id (engine/triggers/scanmatch.py)."""
 
     def evaluate(self, src: str, ctx: dict[str, Any] | Callable[[], dict[str, Any]],
                  account: Callable[[], dict[str, Any]] | None = None) -> Any:
@@ -159,11 +168,13 @@ class Memo:
             self.answers[(src, key)] = answer
         return answer
 
-    def probe(self, key: Hashable, work: Callable[[], Any]) -> Any:
-        """``work()``, remembered under ``key`` (the caller puts every input of ``work`` in it)."""
+    def probe(self, key: Hashable, work: Callable[..., Any], *args: Any) -> Any:
+        """``work(*args)``, remembered under ``key`` (the caller puts every input of ``work`` in it; the
+        arguments are passed, not a closure made, as most calls find the answer)."""
         try:
             return self.probes[key]
         except KeyError:
             pass
-        answer = self.probes[key] = work()
+        answer = self.probes[key] = work(*args)
+        self.kept.add(id(answer))
         return answer

@@ -117,8 +117,8 @@ def decide(playbook: Playbook, signal: Signal, facts: Facts, memo: Memo | None =
         seen["also_matched"] = [i for i, _ in fired[1:]]
     # Only entry.key and audience.when read the context, and it is built when one of them is evaluated:
     # a memo that answers from the account's values alone (a scan's usual case) never needs it.
-    ev = _evaluator(facts, trigger_data, signal if isinstance(signal, EventSignal) else None, memo)
-    occurrence, key_error = _occurrence(playbook, signal, probe, ev)
+    ev = evaluator(facts, trigger_data, signal if isinstance(signal, EventSignal) else None, memo)
+    occurrence, key_error = occurrence_of(playbook, signal, probe, ev)
     seen["occurrence"] = occurrence
     run_id, ref = run_id_for(playbook.id, signal.account_id, occurrence), trigger_ref(index, kind)
 
@@ -161,7 +161,7 @@ def probe_trigger(trig: Trigger, signal: Signal, facts: Facts, memo: Memo | None
         if memo is None or type(value) not in (str, date, type(None)):  # a datetime's zone would not be in the key
             return milestone(trig, value, facts.calendar, signal.today, since=signal.since)
         return memo.probe((id(trig), type(value), value, facts.calendar, signal.today, signal.since),  # type: ignore[no-any-return]
-                          lambda: milestone(trig, value, facts.calendar, signal.today, since=signal.since))
+                          milestone, trig, value, facts.calendar, signal.today, signal.since)
     if isinstance(signal, Tick):
         if not (isinstance(trig, Schedule) and (trig.cron, trig.timezone) == (signal.cron, signal.timezone)):
             return None
@@ -299,7 +299,7 @@ def _audience(playbook: Playbook, account: Mapping[str, Any], seen: dict[str, An
     return None
 
 
-def _occurrence(playbook: Playbook, signal: Signal, probe: Probe, ev: Callable[[str], Any]) -> tuple[str, str]:
+def occurrence_of(playbook: Playbook, signal: Signal, probe: Probe, ev: Callable[[str], Any]) -> tuple[str, str]:
     """The occurrence key and, when ``entry.key`` failed, the error."""
     if isinstance(signal, ManualStart | DirectStart) and signal.occurrence:
         return signal.occurrence, ""
@@ -329,7 +329,7 @@ def account_seen(account: Mapping[str, Any]) -> dict[str, Any]:
         return dict(account)
 
 
-def _evaluator(facts: Facts, trigger: dict[str, Any], event: EventSignal | None,
+def evaluator(facts: Facts, trigger: dict[str, Any], event: EventSignal | None,
                memo: Memo | None) -> Callable[[str], Any]:
     """``evaluate(src, context(...))``, the context built once, when first needed; with a memo, an
     expression that reads only the account is answered from the account alone when it can be."""

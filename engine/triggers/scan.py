@@ -6,12 +6,15 @@ works out which dates of its field put the milestone day inside the window ``(si
 (``AccountLister.list_accounts``: SQL for the built-in CRM, the search API for HubSpot, SOQL for
 Salesforce), in the playbook's audience segments and lifecycle stages (as for ticks: an account
 outside them is never started, so it is not read, and no ``audience_segment`` suppression is
-recorded for it). Every candidate then goes through ``engine.triggers.matcher.decide`` with a ``Scan``
-signal, so the matcher stays the one place that decides; the SQL filter is only ever wider than its
-answer. The runs of a page of candidates (active run, last end, occurrence keys) are read in one
-query, and its people only when an expression of the playbook may read them. The matcher gets a
-``Memo`` per playbook (engine/triggers/evalmemo.py): ``audience.when`` and ``entry.key`` are evaluated
-once per distinct set of values they read, not once per account.
+recorded for it). The built-in CRM also leaves out the accounts whose numbers fail a simple
+``audience.when`` (``account.arr > 0``: engine/triggers/whenfilter.py), which then get no
+``audience_when`` suppression either. Every candidate then goes through
+``engine.triggers.matcher.decide`` with a ``Scan`` signal, so the matcher stays the one place that
+decides; the SQL filter is only ever wider than its answer. The runs of a page of candidates (active
+run, last end, occurrence keys) are read in one query, and its people only when an expression of
+the playbook may read them. The matcher gets a ``Memo`` per playbook (engine/triggers/evalmemo.py):
+``audience.when`` and ``entry.key`` are evaluated once per distinct set of values they read, not once
+per account.
 
 Catch-up without duplicates: the window starts at the last day the scan covered
 (``Store.last_scan``), so after days without a scan all missed milestone days are in one window,
@@ -42,7 +45,9 @@ from engine.store.store import Store
 from engine.triggers.enrol import MILESTONE_SCAN, Enrolment, Start, enrol
 from engine.triggers.evalmemo import Memo, unread
 from engine.triggers.matcher import decide, shift
-from engine.triggers.signals import Decision, Facts, Scan, Signal, Tick
+from engine.triggers.scanmatch import decide_scan
+from engine.triggers.signals import Decision, Facts, Scan, Signal, Tick, scans
+from engine.triggers.whenfilter import numbers
 
 log = logging.getLogger("csops.scan")
 SCAN_NAME = MILESTONE_SCAN
@@ -156,8 +161,7 @@ async def find_due(crm: ScanCRM, store: Store, playbooks: Iterable[m.Playbook], 
             async for ids, facts in _pages(crm, store, playbook, now, calendar, page, dates=ranges,
                                            segments=aud.segments, stages=aud.lifecycle_stages):
                 candidates += len(ids)
-                signals = (Scan(account_id=i, since=since, today=today) for i in ids)  # one alive at a time
-                mine.extend(decide_signals(playbook, signals, facts, memo))
+                mine.extend(decide_signals(playbook, scans(ids, since, today), facts, memo))  # one alive at a time
         except ValueError as exc:
             _skipped(playbook, exc, problems)
             continue
@@ -240,7 +244,10 @@ def decide_signals(playbook: m.Playbook, signals: Iterable[Signal], facts: Mappi
     """The matcher's decisions for the signals of a page (``memo``: one per playbook and scan)."""
     out = []
     for signal in signals:
-        decision = decide(playbook, signal, facts[signal.account_id], memo)
+        if memo is not None and type(signal) is Scan:
+            decision = decide_scan(playbook, signal, facts[signal.account_id], memo)
+        else:
+            decision = decide(playbook, signal, facts[signal.account_id], memo)
         if decision is not None:
             out.append(Found(playbook=playbook, decision=decision))
     return out
@@ -253,8 +260,7 @@ async def _pages(crm: ScanCRM, store: Store, playbook: m.Playbook, now: datetime
     after: str | None = None
     users: dict[str, asyncio.Task[User | None]] = {}
     while True:
-        accounts = await crm.list_accounts(after, page, dates=dates, segments=segments, lifecycle_stages=stages,
-                                           skip=unread_parts(playbook))
+        accounts = await list_page(crm, playbook, after, page, dates=dates, segments=segments, stages=stages)
         if not accounts:
             return
         after, last = accounts[-1].id, len(accounts) < page
@@ -283,6 +289,9 @@ async def page_facts(crm: ScanCRM, store: Store, playbook: m.Playbook, accounts:
     facts: dict[str, Facts] = {}
     nothing: tuple[None, None, frozenset[str]] = (None, None, frozenset())
     contacts: tuple[dict[str, Any], ...] = ()
+    # Each account's facts are these with its own account, people and runs: set up from this one's fields
+    # rather than through the frozen dataclass's __init__ (a call of object.__setattr__ per field, of 13).
+    base = Facts(account={}, now=now, calendar=calendar).__dict__
     for a in accounts:
         if views is None:
             account = account_data(a, None)
@@ -290,9 +299,19 @@ async def page_facts(crm: ScanCRM, store: Store, playbook: m.Playbook, accounts:
             data = view_data(views[a.id])
             account, contacts = data["account"], tuple(data["contacts"])
         active, ended, keys = runs.get(a.id, nothing)
-        facts[a.id] = Facts(account=account, contacts=contacts, now=now, calendar=calendar, active_run=active,
-                            last_run_ended_at=ended, started_keys=keys)
+        fact = facts[a.id] = object.__new__(Facts)
+        fact.__dict__.update(base, account=account, contacts=contacts, active_run=active, last_run_ended_at=ended,
+                             started_keys=keys)
     return facts
+
+
+async def list_page(crm: ScanCRM, playbook: m.Playbook, after: str | None, page: int, *,
+                    dates: Sequence[tuple[str, date, date]] = (), segments: Sequence[str] = (),
+                    stages: Sequence[str] = ()) -> list[Account]:
+    """The CRM's next page of the playbook's candidates: only what its decisions read, and without the
+    accounts whose numbers fail its ``audience.when`` (engine/triggers/whenfilter.py) where the CRM can tell."""
+    return await crm.list_accounts(after, page, dates=dates, segments=segments, lifecycle_stages=stages,
+                                   skip=unread_parts(playbook), numbers=numbers(playbook.audience.when))
 
 
 def unread_parts(playbook: m.Playbook) -> frozenset[str]:

@@ -21,7 +21,10 @@ from connectors.sqlcrm import SQLCRM
 from engine.language.context import Calendar
 from engine.language.model import ContractMilestone, Playbook
 from engine.language.validate import check_text
+from engine.payloads.runcontext import view_data
 from engine.store.store import Store
+from engine.triggers.enrol import facts_for
+from engine.triggers.explain import explain
 from engine.triggers.matcher import milestone
 from engine.triggers.scan import daily_scan, date_window, find_due, find_tick
 from engine.triggers.signals import Decision
@@ -134,19 +137,25 @@ async def test_a_scan_starts_each_due_run_once_and_a_second_scan_that_day_starts
 
     assert sorted(temporal.started) == [f"pb:renewal-reminders:{a}:{d}" for a, d in
                                         (("due120", TODAY + timedelta(days=120)), ("due90", TODAY + timedelta(90)))]
-    # The audience segments are filtered in SQL: the smb account is not a candidate (nothing is recorded
-    # for it, as for a tick); audience.when is the matcher's, so the free account's suppression is.
+    # The audience is filtered in SQL: the smb account (segments) and the free one (audience.when's
+    # account.arr > 0, engine/triggers/whenfilter.py) are not candidates, and nothing is recorded for
+    # them, as for a tick. csops explain evaluates the account live and still says why.
     assert (report.since, report.today, report.candidates, report.found, report.started, report.suppressed) == (
-        TODAY - timedelta(days=1), TODAY, 3, 3, 2, 1)
+        TODAY - timedelta(days=1), TODAY, 2, 2, 2, 0)
     reasons = {d.account_id: d.reason for d in await store.decisions(playbook="renewal-reminders")}
-    assert reasons == {"due120": "started", "due90": "started", "free": "audience_when"}
+    assert reasons == {"due120": "started", "due90": "started"}
     assert await store.last_scan("contract_milestone") == TODAY
+    free = await crm.account_view("free")
+    assert free is not None
+    facts = await facts_for(store, playbook, view_data(free)["account"], now=NOW, calendar=Calendar())
+    said = {c.name: (c.state, c.text) for c in explain(playbook, facts, TODAY)}
+    assert said["audience.when"] == ("fail", "audience.when account.arr > 0 is false")
 
     again = await daily_scan(crm, store, [playbook], start=temporal.start, now=NOW + timedelta(hours=5),
                              calendar=Calendar())
     assert (again.since, again.found) == (None, 0)
     assert len(temporal.started) == 2
-    assert len(await store.decisions(playbook="renewal-reminders")) == 3
+    assert len(await store.decisions(playbook="renewal-reminders")) == 2
 
 
 async def test_three_missed_days_are_caught_up_once_each(parts: tuple[SQLCRM, Store]) -> None:
