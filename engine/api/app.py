@@ -7,8 +7,9 @@ decisions name accounts). docs/api.md is the user's guide; ``/openapi.json`` the
 
 ``POST /v1/events`` only validates and stores (one batch insert, idempotent by event id) and
 answers 202; matching and starting runs is the ingestor's ``process_pending`` loop, started with
-the app. The queue is the store's events table, so a crash between storing and processing loses
-nothing: the loop picks the events up when the app starts again.
+the app (``process``) or in another process (``csops api``'s child by default: engine/cli/apichild.py).
+The queue is the store's events table, so a crash between storing and processing loses nothing:
+the loop picks the events up when the app starts again.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""``csops process``: an event processor on its own, for the API processes that run with ``--no-processing``.
+"""``csops process``: an event processor, beside API processes that run with ``--no-processing`` (or as one's child).
 
 The store's events table is the queue: ``csops api`` stores events, a processor claims them (with a
 lease), applies their facts, delivers them to running runs, decides and starts runs, and marks them
-processed (engine/triggers/ingest.py). By default each API process also processes; for high event
-volume the API's CPU goes to taking events in and processing runs here instead (docs/operations.md,
-Sizing). Any number of processors may run on one store: claims keep an event with one of them, and
-the claim of one that was killed lapses after the lease (5 minutes), so another takes its events.
+processed (engine/triggers/ingest.py). By default each ``csops api`` runs one as its child
+(``--for-api``: engine/cli/apichild.py); beside ``csops api --no-processing`` they run on their own, as
+many as the queue needs (docs/operations.md, Sizing). Any number of processors may run on one store:
+claims keep an event with one of them, and the claim of one that was killed lapses after the lease
+(5 minutes), so another takes its events.
 
 SIGTERM or Ctrl-C stops it: the round in hand is finished (its events marked, no claim left), then the
 process ends with exit 0. A round that takes longer (a call stuck on Temporal, the CRM or a locked
