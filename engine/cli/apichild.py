@@ -113,6 +113,9 @@ class ProcessingChild:
         read, self._pipe = os.pipe()
         try:
             self.proc = subprocess.Popen(self.command, stdin=read, close_fds=True)
+        except OSError:
+            self._close_pipe()
+            raise
         finally:
             os.close(read)
         os.set_blocking(self._pipe, False)
@@ -142,7 +145,10 @@ class ProcessingChild:
             await asyncio.sleep(delay)
             delay = min(2 * delay, RESTART_MOST)
             self.restarts += 1
-            self._start()
+            try:
+                self._start()
+            except OSError as exc:  # no process to be had now (out of memory, pids): the next look tries again
+                log.error("the event processing child could not be started again: %s", exc)
 
     def _poke(self) -> None:
         with contextlib.suppress(BlockingIOError, BrokenPipeError):  # full: it has wake-ups to read; gone: _watch
