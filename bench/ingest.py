@@ -1,14 +1,18 @@
-"""Event ingestion throughput of the HTTP API: POST /v1/events against one uvicorn process.
+"""Event ingestion throughput of the HTTP API: POST /v1/events against one API process.
 
-The script starts the API (engine/api/app.py over a temporary SQLite store, the real Ingestor, no
-playbooks, so processing claims the events, finds no run to deliver to and no trigger listening, and
-marks them done) with uvicorn in a subprocess on a free port, one worker process, in the two shapes
-it is deployed in (bench/ingest_servers.py):
+The script runs the API over a temporary SQLite store with its accounts in the built-in CRM and no
+playbooks (so processing claims the events, finds no run to deliver to and no trigger listening, and
+marks them done), each on a free port with one uvicorn worker, in the shapes it is deployed in:
 
-- in process (``csops api``, the default): the API's processing loop runs in the API process;
-- split (``csops api --no-processing`` + ``csops process``, the shape for high event volume:
-  docs/operations.md, Sizing): the API only stores, and a processor process beside it, on the same
-  store, processes. Every event must be marked processed exactly once (checked at the end).
+- as shipped (``csops api``, the default, December 2026 on): the ``csops api`` command itself, whose
+  API process stores and answers while the event processing child it starts (``csops process
+  --for-api``, engine/cli/apichild.py) processes. Its CPU figure is both processes' (and each's);
+- in process (``csops api --processing in-process``, the default before): the command itself, with
+  the processing loop in the API process, sharing its GIL;
+- split (``csops api --no-processing`` + ``csops process``, the shape for more API processes:
+  docs/operations.md, Sizing): the API (engine/api/app.py built in bench/ingest_servers.py) only
+  stores, and a processor process beside it, on the same store, processes. Every event must be
+  marked processed exactly once (checked at the end).
 
 To each it posts EVENTS events in batches of BATCH over CLIENTS concurrent httpx connections, then
 SINGLES events one per request. It measures events accepted per second (every event must come back
@@ -26,20 +30,23 @@ Baseline, in the same run, over the same client: a bare FastAPI app in its own u
 whose POST /v1/events parses the JSON body and does one insert of its events into the same store
 (engine.store.store.Store, its events table, ``add_events``, over its own temporary SQLite file
 like the API's) and answers 202 with a count: no token check, no validation, no per-event
-answers, no background processing. ``single_ratio`` is the in-process API's single events accepted
-per second (one event per request) over the baseline's (issue 12: target >= 0.8); ``ratio`` the same
-for batches (the batch target is events_per_s >= 10,000); ``split_*`` the same figures for the
-split shape. What the API adds: the bearer check, the hostile-input checks of the body, validation,
-group commit, the CRM account check, the per-event answers, and (in process) its processing loop.
+answers, no background processing. ``single_ratio`` is ``csops api``'s single events accepted per
+second (one event per request) over the baseline's (issue 12: target >= 0.8); ``ratio`` the same
+for batches (the batch target is events_per_s >= 10,000); ``inprocess_*`` and ``split_*`` the same
+figures for the other shapes. What the API adds: the bearer check, the hostile-input checks of the
+body, validation, group commit, the CRM account check, the per-event answers, and its processing
+(in its child, its own process, or the processor).
 
 All servers run at once and take turns over ROUNDS rounds (see ``bench``), so the load of a busy
-machine falls on all alike; the processing catches up after each API turn.
+machine falls on all alike; the processing catches up after each API turn, inside the turn's CPU
+count but outside its clock.
 
 The last line of output is a JSON object: events_per_s (batches), ratio, single_events_per_s,
 baseline_single_events_per_s, single_ratio, drain_s, the servers' CPU time per event (``*cpu_us_per_event``:
-the in-process API's includes its processing loop catching up; less noisy than rates on a shared
-machine), the same for the split shape (``split_*``, ``processor_*``), ``shapes`` saying which
-figures are which, and the rest. The servers are stopped on exit, also on error.
+less noisy than rates on a shared machine; ``csops api``'s is its API process and processing child
+together, with ``api_cpu_us_per_event`` and ``child_cpu_us_per_event`` each), the same for the other
+shapes (``inprocess_*``; ``split_*`` and ``processor_*``), ``shapes`` saying which figures are which,
+and the rest. The servers are stopped on exit, also on error.
 
     .venv/bin/python -m bench.ingest [--events 20000] [--batch 100] [--clients 8] [--singles 2000] [--rounds 4]
 """
@@ -63,7 +70,7 @@ from typing import Any
 
 import httpx
 
-from bench.ingest_servers import TOKEN, process_events, serve
+from bench.ingest_servers import TOKEN, csops_api, process_events, serve
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -77,12 +84,24 @@ def free_port() -> int:
 
 
 class Server:
-    """One server subprocess, stopped on exit."""
+    """One server subprocess, stopped on exit: ``csops api`` itself (``api``: as shipped, ``api-inprocess``: with
+    --processing in-process), or a server of bench/ingest_servers.py (``api-split``, ``baseline``)."""
 
-    def __init__(self, kind: str, database_url: str) -> None:
+    def __init__(self, kind: str, database_url: str, folder: Path) -> None:
         self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.ingest", "--serve", kind, "--port", str(self.port),
-                                      "--database-url", database_url], stdin=subprocess.DEVNULL)
+        if kind in CSOPS_API:
+            cmd, env = csops_api(self.port, database_url, folder / kind, CSOPS_API[kind])
+            # Its lines (and its child's) say it started and stopped: not the bench's output.
+            self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        else:
+            self.proc = subprocess.Popen([sys.executable, "-m", "bench.ingest", "--serve", kind, "--port",
+                                          str(self.port), "--database-url", database_url], stdin=subprocess.DEVNULL)
+        self.children: list[int] = []
+        """Its child processes once it serves (``csops api``'s event processing child)."""
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds so far of the server process and of its children."""
+        return cpu_seconds(self.proc.pid), sum(cpu_seconds(pid) for pid in self.children)
 
     @property
     def url(self) -> str:
@@ -96,6 +115,7 @@ class Server:
                     raise RuntimeError(f"the server exited with status {self.proc.returncode}")
                 try:
                     if (await client.get(f"{self.url}/v1/health")).status_code == 200:
+                        self.children = children(self.proc.pid)
                         return
                 except httpx.TransportError:
                     pass
@@ -195,37 +215,61 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-SHAPES = {"in_process": "events_per_s, ratio, single_*, drain_s, cpu_us_per_event: one API process that also runs "
-                         "the processing loop (csops api, the default)",
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile
+            pass
+    return found
+
+
+CSOPS_API = {"api": "child", "api-inprocess": "in-process"}
+"""The servers that are ``csops api`` itself, and the --processing each runs with."""
+
+SHAPES = {"default": "events_per_s, ratio, single_*, drain_s, cpu_us_per_event: csops api as shipped, the API "
+                     "process with its event processing child (--processing child); cpu_us_per_event is both "
+                     "processes' CPU, api_cpu_us_per_event the API's alone, child_cpu_us_per_event the child's",
+          "in_process": "inprocess_*: csops api --processing in-process, one process that also runs the processing "
+                        "loop (the default before December 2026)",
           "split": "split_*: the API with processing off (csops api --no-processing) and a processor process "
                    "(csops process) on the same store; split_cpu_us_per_event the API's CPU alone, "
                    "processor_cpu_us_per_event the processor's"}
-"""Which figures of the JSON line are which deployment shape (the baseline is the same for both)."""
+"""Which figures of the JSON line are which deployment shape (the baseline is the same for all)."""
+
+KINDS = ("api", "api-inprocess", "api-split", "baseline")
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    """All servers up at once; in each round, batches then singles, the API (processing in its process), the
-    split API (processing in a processor process) and the baseline taking turns (the order rotates), so a
-    busy spell of the machine falls on all alike.
+    """All servers up at once; in each round, batches then singles, csops api as shipped (processing in its
+    child), csops api with processing in its process, the split API (processing in a processor process) and the
+    baseline taking turns (the order rotates), so a busy spell of the machine falls on all alike.
 
     After each API turn the processing catches up with what it stored before anything else goes on: a
     backlog from the batches is not what singles are measured against, and it does not run in another's
-    turn. The time that took is ``drain_s`` (``split_drain_s``); for the split shape, events processed per
-    second counts from the turn's first post to the end of its drain."""
+    turn. The time that took is ``drain_s`` (``inprocess_drain_s``, ``split_drain_s``); the CPU a server
+    spent in its turn, the drain included, is counted per event accepted; for the split shape, events
+    processed per second counts from the turn's first post to the end of its drain."""
     rounds = max(1, args.rounds)
     with tempfile.TemporaryDirectory() as tmp:
-        kinds = ("api", "api-split", "baseline")
-        dbs = {kind: Path(tmp) / f"{kind}.db" for kind in kinds}
-        servers = {kind: Server(kind, f"sqlite:///{dbs[kind]}") for kind in kinds}
+        dbs = {kind: Path(tmp) / f"{kind}.db" for kind in KINDS}
+        servers = {kind: Server(kind, f"sqlite:///{dbs[kind]}", Path(tmp)) for kind in KINDS}
         counts = Path(tmp) / "processed.json"
         processor: subprocess.Popen[bytes] | None = None
         phases = {(kind, what): Phase() for kind in servers for what in ("batch", "single")}
+        child_cpu = {what: 0.0 for what in ("batch", "single")}  # csops api's processing child, in its turns
         processing = {what: Phase() for what in ("batch", "single")}  # the processor's CPU and time, split shape
-        drain = {"api": 0.0, "api-split": 0.0}
+        drain = {"api": 0.0, "api-inprocess": 0.0, "api-split": 0.0}
         posted = 0
         try:
             for server in servers.values():
                 await server.ready()
+            if len(servers["api"].children) != 1:
+                raise RuntimeError(f"csops api has {len(servers['api'].children)} child processes, not its one "
+                                   "processing child")
             processor = subprocess.Popen([sys.executable, "-m", "bench.ingest", "--serve", "processor",
                                           "--database-url", f"sqlite:///{dbs['api-split']}", "--counts", str(counts)],
                                          stdin=subprocess.DEVNULL)
@@ -237,7 +281,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for kind in drain:
                 await drained(dbs[kind])
             for r in range(rounds):
-                order = list(servers)[r % 3:] + list(servers)[:r % 3]
+                order = list(servers)[r % len(KINDS):] + list(servers)[:r % len(KINDS)]
                 events = make_events(args.events // rounds, f"{run}-{r}-b")
                 chunks = [events[i:i + args.batch] for i in range(0, len(events), args.batch)]
                 singles = make_events(args.singles // rounds, f"{run}-{r}-s")
@@ -245,13 +289,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                                              [len(c) for c in chunks]),
                                             ("single", [json.dumps(e).encode() for e in singles], [1] * len(singles))):
                     for kind in order:
-                        phase, before = phases[kind, what], cpu_seconds(servers[kind].proc.pid)
+                        phase, before = phases[kind, what], servers[kind].cpu()
                         helper = cpu_seconds(processor.pid)
                         began = time.perf_counter()
                         phase.add(await post_all(servers[kind].url, bodies, args.clients, sizes))
                         if kind in drain:  # the processing must not run into another's turn
                             drain[kind] += await drained(dbs[kind])
-                        phase.cpu += cpu_seconds(servers[kind].proc.pid) - before  # the API's: with processing
+                        after = servers[kind].cpu()
+                        phase.cpu += after[0] - before[0] + after[1] - before[1]  # the API's, with its processing
+                        if kind == "api":
+                            child_cpu[what] += after[1] - before[1]
                         if kind == "api-split":
                             posted += sum(sizes)
                             processing[what].add((time.perf_counter() - began, [], sum(sizes)))
@@ -271,9 +318,21 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                            f"{sum(1 for n in marked.values() if n > 1)} more than once")
     for kind in servers:
         print(f"{kind}: batches {phases[kind, 'batch'].per_s}/s, singles {phases[kind, 'single'].per_s}/s", flush=True)
+    return figures(args, rounds, phases, processing, drain, child_cpu, once)
+
+
+def figures(args: argparse.Namespace, rounds: int, phases: dict[tuple[str, str], Phase],
+            processing: dict[str, Phase], drain: dict[str, float], child_cpu: dict[str, float],
+            once: bool) -> dict[str, Any]:
+    """The JSON line's figures (``SHAPES`` says which are which)."""
     api, base = phases["api", "batch"], phases["baseline", "batch"]
     single, base_single = phases["api", "single"], phases["baseline", "single"]
+    inproc, inproc_single = phases["api-inprocess", "batch"], phases["api-inprocess", "single"]
     split, split_single = phases["api-split", "batch"], phases["api-split", "single"]
+
+    def per_event(seconds: float, phase: Phase) -> int:
+        return round(seconds / phase.accepted * 1e6) if phase.accepted else 0
+
     return {"events_per_s": api.per_s, "p99_ms": pct(api.latencies, 99), "p50_ms": pct(api.latencies, 50),
             "events": args.events, "batch_size": args.batch, "clients": args.clients, "rounds": rounds,
             "baseline_events_per_s": base.per_s, "baseline_p99_ms": pct(base.latencies, 99),
@@ -283,8 +342,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "baseline_single_p99_ms": pct(base_single.latencies, 99),
             "single_ratio": round(single.per_s / base_single.per_s, 3) if base_single.per_s else 0.0,
             "drain_s": round(drain["api"], 1), "cpu_us_per_event": api.cpu_us,
+            "api_cpu_us_per_event": api.cpu_us - per_event(child_cpu["batch"], api),
+            "child_cpu_us_per_event": per_event(child_cpu["batch"], api),
             "baseline_cpu_us_per_event": base.cpu_us,
             "single_cpu_us_per_event": single.cpu_us, "baseline_single_cpu_us_per_event": base_single.cpu_us,
+            "inprocess_events_per_s": inproc.per_s, "inprocess_p99_ms": pct(inproc.latencies, 99),
+            "inprocess_ratio": round(inproc.per_s / base.per_s, 3),
+            "inprocess_single_events_per_s": inproc_single.per_s,
+            "inprocess_single_ratio": round(inproc_single.per_s / base_single.per_s, 3) if base_single.per_s else 0.0,
+            "inprocess_drain_s": round(drain["api-inprocess"], 1), "inprocess_cpu_us_per_event": inproc.cpu_us,
             "split_events_per_s": split.per_s, "split_p99_ms": pct(split.latencies, 99),
             "split_ratio": round(split.per_s / base.per_s, 3),
             "split_single_events_per_s": split_single.per_s, "split_single_p99_ms": pct(split_single.latencies, 99),
@@ -306,7 +372,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent connections (default 8)")
     parser.add_argument("--singles", type=int, default=2000, help="events then posted one per request (default 2000)")
     parser.add_argument("--rounds", type=int, default=4, help="turns the API and the baseline take (default 4)")
-    parser.add_argument("--serve", choices=("api", "api-split", "baseline", "processor"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("api-split", "baseline", "processor"), help=argparse.SUPPRESS)
     parser.add_argument("--counts", default="", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", default="", help=argparse.SUPPRESS)

@@ -1,5 +1,6 @@
-"""The servers of bench/ingest.py, run in its subprocesses: the API (processing in its process or not), the
-processor beside the API without processing (``csops process``'s loop), and the bare FastAPI baseline."""
+"""The servers of bench/ingest.py: ``csops api``'s command line and environment (it runs the command itself), and,
+run in its subprocesses, the API without processing, the processor beside it (``csops process``'s loop, counting
+what it marks), and the bare FastAPI baseline."""
 
 from __future__ import annotations
 
@@ -17,6 +18,36 @@ from fastapi.responses import JSONResponse
 TOKEN = "bench-token-" + "0" * 20
 
 
+def seed_accounts(database_url: str) -> None:
+    """The events' accounts in the built-in CRM of the store, so each event comes back accepted (not
+    unknown_account)."""
+    from connectors.base import Account
+    from connectors.sqlcrm import SQLCRM
+
+    crm = SQLCRM(database_url)
+    try:
+        for i in range(500):
+            crm.add_account(Account(id=f"acct-{i}", name=f"Account {i}"))
+    finally:
+        crm.close()
+
+
+def csops_api(port: int, database_url: str, folder: Path, processing: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of ``csops api`` as shipped, over ``database_url`` (its accounts seeded)
+    with an empty playbooks folder under ``folder``; ``processing``: its --processing."""
+    import os
+    import sys
+
+    seed_accounts(database_url)
+    (folder / "playbooks").mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CSOPS_")}
+    # No run starts (no playbooks), so the Temporal address is never dialled.
+    env.update(CSOPS_DATABASE_URL=database_url, CSOPS_API_TOKEN=TOKEN, CSOPS_HOME=str(folder / "home"),
+               CSOPS_PLAYBOOKS=str(folder / "playbooks"), CSOPS_TEMPORAL_ADDRESS="127.0.0.1:9",
+               CSOPS_FALLBACK_OWNER="ops@example.com")
+    return [sys.executable, "-m", "engine.cli", "api", "--port", str(port), "--processing", processing], env
+
+
 def api_app(database_url: str, *, process: bool = True) -> Any:
     """The real API over a fresh store and CRM, no playbooks; ``process``: its processing loop in the process."""
     from connectors.sqlcrm import SQLCRM
@@ -24,12 +55,8 @@ def api_app(database_url: str, *, process: bool = True) -> Any:
     from engine.store.store import Store
     from engine.triggers.ingest import Ingestor
 
+    seed_accounts(database_url)
     store, crm = Store(database_url), SQLCRM(database_url)
-    from connectors.base import Account
-
-    # The events' accounts exist, so each comes back accepted (not unknown_account).
-    for i in range(500):
-        crm.add_account(Account(id=f"acct-{i}", name=f"Account {i}"))
 
     async def start(playbook: Any, decision: Any) -> tuple[str, str]:
         raise RuntimeError("no runs start in the benchmark")
@@ -112,6 +139,5 @@ def baseline_app(database_url: str) -> Any:
 def serve(kind: str, port: int, database_url: str) -> None:
     import uvicorn
 
-    app = (api_app(database_url, process=kind == "api") if kind in ("api", "api-split")
-           else baseline_app(database_url))
+    app = api_app(database_url, process=False) if kind == "api-split" else baseline_app(database_url)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, workers=1)

@@ -153,13 +153,15 @@ class Registry:
         return []
 
 
-def reload_on_hangup(registry: Registry) -> None:
-    """SIGHUP to this process reloads the registry (validated on a worker thread, not on the event loop)."""
+def reload_on_hangup(registry: Registry, *, also: Callable[[], None] | None = None) -> None:
+    """SIGHUP to this process reloads the registry (validated on a worker thread, not on the event loop); ``also``."""
     loop = asyncio.get_running_loop()
 
     def hangup() -> None:
         log.info("SIGHUP: reloading the playbooks of %s", registry.folder)
         loop.run_in_executor(None, registry.reload)
+        if also is not None:
+            also()
 
     loop.add_signal_handler(signal.SIGHUP, hangup)
 

@@ -172,7 +172,8 @@ def _shallow(value: Any, depth: int) -> bool:
         return False
     items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
     for item in items:  # noqa: SIM110 - a loop, not all() over a generator: that costs a frame per object
-        if isinstance(item, dict | list) and not _shallow(item, depth + 1):
+        # a tuple, not dict | list: isinstance takes half the time with it, once per value of the body
+        if isinstance(item, (dict, list)) and not _shallow(item, depth + 1):
             return False
     return True
 

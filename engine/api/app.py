@@ -7,8 +7,9 @@ decisions name accounts). docs/api.md is the user's guide; ``/openapi.json`` the
 
 ``POST /v1/events`` only validates and stores (one batch insert, idempotent by event id) and
 answers 202; matching and starting runs is the ingestor's ``process_pending`` loop, started with
-the app. The queue is the store's events table, so a crash between storing and processing loses
-nothing: the loop picks the events up when the app starts again.
+the app (``process``) or in another process (``csops api``'s child by default: engine/cli/apichild.py).
+The queue is the store's events table, so a crash between storing and processing loses nothing:
+the loop picks the events up when the app starts again.
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
                playbooks: Callable[[], Mapping[str, Playbook]] | Mapping[str, Playbook] | None = None,
                calendar: Calendar | None = None, door: Any = None, unsubscribe: Unsubscriber | None = None,
                suppressions: Suppressor | None = None, now: Callable[[], datetime] | None = None,
-               insecure: bool = False, process: bool = True) -> FastAPI:
+               insecure: bool = False, process: bool = True,
+               alongside: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None) -> FastAPI:
     """The API app over the given parts.
 
     Args:
@@ -176,6 +178,8 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
         now: The clock (default: the system's, UTC).
         insecure: Serve without a token (development on loopback only).
         process: Run the ingestor's processing loop while the app runs.
+        alongside: What else runs while the app runs, entered at its startup and left at its shutdown
+            (``csops api``'s event processing child: engine/cli/apichild.py).
 
     Raises:
         ValueError: no token and not ``insecure``.
@@ -192,7 +196,8 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(ingestor.run(poll=PROCESS_IDLE)) if process else None
         try:
-            yield
+            async with alongside() if alongside is not None else contextlib.nullcontext():
+                yield
         finally:
             await asyncio.to_thread(d.explainer.close)  # its child, if an explain started one
             if task is not None:

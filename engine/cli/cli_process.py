@@ -1,11 +1,12 @@
-"""``csops process``: an event processor on its own, for the API processes that run with ``--no-processing``.
+"""``csops process``: an event processor, beside API processes that run with ``--no-processing`` (or as one's child).
 
 The store's events table is the queue: ``csops api`` stores events, a processor claims them (with a
 lease), applies their facts, delivers them to running runs, decides and starts runs, and marks them
-processed (engine/triggers/ingest.py). By default each API process also processes; for high event
-volume the API's CPU goes to taking events in and processing runs here instead (docs/operations.md,
-Sizing). Any number of processors may run on one store: claims keep an event with one of them, and
-the claim of one that was killed lapses after the lease (5 minutes), so another takes its events.
+processed (engine/triggers/ingest.py). By default each ``csops api`` runs one as its child
+(``--for-api``: engine/cli/apichild.py); beside ``csops api --no-processing`` they run on their own, as
+many as the queue needs (docs/operations.md, Sizing). Any number of processors may run on one store:
+claims keep an event with one of them, and the claim of one that was killed lapses after the lease
+(5 minutes), so another takes its events.
 
 SIGTERM or Ctrl-C stops it: the round in hand is finished (its events marked, no claim left), then the
 process ends with exit 0. A round that takes longer (a call stuck on Temporal, the CRM or a locked
@@ -18,8 +19,10 @@ lease). SIGHUP reloads the playbooks, as for the API and the worker.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -51,6 +54,7 @@ def add_parsers(sub: Any) -> None:
                                    "`csops api --no-processing`; SIGTERM stops it after the round in hand.")
     p.add_argument("--poll", type=float, default=POLL,
                    help=f"seconds between looks at an empty queue (default {POLL:g})")
+    p.add_argument("--for-api", action="store_true", help=argparse.SUPPRESS)  # csops api's child (cli/apichild.py)
     p.set_defaults(runs_handler=cmd_process)
 
 
@@ -74,6 +78,8 @@ def cmd_process(args: Any) -> int:
     """``csops process``: until SIGTERM or Ctrl-C."""
     from engine.cli.common import load_settings
 
+    if args.for_api:  # from the start: a Ctrl-C at the API's terminal while this one loads is the API's to handle
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = load_settings("process")
     if settings is None:
         return EXIT_USAGE
@@ -82,42 +88,70 @@ def cmd_process(args: Any) -> int:
         return EXIT_USAGE
     loop = asyncio.new_event_loop()
     try:
-        return loop.run_until_complete(_serve(settings, args.poll))
+        return loop.run_until_complete(_serve(settings, args.poll, for_api=args.for_api))
     finally:
         loop.close()
 
 
-async def _serve(settings: Settings, poll: float) -> int:
+async def _serve(settings: Settings, poll: float, *, for_api: bool = False) -> int:
+    """Process until stopped. ``for_api``: as ``csops api``'s child (engine/cli/apichild.py): a byte on stdin
+    wakes it, end of file (the API stopping quickly, or gone) stops it as Ctrl-C would, and SIGINT is ignored
+    (Ctrl-C at a terminal reaches the whole process group; the API decides how its child stops)."""
     from engine.root import Root, reload_on_hangup
     from engine.wiring import BuildError
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     got: list[int] = []
+    name = f"csops api: event processing (pid {os.getpid()})" if for_api else "csops process"
 
-    def on_signal(sig: int) -> None:
+    def on_signal(sig: int, *, quiet: bool = False) -> None:
         if sig == signal.SIGINT:
             if sig in got:  # a second Ctrl-C: no more waiting
                 end_now()
-            say_interrupted("process")
+            if not quiet:
+                say_interrupted("process")
             end_after(INTERRUPT_GRACE + RELEASE_WAIT)  # if closing hangs after the round: within 2 s all the same
         got.append(sig)
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
+    if not for_api:
+        loop.add_signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
     async with Root(settings) as root:
         try:
             ingestor = await root.ingestor()
         except BuildError as exc:
-            print(f"csops process: {exc}", file=sys.stderr)
+            print(f"{name}: {exc}", file=sys.stderr)
             return EXIT_USAGE
         reload_on_hangup(root.playbooks)
-        print(f"csops process: processing events of {_where(settings.database_url)}", flush=True)
+        if for_api:
+            _listen_to_api(ingestor.wake, lambda: None if stop.is_set() else on_signal(signal.SIGINT, quiet=True))
+        print(f"{name}: processing events of {_where(settings.database_url)}", flush=True)
         await process_until(ingestor, stop, poll=poll,
                             grace=lambda: INTERRUPT_ROUND if signal.SIGINT in got else STOP_GRACE)
-        print("csops process: stopped", flush=True)
-    return EXIT_INTERRUPTED if signal.SIGINT in got else EXIT_OK
+        print(f"{name}: stopped", flush=True)
+    return EXIT_INTERRUPTED if signal.SIGINT in got and not for_api else EXIT_OK
+
+
+def _listen_to_api(wake: asyncio.Event, gone: Callable[[], Any]) -> None:
+    """Stdin from ``csops api``: any bytes wake the processing, end of file calls ``gone``."""
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            data = os.read(0, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            wake.set()
+        else:
+            loop.remove_reader(0)
+            gone()
+
+    loop.add_reader(0, readable)
 
 
 def _where(url: str) -> str:

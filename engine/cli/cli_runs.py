@@ -59,9 +59,12 @@ def add_parsers(sub: Any) -> None:
     api.add_argument("--port", type=int, default=0, help="port (default CSOPS_API_PORT, else 8000)")
     api.add_argument("--insecure-dev", action="store_true",
                      help="serve without a token, on a loopback address only (csops up uses this)")
-    api.add_argument("--no-processing", action="store_true",
-                     help="only store events; `csops process` processes them (for high event volume: "
-                          "docs/operations.md, Sizing)")
+    api.add_argument("--processing", choices=("child", "in-process", "none"), default="child",
+                     help="where the events it stores are processed: in a child process (the default: the API's "
+                          "own process only takes events in), in its own process (one process; slower), or none "
+                          "(`csops process` does it: docs/operations.md, Sizing)")
+    api.add_argument("--no-processing", action="store_const", const="none", dest="processing",
+                     help="the same as --processing none")
     api.set_defaults(runs_handler=cmd_api)
 
 
@@ -304,17 +307,19 @@ def cmd_api(args: argparse.Namespace) -> int:
     if insecure:
         print(f"csops api: no CSOPS_API_TOKEN: serving WITHOUT a token on {args.host}:{port} (--insecure-dev; "
               "loopback only)", file=sys.stderr, flush=True)
-    if args.no_processing:
-        print("csops api: --no-processing: events are stored only; run `csops process` on the same store to "
+    if args.processing == "none":
+        print("csops api: --processing none: events are stored only; run `csops process` on the same store to "
               "process them (csops event queued shows what waits)", file=sys.stderr, flush=True)
-    return _go(lambda: serve(settings, args.host, port, insecure, process=not args.no_processing))
+    return _go(lambda: serve(settings, args.host, port, insecure, processing=args.processing))
 
 
-async def serve(settings: Settings, host: str, port: int, insecure: bool, *, process: bool = True) -> int:
-    """Build the parts, serve the API on ``host:port``, close the parts; ``process``: run the processing loop too."""
+async def serve(settings: Settings, host: str, port: int, insecure: bool, *, processing: str = "child") -> int:
+    """Build the parts, serve the API on ``host:port``, close the parts; ``processing``: where stored events are
+    processed (``child``: a child process, engine/cli/apichild.py; ``in-process``: here; ``none``: elsewhere)."""
     import uvicorn
 
     from engine.api.app import create_app
+    from engine.cli.apichild import ProcessingChild, Server
     from engine.root import Root, reload_on_hangup
     from engine.runtime.runcontrol import TemporalWorkflows
     from engine.wiring import BuildError
@@ -326,15 +331,19 @@ async def serve(settings: Settings, host: str, port: int, insecure: bool, *, pro
         print(f"csops api: {exc}", file=sys.stderr)
         return EXIT_USAGE
     unsubscribe, suppressions = _unsubscribe(settings)
+    ingestor, signals = await root.ingestor(), list[int]()  # the signals that stop the server, as they come
+    child = ProcessingChild(ingestor.wake, signals=signals) if processing == "child" else None
     # Temporal is connected on first use (Root.client): the API serves reads while it is down.
-    app = create_app(store=root.store, ingestor=await root.ingestor(), token=settings.api_token or None,
+    app = create_app(store=root.store, ingestor=ingestor, token=settings.api_token or None,
                      insecure=insecure, workflows=TemporalWorkflows(root.client), crm=crm, playbooks=root.playbooks,
                      calendar=root.calendar, door=await root.door(), unsubscribe=unsubscribe,
-                     suppressions=suppressions, process=process)
+                     suppressions=suppressions, process=processing == "in-process",
+                     alongside=child.running if child is not None else None)
     app.state.sources = settings.config.sources  # POST /v1/sources/{name} (engine/sources)
     app.state.suppression_list = root.suppressions  # /v1/suppressions (engine/api/api_suppressions.py)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
-    reload_on_hangup(root.playbooks)  # SIGHUP: validate the playbooks folder now (uvicorn handles INT and TERM only)
+    server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False), signals)
+    # SIGHUP: validate the playbooks folder now (uvicorn handles INT and TERM only), the child's too
+    reload_on_hangup(root.playbooks, also=child.hangup if child is not None else None)
     try:
         await server.serve()
     finally:

@@ -169,8 +169,17 @@ def stop(proc: subprocess.Popen[bytes] | None, name: str) -> None:
         proc.wait(STOP_WAIT)
     except subprocess.TimeoutExpired:
         print(f"csops up: {name} did not stop in {STOP_WAIT:.0f} s; killing it", file=sys.stderr)
+        kill_group(proc)
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a part started in a session of its own, with the processes it started (the API's processing
+    child: killed with it, it would see its pipe close and stop by itself, but only after csops up is gone)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         proc.kill()
-        proc.wait()
+    proc.wait()
 
 
 def _claim(home: Path) -> None:
@@ -271,5 +280,4 @@ def stop_all(stages: list[list[subprocess.Popen[bytes] | None]], waits: tuple[fl
             if proc.poll() is None:
                 if wait == STOP_WAIT:  # after Ctrl-C the kill is the plan, not news
                     print(f"csops up: pid {proc.pid} did not stop in {wait:.0f} s; killing it", file=sys.stderr)
-                proc.kill()
-                proc.wait()
+                kill_group(proc)

@@ -136,7 +136,7 @@ class Ingestor:
         stored = iter(await self._store(valid) if valid else [])
         results = []
         for obj, errors in zip(events, problems, strict=True):
-            ident = obj.get("id") if isinstance(obj, Mapping) else None
+            ident = obj.get("id") if type(obj) is dict or isinstance(obj, Mapping) else None  # fast: a dict
             ident = ident if isinstance(ident, str) else ""
             outcome = None if errors else next(stored)
             if isinstance(outcome, str):  # the store refused this one event; its neighbours went in

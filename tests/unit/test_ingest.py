@@ -143,6 +143,16 @@ def test_the_validator_agrees_with_the_published_schema() -> None:
         assert validate_event(obj) != [] and list(schema.iter_errors(obj)) != [], obj
 
 
+@pytest.mark.parametrize("kind", [["a.b"], {"a": "b"}, 3, None, "A.b", "a" * 99 + "." + "b" * 101])
+def test_a_type_seen_valid_before_does_not_let_another_through(kind: Any) -> None:
+    """The validator remembers types that passed (the API's fast path): a valid type passes again, and
+    one that is not text (not even hashable), or not a dotted name, is refused each time."""
+    for _ in range(2):
+        assert validate_event(ev("ok", "a.b", {})) == []
+        problems = validate_event({**ev("x", "a.b", {}), "type": kind})
+        assert len(problems) == 1 and problems[0].startswith("type: must be a dotted lower-case name"), problems
+
+
 # --- storing: idempotent by id ---------------------------------------------------------------------
 
 async def test_a_duplicate_is_answered_and_a_rejected_event_is_never_stored(rig: Rig) -> None:
