@@ -279,8 +279,8 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-runtime-cpu-") as tmp:
         try:
-            with rt.dev_server(Path(tmp)) as address:
-                figures = asyncio.run(measure(address, Path(tmp)))
+            with rt.dev_server(Path(tmp)) as server:
+                figures = asyncio.run(measure(server.address, Path(tmp)))
         except Exception as exc:  # noqa: BLE001 - report, stop the server, and exit without the core's abort
             traceback.print_exception(exc)
             return 1
