@@ -53,10 +53,11 @@ The statistic: ``ratio`` is the median over rounds of each round's paired ratio,
 playbook seconds of the same round. Why paired: the machine this runs on is shared (2 cores, other
 benches beside it), and the load moves between rounds far more than the two sides differ (measured
 with other benches running: one run's three playbook rounds took 78.7, 61.2 and 47.1 s, and the
-CPU time per run rises with the load too). The two halves of a round run back to back, so they see nearly the same load, and the
-alternating order cancels a drift within a round; the median then drops one disturbed round. The
-former statistic, each side's median seconds over rounds divided, paired a baseline round from one
-minute with a playbook round from another; it is still printed as ``ratio_of_medians``.
+CPU time per run rises with the load too). The two halves of a round run back to back, so they see
+nearly the same load, and the alternating order cancels a drift within a round; the median then
+drops one disturbed round. The former statistic, each side's median seconds over rounds divided,
+paired a baseline round from one minute with a playbook round from another; it is still printed as
+``ratio_of_medians``.
 
 Also measured per round and side, as CPU time per run: this process (``time.process_time``: both
 workers, their activities and the starter) and the dev server (utime + stime from
