@@ -33,13 +33,15 @@ The sequence on each side: an activity, a 1 s timer, three activities.
   passed through (as the runner passes ``engine`` through for PlaybookRun), so neither side
   re-imports its workflow module per run.
 
-Pollers: 20 fixed pollers of each kind on both workers (``PollerBehaviorSimpleMaximum(20)``), as
-worker.py has it; BENCH_POLLERS=fixed:N changes N, BENCH_POLLERS=autoscaling gives both workers
-``PollerBehaviorAutoscaling()``. Measured on a 2-core machine: with autoscaling workflow-task
-pollers a batch of 500 sometimes stalled (workflow tasks time out on the sticky queue, tasks wait a
-minute or more for a poller, CPU idle) and ran at a third of its usual rate, on either side; fixed
-pollers did not stall, which is why worker.py uses them. Look at the per-round figures before
-trusting one ratio.
+Sticky queue: both workers wait ``engine.root.STICKY_WAIT`` (60 s) for a cached run's next
+workflow task, as worker.py's does (the SDK's 10 s sent tasks of a busy worker to the normal queue
+and a full replay). Pollers: 20 fixed pollers of each kind on both workers
+(``PollerBehaviorSimpleMaximum(20)``), as worker.py has it; BENCH_POLLERS=fixed:N changes N,
+BENCH_POLLERS=autoscaling gives both workers ``PollerBehaviorAutoscaling()``. Measured on a 2-core
+machine: with autoscaling workflow-task pollers a batch of 500 sometimes stalled (workflow tasks
+time out on the sticky queue, tasks wait a minute or more for a poller, CPU idle) and ran at a third
+of its usual rate, on either side; fixed pollers did not stall, which is why worker.py uses them.
+Look at the per-round figures before trusting one ratio.
 
 Each side gets its own task queue and worker in this process (both workers run throughout) and
 its own CRM/ledger files. Per round and side, BENCH_RUNS runs (default 500) on as many accounts
@@ -368,6 +370,7 @@ async def bench(server: DevServer, folder: Path) -> dict[str, Any]:
     from bench.runtime import BaselineRun as Baseline
     from engine.language.validate import check_text
     from engine.payloads.runtypes import RunOutcome
+    from engine.root import STICKY_WAIT
     from engine.runtime.starter import start_run
     from engine.runtime.workflow import PlaybookRun, sandbox_runner
 
@@ -406,9 +409,11 @@ async def bench(server: DevServer, folder: Path) -> dict[str, Any]:
                 "activity_task_poller_behavior": PollerBehaviorSimpleMaximum(int(n))}
 
     pb_worker = Worker(client, task_queue=pb_queue, workflows=[PlaybookRun], activities=pb_acts.all(),
-                       workflow_runner=sandbox_runner(), **pollers())
+                       workflow_runner=sandbox_runner(), sticky_queue_schedule_to_start_timeout=STICKY_WAIT,
+                       **pollers())
     base_worker = Worker(client, task_queue=base_queue, workflows=[Baseline], activities=[base_acts.add_note],
-                         workflow_runner=base_runner, **pollers())
+                         workflow_runner=base_runner, sticky_queue_schedule_to_start_timeout=STICKY_WAIT,
+                         **pollers())
     texts = [line.split('"')[1] for line in PLAYBOOK.splitlines() if "note: {text:" in line]
 
     def pb_starts(tag: str, n: int) -> list[Callable[[], Awaitable[Any]]]:
