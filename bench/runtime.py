@@ -34,8 +34,8 @@ The sequence on each side: an activity, a 1 s timer, three activities.
   re-imports its workflow module per run.
 
 Sticky queue: both workers wait ``engine.root.STICKY_WAIT`` (60 s) for a cached run's next
-workflow task, as worker.py's does (the SDK's 10 s sent tasks of a busy worker to the normal queue
-and a full replay). Pollers: 20 fixed pollers of each kind on both workers
+workflow task, as worker.py's does (with the SDK's 10 s, tasks of a busy worker timed out there and
+went again, with the run's whole history, through the normal queue). Pollers: 20 fixed pollers of each kind on both workers
 (``PollerBehaviorSimpleMaximum(20)``), as worker.py has it; BENCH_POLLERS=fixed:N changes N,
 BENCH_POLLERS=autoscaling gives both workers ``PollerBehaviorAutoscaling()``. Measured on a 2-core
 machine: with autoscaling workflow-task pollers a batch of 500 sometimes stalled (workflow tasks

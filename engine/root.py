@@ -56,8 +56,8 @@ GRACE = timedelta(seconds=6)
 # Fixed pollers: on 2 cores autoscaling workflow-task pollers stalled batches of 500 runs (tasks
 # waited a minute for a poller with the CPU idle) in 7 of 11 bench/runtime.py trials; 20 fixed never did.
 POLLERS = int(os.environ.get("CSOPS_POLLERS", "20"))
-# A cached run's next workflow task waits 60 s (the SDK's default: 10 s) for this worker before it goes to any
-# worker and a full replay: on a busy 2-core worker tasks queued 14-20 s (bench/runtime.py at load 8-10).
+# A cached run's next workflow task waits 60 s (SDK default 10 s) for this worker before the server times it out
+# and sends it, whole history, to the normal queue: a busy 2-core worker's tasks queued 14-20 s (bench at load 8-10).
 STICKY_WAIT = timedelta(seconds=60)
 
 
