@@ -35,8 +35,8 @@ The sequence on each side: an activity, a 1 s timer, three activities.
 
 Sticky queue: both workers wait ``engine.root.STICKY_WAIT`` (60 s) for a cached run's next
 workflow task, as worker.py's does (with the SDK's 10 s, tasks of a busy worker timed out there and
-went again, with the run's whole history, through the normal queue). Pollers: 20 fixed pollers of each kind on both workers
-(``PollerBehaviorSimpleMaximum(20)``), as worker.py has it; BENCH_POLLERS=fixed:N changes N,
+went again, with the run's whole history, through the normal queue). Pollers: 20 fixed pollers of
+each kind on both workers (``PollerBehaviorSimpleMaximum(20)``), as worker.py has it; BENCH_POLLERS=fixed:N changes N,
 BENCH_POLLERS=autoscaling gives both workers ``PollerBehaviorAutoscaling()``. Measured on a 2-core
 machine: with autoscaling workflow-task pollers a batch of 500 sometimes stalled (workflow tasks
 time out on the sticky queue, tasks wait a minute or more for a poller, CPU idle) and ran at a third
