@@ -116,13 +116,15 @@ async def measure(address: str, folder: Path) -> dict[str, Any]:
     _, _, base_acts = rt.activities_for(folder / "baseline", accounts)
     client = await Client.connect(address)
     base_runner = SandboxedWorkflowRunner(restrictions=sandbox_runner().restrictions.with_passthrough_modules("bench"))
+    from engine.root import STICKY_WAIT
+
     pollers = PollerBehaviorSimpleMaximum(20)  # as worker.py and bench/runtime.py have them
     pb_worker = Worker(client, task_queue="cpu-playbook", workflows=[PlaybookRun], activities=pb_acts.all(),
                        workflow_runner=sandbox_runner(), workflow_task_poller_behavior=pollers,
-                       activity_task_poller_behavior=pollers)
+                       activity_task_poller_behavior=pollers, sticky_queue_schedule_to_start_timeout=STICKY_WAIT)
     base_worker = Worker(client, task_queue="cpu-baseline", workflows=[BaselineRun], activities=[base_acts.add_note],
                          workflow_runner=base_runner, workflow_task_poller_behavior=pollers,
-                         activity_task_poller_behavior=pollers)
+                         activity_task_poller_behavior=pollers, sticky_queue_schedule_to_start_timeout=STICKY_WAIT)
     texts = [line.split('"')[1] for line in rt.PLAYBOOK.splitlines() if "note: {text:" in line]
 
     async def pb_batch(tag: str) -> None:
@@ -279,8 +281,8 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-runtime-cpu-") as tmp:
         try:
-            with rt.dev_server(Path(tmp)) as address:
-                figures = asyncio.run(measure(address, Path(tmp)))
+            with rt.dev_server(Path(tmp)) as server:
+                figures = asyncio.run(measure(server.address, Path(tmp)))
         except Exception as exc:  # noqa: BLE001 - report, stop the server, and exit without the core's abort
             traceback.print_exception(exc)
             return 1
