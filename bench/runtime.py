@@ -33,9 +33,11 @@ The sequence on each side: an activity, a 1 s timer, three activities.
   passed through (as the runner passes ``engine`` through for PlaybookRun), so neither side
   re-imports its workflow module per run.
 
-Sticky queue: both workers wait ``engine.root.STICKY_WAIT`` (60 s) for a cached run's next
-workflow task, as worker.py's does (with the SDK's 10 s, tasks of a busy worker timed out there and
-went again, with the run's whole history, through the normal queue). Pollers: 20 fixed pollers of
+Sticky queue: both workers keep the SDK's 10 s wait for a cached run's next workflow task, as
+worker.py does. At a load of 8-10 on 2 cores, 4-7% of a round's tasks outwaited it and went again,
+with the run's whole history, through the normal queue, on either side (BENCH_METRICS shows it); a
+60 s wait did not change the figures and would hold a killed worker's runs a minute before another
+worker took them. Pollers: 20 fixed pollers of
 each kind on both workers (``PollerBehaviorSimpleMaximum(20)``), as worker.py has it; BENCH_POLLERS=fixed:N changes N,
 BENCH_POLLERS=autoscaling gives both workers ``PollerBehaviorAutoscaling()``. Measured on a 2-core
 machine: with autoscaling workflow-task pollers a batch of 500 sometimes stalled (workflow tasks
@@ -370,7 +372,6 @@ async def bench(server: DevServer, folder: Path) -> dict[str, Any]:
     from bench.runtime import BaselineRun as Baseline
     from engine.language.validate import check_text
     from engine.payloads.runtypes import RunOutcome
-    from engine.root import STICKY_WAIT
     from engine.runtime.starter import start_run
     from engine.runtime.workflow import PlaybookRun, sandbox_runner
 
@@ -409,10 +410,10 @@ async def bench(server: DevServer, folder: Path) -> dict[str, Any]:
                 "activity_task_poller_behavior": PollerBehaviorSimpleMaximum(int(n))}
 
     pb_worker = Worker(client, task_queue=pb_queue, workflows=[PlaybookRun], activities=pb_acts.all(),
-                       workflow_runner=sandbox_runner(), sticky_queue_schedule_to_start_timeout=STICKY_WAIT,
+                       workflow_runner=sandbox_runner(),
                        **pollers())
     base_worker = Worker(client, task_queue=base_queue, workflows=[Baseline], activities=[base_acts.add_note],
-                         workflow_runner=base_runner, sticky_queue_schedule_to_start_timeout=STICKY_WAIT,
+                         workflow_runner=base_runner,
                          **pollers())
     texts = [line.split('"')[1] for line in PLAYBOOK.splitlines() if "note: {text:" in line]
 

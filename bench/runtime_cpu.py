@@ -116,15 +116,13 @@ async def measure(address: str, folder: Path) -> dict[str, Any]:
     _, _, base_acts = rt.activities_for(folder / "baseline", accounts)
     client = await Client.connect(address)
     base_runner = SandboxedWorkflowRunner(restrictions=sandbox_runner().restrictions.with_passthrough_modules("bench"))
-    from engine.root import STICKY_WAIT
-
     pollers = PollerBehaviorSimpleMaximum(20)  # as worker.py and bench/runtime.py have them
     pb_worker = Worker(client, task_queue="cpu-playbook", workflows=[PlaybookRun], activities=pb_acts.all(),
                        workflow_runner=sandbox_runner(), workflow_task_poller_behavior=pollers,
-                       activity_task_poller_behavior=pollers, sticky_queue_schedule_to_start_timeout=STICKY_WAIT)
+                       activity_task_poller_behavior=pollers)
     base_worker = Worker(client, task_queue="cpu-baseline", workflows=[BaselineRun], activities=[base_acts.add_note],
                          workflow_runner=base_runner, workflow_task_poller_behavior=pollers,
-                         activity_task_poller_behavior=pollers, sticky_queue_schedule_to_start_timeout=STICKY_WAIT)
+                         activity_task_poller_behavior=pollers)
     texts = [line.split('"')[1] for line in rt.PLAYBOOK.splitlines() if "note: {text:" in line]
 
     async def pb_batch(tag: str) -> None:

@@ -56,9 +56,6 @@ GRACE = timedelta(seconds=6)
 # Fixed pollers: on 2 cores autoscaling workflow-task pollers stalled batches of 500 runs (tasks
 # waited a minute for a poller with the CPU idle) in 7 of 11 bench/runtime.py trials; 20 fixed never did.
 POLLERS = int(os.environ.get("CSOPS_POLLERS", "20"))
-# A cached run's next workflow task waits 60 s (SDK default 10 s) for this worker before the server times it out
-# and sends it, whole history, to the normal queue: a busy 2-core worker's tasks queued 14-20 s (bench at load 8-10).
-STICKY_WAIT = timedelta(seconds=60)
 
 
 def fingerprint(folder: Path) -> Fingerprint:
@@ -366,7 +363,7 @@ class Root:
             log.warning("could not create or update the daily scan's schedule: %s", exc)
         return Worker(client, task_queue=settings.task_queue, workflows=[PlaybookRun, DailyScan, ScheduleTick],
                       activities=[*activities.all(), *map(redacting, scans.all())], workflow_runner=sandbox_runner(),
-                      graceful_shutdown_timeout=GRACE, sticky_queue_schedule_to_start_timeout=STICKY_WAIT,
+                      graceful_shutdown_timeout=GRACE,
                       workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(POLLERS),
                       activity_task_poller_behavior=PollerBehaviorSimpleMaximum(POLLERS))
 
