@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
@@ -170,9 +169,9 @@ def _run(events: Sequence[tuple[int, Any]], command: str, where: str = "") -> in
     try:
         results = asyncio.run(_ingest(settings, [obj for _, obj in valid]))
     except RuntimeError as exc:  # temporalio's "Failed client connect"
-        said = re.search(r'message: "([^"]+)"', str(exc))  # the OS's words inside the Rust client's error
-        print(f"{command}: cannot reach Temporal at {settings.temporal_address}: "
-              f"{said.group(1) if said else str(exc).splitlines()[0][:300]} (is csops up running?)", file=sys.stderr)
+        from engine.cli.common import unreachable
+
+        print(unreachable(command, settings.temporal_address, exc), file=sys.stderr)
         return EXIT_USAGE
     for (number, obj), result in zip(valid, results, strict=True):
         print(f"{where}:{number}: " * bool(where) + _line(result))

@@ -116,8 +116,10 @@ async def _status(settings: Any) -> int:
     try:
         client = await connect(settings)
         seen = await newest_scan(client)
-    except RuntimeError as exc:
-        print(f"csops scan: {exc}", file=sys.stderr)
+    except RuntimeError as exc:  # temporalio's "Failed client connect"
+        from engine.cli.common import unreachable
+
+        print(unreachable("csops scan", settings.temporal_address, exc), file=sys.stderr)
         return EXIT_USAGE
     if seen is None:
         print(f"no daily scan has run yet; last day scanned: {last or 'none'}")

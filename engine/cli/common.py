@@ -6,6 +6,7 @@ builder (main) all use it without importing one another.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -39,3 +40,10 @@ def load_settings(command: str, config_file: str = "", *, pointers: bool = True)
         print(f"csops {command}: using Temporal at {settings.temporal_address}{api} (from {settings.temporal_from})",
               file=sys.stderr)
     return settings
+
+
+def unreachable(command: str, address: str, exc: BaseException) -> str:
+    """What to say when Temporal cannot be reached: the OS's words, not the Rust client's whole error."""
+    said = re.search(r'message: "([^"]+)"', str(exc))  # the OS's words inside the Rust client's error
+    return (f"{command}: cannot reach Temporal at {address}: "
+            f"{said.group(1) if said else str(exc).splitlines()[0][:300]} (is csops up running?)")

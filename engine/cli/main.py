@@ -182,8 +182,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(go())
     except (RuntimeError, RPCError) as exc:  # temporalio's "Failed client connect"; the decision says failed
-        print(f"csops start: cannot reach Temporal at {settings.temporal_address}: {exc} (is csops up running?)",
-              file=sys.stderr)
+        from engine.cli.common import unreachable
+
+        print(unreachable("csops start", settings.temporal_address, exc), file=sys.stderr)
         return EXIT_USAGE
 
 

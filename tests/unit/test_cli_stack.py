@@ -342,3 +342,14 @@ def test_event_send_to_a_temporal_that_refuses_says_so_in_one_line(here: dict[st
     assert main(["event", "send", "--type", "billing.paid", "--account", "acme"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"csops event send: cannot reach Temporal at 127.0.0.1:{port}: Connection refused (is csops up running?)")
+
+
+def test_scan_status_says_a_refusing_temporal_in_one_line(here: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # The OS's words, as event send says them, not the Rust client's whole error.
+    with socket_in_use() as port:
+        pass
+    monkeypatch.setenv("CSOPS_TEMPORAL_ADDRESS", f"127.0.0.1:{port}")
+    assert main(["scan", "status"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"csops scan: cannot reach Temporal at 127.0.0.1:{port}: Connection refused (is csops up running?)")
