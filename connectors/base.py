@@ -15,7 +15,8 @@ Error tree (activities map these to retryable or not)::
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import operator
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol, runtime_checkable
@@ -283,6 +284,13 @@ class AccountViews(Protocol):
     the engine does before every step. Without it the engine makes the four calls of ``CRM``."""
 
     async def account_view(self, account_id: str) -> AccountView | None: ...
+
+
+NUMBER_COLUMNS = frozenset({"arr", "health_score", "previous_health_score"})
+"""The numeric columns ``AccountLister.list_accounts`` may be asked to compare (``numbers``)."""
+NUMBER_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
+"""The operators of ``numbers`` and what each does (to Python numbers and to SQLAlchemy columns alike)."""
 
 
 @runtime_checkable

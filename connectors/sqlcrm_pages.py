@@ -10,7 +10,6 @@ the window's candidates again. Other filters (another date field, a long catch-u
 from __future__ import annotations
 
 import dataclasses
-import operator
 import re
 from collections.abc import Collection, Sequence
 from datetime import date, timedelta
@@ -19,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, false, or_, select, union_all
 
 from connectors import fields
-from connectors.base import Account
+from connectors.base import NUMBER_COLUMNS, NUMBER_OPERATORS, Account
 from connectors.sqlcrm_models import AccountRow
 
 ACCOUNTS = AccountRow.__table__.c
@@ -109,19 +108,14 @@ def day_by_day(query: Any, days: Sequence[date], limit: int) -> Any:
     return select(merged).order_by(merged.c.id).limit(limit)
 
 
-NUMBER_COLUMNS = frozenset({"arr", "health_score", "previous_health_score"})
-COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
-           "!=": operator.ne}
-
-
 def number_holds(name: str, op: str, value: float) -> Any:
     """SQL: the numeric column ``name`` compares so with ``value``, or is null (``AccountLister``'s
     ``numbers``: the caller's matcher decides a null, which fails ``>`` but passes ``!=`` in Python)."""
-    if name not in NUMBER_COLUMNS or op not in COMPARE:
+    if name not in NUMBER_COLUMNS or op not in NUMBER_OPERATORS:
         raise ValueError(f"cannot compare {name!r} with {op!r}: numbers compare arr, health_score or "
                          "previous_health_score with >, >=, <, <=, == or !=")
     column = ACCOUNTS[name]
-    holds = COMPARE[op](column, value)
+    holds = NUMBER_OPERATORS[op](column, value)
     return or_(column.is_(None), holds) if column.nullable else holds
 
 

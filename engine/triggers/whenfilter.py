@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from jinja2 import nodes
 from jinja2.parser import Parser
 
+from connectors.base import NUMBER_OPERATORS
 from engine.language.expressions import ENV
 from engine.triggers.evalmemo import node_path
 
@@ -44,8 +44,8 @@ COLUMNS: dict[tuple[str | int, ...], str] = {("account", "arr"): "arr", ("accoun
 FLOATS = frozenset({"arr"})
 """The float columns; the others hold integers."""
 OPS = {"gt": ">", "gteq": ">=", "lt": "<", "lteq": "<=", "eq": "==", "ne": "!="}
-COMPARE: dict[str, Callable[[Any, Any], bool]] = {"gt": operator.gt, "gteq": operator.ge, "lt": operator.lt,
-                                                 "lteq": operator.le, "eq": operator.eq, "ne": operator.ne}
+"""Jinja's comparison operators as ``AccountLister``'s ``numbers`` writes them."""
+COMPARE: dict[str, Callable[[Any, Any], bool]] = {op: NUMBER_OPERATORS[symbol] for op, symbol in OPS.items()}
 FLIPPED = {"gt": "lt", "gteq": "lteq", "lt": "gt", "lteq": "gteq", "eq": "eq", "ne": "ne"}
 EXACT = 2**53
 """The largest integer a float holds exactly: beyond it PostgreSQL's float and Python's int comparisons differ."""

@@ -14,13 +14,13 @@ from datetime import date
 
 import pytest
 
-from connectors.base import Account
+from connectors.base import NUMBER_COLUMNS, NUMBER_OPERATORS, Account
 from connectors.sqlcrm import SQLCRM
 from connectors.sqlcrm_pages import number_holds
 from engine.language.context import evaluate
 from engine.payloads.runcontext import account_data
 from engine.triggers.matcher import account_seen
-from engine.triggers.whenfilter import holds, numbers
+from engine.triggers.whenfilter import COLUMNS, OPS, holds, numbers
 
 WHENS = ("account.arr > 0", "0 < account.arr", "account.arr >= -0.0", "account.arr < 12.5", "account.arr <= -5",
          "account.arr == 0", "account.arr != 0", "account['arr'] > 0.1", "-7 < account.arr",
@@ -51,6 +51,10 @@ def test_only_a_when_made_of_such_comparisons_is_answered_without_jinja() -> Non
     assert holds("account.arr > 0 and account.name != 'x'", account) is None
     assert holds("account.arr > 0 or account.arr < 0", account) is None
     assert holds("account.arr > 0", {"arr": True}) is None and holds("account.arr > 0", {}) is None
+
+
+def test_every_field_and_operator_the_filter_takes_is_one_the_crms_take() -> None:
+    assert set(COLUMNS.values()) <= NUMBER_COLUMNS and set(OPS.values()) <= set(NUMBER_OPERATORS)
 
 
 def test_a_comparison_the_crm_cannot_make_is_refused() -> None:
