@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -113,8 +113,8 @@ def _checked(obj: Any) -> tuple[list[str], datetime | None]:
     data = obj.get("data", _NO_DATA)
     if type(data) is not dict and not isinstance(data, Mapping):
         problems.append(f"data: must be a JSON object, not {_kind(data)}")
-    elif isinstance(kind, str) and kind in _DATA_CHECKED:
-        problems.extend(_data_problems(kind, data))
+    elif isinstance(kind, str) and (check := _DATA_CHECKS.get(kind)) is not None:
+        problems.extend(check(data))
     return problems, when
 
 
@@ -122,39 +122,48 @@ _TOP = frozenset(TOP)
 _TYPES_SEEN: set[str] = set()
 """Event types that passed the type check (str, at most 200 characters, TYPE): the same answer again."""
 _NO_DATA: Mapping[str, Any] = {}
-_DATA_CHECKED = frozenset({"health.updated", "usage.feature_used", "account.updated", "task.completed"})
-"""The types whose data ``_data_problems`` checks (others' data is any object)."""
 
 
-def _data_problems(kind: str, data: Mapping[str, Any]) -> list[str]:
-    if kind == "health.updated":
-        score: Any = data.get("score")
-        out: list[str] = []
-        if "score" not in data:
-            out.append("data.score: is required for health.updated")
-        elif not (_number(score) and 0 <= score <= 100):
-            out.append(f"data.score: must be a number 0-100, not {score!r:.40}")
-        if "band" in data and data["band"] not in ("green", "yellow", "red"):
-            out.append(f"data.band: must be green, yellow or red, not {data['band']!r:.40}")
-        return out
-    if kind == "usage.feature_used":
-        out = []
-        if "feature" not in data:
-            out.append("data.feature: is required for usage.feature_used")
-        for key in ("feature", "product"):
-            if key in data and not (isinstance(data[key], str) and 1 <= len(data[key]) <= 255):
-                out.append(f"data.{key}: must be text of 1 to 255 characters")
-        return out
-    if kind == "account.updated":
-        fields = data.get("fields")
-        if not isinstance(fields, Mapping) or not fields:
-            return ["data.fields: is required for account.updated: an object of changed fields and their new values"]
-        return [p for name, value in fields.items() if (p := _field_problem(str(name), value))]
-    if kind == "task.completed":
-        task = data.get("task_id")
-        if not isinstance(task, str) or not task:
-            return ["data.task_id: is required for task.completed: the id of the completed task"]
+def _health_data(data: Mapping[str, Any]) -> list[str]:
+    score: Any = data.get("score")
+    out: list[str] = []
+    if "score" not in data:
+        out.append("data.score: is required for health.updated")
+    elif not (_number(score) and 0 <= score <= 100):
+        out.append(f"data.score: must be a number 0-100, not {score!r:.40}")
+    if "band" in data and data["band"] not in ("green", "yellow", "red"):
+        out.append(f"data.band: must be green, yellow or red, not {data['band']!r:.40}")
+    return out
+
+
+def _usage_data(data: Mapping[str, Any]) -> list[str]:
+    out = []
+    if "feature" not in data:
+        out.append("data.feature: is required for usage.feature_used")
+    for key in ("feature", "product"):
+        if key in data and not (isinstance(data[key], str) and 1 <= len(data[key]) <= 255):
+            out.append(f"data.{key}: must be text of 1 to 255 characters")
+    return out
+
+
+def _account_data(data: Mapping[str, Any]) -> list[str]:
+    fields = data.get("fields")
+    if not isinstance(fields, Mapping) or not fields:
+        return ["data.fields: is required for account.updated: an object of changed fields and their new values"]
+    return [p for name, value in fields.items() if (p := _field_problem(str(name), value))]
+
+
+def _task_data(data: Mapping[str, Any]) -> list[str]:
+    task = data.get("task_id")
+    if not isinstance(task, str) or not task:
+        return ["data.task_id: is required for task.completed: the id of the completed task"]
     return []
+
+
+_DATA_CHECKS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
+    "health.updated": _health_data, "usage.feature_used": _usage_data, "account.updated": _account_data,
+    "task.completed": _task_data}
+"""The event types whose data is checked, and the check (others' data is any object)."""
 
 
 def _field_problem(name: str, value: Any) -> str:
