@@ -59,11 +59,12 @@ def test_validate_reports_what_the_text_shows(entry: dict[str, Any]) -> None:
 @pytest.mark.parametrize("entry", CORPUS, ids=[e["src"][:50] for e in CORPUS])
 def test_the_sandbox_stops_it_quickly_naming_the_limit(entry: dict[str, Any]) -> None:
     run = evaluate if entry["kind"] == "expression" else render
-    # CPU time, not the wall clock: what a hostile expression would burn, and steady on a loaded machine.
-    start = time.process_time()
+    # This thread's CPU time, not the wall clock nor the process's: what the hostile text burns, steady
+    # on a loaded machine and blind to the other threads a test session runs (a Temporal core, servers).
+    start = time.thread_time()
     with pytest.raises(LimitExceeded) as caught:
         run(entry["src"], CTX)
-    assert time.process_time() - start < 1.0
+    assert time.thread_time() - start < 1.0
     assert entry["runtime"] in str(caught.value)
     assert str(caught.value).startswith("expression limit exceeded: ")
 
