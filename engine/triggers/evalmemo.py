@@ -28,7 +28,7 @@ from jinja2.parser import Parser
 from engine.language.context import DATE_FIELDS, evaluate
 from engine.language.expressions import ENV
 
-__all__ = ["PARTS", "Memo", "node_path", "seen_key", "unread"]
+__all__ = ["PARTS", "Memo", "iso_dates", "node_path", "seen_key", "unread"]
 
 Path = tuple[str | int, ...]
 _PURE = (nodes.Const, nodes.Compare, nodes.Operand, nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos,
@@ -195,17 +195,17 @@ def seen_key(account: Mapping[str, Any], reads: Sequence[Path], dates: bool) -> 
     if None in key:
         return None
     if dates:
-        key.append(_iso_dates(account))
+        key.append(iso_dates(account))
     return tuple(key)
 
 
-def _iso_dates(account: Mapping[str, Any]) -> bool:
+def iso_dates(account: Mapping[str, Any]) -> bool:
     """Whether ``engine.language.context.to_eval`` converts the account's date fields without an error."""
-    for name in DATE_FIELDS:
-        value = account.get(name)
-        if isinstance(value, str):
-            try:
+    try:
+        for name in DATE_FIELDS:
+            value = account.get(name)
+            if isinstance(value, str):
                 date.fromisoformat(value)
-            except ValueError:
-                return False
+    except ValueError:
+        return False
     return True

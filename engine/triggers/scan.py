@@ -243,13 +243,17 @@ def decide_signals(playbook: m.Playbook, signals: Iterable[Signal], facts: Mappi
                    memo: Memo | None = None) -> list[Found]:
     """The matcher's decisions for the signals of a page (``memo``: one per playbook and scan)."""
     out = []
+    fast = memo is not None
     for signal in signals:
-        if memo is not None and type(signal) is Scan:
-            decision = decide_scan(playbook, signal, facts[signal.account_id], memo)
+        if fast and type(signal) is Scan:
+            decision = decide_scan(playbook, signal, facts[signal.account_id], memo)  # type: ignore[arg-type]
         else:
             decision = decide(playbook, signal, facts[signal.account_id], memo)
         if decision is not None:
-            out.append(Found(playbook=playbook, decision=decision))
+            # Set up without the frozen dataclass's __init__ (object.__setattr__ per field): the same Found.
+            found = object.__new__(Found)
+            found.__dict__.update(playbook=playbook, decision=decision)
+            out.append(found)
     return out
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from engine.language.context import DATE_FIELDS
 from engine.language.model import ContractMilestone, Playbook
 from engine.payloads.runtypes import run_id_for
-from engine.triggers.evalmemo import Memo, paths, seen_key
+from engine.triggers.evalmemo import Memo, iso_dates, paths, seen_key
 from engine.triggers.matcher import decide, evaluator, occurrence_of, probe_trigger
 from engine.triggers.signals import Decision, Facts, Probe, Scan, lookup
 from engine.triggers.whenfilter import holds as numbers_hold
@@ -98,11 +98,13 @@ class _Plan:
                 return None
         segment, stage = account.get("segment"), account.get("lifecycle_stage")
         values += (type(segment), segment, type(stage), stage)  # as the matcher records them: True is not 1
-        if self.reads or self.dates:
+        if self.reads:
             seen = seen_key(account, self.reads, self.dates)
             if seen is None:
                 return None
             values.append(seen)
+        elif self.dates:
+            values.append(iso_dates(account))
         return tuple(values)
 
 
