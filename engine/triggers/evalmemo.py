@@ -63,8 +63,11 @@ def paths(src: str) -> tuple[Path, ...] | None:
 
 
 PARTS = {"people": (("contacts",), ("account", "owner")), "usage": (("account", "usage"),),
-         "fields": (("account", "fields"),)}
-"""Parts of an account a scan may leave unread, and the paths that read them."""
+         "fields": (("account", "fields"),),
+         **{name: (("account", name),) for name in ("name", "arr", "renewal_date", "contract_start", "renewal_status",
+                                                    "health")}}
+"""Parts of an account a scan may leave unread, and the paths that read them: its people, its JSON columns,
+and the plain fields beside the id, segment and lifecycle stage (which the matcher reads for every account)."""
 
 
 def unread(sources: Sequence[str | None], fields: Sequence[str] = ()) -> frozenset[str]:
@@ -74,6 +77,7 @@ def unread(sources: Sequence[str | None], fields: Sequence[str] = ()) -> frozens
     left = set(PARTS)
     if any(f.startswith("fields.") or f == "fields" for f in fields):
         left.discard("fields")
+    left -= set(fields)
     for src in sources:
         found = paths(src) if src else ()
         if found is None or ("account",) in found:

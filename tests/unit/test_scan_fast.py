@@ -190,9 +190,13 @@ def test_only_expressions_that_read_plain_values_are_remembered() -> None:
     for src in ("contacts | length > 0", "account.items()", "account.name ~ 'x'", "now + days(3)", "account.x is none",
                 "account.items", "account[account.key]", "{{"):
         assert paths(src) is None, src
-    assert unread(["account.arr > 0", None, "account.renewal_date"]) == {"people", "usage", "fields"}
-    assert unread(["account.owner.name == 'x'", "account.usage.logins > 3"]) == {"fields"}
-    assert unread(["contacts[0].email"], ["fields.kickoff"]) == {"usage"}
+    plain = {"name", "arr", "renewal_date", "contract_start", "renewal_status", "health"}
+    assert unread(["account.arr > 0", None, "account.renewal_date"]) == {"people", "usage", "fields", *plain} - {
+        "arr", "renewal_date"}
+    assert unread(["account.owner.name == 'x'", "account.usage.logins > 3"]) == {"fields", *plain}
+    assert unread(["contacts[0].email"], ["fields.kickoff", "contract_start"]) == {"usage", *plain} - {"contract_start"}
+    assert unread(["account.health.score < 3 and account.name"]) == {"people", "usage", "fields", *plain} - {
+        "health", "name"}
     assert unread(["account | length"]) == unread(["account == 1"]) == set()
 
 
