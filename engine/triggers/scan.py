@@ -11,8 +11,9 @@ recorded for it). The built-in CRM also leaves out the accounts whose numbers fa
 ``audience_when`` suppression either. Every candidate then goes through
 ``engine.triggers.matcher.decide`` with a ``Scan`` signal, so the matcher stays the one place that
 decides; the SQL filter is only ever wider than its answer. The runs of a page of candidates (active
-run, last end, occurrence keys) are read in one query, and its people only when an expression of
-the playbook may read them. The matcher gets a ``Memo`` per playbook (engine/triggers/evalmemo.py):
+run, last end, occurrence keys) are read in one query, its people only when an expression of
+the playbook may read them, and of the account only the fields its decisions read (``unread_parts``).
+The matcher gets a ``Memo`` per playbook (engine/triggers/evalmemo.py):
 ``audience.when`` and ``entry.key`` are evaluated once per distinct set of values they read, not once
 per account.
 
