@@ -92,7 +92,8 @@ def accounts_of(result: Any) -> list[Account]:
         state = account.__dict__
         state.update(empty)
         state.update(zip(keys, values, strict=True))
-        state["usage"], state["fields"] = dict(state.get("usage") or {}), dict(state.get("fields") or {})
+        usage, custom = state.get("usage"), state.get("fields")  # one new dict each, also for a column unread
+        state["usage"], state["fields"] = dict(usage) if usage else {}, dict(custom) if custom else {}
         out.append(account)
     return out
 
