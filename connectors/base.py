@@ -309,8 +309,10 @@ class AccountLister(Protocol):
         a date in [first, last] (field: ``renewal_date``, ``contract_start`` or ``fields.NAME``);
         ``segments`` and ``lifecycle_stages`` keep accounts with one of the values when not empty.
         Filters all apply together (AND); within ``dates`` any one range suffices (OR). ``skip``
-        names account fields the caller does not read (``usage``, ``fields``): a CRM may leave them
-        empty to read less (the built-in one does; the others read them anyway). ``numbers`` holds
+        names account fields the caller does not read (``usage``, ``fields``, ``name``, ``arr``,
+        ``renewal_date``, ``contract_start``, ``renewal_status``; ``health`` for the three health fields,
+        ``people`` for ``owner_id``): a CRM may leave them empty to read less (the built-in one does; the
+        others read them anyway). The id, segment and lifecycle stage are always read. ``numbers`` holds
         comparisons (column, operator, number) of the numeric fields ``arr``, ``health_score`` and
         ``previous_health_score`` (operators ``>``, ``>=``, ``<``, ``<=``, ``==``, ``!=``) taken from
         the playbook's ``audience.when``, which the caller evaluates again for every account returned:

@@ -193,8 +193,9 @@ class SQLCRM:
         where any (field, first, last) holds a date in [first, last] (``renewal_date``,
         ``contract_start`` or ``fields.NAME`` holding ISO text); ``segments`` and
         ``lifecycle_stages`` keep accounts with one of the values when not empty. Rows are read with
-        plain SQL, not ORM objects, because a scan pages through every account; the JSON columns
-        named in ``skip`` (``usage``, ``fields``) are not read at all (decoding them was half the read).
+        plain SQL, not ORM objects, because a scan pages through every account; the columns
+        named in ``skip`` are not read at all (the JSON ones, decoding them was half the read; the others,
+        a narrower row to send and decode).
         ``numbers`` are SQL too: a row whose column is null is kept (connectors.sqlcrm_pages ``number_holds``).
 
         Raises:

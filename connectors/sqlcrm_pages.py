@@ -39,7 +39,8 @@ def accounts_query(after: str | None, limit: int, *, dates: Sequence[tuple[str, 
         ValueError: a date field is neither a standard date field nor ``fields.NAME``; a number
             comparison of another column or with another operator.
     """
-    cols = [c for c in ACCOUNTS if c.key not in skip]
+    unread = {column for name in skip for column in SKIP_COLUMNS.get(name, (name,))}
+    cols = [c for c in ACCOUNTS if c.key not in unread or c.key == "id"]
     query = select(*cols)
     if after is not None:
         query = query.where(ACCOUNTS.id > after)
@@ -59,29 +60,40 @@ def accounts_query(after: str | None, limit: int, *, dates: Sequence[tuple[str, 
 
 ACCOUNT_FIELDS = frozenset(f.name for f in dataclasses.fields(Account))
 JSON_FIELDS = ("usage", "fields")
-"""The columns a page may leave unread (``skip``): an account read without them holds empty ones."""
+"""The JSON columns: an account read without them holds empty ones."""
+SKIP_COLUMNS = {"health": ("health_score", "health_band", "previous_health_score"), "people": ("owner_id",)}
+"""The columns of a name in ``skip`` that is not a column's own (``AccountLister.list_accounts``): the
+account's health, and its owner, read only for its people."""
+EMPTY = {f.name: "" if f.default is dataclasses.MISSING else f.default for f in dataclasses.fields(Account)
+         if f.name not in JSON_FIELDS}
+"""What an account read without a column holds in its field (text, None, 0.0: as ``Account`` fills it in;
+the name, which it requires, empty)."""
 
 
 def accounts_of(result: Any) -> list[Account]:
-    """The rows of ``result`` (columns of ``accounts``, named as Account's fields) as accounts. Plain dicts:
-    a Row answered getattr for a skipped JSON column by raising and catching an error, a third of a page."""
+    """The rows of ``result`` (columns of ``accounts``, named as Account's fields) as accounts; the fields
+    of the columns left unread empty. Plain dicts: a Row answered getattr for a skipped JSON column by
+    raising and catching an error, a third of a page."""
     keys = list(result.keys())
     rows = result.all()  # one fetch of the page: row by row, psycopg's fetchone per row cost more than the rows
     out = []
-    if {*keys, *JSON_FIELDS} != ACCOUNT_FIELDS:  # not exactly the fields: Account() fills in or refuses
+    if not ACCOUNT_FIELDS.issuperset(keys) or "id" not in keys:  # not the fields: Account() refuses
         for values in rows:
             row = dict(zip(keys, values, strict=True))
             row["usage"], row["fields"] = dict(row.get("usage") or {}), dict(row.get("fields") or {})
             out.append(Account(**row))
         return out
+    empty = {name: value for name, value in EMPTY.items() if name not in keys}
     for values in rows:
-        # Every field is in the row: the account's state is set at once. A frozen dataclass's __init__
-        # sets each of its 14 fields through object.__setattr__, which was most of the cost of turning a
-        # page of rows into accounts; the instance is the same (equal, same fields) either way.
+        # The account's state is set at once. A frozen dataclass's __init__ sets each of its 14 fields
+        # through object.__setattr__, which was most of the cost of turning a page of rows into accounts;
+        # the instance is the same (equal, same fields) as Account(**row) with the unread fields empty.
         account = object.__new__(Account)
         state = account.__dict__
+        state.update(empty)
         state.update(zip(keys, values, strict=True))
-        state["usage"], state["fields"] = dict(state.get("usage") or {}), dict(state.get("fields") or {})
+        usage, custom = state.get("usage"), state.get("fields")  # one new dict each, also for a column unread
+        state["usage"], state["fields"] = dict(usage) if usage else {}, dict(custom) if custom else {}
         out.append(account)
     return out
 

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from jinja2 import Undefined, nodes
 from jinja2.parser import Parser
 
-from engine.language.context import evaluate
+from engine.language.context import DATE_FIELDS, evaluate
 from engine.language.expressions import ENV
 
-__all__ = ["PARTS", "Memo", "node_path", "unread"]
+__all__ = ["PARTS", "Memo", "iso_dates", "node_path", "seen_key", "unread"]
 
 Path = tuple[str | int, ...]
 _PURE = (nodes.Const, nodes.Compare, nodes.Operand, nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos,
@@ -63,8 +63,11 @@ def paths(src: str) -> tuple[Path, ...] | None:
 
 
 PARTS = {"people": (("contacts",), ("account", "owner")), "usage": (("account", "usage"),),
-         "fields": (("account", "fields"),)}
-"""Parts of an account a scan may leave unread, and the paths that read them."""
+         "fields": (("account", "fields"),),
+         **{name: (("account", name),) for name in ("name", "arr", "renewal_date", "contract_start", "renewal_status",
+                                                    "health")}}
+"""Parts of an account a scan may leave unread, and the paths that read them: its people, its JSON columns,
+and the plain fields beside the id, segment and lifecycle stage (which the matcher reads for every account)."""
 
 
 def unread(sources: Sequence[str | None], fields: Sequence[str] = ()) -> frozenset[str]:
@@ -74,6 +77,7 @@ def unread(sources: Sequence[str | None], fields: Sequence[str] = ()) -> frozens
     left = set(PARTS)
     if any(f.startswith("fields.") or f == "fields" for f in fields):
         left.discard("fields")
+    left -= set(fields)
     for src in sources:
         found = paths(src) if src else ()
         if found is None or ("account",) in found:
@@ -178,3 +182,34 @@ class Memo:
         answer = self.probes[key] = work(*args)
         self.kept.add(id(answer))
         return answer
+
+
+
+def seen_key(account: Mapping[str, Any], reads: Sequence[Path], dates: bool) -> tuple[Hashable, ...] | None:
+    """A key that tells apart every two accounts (as ``Facts`` hold them: dates as ISO text) for which an
+    expression reading only ``reads`` (paths from ``account``) can answer differently, read without
+    copying and converting the account as ``account_seen`` does: the values as ``value_key`` keys them,
+    and, when a path reads a date field (``dates``), whether ``account_seen`` turns the date fields into
+    dates (when every one that is text is valid ISO text; else it leaves all of them as text). None when
+    a value is not plain (the expression is then evaluated)."""
+    if type(account) is not dict:
+        return None
+    ctx = {"account": account}
+    key = [value_key(ctx, p) for p in reads]
+    if None in key:
+        return None
+    if dates:
+        key.append(iso_dates(account))
+    return tuple(key)
+
+
+def iso_dates(account: Mapping[str, Any]) -> bool:
+    """Whether ``engine.language.context.to_eval`` converts the account's date fields without an error."""
+    try:
+        for name in DATE_FIELDS:
+            value = account.get(name)
+            if isinstance(value, str):
+                date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True

@@ -86,6 +86,7 @@ from engine.triggers.signals import (
     number,
     own_json,
 )
+from engine.triggers.whenfilter import holds as numbers_hold
 
 
 def decide(playbook: Playbook, signal: Signal, facts: Facts, memo: Memo | None = None) -> Decision | None:
@@ -290,7 +291,10 @@ def _audience(playbook: Playbook, account: Mapping[str, Any], seen: dict[str, An
                                   f"({', '.join(aud.lifecycle_stages)})")
     if aud.when:
         try:
-            holds = bool(ev(aud.when))
+            # A comparison of numbers is answered without Jinja (engine/triggers/whenfilter.py): the same answer.
+            holds = numbers_hold(aud.when, account)
+            if holds is None:
+                holds = bool(ev(aud.when))
         except Exception as exc:  # noqa: BLE001 - an author's expression must not stop the matcher
             return "expression_error", f"suppressed: {expression_error('audience.when', aud.when, exc)}"
         seen["audience_when"] = holds

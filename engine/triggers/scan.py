@@ -11,8 +11,9 @@ recorded for it). The built-in CRM also leaves out the accounts whose numbers fa
 ``audience_when`` suppression either. Every candidate then goes through
 ``engine.triggers.matcher.decide`` with a ``Scan`` signal, so the matcher stays the one place that
 decides; the SQL filter is only ever wider than its answer. The runs of a page of candidates (active
-run, last end, occurrence keys) are read in one query, and its people only when an expression of
-the playbook may read them. The matcher gets a ``Memo`` per playbook (engine/triggers/evalmemo.py):
+run, last end, occurrence keys) are read in one query, its people only when an expression of
+the playbook may read them, and of the account only the fields its decisions read (``unread_parts``).
+The matcher gets a ``Memo`` per playbook (engine/triggers/evalmemo.py):
 ``audience.when`` and ``entry.key`` are evaluated once per distinct set of values they read, not once
 per account.
 
@@ -243,13 +244,17 @@ def decide_signals(playbook: m.Playbook, signals: Iterable[Signal], facts: Mappi
                    memo: Memo | None = None) -> list[Found]:
     """The matcher's decisions for the signals of a page (``memo``: one per playbook and scan)."""
     out = []
+    fast = memo is not None
     for signal in signals:
-        if memo is not None and type(signal) is Scan:
-            decision = decide_scan(playbook, signal, facts[signal.account_id], memo)
+        if fast and type(signal) is Scan:
+            decision = decide_scan(playbook, signal, facts[signal.account_id], memo)  # type: ignore[arg-type]
         else:
             decision = decide(playbook, signal, facts[signal.account_id], memo)
         if decision is not None:
-            out.append(Found(playbook=playbook, decision=decision))
+            # Set up without the frozen dataclass's __init__ (object.__setattr__ per field): the same Found.
+            found = object.__new__(Found)
+            found.__dict__.update(playbook=playbook, decision=decision)
+            out.append(found)
     return out
 
 

@@ -23,8 +23,8 @@ from connectors.sqlcrm import SQLCRM
 from engine.payloads.runcontext import view_data
 from engine.store.store import Store
 from engine.triggers.enrol import facts_for
-from engine.triggers.evalmemo import Memo, paths, unread
-from engine.triggers.matcher import decide
+from engine.triggers.evalmemo import Memo, paths, seen_key, unread, value_key
+from engine.triggers.matcher import account_seen, decide
 from engine.triggers.scan import find_due, page_facts
 from engine.triggers.scanmatch import decide_scan
 from engine.triggers.signals import Decision, Facts, Scan, scans
@@ -190,10 +190,42 @@ def test_only_expressions_that_read_plain_values_are_remembered() -> None:
     for src in ("contacts | length > 0", "account.items()", "account.name ~ 'x'", "now + days(3)", "account.x is none",
                 "account.items", "account[account.key]", "{{"):
         assert paths(src) is None, src
-    assert unread(["account.arr > 0", None, "account.renewal_date"]) == {"people", "usage", "fields"}
-    assert unread(["account.owner.name == 'x'", "account.usage.logins > 3"]) == {"fields"}
-    assert unread(["contacts[0].email"], ["fields.kickoff"]) == {"usage"}
+    plain = {"name", "arr", "renewal_date", "contract_start", "renewal_status", "health"}
+    assert unread(["account.arr > 0", None, "account.renewal_date"]) == {"people", "usage", "fields", *plain} - {
+        "arr", "renewal_date"}
+    assert unread(["account.owner.name == 'x'", "account.usage.logins > 3"]) == {"fields", *plain}
+    assert unread(["contacts[0].email"], ["fields.kickoff", "contract_start"]) == {"usage", *plain} - {"contract_start"}
+    assert unread(["account.health.score < 3 and account.name"]) == {"people", "usage", "fields", *plain} - {
+        "health", "name"}
     assert unread(["account | length"]) == unread(["account == 1"]) == set()
+
+
+def test_the_raw_key_tells_apart_what_expressions_see_differently() -> None:
+    """seen_key reads the account as the facts hold it (dates as ISO text) and still keys apart every two
+    accounts that account_seen (what expressions see) makes different: the Memo's own key of the seen
+    values, plus whether the date fields become dates (all of them valid ISO text, or none converted)."""
+    reads = (("account", "renewal_date"), ("account", "arr"), ("account", "health", "score"))
+    accounts: list[dict[str, Any]] = [
+        {"renewal_date": d, "contract_start": c, "arr": arr, "health": h}
+        for d in ("2026-05-01", "2026-05-02", "soon", None, 20260501)
+        for c in ("2025-05-01", "not a date", None)
+        for arr in (0, 0.0, -0.0, False, 3)
+        for h in ({"score": 4}, {"score": None}, {}, None)]
+    keys: dict[Any, Any] = {}
+    for account in accounts:
+        key = seen_key(account, reads, True)
+        seen = {"account": account_seen(account)}
+        want = tuple(value_key(seen, p) for p in reads)
+        if key is None:
+            assert None in want
+            continue
+        assert None not in want
+        assert keys.setdefault(key, want) == want, account  # one key, one set of seen values
+    assert len(keys) == 180  # the corpus reaches many kinds, so the comparison is not empty
+    # A malformed contract_start leaves renewal_date as text: a different key for the same renewal_date.
+    valid = {"renewal_date": "2026-05-01", "contract_start": "2025-05-01"}
+    assert seen_key(valid, reads[:1], True) != seen_key({**valid, "contract_start": "x"}, reads[:1], True)
+    assert seen_key({"health": {"score": [1]}}, reads[2:], False) is None  # not a plain value
 
 
 def test_the_memo_tells_apart_values_that_compare_equal() -> None:
@@ -249,7 +281,8 @@ async def test_a_decision_is_made_once_per_kind_of_account_and_copied_exactly(db
                 assert decide_scan(playbook, signal, f, memo) == want
                 made += want is not None
             if playbook.id == "renewals":  # many accounts of one kind: decided once each kind
-                assert 0 < len(memo.decisions) < made
+                plan = memo.decisions["scan-plan"]
+                assert 0 < sum(len(kind.shapes) for kind in plan.kinds.values()) < made
     finally:
         crm.close()
         store.close()
