@@ -76,6 +76,30 @@ schedule-to-start and execution latencies, failed workflow tasks, long polls...)
 this process's threads by name; the sticky cache hits and misses and failed workflow tasks also
 go in the per-round figures.
 
+Where the playbook side's extra CPU goes (December 2026, instruction counts under callgrind, which a
+loaded machine does not disturb; per run):
+
+- The two histories, compared field by field: the same 34 events of the same types on both sides,
+  no search attributes, memo, headers or failures on either, one StartWorkflowExecution from the
+  starter (no describe, query or signal). Only the payloads differ: the start input by +545 bytes
+  (the playbook the run is pinned to), each activity input by +404 bytes (the step's scope; +220
+  since the run's facts and the trigger go along only when a text names them) and the result by
+  +1,028 bytes (each step's record): 18.3 KB of history against 15.2 KB.
+- The workflow code (bench/runtime_cpu.py ``--replay``): 34.67M instructions per replay against the
+  hand-written workflow's 33.39M; 34.45M after as_json's fast path and the task-completion watcher
+  only in runs with tasks. The interpreter is not where the gap is.
+- The activities (the four ``add_note`` calls with the inputs each workflow sent: decode, call,
+  encode): 29.68M against 24.12M. Of the 5.6M more, decoding the input with its scope is 1.57M
+  (392K per note: the converter reads NoteInput's and StepScope's type hints on every decode), the
+  account read 2.26M (566K a read; 463K since it selects Core columns), the rest the context, the
+  checks, rendering and the extra hop to a database thread.
+- Ruled out: the SQLite pools' churn (a connect listener counted 6 connections opened for the whole
+  playbook CRM over 1,500 runs), sticky-cache misses and failed workflow tasks (above).
+- Live CPU per run on a machine other benches load (load 3-8) moved 41-67 ms between batches of one
+  side, more than the sides differ: a live run with the account read answered from memory (no read,
+  no thread hop) gave a paired ratio of 0.81 where the unchanged control gave 1.01, both within that
+  noise. Judge changes by instruction counts; confirm with this bench on a quiet machine.
+
 Prints figures as one JSON object on its last line: ``runs``, ``playbook_per_s``,
 ``baseline_per_s`` (from each side's median seconds), ``ratio`` (paired, as above; target >= 0.95,
 issue 10), ``round_ratios``, ``ratio_of_medians``, ``cpu_ratio``, ``playbook_seconds``,

@@ -296,9 +296,10 @@ def _insert_once(s: Session, row: Keyed, model: type[Keyed], key: str) -> Keyed:
 
 
 # Every effect step's activity re-reads its account: a statement built once, run on a plain
-# connection (no ORM session or identity map, and on SQLite no BEGIN: Database.read_one).
-_ACCOUNT = select(*(getattr(AccountRow, c.key) for c in AccountRow.__table__.columns)).where(
-    AccountRow.id == bindparam("account_id"))
+# connection (no ORM session or identity map, and on SQLite no BEGIN: Database.read_one). Core
+# columns, not the mapped attributes: the same SQL, without the ORM's compile plugin on each run
+# (a fifth of the read's instructions, measured under callgrind: 566K -> 463K).
+_ACCOUNT = select(*AccountRow.__table__.columns).where(AccountRow.__table__.c.id == bindparam("account_id"))
 _OWNER, _MANAGER = aliased(UserRow), aliased(UserRow)
 # Built once: building the aliased join per call cost 2 ms, five times the query itself, and this
 # runs before every step of every run. Two queries (this and the contacts), not four.

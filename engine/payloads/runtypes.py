@@ -28,19 +28,34 @@ def as_json(value: Any) -> Any:
     fields that are dataclasses become dicts; dicts and lists go to the encoder as they are (it
     writes them itself, and a dataclass deeper down through ``asdict`` as before). The receiver
     decodes into its own type hint, so it still gets the dataclass."""
-    if not hasattr(type(value), "__dataclass_fields__"):
+    cls = type(value)
+    if not hasattr(cls, "__dataclass_fields__"):
         return value
-    return {name: _field_json(getattr(value, name)) for name in _names(type(value))}
+    out = {}
+    for name in _names(cls):
+        field_value = getattr(value, name)
+        # Most fields are text, numbers or None: taken as they are, without a call per field (the
+        # workflow writes four or more of these per run, each field once per step).
+        out[name] = field_value if type(field_value) in _PLAIN else _field_json(field_value)
+    return out
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def _field_json(value: Any) -> Any:
     """A field's value for ``as_json``: a dict or list whose items are dataclasses (RunOutcome.steps,
     RunState.open_tasks) gets them as dicts too, as the encoder would have them through ``asdict``;
     other dicts and lists stay as they are (the encoder writes them)."""
-    if type(value) is dict and any(hasattr(type(v), "__dataclass_fields__") for v in value.values()):
-        return {k: as_json(v) for k, v in value.items()}
-    if type(value) is list and any(hasattr(type(v), "__dataclass_fields__") for v in value):
-        return [as_json(v) for v in value]
+    kind = type(value)
+    if kind is dict:
+        if any(hasattr(type(v), "__dataclass_fields__") for v in value.values()):
+            return {k: as_json(v) for k, v in value.items()}
+        return value
+    if kind is list:
+        if any(hasattr(type(v), "__dataclass_fields__") for v in value):
+            return [as_json(v) for v in value]
+        return value
     return as_json(value)
 
 
@@ -117,8 +132,10 @@ class RunInput:
     """What started it: ``type`` and details (``trigger`` in expressions)."""
     calendar: dict[str, Any] = field(default_factory=dict)
     """Business calendar: ``holidays`` (ISO dates), ``workdays`` (0=Mon..6), ``timezone``."""
-    resume: RunState | None = None
-    """Set when the run continues as new: what is already done."""
+    resume: None | RunState = None  # noqa: RUF036 - None first: see below
+    """Set when the run continues as new: what is already done. None is named first because the
+    converter tries a union's types in order, and a new run (nearly every one) carries None: tried
+    first, it matches at once, where RunState first raised and caught an error on every start."""
     rules: int = 1
     """The interpreter's rules the run started under, carried across continue-as-new: 2 (new runs,
     RULES) honours a pending stop before every step and wakes every wait at once; 1 is the older

@@ -137,7 +137,10 @@ class PlaybookRun(RunBase):
         self.results, self.open_tasks = dict(state.steps), list(state.open_tasks)
         for task in self.open_tasks:
             self._watch(task)
-        completer = asyncio.ensure_future(self._complete_in_crm()) if self.at_once else None
+        # Only a run with tasks (a task step, or open tasks carried over) can be told one is done: the
+        # others start no watcher for it, and do not wait for one at the end (neither issues a command).
+        may_have_tasks = bool(self.open_tasks) or any(type(s.action) is m.Task for s in self.pb.all_steps())
+        completer = asyncio.ensure_future(self._complete_in_crm()) if self.at_once and may_have_tasks else None
         try:
             await self._steps(self.pb.steps)
             end = RunEnd("completed", "all steps done")
@@ -264,15 +267,17 @@ class PlaybookRun(RunBase):
         """The workflow's part of an effect step's context, and the conditions its activity checks."""
         when = (step.when or "") if step else ""
         exit_when = self.pb.exit.when or ""
-        every = (*texts, when, exit_when)
-        # Earlier steps' results go along only when something can read them: they can be large.
-        wants_steps = any("steps" in t for t in every)
+        every = "\n".join((*texts, when, exit_when))  # one text to search: no name spans a newline
+        # Earlier steps' results, the run's facts and the trigger go along only when a text can read
+        # them (it must name them): steps can be large, and each step's input is written to the
+        # run's history, which the server stores and sends on (the activity sees {} otherwise).
         # The people cost a CRM call each (three more queries, or API calls), so they are read only
         # for a step with parties or a text that may name them ("[" for a computed field name).
-        people = step is None or isinstance(step.action, (m.Task, m.Alert, m.Email)) or any(
-            "owner" in t or "contact" in t or "[" in t for t in every)
-        return StepScope(now=workflow.now().isoformat(), trigger=self.inp.trigger, run=self._run_info(),
-                         steps=self._steps_view() if wants_steps else {}, calendar=self.inp.calendar,
+        people = step is None or type(step.action) in PARTIES or (
+            "owner" in every or "contact" in every or "[" in every)
+        return StepScope(now=workflow.now().isoformat(), trigger=self.inp.trigger if "trigger" in every else {},
+                         run=self._run_info() if "run" in every else {},
+                         steps=self._steps_view() if "steps" in every else {}, calendar=self.inp.calendar,
                          exit_when=exit_when, when=when, people=people)
 
     async def _step(self, step: m.Step, ctx: dict[str, Any]) -> None:
@@ -393,3 +398,5 @@ class PlaybookRun(RunBase):
 
 EFFECTS = (m.Task, m.Alert, m.Email, m.Update, m.Note, m.Http, m.StartPlaybook)
 """Step kinds with a side effect: their activity checks and renders against the account it reads."""
+PARTIES = frozenset({m.Task, m.Alert, m.Email})
+"""Effect step kinds that name parties: their activity reads the account's people."""
