@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
 from engine.store.store_models import EventRow, to_json, utc
 
-__all__ = ["SQLITE_ROWS", "EventLike", "event_row", "insert_events"]
+__all__ = ["SQLITE_ROWS", "EventLike", "event_row", "insert_events", "sqlite_moment", "sqlite_time"]
 
 SQLITE_ROWS = 500
 """Most rows in one SQLite statement (3,000 parameters: far below SQLite's limit of 32,766)."""
@@ -80,6 +80,11 @@ def event_row(event: EventLike, *, text_times: bool) -> tuple[str, str, str, Any
 def sqlite_time(moment: datetime) -> str:
     """A UTC time as SQLAlchemy's SQLite ``DATETIME`` stores it: ``YYYY-MM-DD HH:MM:SS.ffffff`` (no zone)."""
     return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def sqlite_moment(text: str) -> datetime:
+    """A time as read from SQLite's text (``sqlite_time``), aware in UTC."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def insert_events(conn: Connection, rows: Sequence[tuple[str, str, str, Any, str]], received_at: datetime) -> list[str]:

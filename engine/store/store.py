@@ -226,9 +226,9 @@ class Store(RunTables, FactTables):
         def claim(s: Session) -> list[EventRecord]:
             if postgres:  # one claim at a time: else a claim that raced another could take an account's next event
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
-            rows = (s.execute(by_ids, params).all() if by_ids is not None and ids is not None
+            rows = ([event_record(r) for r in s.execute(by_ids, params).all()] if by_ids is not None and ids is not None
                     else scan.claim(s, at=at, stale=at - lease, limit=limit))
-            return commit_then(s, [event_record(r) for r in rows])
+            return commit_then(s, rows)
         rows = await self.db.run(claim)
         return sorted(rows, key=lambda r: (r.received_at, r.id))
 
