@@ -1,14 +1,11 @@
-"""SQLite engines as csops uses them: WAL, foreign keys, ``BEGIN IMMEDIATE`` for writers, writers of one
-process taking turns on a lock per file (``writer_turn``) instead of SQLite's sleeping poll, and a writer
-waiting for another process's lock by short polls of its own (``take_write_lock``).
+"""SQLite engines as csops uses them: WAL, foreign keys, ``BEGIN IMMEDIATE`` for writers, and writers of
+one process taking turns on a lock per file (``writer_turn``) instead of SQLite's sleeping poll.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import threading
-import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +17,7 @@ from sqlalchemy.pool import StaticPool
 
 from connectors.base import RetryableError
 
-__all__ = ["ONE_STATEMENT", "sqlite_engine", "take_write_lock", "writer_turn"]
+__all__ = ["ONE_STATEMENT", "sqlite_engine", "writer_turn"]
 
 ONE_STATEMENT = "csops_one_statement"
 """Connection option of ``Database.read_one``: SQLite's engine then sends no BEGIN (see sqlite_engine)."""
@@ -33,7 +30,6 @@ def sqlite_engine(url: str, timeout: float = 30.0, *, immediate: bool = True) ->
     memory = database in ("", ":memory:")
     if not memory and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    polled = immediate and not memory
     engine = create_engine(
         url,
         # Worker threads share the pool; a writer waits up to 30 s for another's lock instead of failing.
@@ -52,52 +48,19 @@ def sqlite_engine(url: str, timeout: float = 30.0, *, immediate: bool = True) ->
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        if polled:  # BEGIN IMMEDIATE waits in ``take_write_lock``; under WAL nothing after it in the transaction waits
-            cursor.execute("PRAGMA busy_timeout=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
         if connection.get_execution_options().get(ONE_STATEMENT):
             return  # one SELECT is a consistent read on its own (Database.read_one)
-        if not (polled and take_write_lock(connection.connection.driver_connection, timeout)):
-            # Not polled, or the wait is over: the statement itself, whose "database is locked" is the caller's error.
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     if immediate and not memory:
         key = database if database.startswith("file:") else str(Path(database).resolve())
         with _TURNS_LOCK:
             _WRITERS[engine] = (_TURNS.setdefault(key, threading.RLock()), timeout)
     return engine
-
-
-POLL_FIRST, POLL_MOST = 0.0005, 0.004
-"""Seconds a writer sleeps between two tries of another process's write lock: 0.5 ms, doubling up to 4 ms."""
-
-
-def take_write_lock(dbapi_connection: Any, timeout: float) -> bool:
-    """``BEGIN IMMEDIATE`` on a connection that does not wait for locks (``busy_timeout=0``), tried again after short
-    sleeps until it goes or ``timeout`` seconds have passed; whether it went.
-
-    SQLite's own wait (its busy timeout) sleeps 1, 2, 5, 10, 15, 20, 25... up to 100 ms between tries, so a writer
-    of another process (the API's processing child, a processor) that held the lock for a few milliseconds cost
-    this one up to tens of milliseconds more: the file lay idle while both waited. Writers of this process take
-    turns on a lock of their own first (``writer_turn``).
-    """
-    pause, deadline = POLL_FIRST, 0.0
-    while True:
-        try:
-            dbapi_connection.execute("BEGIN IMMEDIATE")
-            return True
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                raise
-        now = time.monotonic()
-        deadline = deadline or now + timeout
-        if now >= deadline:
-            return False
-        time.sleep(min(pause, deadline - now))
-        pause = min(2 * pause, POLL_MOST)
 
 
 _TURNS: dict[str, threading.RLock] = {}
