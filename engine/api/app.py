@@ -80,10 +80,23 @@ class EventsOut(BaseModel):
     results: list[EventResultOut]
 
 
+class ProcessingOut(BaseModel):
+    """Where the events this API stores are processed, and how that goes."""
+
+    mode: str = Field(description="child (csops api's processing child, the default), in-process (this process) or "
+                                  "none (another process: csops process)")
+    running: bool = Field(description="Whether the processing runs now (a child that died is restarted after 1 s, "
+                                      "doubling up to a minute while new ones keep dying young)")
+    restarts: int = Field(description="How many times a processing child that died was replaced (0 otherwise)")
+    last_exit: int | None = Field(description="The exit status of the last processing child that died (negative: the "
+                                              "signal that ended it); null when none did")
+
+
 class HealthOut(BaseModel):
     """The API is up."""
 
     status: str
+    processing: ProcessingOut
 
 
 class UnsubscribeOut(BaseModel):
@@ -161,7 +174,8 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
                calendar: Calendar | None = None, door: Any = None, unsubscribe: Unsubscriber | None = None,
                suppressions: Suppressor | None = None, now: Callable[[], datetime] | None = None,
                insecure: bool = False, process: bool = True,
-               alongside: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None) -> FastAPI:
+               alongside: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+               processing: Callable[[], Mapping[str, Any]] | None = None) -> FastAPI:
     """The API app over the given parts.
 
     Args:
@@ -180,6 +194,8 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
         process: Run the ingestor's processing loop while the app runs.
         alongside: What else runs while the app runs, entered at its startup and left at its shutdown
             (``csops api``'s event processing child: engine/cli/apichild.py).
+        processing: How ``GET /v1/health`` reports the processing (``ProcessingOut``'s fields; the child's
+            ``ProcessingChild.status``); None: ``in-process`` (running) with ``process``, else ``none``.
 
     Raises:
         ValueError: no token and not ``insecure``.
@@ -211,7 +227,8 @@ def create_app(*, store: Store, ingestor: Ingesting, token: str | None, workflow
     app.state.deps = d
     _handlers(app)
     install_error_handlers(app)
-    _routes(app)
+    here = {"mode": "in-process" if process else "none", "running": process, "restarts": 0, "last_exit": None}
+    _routes(app, processing or (lambda: here))
     from engine.api.api_runs import router
     from engine.api.api_sources import router as sources_router
     from engine.api.api_start import router as start_router
@@ -288,7 +305,7 @@ def _kind(value: Any) -> str:
         type(value), "number")
 
 
-def _routes(app: FastAPI) -> None:
+def _routes(app: FastAPI, processing: Callable[[], Mapping[str, Any]]) -> None:
     @app.post("/v1/events", status_code=202, response_model=EventsOut, tags=["events"],
               summary="Send one event or a batch of up to 1,000",
               responses={**errors(400, 401, 413, 415, 422, 503), 202: {"description": "Per-event results"}},
@@ -308,9 +325,10 @@ def _routes(app: FastAPI) -> None:
                                   + (f" (and {len(done) - 1} more rejected)" if len(done) > 1 else ""), body)
         return JSONResponse(body, status_code=202)
 
-    @app.get("/v1/health", response_model=HealthOut, tags=["meta"], summary="Is the API up (no token needed)")
+    @app.get("/v1/health", response_model=HealthOut, tags=["meta"],
+             summary="Is the API up, and where and how its events are processed (no token needed)")
     async def health() -> HealthOut:
-        return HealthOut(status="ok")
+        return HealthOut(status="ok", processing=ProcessingOut(**processing()))
 
     _unsubscribe_routes(app)
 

@@ -17,7 +17,8 @@ The child's life is the API's:
   gone. A crashed or killed API closes the pipe with its last breath, so no child outlives it by
   more than its quick stop (at most 2 s).
 - if it dies on its own, the API logs it (an error, with its exit status) and starts another,
-  after 1 s, doubling up to a minute while the new ones keep dying young.
+  after 1 s, doubling up to a minute while the new ones keep dying young. ``GET /v1/health`` says so
+  too (``processing``: whether a child runs now, its restarts and the last one's exit status).
 - it writes to the API's stdout and stderr; SIGHUP to the API reaches it too (playbooks reloaded).
 """
 
@@ -88,6 +89,8 @@ class ProcessingChild:
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         """How many times a child that died was replaced."""
+        self.last_exit: int | None = None
+        """The exit status of the last child that died on its own (negative: the signal that ended it), or None."""
         self._pipe = -1
         self._began = 0.0
 
@@ -103,6 +106,11 @@ class ProcessingChild:
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
             await asyncio.to_thread(self._stop)
+
+    def status(self) -> dict[str, Any]:
+        """How ``GET /v1/health`` reports the processing: mode, whether a child runs now, restarts and last_exit."""
+        running = self.proc is not None and self.proc.poll() is None
+        return {"mode": "child", "running": running, "restarts": self.restarts, "last_exit": self.last_exit}
 
     def hangup(self) -> None:
         """Pass SIGHUP on: the child reloads its playbooks too."""
@@ -137,6 +145,7 @@ class ProcessingChild:
             if self.proc.poll() is None:
                 continue
             lived = time.monotonic() - self._began
+            self.last_exit = self.proc.returncode
             delay = RESTART_FIRST if lived >= YOUNG else delay
             log.error("the event processing child (pid %d) exited with status %s after %.0f s; starting another in "
                       "%g s (events wait in the store meanwhile: nothing is lost)", self.proc.pid,

@@ -338,7 +338,8 @@ async def serve(settings: Settings, host: str, port: int, insecure: bool, *, pro
                      insecure=insecure, workflows=TemporalWorkflows(root.client), crm=crm, playbooks=root.playbooks,
                      calendar=root.calendar, door=await root.door(), unsubscribe=unsubscribe,
                      suppressions=suppressions, process=processing == "in-process",
-                     alongside=child.running if child is not None else None)
+                     alongside=child.running if child is not None else None,
+                     processing=child.status if child is not None else None)
     app.state.sources = settings.config.sources  # POST /v1/sources/{name} (engine/sources)
     app.state.suppression_list = root.suppressions  # /v1/suppressions (engine/api/api_suppressions.py)
     server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False), signals)

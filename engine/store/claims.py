@@ -17,7 +17,7 @@ events are claimed again at once, by it or another processor, instead of after t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,8 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.types import NullType
 
 from connectors.sqlcrm_models import array_text
-from engine.store.store_models import Base, EventRow, UtcDateTime, utc
+from engine.store.eventinsert import sqlite_moment
+from engine.store.store_models import Base, EventRecord, EventRow, UtcDateTime, event_record, utc
 
 if TYPE_CHECKING:
     from engine.store.store import Store
@@ -127,12 +128,17 @@ class QueueScan:
                   .limit(bindparam("page", type_=Integer())))
         self.first = queued
         self.next = queued.where(or_(received > after_at, and_(received == after_at, c.id > after_id)))
+        columns = record_columns(c)
+        if not postgres:  # the times as SQLite keeps them (text), parsed in C: its type's processors cost more per row
+            columns = [type_coerce(col, String()).label(col.name) if col.name in _TIMES else col for col in columns]
+        self.time: Callable[[Any], datetime] = (lambda value: value) if postgres else sqlite_moment
+        """What makes a time of ``take``'s rows."""
         # The free check again, in the write: on PostgreSQL a processor may mark an event between the read and it.
         self.take = (update(table).where(one_of(c.id, postgres), _free(c, at, stale))
-                     .values(claimed_at=at).returning(*record_columns(c)))
+                     .values(claimed_at=at).returning(*columns))
 
-    def claim(self, s: Session, *, at: datetime, stale: datetime, limit: int) -> Sequence[Any]:
-        """Claim up to ``limit`` events (rows of ``event_record``'s columns); ``s`` holds the write lock."""
+    def claim(self, s: Session, *, at: datetime, stale: datetime, limit: int) -> list[EventRecord]:
+        """Claim up to ``limit`` events; ``s`` holds the write lock."""
         chosen: list[str] = []
         held: set[str] = set()
         params: dict[str, Any] = {"at": at, "stale": stale, "page": 2 * limit}
@@ -153,7 +159,12 @@ class QueueScan:
             rows = s.execute(self.next, params).all()
         if not chosen:
             return []
-        return s.execute(self.take, {"ids": bound_ids(chosen, self.postgres), "at": at, "stale": stale}).all()
+        rows = s.execute(self.take, {"ids": bound_ids(chosen, self.postgres), "at": at, "stale": stale}).all()
+        time = self.time
+        return [event_record(r, time) for r in rows]
+
+
+_TIMES = frozenset({"occurred_at", "received_at", "failed_at"})
 
 
 def record_columns(c: Any) -> list[Any]:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
+    Connection,
     Engine,
     bindparam,
     func,
@@ -39,6 +40,7 @@ from sqlalchemy.schema import CreateColumn
 from connectors.sqlcrm_models import Database
 from connectors.sqlite_engine import sqlite_engine
 from engine.store.claims import QueueScan, bound_ids, claim_statement, one_of
+from engine.store.eventinsert import EventLike, event_row, insert_events
 from engine.store.facts import FactTables
 from engine.store.runstore import RunTables, commit_then
 from engine.store.store_models import (
@@ -51,7 +53,6 @@ from engine.store.store_models import (
     RunRecord,
     UtcDateTime,
     event_record,
-    to_json,
     utc,
 )
 from engine.store.store_views import create_views
@@ -92,21 +93,6 @@ def retry_delay(attempts: int, lease: timedelta = LEASE) -> timedelta:
     return min(FIRST_RETRY * (1 << min(max(attempts - 1, 0), 30)), lease)
 
 
-class EventLike(Protocol):
-    """What ``add_event`` takes: an ``EventRecord``, an ``engine.triggers.signals.EventSignal``, or alike."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def account_id(self) -> str: ...
-    @property
-    def occurred_at(self) -> datetime: ...
-    @property
-    def data(self) -> Mapping[str, Any]: ...
-
-
 class Store(RunTables, FactTables):
     """The engine's records in SQLite or PostgreSQL; its tables are created if missing.
 
@@ -130,8 +116,6 @@ class Store(RunTables, FactTables):
         postgres = backend == "postgresql"
         self._insert = pg_insert if postgres else sqlite_insert
         events = Base.metadata.tables[EventRow.__tablename__]
-        # Core, not the ORM's bulk insert: the same SQL for a third of the Python per event.
-        self._add = self._insert(events).on_conflict_do_nothing().returning(events.c.id)
         self._mark = (update(events).where(one_of(events.c.id, postgres))
                       .values(processed_at=bindparam("at", type_=UtcDateTime())))
         self._quick: dict[int, Engine] = {}
@@ -171,16 +155,16 @@ class Store(RunTables, FactTables):
             RetryableError: the store is locked (past ``wait``) or unreachable.
         """
         now = utc(received_at or datetime.now(UTC), "received_at")
-        rows: dict[str, dict[str, Any]] = {}
+        text_times = self._insert is sqlite_insert
+        rows: dict[str, tuple[str, str, str, Any, str]] = {}
         for event in events:
             if event.id not in rows:
-                rows[event.id] = _event_row(event, now)
+                rows[event.id] = event_row(event, text_times=text_times)
         if not rows:
             return []
         # Sorted, so two batches sharing ids take PostgreSQL's row locks in the same order.
         batch = [rows[key] for key in sorted(rows)]
-        stmt = self._add
-        inserted = set(await self._write(lambda s: commit_then(s, s.execute(stmt, batch).scalars().all()), wait))
+        inserted = set(await self._write(lambda conn: insert_events(conn, batch, now), wait))
         firsts: set[str] = set()
         answer = []
         for event in events:
@@ -188,29 +172,30 @@ class Store(RunTables, FactTables):
             firsts.add(event.id)
         return answer
 
-    async def _write(self, work: Callable[[Session], T], wait: float | None) -> T:
-        """``db.run(work)``, waiting at most ``wait`` seconds for another writer's lock.
+    async def _write(self, work: Callable[[Connection], T], wait: float | None) -> T:
+        """``work`` in one transaction on a plain connection (``Database.call_plain``) on a worker thread, waiting at
+        most ``wait`` seconds for another writer's lock.
 
         SQLite: the connection's busy timeout, set before ``BEGIN IMMEDIATE`` takes the lock and
         restored after. PostgreSQL: ``SET LOCAL lock_timeout`` for the transaction.
         """
         engine = self.db.engine
         if wait is None or (engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")):
-            return await self.db.run(work)
+            return await asyncio.to_thread(self.db.call_plain, work)
         ms = max(1, int(wait * 1000))
         loop = asyncio.get_running_loop()
         if engine.dialect.name != "sqlite":
-            def limited(s: Session) -> T:
-                s.execute(text(f"SET LOCAL lock_timeout = '{ms}ms'"))
-                return work(s)
+            def limited(conn: Connection) -> T:
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{ms}ms'")
+                return work(conn)
 
-            return await loop.run_in_executor(_QUICK_WRITES, functools.partial(self.db.call, limited))
+            return await loop.run_in_executor(_QUICK_WRITES, functools.partial(self.db.call_plain, limited))
         quick = self._quick.get(ms)
         if quick is None:
             # Engines of their own whose connections wait ``wait`` s for the lock: no PRAGMA busy_timeout
             # set and restored around each write (three statements more per API post).
             quick = self._quick[ms] = sqlite_engine(engine.url.render_as_string(hide_password=False), ms / 1000)
-        return await loop.run_in_executor(_QUICK_WRITES, functools.partial(self.db.call, work, engine=quick))
+        return await loop.run_in_executor(_QUICK_WRITES, functools.partial(self.db.call_plain, work, engine=quick))
 
     async def get_event(self, event_id: str) -> EventRecord | None:
         """The stored event with this id, or None."""
@@ -241,9 +226,9 @@ class Store(RunTables, FactTables):
         def claim(s: Session) -> list[EventRecord]:
             if postgres:  # one claim at a time: else a claim that raced another could take an account's next event
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
-            rows = (s.execute(by_ids, params).all() if by_ids is not None and ids is not None
+            rows = ([event_record(r) for r in s.execute(by_ids, params).all()] if by_ids is not None and ids is not None
                     else scan.claim(s, at=at, stale=at - lease, limit=limit))
-            return commit_then(s, [event_record(r) for r in rows])
+            return commit_then(s, rows)
         rows = await self.db.run(claim)
         return sorted(rows, key=lambda r: (r.received_at, r.id))
 
@@ -379,13 +364,3 @@ def _add_missing(engine: Engine) -> None:
     for index in table.indexes:
         index.create(engine, checkfirst=True)
 
-
-def _event_row(event: EventLike, received_at: datetime) -> dict[str, Any]:
-    for what, value, longest in (("id", event.id, 255), ("type", event.type, 200),
-                                 ("account_id", event.account_id, 255)):
-        if not value or len(value) > longest:
-            raise ValueError(f"an event's {what} must be 1 to {longest} characters, got {value!r:.80}")
-    data = event.data if isinstance(event.data, dict) else dict(event.data)
-    return {"id": event.id, "type": event.type, "account_id": event.account_id,
-            "occurred_at": utc(event.occurred_at, "occurred_at"), "received_at": received_at,
-            "data": to_json(data, f"the data of event {event.id}")}

@@ -9,6 +9,7 @@ would otherwise compare local times of different zones as if they were one.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -109,11 +110,12 @@ class EventRow(Base):
         return event_record(self)
 
 
-def event_record(row: Any) -> EventRecord:
-    """An ``EventRow``, or a Core row of the events table's columns, as the store's record."""
-    return EventRecord(id=row.id, type=row.type, account_id=row.account_id, occurred_at=row.occurred_at,
-                       received_at=row.received_at, data=json.loads(row.data), attempts=row.attempts,
-                       last_error=row.last_error, failed_at=row.failed_at)
+def event_record(row: Any, time: Callable[[Any], datetime] = lambda value: value) -> EventRecord:
+    """An ``EventRow``, or a Core row of the events table's columns, as the store's record; ``time`` makes its times."""
+    failed = row.failed_at
+    return EventRecord(id=row.id, type=row.type, account_id=row.account_id, occurred_at=time(row.occurred_at),
+                       received_at=time(row.received_at), data=json.loads(row.data), attempts=row.attempts,
+                       last_error=row.last_error, failed_at=None if failed is None else time(failed))
 
 
 class HealthRow(Base):

@@ -55,7 +55,7 @@ from engine.triggers.ingest_notes import (
     Processed,
     failure_text,
     is_outage,
-    listens,
+    listening_to,
     listens_one,
     notes_of,
     refusal_text,
@@ -82,7 +82,7 @@ class Ingestor:
     Args:
         store: The engine's store (events, facts, decisions, runs).
         crm: The CRM whose accounts the events are about.
-        playbooks: The playbooks now in force by id (called per event, so reloads are seen).
+        playbooks: The playbooks now in force by id (called once per processing round, so reloads are seen).
         start: Starts a decision's run (see engine.triggers.enrol.Start).
         signal_run: Delivers an event to a running run (see ``SignalRun``; engine.runtime.temporal.temporal_signaller).
         calendar: Workdays, holidays and zone for cooldowns and date triggers.
@@ -271,11 +271,12 @@ class Ingestor:
         # One query for the batch, not one per event: most accounts have no running run to deliver to.
         running = await self.store.accounts_running(list(by_account))
         unrouted: dict[str, EventSignal] = {}
+        listeners = listening_to(self.playbooks())  # the round's playbooks: a reload swaps them between rounds
 
         async def account(recs: list[EventRecord]) -> list[Processed]:
             out = []
             for at, rec in enumerate(recs):
-                out.append(await self._one(rec, running, unrouted))
+                out.append(await self._one(rec, running, unrouted, listeners(rec.type)))
                 if out[-1].error and (out[-1].transient or rec.attempts + 1 < self.max_attempts):
                     # Later events of the account wait for this one's retry, keeping their order.
                     held.extend(r.id for r in recs[at + 1:])
@@ -312,13 +313,14 @@ class Ingestor:
         return [replace(p, error=failure_text(p, attempts[p.id], gave_up=p.id in gave_up, lease=self.lease))
                 if p.error else p for p in done]
 
-    async def _one(self, rec: EventRecord, running: set[str], unrouted: dict[str, EventSignal]) -> Processed:
+    async def _one(self, rec: EventRecord, running: set[str], unrouted: dict[str, EventSignal],
+                   listening: list[m.Playbook]) -> Processed:
         """Process one event; ``running``: the accounts with running runs (this adds those it starts runs for);
-        an event not delivered because its account had none goes in ``unrouted``, checked again after the round."""
+        an event not delivered because its account had none goes in ``unrouted``, checked again after the round;
+        ``listening``: the playbooks with a trigger listening to its type."""
         ev = EventSignal(id=rec.id, type=rec.type, account_id=rec.account_id, occurred_at=rec.occurred_at,
                          data=rec.data)
         try:
-            listening = [pb for pb in self.playbooks().values() if listens(pb, ev.type)]
             # The CRM is read only when something uses the account: its facts, or a trigger listening.
             account = await self.crm.get_account(ev.account_id) if listening or ev.type in ACCOUNT_FACTS else None
             change = await apply_facts(self.store, self.crm, ev, account)
@@ -378,7 +380,6 @@ class Ingestor:
             lines.append(f"{pb.id}: {done.outcome} ({reason}): {done.message}")
         return lines
 
-
     async def _match(self, pb: m.Playbook, ev: EventSignal, seen: Facts) -> Decision | None:
         """``decide``: in the child process while ``run`` goes (a time-out is a suppressed decision), else here."""
         if self._matcher is None:
@@ -388,10 +389,9 @@ class Ingestor:
         except MatchTimeout as exc:
             index = next((i for i, t in enumerate(pb.triggers) if listens_one(t, ev.type)), 0)
             return Decision(outcome="suppressed", reason="expression_error", message=f"suppressed: {exc}",
-                            playbook=pb.id, account_id=ev.account_id,
-                            trigger=TriggerRef(index=index, kind=pb.triggers[index].kind), occurrence="",
-                            run_id=run_id_for(pb.id, ev.account_id, ""), trigger_data={},
-                            seen={"timeout_s": self._matcher.timeout})
+                            playbook=pb.id, account_id=ev.account_id, occurrence="",
+                            trigger=TriggerRef(index=index, kind=pb.triggers[index].kind), trigger_data={},
+                            run_id=run_id_for(pb.id, ev.account_id, ""), seen={"timeout_s": self._matcher.timeout})
 
 
 monotonic = time.monotonic

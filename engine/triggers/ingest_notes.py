@@ -7,7 +7,7 @@ Apart from engine/triggers/ingest.py (the event path itself) to keep each module
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any, Literal
@@ -65,6 +65,19 @@ class Processed:
 def listens(playbook: m.Playbook, event_type: str) -> bool:
     """Whether a trigger of the playbook can fire on an event of this type (others are not asked)."""
     return any(listens_one(trig, event_type) for trig in playbook.triggers)
+
+
+def listening_to(playbooks: Mapping[str, m.Playbook]) -> Callable[[str], list[m.Playbook]]:
+    """The playbooks with a trigger listening to an event type, worked out once per type (a processing round asks
+    per event, and most of its events share a few types)."""
+    found: dict[str, list[m.Playbook]] = {}
+
+    def listening(event_type: str) -> list[m.Playbook]:
+        books = found.get(event_type)
+        if books is None:
+            books = found[event_type] = [pb for pb in playbooks.values() if listens(pb, event_type)]
+        return books
+    return listening
 
 
 def listens_one(trig: Any, event_type: str) -> bool:

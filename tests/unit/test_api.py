@@ -382,8 +382,25 @@ async def test_a_bad_retry_body_is_422(api: Api, body: Any) -> None:
     assert r.status_code == 422 and r.json()["error"]["details"][0]["where"] == "query.limit"
 
 
+async def test_health_reports_the_processing_child_its_restarts_and_last_exit(api: Api) -> None:
+    # csops api passes its child's status (engine/cli/apichild.py ProcessingChild.status); the child's side of it is
+    # tests/unit/test_apichild.py.
+    said = {"mode": "child", "running": False, "restarts": 3, "last_exit": -9}
+    app = create_app(store=api.store, ingestor=object(), token=TOKEN, process=False,  # type: ignore[arg-type]
+                     processing=lambda: said)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+        assert (await client.get("/v1/health")).json() == {"status": "ok", "processing": said}
+        said.update(running=True, restarts=4)
+        assert (await client.get("/v1/health")).json()["processing"]["restarts"] == 4
+    app = create_app(store=api.store, ingestor=object(), token=TOKEN, process=False)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+        assert (await client.get("/v1/health")).json()["processing"] == {
+            "mode": "none", "running": False, "restarts": 0, "last_exit": None}
+
+
 async def test_health_and_openapi_need_no_token(api: Api) -> None:
-    assert (await api.client.get("/v1/health")).json() == {"status": "ok"}
+    assert (await api.client.get("/v1/health")).json() == {
+        "status": "ok", "processing": {"mode": "in-process", "running": True, "restarts": 0, "last_exit": None}}
     doc = (await api.client.get("/openapi.json")).json()
     assert {"/v1/events", "/v1/events/failed", "/v1/events/retry",
             "/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/cancel", "/v1/decisions",

@@ -77,11 +77,14 @@ async def test_a_child_that_dies_is_replaced(tmp_path: Path) -> None:
     async with part.running():
         await until(lambda: lines(out), "the child to start")
         assert part.proc is not None
+        assert part.status() == {"mode": "child", "running": True, "restarts": 0, "last_exit": None}
         first = part.proc.pid
         os.kill(first, signal.SIGKILL)
         await until(lambda: part.restarts == 1 and part.proc is not None and part.proc.pid != first,
                     "a new child")
         await until(lambda: sum(line.startswith("started") for line in lines(out)) == 2, "the new child to start")
+        # GET /v1/health says so (its processing), not only the log.
+        assert part.status() == {"mode": "child", "running": True, "restarts": 1, "last_exit": -signal.SIGKILL}
         wake.set()
         await until(lambda: "wake" in lines(out), "the wake-up to reach the new child")
     assert lines(out)[-1] == "term"

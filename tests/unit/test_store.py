@@ -260,6 +260,23 @@ async def test_times_come_back_in_utc_and_compare_across_zones(store: Store) -> 
     assert await store.health_since("acme", datetime(2025, 3, 1, 4, 31, tzinfo=UTC)) == []
 
 
+async def test_event_times_compare_to_the_microsecond_with_times_bound_elsewhere(store: Store) -> None:
+    # Events are inserted by SQL of their own (engine/store/eventinsert.py); every other query binds its times
+    # through SQLAlchemy. The two must agree to the microsecond, also before the year 1000, and so must the time
+    # received.
+    moments = [T0, T0 + timedelta(microseconds=1), datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+               datetime(2025, 3, 1, 10, 0, 0, 500_000, tzinfo=IST)]
+    received = datetime(2025, 3, 2, 8, 0, 0, 123_456, tzinfo=NY)
+    await store.add_events([event(f"t{i}", at=m) for i, m in enumerate(moments)], received_at=received)
+    for i, moment in enumerate(moments):
+        got = await store.get_event(f"t{i}")
+        assert got is not None and got.occurred_at == moment and got.received_at == received
+        later = [f"t{j}" for j, m in enumerate(moments) if m >= moment]
+        assert sorted(r.id for r in await store.events_for("acme", since=moment)) == sorted(later)
+        assert f"t{i}" not in [r.id for r in await store.events_for("acme", since=moment + timedelta(microseconds=1))]
+    assert (await store.queue()) == (len(moments), received)
+
+
 # --- health history ----------------------------------------------------------------------------
 
 async def test_health_history_windows(store: Store) -> None:
