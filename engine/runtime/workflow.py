@@ -137,8 +137,7 @@ class PlaybookRun(RunBase):
         self.results, self.open_tasks = dict(state.steps), list(state.open_tasks)
         for task in self.open_tasks:
             self._watch(task)
-        # Only a run with tasks (a task step, or open tasks carried over) can be told one is done: the
-        # others start no watcher for it, and do not wait for one at the end (neither issues a command).
+        # Only a run with tasks (a task step, or open ones carried over) can be told one is done (no command).
         may_have_tasks = bool(self.open_tasks) or any(type(s.action) is m.Task for s in self.pb.all_steps())
         completer = asyncio.ensure_future(self._complete_in_crm()) if self.at_once and may_have_tasks else None
         try:
@@ -268,9 +267,8 @@ class PlaybookRun(RunBase):
         when = (step.when or "") if step else ""
         exit_when = self.pb.exit.when or ""
         every = "\n".join((*texts, when, exit_when))  # one text to search: no name spans a newline
-        # Earlier steps' results, the run's facts and the trigger go along only when a text can read
-        # them (it must name them): steps can be large, and each step's input is written to the
-        # run's history, which the server stores and sends on (the activity sees {} otherwise).
+        # Earlier steps' results, the run's facts and the trigger go along only when a text names them
+        # (else the activity sees {}): each step's input is written to the run's history, and steps can be large.
         # The people cost a CRM call each (three more queries, or API calls), so they are read only
         # for a step with parties or a text that may name them ("[" for a computed field name).
         people = step is None or type(step.action) in PARTIES or (
