@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine.language.textfmt import red, yellow
+from engine.language.textfmt import red, shown, yellow
 from engine.triggers.ingest import validate_event
 from engine.triggers.ingest_notes import IngestResult, storable_errors
 
@@ -157,7 +157,8 @@ def _run(events: Sequence[tuple[int, Any]], command: str, where: str = "") -> in
         problems = validate_event(obj) or storable_errors(obj)
         if problems:
             ident = obj.get("id") if isinstance(obj, dict) else None
-            print(f"{where}:{number}: " * bool(where) + f"rejected {ident or '(no id)'}: {'; '.join(problems)}")
+            said = shown(ident) if ident else "(no id)"
+            print(f"{where}:{number}: " * bool(where) + f"rejected {said}: {'; '.join(problems)}")
             status = EXIT_PROBLEMS
         else:
             valid.append((number, obj))
@@ -255,12 +256,12 @@ def _on_store(command: str, work: Callable[[Store], Coroutine[Any, Any, T]]) -> 
 
 def _line(r: IngestResult) -> str:
     if r.status == "duplicate":
-        return f"duplicate {r.id}: an event with this id was received before; nothing was done again"
+        return f"duplicate {shown(r.id)}: an event with this id was received before; nothing was done again"
     if r.status == "rejected":
-        return red("rejected", sys.stdout) + f" {r.id}: {'; '.join(r.errors)}"
+        return red("rejected", sys.stdout) + f" {shown(r.id)}: {'; '.join(r.errors)}"
     if str(r.status) == "unknown_account":  # the ingest's own verdict, where it gives one
-        return f"accepted {r.id}: unknown account, stored (it starts nothing until the account exists)"
-    return f"accepted {r.id}" + ("" if r.decisions else ": no trigger fired")
+        return f"accepted {shown(r.id)}: unknown account, stored (it starts nothing until the account exists)"
+    return f"accepted {shown(r.id)}" + ("" if r.decisions else ": no trigger fired")
 
 
 async def _ingest(settings: Settings, events: list[Any]) -> list[IngestResult]:

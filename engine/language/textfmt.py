@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
-__all__ = ["colour", "colour_verdicts", "count", "green", "money", "red", "yellow"]
+__all__ = ["colour", "colour_verdicts", "count", "green", "money", "red", "shown", "yellow"]
 
 
 def money(amount: float | int | None, currency: str = "$") -> str:
@@ -18,6 +18,12 @@ def money(amount: float | int | None, currency: str = "$") -> str:
         return "(none)"
     whole = float(amount).is_integer()
     return f"{currency}{amount:,.0f}" if whole else f"{currency}{amount:,.2f}"
+
+
+def shown(value: object) -> str:
+    """A value from outside (an event's id) for one line of output: as it is when printable, else quoted with
+    escapes, so a newline, tab, NUL or terminal escape in it cannot break or forge a line."""
+    return value if isinstance(value, str) and value.isprintable() else repr(value)
 
 
 def count(n: int, word: str, plural: str = "") -> str:

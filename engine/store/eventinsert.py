@@ -62,15 +62,18 @@ def event_row(event: EventLike, *, text_times: bool) -> tuple[str, str, str, Any
     """(id, type, account_id, occurred_at, data as JSON); ``text_times``: the time as SQLite text (``sqlite_time``).
 
     Raises:
-        ValueError: an empty or over-long id, type or account id, or a naive time.
+        ValueError: an empty or over-long id, type or account id, one holding NUL, or a naive time.
         TypeError: the data is not JSON.
     """
     ident, kind, account = event.id, event.type, event.account_id
-    if not (ident and kind and account and len(ident) <= 255 and len(kind) <= 200 and len(account) <= 255):
+    if not (ident and kind and account and len(ident) <= 255 and len(kind) <= 200 and len(account) <= 255
+            and "\x00" not in ident and "\x00" not in kind and "\x00" not in account):
         for what, longest in _LONGEST:
             value = getattr(event, what)
             if not value or len(value) > longest:
                 raise ValueError(f"an event's {what} must be 1 to {longest} characters, got {value!r:.80}")
+            if "\x00" in value:  # PostgreSQL refuses it; SQLite's JSON functions would cut the id there (claims)
+                raise ValueError(f"an event's {what} must not hold NUL, got {value!r:.80}")
     data = event.data if type(event.data) is dict else dict(event.data)
     when = utc(event.occurred_at, "occurred_at")
     return (ident, kind, account, sqlite_time(when) if text_times else when,

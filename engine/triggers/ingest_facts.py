@@ -36,6 +36,9 @@ ACCOUNT_FACTS = frozenset({"health.updated", "usage.feature_used", "account.upda
 TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 TOP = ("id", "type", "account_id", "occurred_at", "data")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Control characters and line separators, refused in ids: SQLite's JSON functions end a text at NUL (such an
+event was stored and never claimed), PostgreSQL refuses NUL in text, and a newline in an id forges log lines."""
 TEXT_FIELDS = frozenset({"name", "segment", "lifecycle_stage", "renewal_status", "owner", "owner_id"})
 DATE_FIELDS = frozenset({"renewal_date", "contract_start"})
 CUSTOM_FIELD = re.compile(r"fields\.[A-Za-z_][A-Za-z0-9_]*")
@@ -88,13 +91,19 @@ def _checked(obj: Any) -> tuple[list[str], datetime | None]:
     problems = [] if obj.keys() <= _TOP else [f"{key}: is not a field of an event; the fields are {', '.join(TOP)}"
                                                for key in obj if key not in _TOP]
     ident, account = obj.get("id"), obj.get("account_id")
-    if not (type(ident) is str and 0 < len(ident) <= 255 and type(account) is str and 0 < len(account) <= 255):
+    # isprintable() is the fast test (C, tens of ns); only what fails it is searched for control characters.
+    if not (type(ident) is str and 0 < len(ident) <= 255 and type(account) is str and 0 < len(account) <= 255
+            and (ident.isprintable() or not CONTROL.search(ident))
+            and (account.isprintable() or not CONTROL.search(account))):
         for key, longest in (("id", 255), ("account_id", 255)):
             value = obj.get(key)
             if key not in obj:
                 problems.append(f"{key}: is required")
             elif not isinstance(value, str) or not 1 <= len(value) <= longest:
                 problems.append(f"{key}: must be text of 1 to {longest} characters")
+            elif CONTROL.search(value):
+                problems.append(f"{key}: must not hold control characters (NUL, tab, newline...), "
+                                f"found {value!r:.60}; send printable text")
     kind = obj.get("type")
     if type(kind) is not str or kind not in _TYPES_SEEN:  # not a str: maybe a list, which no set can hold
         if "type" not in obj:

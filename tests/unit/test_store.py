@@ -240,6 +240,11 @@ async def test_bad_events_are_refused_and_nothing_of_their_batch_is_stored(store
         await store.add_event(event("e", account="a" * 256))
     with pytest.raises(TypeError, match="must be JSON"):
         await store.add_event(event("e", data={"x": {1, 2}}))
+    # NUL: PostgreSQL refuses it in text, and SQLite stored it where no claim (JSON ids) could ever find it.
+    with pytest.raises(ValueError, match="id must not hold NUL"):
+        await store.add_events([event("ok-2"), event("nul-\x00")])
+    with pytest.raises(ValueError, match="account_id must not hold NUL"):
+        await store.add_event(event("e", account="ac\x00me"))
     assert store.counts()["events"] == 0
 
 

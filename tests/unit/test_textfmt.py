@@ -1,0 +1,17 @@
+"""``shown``: a value from outside on one line of output, as it is when printable, else quoted with escapes."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.language.textfmt import shown
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    ("acme-1", "acme-1"), ("Ünïcode ✓ id", "Ünïcode ✓ id"),
+    ("a\nb", "'a\\nb'"), ("nul\x00", "'nul\\x00'"), ("tab\tx", "'tab\\tx'"), ("esc\x1b[31m", "'esc\\x1b[31m'"),
+    ("nel\x85", "'nel\\x85'"), ("ls\u2028", "'ls\\u2028'"), (["a"], "['a']"), (7, "7"),
+])
+def test_a_value_is_shown_as_it_is_or_escaped(value: object, said: str) -> None:
+    assert shown(value) == said
+    assert len(shown(value).splitlines()) == 1
