@@ -7,9 +7,15 @@ stream is not a terminal (a pipe, a file, a test's capture).
 from __future__ import annotations
 
 import os
+import re
 from typing import TextIO
 
-__all__ = ["colour", "colour_verdicts", "count", "green", "money", "red", "shown", "yellow"]
+__all__ = ["CONTROL", "colour", "colour_verdicts", "count", "green", "money", "red", "shown", "yellow"]
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Control characters and line separators, refused in ids from outside (events, CSV rows): SQLite's JSON
+functions end a text at NUL (such an event was stored and never claimed), PostgreSQL refuses NUL in text,
+and a newline in an id forges lines of output and logs."""
 
 
 def money(amount: float | int | None, currency: str = "$") -> str:

@@ -8,8 +8,9 @@ from datetime import date
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.errors import CsopsError
+from engine.language.textfmt import CONTROL
 
-__all__ = ["Bad", "a_date", "amount", "band", "email_address", "flag", "required", "score", "zone"]
+__all__ = ["Bad", "a_date", "amount", "an_id", "band", "email_address", "flag", "required", "score", "zone"]
 
 TRUE, FALSE = ("true", "yes", "1", "y"), ("false", "no", "0", "n", "")
 AMOUNT = re.compile(r"[$€£]?\s*(\d{1,3}(,\d{3})+|\d+)(\.\d+)?")
@@ -27,6 +28,16 @@ class Bad(CsopsError):
 def required(value: str) -> str:
     if not value:
         raise Bad("", "is empty; it is required")
+    return value
+
+
+def an_id(value: str) -> str:
+    """An id (of an account, contact or user): required, at most 255 characters, printable."""
+    required(value)
+    if len(value) > 255:
+        raise Bad("", f"has {len(value)} characters; an id has at most 255")
+    if CONTROL.search(value):
+        raise Bad("", f"{value!r:.80} holds control characters (NUL, tab, newline...); an id must be printable text")
     return value
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from connectors.base import Account, Contact, User
 from connectors.sqlcrm import SQLCRM
-from engine.triggers.csvcells import Bad, a_date, amount, band, email_address, flag, required, score, zone
+from engine.triggers.csvcells import Bad, a_date, amount, an_id, band, email_address, flag, required, score, zone
 from engine.triggers.csvread import CUSTOM, ImportFileError, Row, read_table
 
 __all__ = ["COLUMNS", "Change", "ImportFileError", "ImportReport", "Rejected", "import_csv"]
@@ -185,7 +185,7 @@ async def _user_ref(crm: SQLCRM, value: str, what: str, in_file: dict[str, dict[
 
 async def _account(crm: SQLCRM, cells: dict[str, str], line: int, problems: list[Rejected],
                    in_file: dict[str, dict[str, str]]) -> Account | None:
-    account_id = _cell(cells, "id", problems, line, required)
+    account_id = _cell(cells, "id", problems, line, an_id)
     if account_id is None:
         return None
     old = await crm.get_account(account_id)
@@ -220,8 +220,8 @@ async def _account(crm: SQLCRM, cells: dict[str, str], line: int, problems: list
 
 async def _contact(crm: SQLCRM, cells: dict[str, str], line: int, problems: list[Rejected],
                    in_file: dict[str, dict[str, str]]) -> Contact | None:
-    contact_id = _cell(cells, "id", problems, line, required)
-    account_id = _cell(cells, "account_id", problems, line, required)
+    contact_id = _cell(cells, "id", problems, line, an_id)
+    account_id = _cell(cells, "account_id", problems, line, an_id)
     email = _cell(cells, "email", problems, line, email_address)
     changes: dict[str, Any] = {k: cells[k] for k in ("first_name", "last_name", "title", "role", "phone")
                                if k in cells}
@@ -242,7 +242,7 @@ async def _contact(crm: SQLCRM, cells: dict[str, str], line: int, problems: list
 
 async def _user(crm: SQLCRM, cells: dict[str, str], line: int, problems: list[Rejected],
                 in_file: dict[str, dict[str, str]]) -> User | None:
-    user_id = _cell(cells, "id", problems, line, required)
+    user_id = _cell(cells, "id", problems, line, an_id)
     email = _cell(cells, "email", problems, line, email_address)
     changes: dict[str, Any] = {k: cells[k] for k in ("name", "title") if k in cells}
     if "timezone" in cells:

@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from connectors.base import CRM, Account, PermanentError
+from engine.language.textfmt import CONTROL
 from engine.payloads.runcontext import account_data
 from engine.store.store import Store
 from engine.triggers.signals import EventSignal, lookup
@@ -36,9 +37,6 @@ ACCOUNT_FACTS = frozenset({"health.updated", "usage.feature_used", "account.upda
 TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 TOP = ("id", "type", "account_id", "occurred_at", "data")
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-"""Control characters and line separators, refused in ids: SQLite's JSON functions end a text at NUL (such an
-event was stored and never claimed), PostgreSQL refuses NUL in text, and a newline in an id forges log lines."""
 TEXT_FIELDS = frozenset({"name", "segment", "lifecycle_stage", "renewal_status", "owner", "owner_id"})
 DATE_FIELDS = frozenset({"renewal_date", "contract_start"})
 CUSTOM_FIELD = re.compile(r"fields\.[A-Za-z_][A-Za-z0-9_]*")
