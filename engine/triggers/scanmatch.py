@@ -9,8 +9,8 @@ it saw, its message) was most of the matcher's time in a scan.
 
 A kind is found in two steps, each one dict look-up. First by the account's raw values that the probes
 and the occurrence read (its date triggers' fields, segment, stage, and what ``entry.key`` reads, as
-``evalmemo.seen_key`` gives it without converting the whole account): the kind holds the probes that
-fired, the trigger data and the occurrence, worked out once. Then by what differs from account to account
+``evalmemo.seen_key`` gives it without converting the whole account): the kind holds the trigger data
+of the first probe that fired and the occurrence, worked out once. Then by what differs from account to account
 of a kind: the ``audience.when`` answer, the account's runs (active, occurrence used, last end).
 
 Whatever is not plain takes the matcher's own path every time: a probe the memo does not hold, an
@@ -51,9 +51,8 @@ class _Shape:
 
 @dataclass
 class _Kind:
-    """What every account with the same raw values (``_Plan.raw``) shares: its probes and occurrence."""
+    """What every account with the same raw values (``_Plan.raw``) shares: its trigger data and occurrence."""
 
-    fired: tuple[tuple[int, Probe], ...]
     data: dict[str, Any]
     """What the matcher's expressions see as ``trigger``."""
     occurrence: str
@@ -63,9 +62,9 @@ class _Kind:
     """Decisions by (``audience.when`` answer, active run, occurrence used, last run's end)."""
 
 
-_SLOW = _Kind(fired=(), data={}, occurrence="", when=False)
+_SLOW = _Kind(data={}, occurrence="", when=False)
 """A kind decided by the general path, account by account."""
-_NONE = _Kind(fired=(), data={}, occurrence="", when=False)
+_NONE = _Kind(data={}, occurrence="", when=False)
 """A kind whose probes did not fire: no decision."""
 
 
@@ -178,4 +177,4 @@ def _kind_of(playbook: Playbook, signal: Scan, facts: Facts, memo: Memo) -> _Kin
     aud, account = playbook.audience, facts.account
     when = bool(playbook.enabled and aud.when and (not aud.segments or account.get("segment") in aud.segments)
                 and (not aud.lifecycle_stages or account.get("lifecycle_stage") in aud.lifecycle_stages))
-    return _Kind(fired=tuple(fired), data=data, occurrence=occurrence, when=when)
+    return _Kind(data=data, occurrence=occurrence, when=when)
