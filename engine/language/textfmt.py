@@ -10,12 +10,19 @@ import os
 import re
 from typing import TextIO
 
-__all__ = ["CONTROL", "colour", "colour_verdicts", "count", "green", "money", "red", "shown", "yellow"]
+__all__ = ["colour", "colour_verdicts", "count", "green", "has_control", "money", "red", "shown", "yellow"]
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-"""Control characters and line separators, refused in ids from outside (events, CSV rows): SQLite's JSON
-functions end a text at NUL (such an event was stored and never claimed), PostgreSQL refuses NUL in text,
-and a newline in an id forges lines of output and logs."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def has_control(text: str) -> bool:
+    """Whether the text holds a control character or a line separator (C0, DEL, C1, U+2028/2029), refused in ids
+    from outside (events, CSV rows): SQLite's JSON functions end a text at NUL (such an event was stored and never
+    claimed), PostgreSQL refuses NUL in text, and a newline in an id forges lines of output and logs.
+
+    ``isprintable()`` answers the usual id in tens of ns (the API asks per event); only text it refuses (which
+    also covers printable-but-odd characters such as a no-break space) is searched."""
+    return not text.isprintable() and _CONTROL.search(text) is not None
 
 
 def money(amount: float | int | None, currency: str = "$") -> str:

@@ -8,7 +8,7 @@ from datetime import date
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.errors import CsopsError
-from engine.language.textfmt import CONTROL
+from engine.language.textfmt import has_control
 
 __all__ = ["Bad", "a_date", "amount", "an_id", "band", "email_address", "flag", "required", "score", "zone"]
 
@@ -36,7 +36,7 @@ def an_id(value: str) -> str:
     required(value)
     if len(value) > 255:
         raise Bad("", f"has {len(value)} characters; an id has at most 255")
-    if CONTROL.search(value):
+    if has_control(value):
         raise Bad("", f"{value!r:.80} holds control characters (NUL, tab, newline...); an id must be printable text")
     return value
 

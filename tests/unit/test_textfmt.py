@@ -1,10 +1,11 @@
-"""``shown``: a value from outside on one line of output, as it is when printable, else quoted with escapes."""
+"""``shown``: a value from outside on one line of output, as it is when printable, else quoted with escapes;
+``has_control``: whether an id from outside holds a control character or a line separator."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.language.textfmt import shown
+from engine.language.textfmt import has_control, shown
 
 
 @pytest.mark.parametrize(("value", "said"), [
@@ -15,3 +16,12 @@ from engine.language.textfmt import shown
 def test_a_value_is_shown_as_it_is_or_escaped(value: object, said: str) -> None:
     assert shown(value) == said
     assert len(shown(value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(("text", "control"), [
+    ("acme-1", False), ("Ünïcode ✓ id", False), ("no-break\u00a0space", False), ("", False),
+    ("a\nb", True), ("nul\x00", True), ("tab\tx", True), ("esc\x1b", True), ("del\x7f", True), ("nel\x85", True),
+    ("ls\u2028", True), ("ps\u2029", True),
+])
+def test_control_characters_and_line_separators_are_found(text: str, control: bool) -> None:
+    assert has_control(text) is control
